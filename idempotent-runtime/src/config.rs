@@ -1,0 +1,192 @@
+//! The application-wide configuration, registered once as actix app data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderName;
+
+use crate::scope::UserResolver;
+use crate::store::Store;
+
+/// The default time a completed response is replayed.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The default time an in-flight claim is protected from take-over.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The default cap on request bodies of idempotent routes.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
+/// The default cap on stored response bodies; larger responses pass through and only their completion is stored.
+pub const DEFAULT_MAX_RESPONSE_BODY: usize = 1024 * 1024;
+/// The default `Retry-After` of a 503 `store-unavailable`.
+pub const DEFAULT_STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The header a replayed response carries.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// Headers never stored: hop-by-hop headers (RFC 9110 section 7.6.1), headers that describe this transmission
+/// rather than the response (`Date`, `Content-Length`), and `Set-Cookie`, which would hand one session's cookie to
+/// whoever replays the key.
+const NEVER_STORED: [HeaderName; 11] = [
+    actix_web::http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    actix_web::http::header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-authorization"),
+    actix_web::http::header::TE,
+    actix_web::http::header::TRAILER,
+    actix_web::http::header::TRANSFER_ENCODING,
+    actix_web::http::header::UPGRADE,
+    actix_web::http::header::DATE,
+    actix_web::http::header::SET_COOKIE,
+    actix_web::http::header::CONTENT_LENGTH,
+];
+
+/// The idempotency configuration of an application: the store, defaults for routes, and the user resolver.
+///
+/// Build it once and register it as app data; every `#[idempotent]` route reads it:
+///
+/// ```
+/// use actix_web::{App, HttpRequest};
+/// use idempotent_runtime::{Idempotency, MemoryStore};
+///
+/// fn user_of(request: &HttpRequest) -> Option<String> {
+///     request.headers().get("x-user")?.to_str().ok().map(str::to_owned)
+/// }
+///
+/// let idempotency = Idempotency::builder(MemoryStore::new()).user_resolver(user_of).build();
+/// let app = App::new().app_data(idempotency.clone());
+/// # drop(app);
+/// ```
+///
+/// A route used without it answers 500 `misconfigured` and logs the fix once.
+#[derive(Clone)]
+pub struct Idempotency {
+    settings: Arc<Settings>,
+}
+
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) default_ttl: Duration,
+    pub(crate) default_lease: Duration,
+    pub(crate) max_request_body: usize,
+    pub(crate) max_response_body: usize,
+    pub(crate) key_header: HeaderName,
+    pub(crate) user_resolver: Option<UserResolver>,
+    pub(crate) denied_headers: Vec<HeaderName>,
+    pub(crate) store_retry_after: Duration,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings = &self.settings;
+        f.debug_struct("Idempotency")
+            .field("default_ttl", &settings.default_ttl)
+            .field("default_lease", &settings.default_lease)
+            .field("max_request_body", &settings.max_request_body)
+            .field("max_response_body", &settings.max_response_body)
+            .field("key_header", &settings.key_header)
+            .field("user_resolver", &settings.user_resolver.is_some())
+            .field("denied_headers", &settings.denied_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Idempotency {
+    /// Starts a configuration on the given store.
+    pub fn builder(store: impl Store) -> IdempotencyBuilder {
+        Self::builder_shared(Arc::new(store))
+    }
+
+    /// Starts a configuration on a store shared with other code (e.g. tests that inspect it).
+    pub fn builder_shared(store: Arc<dyn Store>) -> IdempotencyBuilder {
+        IdempotencyBuilder {
+            settings: Settings {
+                store,
+                default_ttl: DEFAULT_TTL,
+                default_lease: DEFAULT_LEASE,
+                max_request_body: DEFAULT_MAX_REQUEST_BODY,
+                max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+                key_header: HeaderName::from_static("idempotency-key"),
+                user_resolver: None,
+                denied_headers: Vec::new(),
+                store_retry_after: DEFAULT_STORE_RETRY_AFTER,
+            },
+        }
+    }
+
+    /// The store routes claim their keys in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.settings.store
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+impl Settings {
+    /// Whether a response header may be stored and replayed.
+    pub(crate) fn may_store_header(&self, name: &HeaderName) -> bool {
+        !NEVER_STORED.contains(name) && !self.denied_headers.contains(name)
+    }
+}
+
+/// Builds an [`Idempotency`]; every setting has a default.
+#[must_use = "call .build() and register the result as app data"]
+pub struct IdempotencyBuilder {
+    settings: Settings,
+}
+
+impl IdempotencyBuilder {
+    /// How long completed responses are replayed on routes without `ttl` (default 24 hours).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.default_ttl = ttl;
+        self
+    }
+
+    /// How long an in-flight claim is protected on routes without `lease` (default 30 seconds).
+    pub fn default_lease(mut self, lease: Duration) -> Self {
+        self.settings.default_lease = lease;
+        self
+    }
+
+    /// The request body cap of routes without `max_request_body` (default 1 MiB); larger bodies get 413.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.settings.max_request_body = bytes;
+        self
+    }
+
+    /// The stored response body cap of routes without `max_response_body` (default 1 MiB).
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.settings.max_response_body = bytes;
+        self
+    }
+
+    /// The header `key = "header"` reads (default `Idempotency-Key`).
+    pub fn key_header(mut self, name: HeaderName) -> Self {
+        self.settings.key_header = name;
+        self
+    }
+
+    /// How `scope = "user"` finds the user of a request; `None` answers 401. Required by routes with user scope
+    /// (the default scope).
+    pub fn user_resolver(mut self, resolver: impl Fn(&HttpRequest) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.settings.user_resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// A response header never to store nor replay (in addition to hop-by-hop headers, `Date` and `Set-Cookie`).
+    pub fn deny_response_header(mut self, name: HeaderName) -> Self {
+        self.settings.denied_headers.push(name);
+        self
+    }
+
+    /// The `Retry-After` of a 503 `store-unavailable` (default 1 second).
+    pub fn store_retry_after(mut self, after: Duration) -> Self {
+        self.settings.store_retry_after = after;
+        self
+    }
+
+    /// The configuration, ready to register with `App::app_data`.
+    pub fn build(self) -> Idempotency {
+        Idempotency { settings: Arc::new(self.settings) }
+    }
+}

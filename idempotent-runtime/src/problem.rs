@@ -1,0 +1,199 @@
+//! Error responses as RFC 9457 `application/problem+json` documents.
+//!
+//! Every response the library itself produces (as opposed to the handler's) is a problem document with a stable
+//! `type` URI under [`PROBLEM_TYPE_BASE`], so clients can branch on it without parsing prose.
+
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::Serialize;
+
+/// The base every problem `type` URI starts with; the slug of a [`ProblemKind`] follows it.
+pub const PROBLEM_TYPE_BASE: &str = "https://idempotent.rs/problems/";
+
+/// The media type of every problem response.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// The kinds of problem the library answers with. The slug (and so the `type` URI) of each is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// 400: the route requires an `Idempotency-Key` and the request has none.
+    KeyMissing,
+    /// 400: the key is malformed, too long, or sent more than once.
+    KeyInvalid,
+    /// 400: the route scopes keys by a header the request does not carry.
+    ScopeMissing,
+    /// 401: the route scopes keys by user and the request has no user.
+    Unauthenticated,
+    /// 409: a request with this key is still being processed.
+    InFlight,
+    /// 413: the request body is larger than the route accepts.
+    BodyTooLarge,
+    /// 422: the key was already used for a different request.
+    KeyReused,
+    /// 500: the application is missing configuration the route needs.
+    Misconfigured,
+    /// 500: the handler panicked; nothing was stored and a retry runs it again.
+    HandlerPanicked,
+    /// 500: the handler's response body failed while it was being read; nothing was stored.
+    ResponseFailed,
+    /// 503: the idempotency store could not be reached; the handler did not run.
+    StoreUnavailable,
+    /// Replay of a response whose body was too large to store (status and headers are the original ones).
+    ResponseNotStored,
+}
+
+impl ProblemKind {
+    /// The stable slug that ends the `type` URI, e.g. `key-reused`.
+    pub const fn slug(self) -> &'static str {
+        match self {
+            Self::KeyMissing => "key-missing",
+            Self::KeyInvalid => "key-invalid",
+            Self::ScopeMissing => "scope-missing",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InFlight => "in-flight",
+            Self::BodyTooLarge => "body-too-large",
+            Self::KeyReused => "key-reused",
+            Self::Misconfigured => "misconfigured",
+            Self::HandlerPanicked => "handler-panicked",
+            Self::ResponseFailed => "response-failed",
+            Self::StoreUnavailable => "store-unavailable",
+            Self::ResponseNotStored => "response-not-stored",
+        }
+    }
+
+    /// A short, human-readable summary that does not change between occurrences.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::KeyMissing => "Idempotency key missing",
+            Self::KeyInvalid => "Idempotency key invalid",
+            Self::ScopeMissing => "Idempotency scope missing",
+            Self::Unauthenticated => "Authentication required",
+            Self::InFlight => "Request in flight",
+            Self::BodyTooLarge => "Request body too large",
+            Self::KeyReused => "Idempotency key reused",
+            Self::Misconfigured => "Idempotency misconfigured",
+            Self::HandlerPanicked => "Handler failed",
+            Self::ResponseFailed => "Response failed",
+            Self::StoreUnavailable => "Idempotency store unavailable",
+            Self::ResponseNotStored => "Response not stored",
+        }
+    }
+
+    /// The status the library answers with; for [`ProblemKind::ResponseNotStored`] the replay uses the stored
+    /// status instead and this is only a fallback.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::KeyMissing | Self::KeyInvalid | Self::ScopeMissing => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::InFlight => StatusCode::CONFLICT,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Misconfigured | Self::HandlerPanicked | Self::ResponseFailed | Self::ResponseNotStored => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The full `type` URI, e.g. `https://idempotent.rs/problems/key-reused`.
+    pub fn type_uri(self) -> String {
+        format!("{PROBLEM_TYPE_BASE}{}", self.slug())
+    }
+}
+
+/// One problem occurrence: a kind plus the detail that helps this caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Problem {
+    kind: ProblemKind,
+    detail: String,
+    retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct ProblemDocument<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl Problem {
+    pub(crate) fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self { kind, detail: detail.into(), retry_after: None }
+    }
+
+    /// Adds `Retry-After`, rounded up to whole seconds and at least 1 (a 0 would invite a hot retry loop).
+    pub(crate) fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// The JSON document for a response with the given status.
+    pub(crate) fn body(&self, status: StatusCode) -> String {
+        let document = ProblemDocument {
+            type_uri: self.kind.type_uri(),
+            title: self.kind.title(),
+            status: status.as_u16(),
+            detail: &self.detail,
+        };
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_string(&document).unwrap_or_default()
+    }
+
+    pub(crate) fn into_response(self) -> HttpResponse {
+        let status = self.kind.status();
+        let mut response = HttpResponse::build(status);
+        response
+            .insert_header((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)))
+            .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Some(after) = self.retry_after {
+            response.insert_header((RETRY_AFTER, retry_after_seconds(after)));
+        }
+        response.body(self.body(status))
+    }
+}
+
+/// Whole seconds for `Retry-After`: rounded up, never 0.
+pub(crate) fn retry_after_seconds(after: Duration) -> u64 {
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(4_001)), 5);
+        assert_eq!(retry_after_seconds(Duration::from_secs(30)), 30);
+    }
+
+    #[test]
+    fn problem_document_names_type_title_status_and_detail() {
+        let problem = Problem::new(ProblemKind::KeyReused, "different body");
+        let document: serde_json::Value =
+            serde_json::from_str(&problem.body(StatusCode::UNPROCESSABLE_ENTITY)).unwrap();
+        assert_eq!(document["type"], "https://idempotent.rs/problems/key-reused");
+        assert_eq!(document["title"], "Idempotency key reused");
+        assert_eq!(document["status"], 422);
+        assert_eq!(document["detail"], "different body");
+    }
+
+    #[test]
+    fn response_is_problem_json_and_not_cacheable() {
+        let response =
+            Problem::new(ProblemKind::InFlight, "busy").retry_after(Duration::from_millis(1500)).into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), PROBLEM_CONTENT_TYPE);
+        assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+        assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "2");
+    }
+}

@@ -1,0 +1,310 @@
+//! The PostgreSQL [`Store`], on the application's own `deadpool_postgres::Pool`.
+//!
+//! Round trips per request: a fresh key costs two statements (claim, complete), a replay or a conflict one (the
+//! claim statement returns the existing record when it inserts nothing). Every statement is prepared once per
+//! connection and every decision is made by one atomic statement, so any number of processes may share the table.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
+use crate::digest::Digest;
+use crate::record::{Record, RecordId, RecordState, StoredResponse};
+
+/// The schema the store needs, as shipped in `sql/schema.sql`; apply it with any migration tool, or call
+/// [`PostgresStore::migrate`].
+pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
+
+/// The default bound on one store operation, including the wait for a pooled connection.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Inserts a claim, or (when the record exists) returns it along with whether it may be taken over, in one round
+/// trip. `ON CONFLICT DO NOTHING` neither locks nor writes the existing row, so replays stay read-only.
+const CLAIM_SQL: &str = "
+WITH inserted AS (
+    INSERT INTO idempotency_records
+        (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'in_progress',
+            now() + make_interval(secs => $7), now() + make_interval(secs => $8))
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT true AS acquired, NULL::bytea AS fingerprint, NULL::bigint AS token, NULL::text AS state,
+       NULL::bigint AS lease_remaining_ms, NULL::boolean AS takeover, NULL::smallint AS status,
+       NULL::text[] AS header_names, NULL::bytea[] AS header_values, NULL::bytea AS body
+FROM inserted
+UNION ALL
+SELECT false, fingerprint, token, state,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint),
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())),
+       status, header_names, header_values, body
+FROM idempotency_records
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4
+  AND NOT EXISTS (SELECT 1 FROM inserted)";
+
+/// Reads one record, with the same columns as the claim's existing-record branch.
+const READ_SQL: &str = "
+SELECT false AS acquired, fingerprint, token, state,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now()))
+           AS takeover,
+       status, header_names, header_values, body,
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()) AS expired
+FROM idempotency_records
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
+
+/// Takes over an expired record or one whose worker died; the token comparison makes it a compare-and-swap.
+const TAKEOVER_SQL: &str = "
+UPDATE idempotency_records
+SET fingerprint = $5, token = $6, state = 'in_progress',
+    locked_until = now() + make_interval(secs => $7), expires_at = now() + make_interval(secs => $8),
+    created_at = now(), completed_at = NULL, status = NULL, header_names = NULL, header_values = NULL, body = NULL
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $9
+  AND ((state = 'completed' AND expires_at <= now())
+       OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())))";
+
+const COMPLETE_SQL: &str = "
+UPDATE idempotency_records
+SET state = 'completed', locked_until = NULL, completed_at = now(), expires_at = now() + make_interval(secs => $6),
+    status = $7, header_names = $8, header_values = $9, body = $10
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'";
+
+const RELEASE_SQL: &str = "
+DELETE FROM idempotency_records
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'";
+
+/// A statement that found nothing to return may have lost a race with a concurrent insert its snapshot cannot see;
+/// a few attempts settle it (each one observes a newer committed state).
+const MAX_CLAIM_ATTEMPTS: usize = 8;
+
+/// Stores records in the `idempotency_records` table through the application's pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`].
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, timeout: DEFAULT_OPERATION_TIMEOUT }
+    }
+
+    /// Bounds each store operation (waiting for a connection included): past it the request is answered 503
+    /// `store-unavailable` and the handler does not run.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates the table if it does not exist ([`SCHEMA_SQL`]); safe to call from many processes at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut client = self.pool.get().await.map_err(unavailable)?;
+            let transaction = client.transaction().await.map_err(query_failed)?;
+            // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalog; serialize migrations.
+            transaction
+                .execute("SELECT pg_advisory_xact_lock(hashtext('idempotent-runtime migrate'))", &[])
+                .await
+                .map_err(query_failed)?;
+            transaction.batch_execute(SCHEMA_SQL).await.map_err(query_failed)?;
+            transaction.commit().await.map_err(query_failed)
+        })
+        .await
+    }
+
+    /// Runs an operation under the store's timeout.
+    async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
+        }
+    }
+
+    /// Runs one prepared statement on a pooled connection.
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        self.bounded(async {
+            let client = self.pool.get().await.map_err(unavailable)?;
+            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
+            client.query(&statement, params).await.map_err(query_failed)
+        })
+        .await
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let client = self.pool.get().await.map_err(unavailable)?;
+            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
+            client.execute(&statement, params).await.map_err(query_failed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+        let id = &request.id;
+        let lease_secs = request.lease.as_secs_f64();
+        let ttl_secs = request.ttl.as_secs_f64();
+        let mut statement = CLAIM_SQL;
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &id.key_hash.as_slice(),
+                &id.scope_hash.as_slice(),
+                &id.method,
+                &id.route,
+                &request.fingerprint.as_slice(),
+                &request.token,
+                &lease_secs,
+                &ttl_secs,
+            ];
+            let rows = if statement == CLAIM_SQL {
+                self.query(CLAIM_SQL, &params).await?
+            } else {
+                self.query(READ_SQL, &params[..5]).await?
+            };
+            let Some(row) = rows.first() else {
+                // The claim saw a conflicting row its snapshot cannot show (inserted concurrently): read it, or
+                // (if it vanished since) claim again.
+                statement = if statement == CLAIM_SQL { READ_SQL } else { CLAIM_SQL };
+                continue;
+            };
+            if row.try_get::<_, bool>("acquired").map_err(decode_failed)? {
+                return Ok(Claim::Acquired { took_over: false });
+            }
+            if row.try_get::<_, bool>("takeover").map_err(decode_failed)? {
+                let current: i64 = row.try_get("token").map_err(decode_failed)?;
+                let takeover_params: [&(dyn ToSql + Sync); 9] =
+                    [params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], &current];
+                if self.execute(TAKEOVER_SQL, &takeover_params).await? == 1 {
+                    return Ok(Claim::Acquired { took_over: true });
+                }
+                // Another request took it over first, or its owner finished: look again.
+                statement = CLAIM_SQL;
+                continue;
+            }
+            return Ok(Claim::Existing(record_from_row(row)?));
+        }
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!("the claim did not settle after {MAX_CLAIM_ATTEMPTS} attempts under contention"),
+        ))
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Completion, StoreError> {
+        let id = &lease.id;
+        let status = i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX);
+        let names: Vec<&str> = response.headers.iter().map(|(name, _)| name.as_str()).collect();
+        let values: Vec<&[u8]> = response.headers.iter().map(|(_, value)| value.as_bytes()).collect();
+        let body: Option<&[u8]> = response.body.as_deref();
+        let updated = self
+            .execute(
+                COMPLETE_SQL,
+                &[
+                    &id.key_hash.as_slice(),
+                    &id.scope_hash.as_slice(),
+                    &id.method,
+                    &id.route,
+                    &lease.token,
+                    &ttl.as_secs_f64(),
+                    &status,
+                    &names,
+                    &values,
+                    &body,
+                ],
+            )
+            .await?;
+        Ok(if updated == 1 { Completion::Stored } else { Completion::Fenced })
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let id = &lease.id;
+        self.execute(
+            RELEASE_SQL,
+            &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &lease.token],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+        // The fingerprint parameter only feeds the `takeover` column, which a plain read ignores.
+        let no_fingerprint: &[u8] = &[];
+        let rows = self
+            .query(
+                READ_SQL,
+                &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &no_fingerprint],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) if !row.try_get::<_, bool>("expired").map_err(decode_failed)? => Ok(Some(record_from_row(row)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn record_from_row(row: &Row) -> Result<Record, StoreError> {
+    let fingerprint: Vec<u8> = row.try_get("fingerprint").map_err(decode_failed)?;
+    let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
+    let state: &str = row.try_get("state").map_err(decode_failed)?;
+    let state = match state {
+        "in_progress" => {
+            let remaining_ms: i64 = row.try_get("lease_remaining_ms").map_err(decode_failed)?;
+            RecordState::InProgress { lease_remaining: Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)) }
+        }
+        "completed" => {
+            let status: i16 = row.try_get("status").map_err(decode_failed)?;
+            let names: Vec<&str> = row.try_get("header_names").map_err(decode_failed)?;
+            let values: Vec<&[u8]> = row.try_get("header_values").map_err(decode_failed)?;
+            let body: Option<Vec<u8>> = row.try_get("body").map_err(decode_failed)?;
+            let response = StoredResponse::from_parts(i64::from(status), &names, &values, body.map(Into::into))
+                .map_err(|error| corrupt(error.0))?;
+            RecordState::Completed(response)
+        }
+        other => return Err(corrupt(format!("unknown state {other:?}"))),
+    };
+    Ok(Record { fingerprint, state })
+}
+
+fn unavailable(error: deadpool_postgres::PoolError) -> StoreError {
+    let kind = match error {
+        deadpool_postgres::PoolError::Timeout(_) => StoreErrorKind::Timeout,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, error)
+}
+
+fn query_failed(error: tokio_postgres::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, error)
+}
+
+fn decode_failed(error: tokio_postgres::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, error)
+}
+
+fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message.into())
+}
