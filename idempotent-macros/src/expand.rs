@@ -1,0 +1,218 @@
+//! Code generation: the handler is wrapped, not rewritten.
+//!
+//! The user's function goes, unchanged, inside a generated function of the same name, visibility and outer
+//! attributes. The generated function takes the raw request and payload, and makes one call into the runtime,
+//! which claims the key, buffers and fingerprints the body, and then runs the user's function with its own
+//! extractors. Keeping the body intact means its errors, spans and borrow-checking are exactly as written; keeping
+//! the generated part to one `static` and one call means there is little to go wrong in it.
+//!
+//! Nothing is emitted beside the function: actix-web's route macros (`#[post]`) may sit above this attribute and
+//! move the whole item into a generated service, taking along only what is inside it.
+
+use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned as _;
+use syn::{Attribute, LitStr, Meta, ReturnType};
+
+use crate::args::{self, Args, Key, Scope, Setting};
+use crate::errors::Errors;
+use crate::handler::HandlerFn;
+use crate::validate;
+
+/// The macro on `proc_macro2` tokens: parse, validate, emit. On any error, the original item is returned
+/// unchanged followed by every error, so the rest of the crate still sees the handler (fewer knock-on errors,
+/// working IDE completion).
+pub(crate) fn idempotent(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match try_idempotent(attr, item.clone()) {
+        Ok(expanded) => expanded,
+        Err(error) => {
+            let mut out = item;
+            out.extend(error.into_compile_error());
+            out
+        }
+    }
+}
+
+/// Parses and checks the arguments and the handler, collecting independent errors, then emits.
+fn try_idempotent(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let args = args::parse(attr, &mut errors);
+    validate::check_args(&args, &mut errors);
+    let handler = syn::parse2::<HandlerFn>(item);
+    if let Ok(handler) = &handler {
+        validate::check_fn(handler, &mut errors);
+    }
+    let handler = errors.finish(handler)?;
+    Ok(emit(&args, &handler))
+}
+
+/// Is this attribute about lints or conditional compilation, and so also meant for the user's own function?
+///
+/// `#[expect]` is left out on purpose: lint levels reach nested items, so the outer function's `#[expect]`
+/// already covers the inner one, and a second copy would be reported as an unfulfilled expectation.
+fn also_on_inner(attr: &Attribute) -> bool {
+    const LINTS: [&str; 4] = ["allow", "warn", "deny", "forbid"];
+    let Some(name) = attr.path().get_ident() else {
+        return false;
+    };
+    if name == "cfg" || LINTS.iter().any(|lint| name == lint) {
+        return true;
+    }
+    if name != "cfg_attr" {
+        return false;
+    }
+    // `#[cfg_attr(predicate, attr, ...)]` is copied only when every attribute it adds is a lint level: it could
+    // also add a route macro, which must run once.
+    let Meta::List(list) = &attr.meta else {
+        return false;
+    };
+    let parser = syn::punctuated::Punctuated::<Meta, syn::Token![,]>::parse_terminated;
+    let Ok(metas) = list.parse_args_with(parser) else {
+        return false;
+    };
+    metas.len() >= 2
+        && metas
+            .iter()
+            .skip(1)
+            .all(|meta| meta.path().get_ident().is_some_and(|name| LINTS.iter().any(|lint| name == lint)))
+}
+
+/// The generated handler.
+fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
+    let krate = args.krate.as_ref().map_or_else(
+        || quote!(::idempotent_runtime),
+        |setting| {
+            let path = &setting.value;
+            quote!(#path)
+        },
+    );
+    let private = quote!(#krate::__private);
+
+    let HandlerFn { attrs, vis, sig, body } = handler;
+    let ident = &sig.ident;
+    let inner_attrs = attrs.iter().filter(|attr| also_on_inner(attr));
+
+    let request = Ident::new("__idempotent_request", Span::call_site());
+    let payload = Ident::new("__idempotent_payload", Span::call_site());
+    let route = Ident::new("__IDEMPOTENT_ROUTE", Span::call_site());
+    let options = builder_calls(args, &private);
+
+    // Spanned on the declared return type, so "`X` is not a Responder" underlines the handler's own code.
+    let output_span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => ident.span(),
+    };
+    let mut handler_fn = ident.clone();
+    handler_fn.set_span(output_span);
+    // The runtime path too: a call expression spanning from the attribute to the return type would underline
+    // both and everything between.
+    let handle = respan(quote!(#private::handle), output_span);
+    let call = quote_spanned! {output_span=>
+        #handle(&#route, #request, #payload, #handler_fn).await
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis async fn #ident(
+            #request: #private::HttpRequest,
+            #payload: #private::Payload,
+        ) -> #private::HttpResponse {
+            #(#inner_attrs)*
+            #sig #body
+
+            static #route: #private::RouteOptions = #private::RouteOptions::new() #(#options)*;
+
+            #call
+        }
+    }
+}
+
+/// `tokens` with every span replaced by `span` (groups included).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+/// One `.option(value)` call per option the user wrote; the rest are the runtime's defaults.
+fn builder_calls(args: &Args, private: &TokenStream) -> Vec<TokenStream> {
+    let mut calls = Vec::new();
+    // The method is named with the user's keyword span: a runtime without that option errors on the option.
+    let mut call = |setting_keyword: &Ident, name: &str, value: TokenStream| {
+        let method = Ident::new(name, setting_keyword.span());
+        calls.push(quote!(.#method(#value)));
+    };
+
+    let duration = |setting: &Setting<u64>| {
+        let seconds = Literal::u64_unsuffixed(setting.value);
+        quote!(#private::Duration::from_secs(#seconds))
+    };
+    if let Some(ttl) = &args.ttl {
+        call(&ttl.keyword, "ttl", duration(ttl));
+    }
+    if let Some(lease) = &args.lease {
+        call(&lease.keyword, "lease", duration(lease));
+    }
+    if let Some(scope) = &args.scope {
+        let value = match &scope.value {
+            Scope::User => quote!(#private::ScopeSpec::User),
+            Scope::Global => quote!(#private::ScopeSpec::Global),
+            Scope::Header(name) => {
+                let name = LitStr::new(name, scope.value_span);
+                quote!(#private::ScopeSpec::Header(#name))
+            }
+            Scope::Function(path) => {
+                // All on the user's path: a wrong signature underlines the path, not the whole attribute.
+                let span = path.span();
+                let variant = respan(quote!(#private::ScopeSpec::Function), span);
+                quote_spanned!(span=> #variant(#path))
+            }
+        };
+        call(&scope.keyword, "scope", value);
+    }
+    if let Some(key) = &args.key {
+        let name = |name: &str| LitStr::new(name, key.value_span);
+        let value = match &key.value {
+            Key::Header => quote!(#private::KeySpec::Header),
+            Key::HeaderNamed(header) => {
+                let header = name(header);
+                quote!(#private::KeySpec::HeaderNamed(#header))
+            }
+            Key::Query(field) => {
+                let field = name(field);
+                quote!(#private::KeySpec::Query(#field))
+            }
+            Key::Form(field) => {
+                let field = name(field);
+                quote!(#private::KeySpec::Form(#field))
+            }
+        };
+        call(&key.keyword, "key", value);
+    }
+    for (setting, name) in [(&args.required, "required"), (&args.store_server_errors, "store_server_errors")] {
+        if let Some(setting) = setting {
+            let value = syn::LitBool::new(setting.value, setting.value_span);
+            call(&setting.keyword, name, quote!(#value));
+        }
+    }
+    for (setting, name) in
+        [(&args.max_request_body, "max_request_body"), (&args.max_response_body, "max_response_body")]
+    {
+        if let Some(setting) = setting {
+            // Suffixed: on a target where it does not fit in `usize`, rustc says so on the user's literal.
+            let bytes = syn::LitInt::new(&format!("{}usize", setting.value), setting.value_span);
+            call(&setting.keyword, name, quote!(#bytes));
+        }
+    }
+    calls
+}

@@ -1,0 +1,167 @@
+//! The `#[idempotent]` attribute for actix-web handlers.
+//!
+//! Use it through the `idempotent-runtime` crate, which re-exports it: the code this attribute generates calls
+//! into that crate (`::idempotent_runtime::__private`), so the two are versioned together.
+//!
+//! This crate is only the compile-time half. It reads the options, checks everything that can be checked before
+//! the program runs (a duration with an unknown unit, a header name with a space, a lease longer than the ttl, a
+//! handler that is not `async`) and reports each mistake on the token that caused it. It then wraps the handler
+//! in a function that hands the request to the runtime, which does the claiming, fingerprinting, storing and
+//! replaying. See [`macro@idempotent`] for the attribute itself.
+//!
+//! Layout: `args` parses the options, `validate` checks them and the handler, `expand` generates the code,
+//! `duration` and `size` are the pure unit parsers. The entry point below only converts token types, so all of
+//! it is reachable from unit tests.
+
+mod args;
+mod duration;
+mod errors;
+mod expand;
+mod handler;
+mod size;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use proc_macro::TokenStream;
+
+/// Makes an actix-web handler idempotent: a request retried with the same idempotency key gets the first
+/// response again instead of running the handler a second time.
+///
+/// The first request with a key claims it, runs the handler, and stores the response. A retry with the same key
+/// and the same request (method, route, path, query and body) gets the stored response, byte for byte, with
+/// `Idempotent-Replayed: true`. A retry while the first is still running is turned away, and a key reused for a
+/// different request is refused. The store and the user resolver are registered on the app with the runtime
+/// crate's configuration; this attribute only says how one route uses them.
+///
+/// # Syntax
+///
+/// ```text
+/// #[idempotent]
+/// #[idempotent(option = value, option = value, ...)]
+/// async fn handler(extractors...) -> impl Responder { ... }
+/// ```
+///
+/// It goes on an `async fn` handler, above or below actix-web's route macros (`#[post]`, `#[route]`). The
+/// handler keeps its extractors (`web::Json`, `web::Form`, `web::Bytes`, `String`, `web::Path`, `web::Query`,
+/// `web::Data`, `HttpRequest`, your own): the body is read once, fingerprinted, and then given to them.
+///
+/// The function must be a free `async fn` without generic parameters (no `self`, no `<T>`, no lifetimes), as
+/// actix-web needs one concrete function per route.
+///
+/// # Options
+///
+/// All options are optional, each at most once, separated by commas. Values are checked at compile time: a bad
+/// value is an error on that value naming the accepted forms.
+///
+/// | option | accepted values | default |
+/// |---|---|---|
+/// | `ttl` | a duration string | runtime config (24h) |
+/// | `lease` | a duration string, shorter than `ttl` | runtime config (30s) |
+/// | `scope` | `"user"`, `"global"`, `"header:Name"`, or a path to a function | `"user"` |
+/// | `key` | `"header"`, `"header:Name"`, `"query:name"`, `"form:name"` | `"header"` |
+/// | `required` | `true`, `false` | `true` |
+/// | `store_server_errors` | `true`, `false` | `false` |
+/// | `max_request_body` | a size string or an integer number of bytes | runtime config |
+/// | `max_response_body` | a size string or an integer number of bytes | runtime config |
+/// | `crate` | a path in a string | `"::idempotent_runtime"` |
+///
+/// - **`ttl = "24h"`**: how long a completed response is kept and replayed. After it, the same key is a fresh
+///   request. Durations are whole numbers with a unit, `s`, `m`, `h` or `d`, and may be summed: `"90s"`,
+///   `"15m"`, `"1h30m"`, `"7d"`. Zero is refused.
+/// - **`lease = "30s"`**: how long an in-flight claim is protected without news from its worker. The runtime
+///   renews it while the handler runs; it only runs out when the worker is gone (crash), which frees the key for
+///   a retry. Same form as `ttl`, and when both are given it must be shorter than `ttl`.
+/// - **`scope = "user"`**: the namespace of keys, so that two callers using the same key never meet.
+///   `"user"` uses the user resolver registered on the app; `"global"` shares one namespace between all callers
+///   (an explicit opt-in, for keys that are globally unique); `"header:X-Tenant-Id"` uses a request header; a
+///   path, unquoted, names your own `fn(&HttpRequest) -> Option<String>`: `scope = crate::auth::tenant_of`.
+///   `None` from the resolver means "no caller": 401.
+/// - **`key = "header"`**: where the key is read. `"header"` is the standard `Idempotency-Key` header;
+///   `"header:X-Request-Id"` another header; `"query:idem"` a query string parameter; `"form:idem"` a field of
+///   an urlencoded body. Header names are case-insensitive (they are emitted lowercased).
+/// - **`required = true`**: with `true`, a request without a key is refused (400). With `false` it runs the
+///   handler without protection, for routes that older clients call without a key.
+/// - **`store_server_errors = false`**: with `false`, a 5xx from the handler is passed through and the key is
+///   released, so a retry runs the handler again. With `true`, the 5xx is stored and replayed like any response
+///   (Stripe's choice).
+/// - **`max_request_body = "1MiB"`**, **`max_response_body = "1MiB"`**: caps on what is buffered. Units `B`,
+///   `KB` (1000), `KiB` (1024), `MB`, `MiB`, `GB`, `GiB`, case-sensitive, with at most one space: `"512KiB"`,
+///   `"10 MB"`; or an integer number of bytes: `65536`. A request over the cap is refused with 413. A response
+///   over the cap is sent, but only its status and headers are stored: a retry is told the body was not kept,
+///   and the handler still never runs twice.
+/// - **`crate = "my_runtime"`**: the path of the runtime crate, when it is renamed in `Cargo.toml` or
+///   re-exported by another crate.
+///
+/// # Errors
+///
+/// What a caller of an idempotent route may get besides the handler's own responses. Every one is an
+/// `application/problem+json` body with a stable `type`, a `title`, a `detail`, and `Cache-Control: no-store`.
+///
+/// | status | problem | meaning for the caller |
+/// |---|---|---|
+/// | 400 | `key-missing` | the route requires a key and the request had none: add one and send again |
+/// | 400 | `key-invalid` | the key is malformed, longer than 255 characters, or sent twice: fix the client |
+/// | 401 | (no user) | `scope = "user"` and the request has no user: authenticate first |
+/// | 409 | `in-flight` | a request with this key is still running: retry after `Retry-After` seconds |
+/// | 413 | `body-too-large` | the request body is over `max_request_body`: nothing ran |
+/// | 422 | `key-reused` | the key was already used for a different request: use a new key |
+/// | 503 | `store-unavailable` | the store could not be reached, the handler did not run: retry after `Retry-After` |
+/// | 500 | `misconfigured` | the app did not register the runtime's configuration (or a resolver `scope` needs) |
+///
+/// The handler's extractors keep their own errors (a 400 for bad JSON, a 415 for a wrong content type); in that
+/// case the handler never started and the key is released.
+///
+/// At compile time, the attribute refuses unknown or repeated options, malformed values, a `lease` not shorter
+/// than `ttl`, and a function that is not a free, non-generic `async fn`; each error points at the token to fix.
+///
+/// # Examples
+///
+/// The defaults: key from the `Idempotency-Key` header, scoped to the authenticated user, required.
+///
+/// ```ignore
+/// use actix_web::{post, web, HttpResponse, Responder};
+/// use idempotent_runtime::idempotent;
+///
+/// #[post("/payments")]
+/// #[idempotent]
+/// async fn create_payment(body: web::Json<NewPayment>, db: web::Data<Pool>) -> impl Responder {
+///     let payment = db.insert_payment(&body).await;
+///     HttpResponse::Created().json(payment)
+/// }
+/// ```
+///
+/// Every option:
+///
+/// ```ignore
+/// #[idempotent(
+///     ttl = "7d",
+///     lease = "1m",
+///     scope = crate::auth::tenant_of,
+///     key = "header:X-Request-Id",
+///     required = false,
+///     store_server_errors = true,
+///     max_request_body = "512KiB",
+///     max_response_body = "4MiB",
+///     crate = "my_app::idempotent_runtime",
+/// )]
+/// #[post("/orders")]
+/// async fn create_order(web::Json(order): web::Json<NewOrder>) -> HttpResponse {
+///     // ...
+/// }
+/// ```
+///
+/// A mistake is reported on its token:
+///
+/// ```text
+/// error: invalid duration: unknown unit `x` (the units are s, m, h and d); expected a duration like "30s", "15m", "24h", "7d" or "1h30m"
+///  --> src/main.rs:4:20
+///   |
+/// 4 | #[idempotent(ttl = "24x")]
+///   |                    ^^^^^
+/// ```
+#[proc_macro_attribute]
+pub fn idempotent(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::idempotent(attr.into(), item.into()).into()
+}
