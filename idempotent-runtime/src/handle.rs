@@ -30,7 +30,7 @@ use crate::store::{Claim, ClaimRequest, Completion, Lease};
 pub async fn handle<F, Args>(
     route: &'static RouteOptions,
     request: HttpRequest,
-    payload: Payload,
+    payload: actix_web::web::Payload,
     handler: F,
 ) -> HttpResponse
 where
@@ -47,7 +47,7 @@ where
         );
     };
     let settings = config.settings();
-    let mut payload = payload;
+    let mut payload = payload.into_inner();
 
     let lookup = route.key.lookup(&request, &settings.key_header);
     if matches!(lookup, KeyLookup::Missing) && !route.required {

@@ -1,7 +1,7 @@
 //! Turning a handler's response into a stored one, and a stored one back into a response.
 
 use actix_web::HttpResponse;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use actix_web::web::Bytes;
 
 use crate::config::{REPLAYED_HEADER, Settings};
@@ -35,7 +35,9 @@ pub(crate) fn replay(stored: &StoredResponse) -> HttpResponse {
                 "the original request completed, but its response body was too large to store; \
                  the status and headers are the original ones and the request was not run again",
             );
-            response.insert_header((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)));
+            response
+                .insert_header((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)))
+                .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")));
             response.body(problem.body(stored.status))
         }
     }

@@ -1,0 +1,52 @@
+//! What the integration suites share: the stores under test, real PostgreSQL schemas, and HTTP helpers.
+
+#![allow(dead_code, unreachable_pub)] // Each suite uses a different part of the support code.
+
+pub mod postgres;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idempotent_runtime::{MemoryStore, PostgresStore, Store};
+
+use self::postgres::TestSchema;
+
+/// A store under test, with what it needs to be cleaned up.
+pub struct StoreUnderTest {
+    pub store: Arc<dyn Store>,
+    schema: Option<TestSchema>,
+}
+
+impl StoreUnderTest {
+    pub async fn memory() -> Self {
+        Self { store: Arc::new(MemoryStore::new()), schema: None }
+    }
+
+    /// A `PostgresStore` on a fresh, migrated schema.
+    pub async fn postgres() -> Self {
+        let schema = TestSchema::create().await;
+        let store = PostgresStore::new(schema.pool(16));
+        store.migrate().await.expect("migrate the test schema");
+        Self { store: Arc::new(store), schema: Some(schema) }
+    }
+
+    /// Drops the test's schema; call at the end of a passing test.
+    pub async fn cleanup(self) {
+        if let Some(schema) = self.schema {
+            schema.drop_schema().await;
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `deadline` passes; returns whether it held. For waiting on an observable
+/// state (a handler has started), never as a stand-in for one.
+pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    condition()
+}

@@ -1,0 +1,82 @@
+//! A real PostgreSQL for the suites: one fresh schema per test, so runs never see each other's keys.
+//!
+//! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) names the server. If it cannot be
+//! reached the test fails, saying how to start it: nothing is skipped in silence.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// The server the suites use unless `DATABASE_URL` says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `DATABASE_URL`, or the default local server.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A schema that exists for one test; dropped by [`TestSchema::drop_schema`] when the test passed (a failed test
+/// leaves it for inspection).
+pub struct TestSchema {
+    pub name: String,
+    admin: Pool,
+}
+
+impl TestSchema {
+    /// Creates a fresh, uniquely named schema, or panics with the fix when PostgreSQL is unreachable.
+    pub async fn create() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "idempotent_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            fastrand::u32(..)
+        );
+        let admin = pool_with_options(None, 2);
+        let client = admin.get().await.unwrap_or_else(|error| unreachable_postgres(&error));
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap_or_else(|error| panic!("could not create test schema {name}: {error}"));
+        Self { name, admin }
+    }
+
+    /// A pool whose connections use this schema (through `search_path`).
+    pub fn pool(&self, max_size: usize) -> Pool {
+        pool_with_options(Some(&self.name), max_size)
+    }
+
+    /// A `DATABASE_URL` whose connections use this schema, for processes started by a test.
+    pub fn database_url(&self) -> String {
+        let url = database_url();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}options=-csearch_path%3D{}", self.name)
+    }
+
+    pub async fn drop_schema(self) {
+        let client = self.admin.get().await.unwrap_or_else(|error| unreachable_postgres(&error));
+        client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await.expect("drop test schema");
+    }
+}
+
+fn pool_with_options(search_path: Option<&str>, max_size: usize) -> Pool {
+    let url = database_url();
+    let mut config: tokio_postgres::Config =
+        url.parse().unwrap_or_else(|error| panic!("DATABASE_URL={url} is not a PostgreSQL URL: {error}"));
+    if let Some(schema) = search_path {
+        config.options(format!("-c search_path={schema}"));
+    }
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(max_size).build().expect("a pool without runtime hooks always builds")
+}
+
+fn unreachable_postgres(error: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "\n\nPostgreSQL is not reachable at {url}: {error}\n\
+         The integration suites need a real server. Start the local one with\n    \
+         pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+         or point DATABASE_URL at a server that accepts connections (trust auth, a user that may CREATE SCHEMA).\n",
+        url = database_url()
+    )
+}
