@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)] // Each suite uses a different part of the support code.
 
 pub mod postgres;
+pub mod private_cluster;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -61,7 +61,11 @@ impl TestSchema {
 }
 
 fn pool_with_options(search_path: Option<&str>, max_size: usize) -> Pool {
-    let url = database_url();
+    pool_for(&database_url(), search_path, max_size)
+}
+
+/// A pool on any server (e.g. a private cluster, or an address where nothing answers).
+pub fn pool_for(url: &str, search_path: Option<&str>, max_size: usize) -> Pool {
     let mut config: tokio_postgres::Config =
         url.parse().unwrap_or_else(|error| panic!("DATABASE_URL={url} is not a PostgreSQL URL: {error}"));
     if let Some(schema) = search_path {

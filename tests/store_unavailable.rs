@@ -1,0 +1,128 @@
+//! CONTRACT section 4, "store unreachable or timing out": 503 `store-unavailable` with `Retry-After`, and the
+//! handler does NOT run. Proved against a port where nothing listens, a server that never answers, and a real
+//! PostgreSQL stopped while the app serves (then started again: service resumes on its own).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, post, web};
+use idempotent_runtime::{Idempotency, PostgresStore, Store, idempotent};
+use support::postgres::pool_for;
+use support::private_cluster::PrivateCluster;
+
+#[derive(Default)]
+struct Runs(AtomicUsize);
+
+#[post("/pay")]
+#[idempotent(scope = "global")]
+async fn pay(runs: web::Data<Runs>) -> HttpResponse {
+    let run = runs.0.fetch_add(1, Ordering::SeqCst) + 1;
+    HttpResponse::Created().body(format!("run {run}"))
+}
+
+struct Harness {
+    server: actix_test::TestServer,
+    runs: web::Data<Runs>,
+}
+
+fn start(store: PostgresStore) -> Harness {
+    let store: Arc<dyn Store> = Arc::new(store);
+    let runs = web::Data::new(Runs::default());
+    let app_runs = runs.clone();
+    let server = actix_test::start(move || {
+        App::new()
+            .app_data(Idempotency::builder_shared(store.clone()).store_retry_after(Duration::from_secs(2)).build())
+            .app_data(app_runs.clone())
+            .service(pay)
+    });
+    Harness { server, runs }
+}
+
+impl Harness {
+    async fn pay(&self, key: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+        let mut response = self
+            .server
+            .post("/pay")
+            .timeout(Duration::from_secs(30))
+            .insert_header(("Idempotency-Key", key))
+            .send_body("{}")
+            .await
+            .expect("the app answers");
+        let retry_after =
+            response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let body = response.body().await.expect("body");
+        (response.status(), retry_after, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.0.load(Ordering::SeqCst)
+    }
+}
+
+fn assert_store_unavailable((status, retry_after, body): &(StatusCode, Option<String>, serde_json::Value)) {
+    assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("2"), "the configured Retry-After");
+    assert_eq!(body["type"], "https://idempotent.rs/problems/store-unavailable");
+}
+
+#[actix_web::test]
+async fn unreachable_store_answers_503_and_the_handler_does_not_run() {
+    // Bind then drop: the port is free and nothing listens on it, so connecting is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = start(PostgresStore::new(pool_for(&format!("postgres://postgres@127.0.0.1:{port}/postgres"), None, 4)));
+    for key in ["a", "a", "b"] {
+        assert_store_unavailable(&app.pay(key).await);
+    }
+    assert_eq!(app.runs(), 0);
+}
+
+#[actix_web::test]
+async fn store_that_never_answers_times_out_with_503() {
+    // A server that accepts connections and never says a word: the store's operation timeout must answer.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(8).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(held);
+    });
+    let pool = pool_for(&format!("postgres://postgres@127.0.0.1:{port}/postgres"), None, 4);
+    let app = start(PostgresStore::new(pool).with_timeout(Duration::from_millis(300)));
+    let started = Instant::now();
+    assert_store_unavailable(&app.pay("k").await);
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the store timeout, took {:?}", started.elapsed());
+    assert_eq!(app.runs(), 0);
+}
+
+#[actix_web::test]
+async fn stopped_postgres_answers_503_and_service_resumes_when_it_returns() {
+    let cluster = PrivateCluster::start();
+    let store = PostgresStore::new(pool_for(&cluster.url(), None, 4)).with_timeout(Duration::from_secs(2));
+    store.migrate().await.expect("migrate the private cluster");
+    let app = start(store);
+    let (status, _, _) = app.pay("before").await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    cluster.stop();
+    for key in ["before", "during", "during"] {
+        assert_store_unavailable(&app.pay(key).await);
+    }
+    assert_eq!(app.runs(), 1, "no handler ran while the store was down");
+
+    cluster.resume();
+    let returned = Instant::now();
+    let mut reply = app.pay("during").await;
+    while reply.0 == StatusCode::SERVICE_UNAVAILABLE && returned.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = app.pay("during").await;
+    }
+    assert_eq!(reply.0, StatusCode::CREATED, "service resumes within 5 s of the store's return: {:?}", reply.2);
+    println!("store returned -> first success after {:?}", returned.elapsed());
+    let (status, _, _) = app.pay("before").await;
+    assert_eq!(status, StatusCode::CREATED, "the record stored before the outage is still replayed");
+    assert_eq!(app.runs(), 2);
+}
