@@ -30,7 +30,7 @@ impl PrivateCluster {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let cluster = Self { bin, dir, port };
         run(
-            &mut cluster
+            cluster
                 .as_cluster_owner("initdb")
                 .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
                 .arg(cluster.data()),
@@ -48,7 +48,7 @@ impl PrivateCluster {
     /// Stops the server at once (connections are cut, as in a crash or a failover).
     pub fn stop(&self) {
         run(
-            &mut self.as_cluster_owner("pg_ctl").args(["stop", "-m", "immediate", "-w", "-D"]).arg(self.data()),
+            self.as_cluster_owner("pg_ctl").args(["stop", "-m", "immediate", "-w", "-D"]).arg(self.data()),
             "stop the private cluster",
         );
     }
@@ -57,7 +57,7 @@ impl PrivateCluster {
     pub fn resume(&self) {
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
         run(
-            &mut self
+            self
                 .as_cluster_owner("pg_ctl")
                 .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
                 .arg(self.dir.join("server.log"))
