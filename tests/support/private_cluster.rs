@@ -57,8 +57,7 @@ impl PrivateCluster {
     pub fn resume(&self) {
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
         run(
-            self
-                .as_cluster_owner("pg_ctl")
+            self.as_cluster_owner("pg_ctl")
                 .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
                 .arg(self.dir.join("server.log"))
                 .arg("-D")
