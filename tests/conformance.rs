@@ -446,7 +446,7 @@ on_every_store!(
     cancelled_handler_releases_the_claim_at_once,
     response_over_the_cap_is_completed_without_its_body,
     expired_record_runs_again,
-    lapsed_lease_is_taken_over_and_the_stale_completion_is_fenced,
+    slow_handler_keeps_its_claim_past_the_lease,
 );
 
 async fn retry_replays_the_stored_response_byte_for_byte(store: &StoreUnderTest) {
@@ -855,26 +855,24 @@ async fn expired_record_runs_again(store: &StoreUnderTest) {
     assert_eq!(app.probe.runs(), 2);
 }
 
-async fn lapsed_lease_is_taken_over_and_the_stale_completion_is_fenced(store: &StoreUnderTest) {
+async fn slow_handler_keeps_its_claim_past_the_lease(store: &StoreUnderTest) {
     let app = start(store, Setup::Complete);
-    let stale = call("/short-lease").key("k").hold().send(&app.server);
-    let takeover = async {
+    let slow = call("/short-lease").key("k").hold().send(&app.server);
+    let duplicates = async {
         assert!(eventually(Duration::from_secs(10), || app.probe.runs() == 1).await, "the first attempt started");
         let early = call("/short-lease").key("k").send(&app.server).await;
         assert_eq!(early.status, StatusCode::CONFLICT);
         assert_eq!(early.retry_after(), 1, "Retry-After never exceeds the 1 s lease");
-        // The route's lease is 1 s and the first attempt is still held: past the lease, a retry takes over.
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
-        let newer = call("/short-lease").key("k").send(&app.server).await;
-        assert_eq!(newer.status, StatusCode::CREATED);
-        assert!(!newer.is_replay());
+        // The route's lease is 1 s; the handler is still running 2.5 s later, and its heartbeat keeps the claim.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let late = call("/short-lease").key("k").send(&app.server).await;
+        assert_eq!(late.status, StatusCode::CONFLICT, "a live handler is never taken over: {late:?}");
         app.probe.open(1);
-        newer
     };
-    let (stale, newer) = tokio::join!(stale, takeover);
-    assert_eq!(stale.status, StatusCode::CREATED, "the stale worker's client still gets its own response");
+    let (slow, ()) = tokio::join!(slow, duplicates);
+    assert_eq!(slow.status, StatusCode::CREATED);
     let replay = call("/short-lease").key("k").send(&app.server).await;
     assert!(replay.is_replay());
-    assert_eq!(replay.body, newer.body, "the newer attempt's response is the stored one, not the stale worker's");
-    assert_eq!(app.probe.runs(), 2);
+    assert_eq!(replay.body, slow.body);
+    assert_eq!(app.probe.runs(), 1);
 }

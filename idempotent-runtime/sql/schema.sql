@@ -15,6 +15,9 @@ CREATE TABLE IF NOT EXISTS idempotency_records (
     -- Fencing token of the attempt that owns the record; completion and release must present it.
     token         bigint      NOT NULL,
     state         text        NOT NULL CHECK (state IN ('in_progress', 'completed')),
+    -- Set by a request that waits for this record (on_conflict = "wait"): its completion or release then sends a
+    -- NOTIFY on channel idempotency_records, so records nobody waits for cost no notification.
+    has_waiters   boolean     NOT NULL DEFAULT false,
     -- End of the lease while in progress (a heartbeat may push it); NULL once completed.
     locked_until  timestamptz,
     -- The record is replayed until then; an expired record is treated as absent.

@@ -4,12 +4,16 @@
 //! scope (401 before 400, as authentication comes first), key validity, body cap, then one claim. Only a claimed
 //! request runs the handler; its response is stored before it is sent, so a retry can never overtake it.
 
+use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
 use futures_util::FutureExt as _;
+use futures_util::future::{self, Either};
 
 use crate::claim_guard::ClaimGuard;
 use crate::config::{Idempotency, Settings};
@@ -24,7 +28,7 @@ use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
-use crate::store::{Claim, ClaimRequest, Completion, Lease};
+use crate::store::{Claim, ClaimRequest, Completion, Lease, LeaseState, StoreError, StoreErrorKind};
 
 /// Runs `handler` at most once per key, replaying its stored response to retries.
 pub async fn handle<F, Args>(
@@ -119,35 +123,58 @@ where
         lease: route.effective_lease(settings),
         ttl: route.effective_ttl(settings),
     };
-    match settings.store.claim(&claim).await {
-        Err(error) => {
-            tracing::error!(route = %claim.id.route, key = %key.redacted(), %error, "idempotency store failed; answering 503");
-            store_unavailable(settings)
-        }
-        Ok(Claim::Existing(record)) if record.fingerprint != claim.fingerprint => Problem::new(
-            ProblemKind::KeyReused,
-            "this idempotency key was already used for a different request (method, path, query or body differ); \
-             use a new key for a new request",
-        )
-        .into_response(),
-        Ok(Claim::Existing(record)) => match record.state {
-            RecordState::Completed(stored) => replay(&stored),
-            RecordState::InProgress { lease_remaining } => Problem::new(
-                ProblemKind::InFlight,
-                "a request with this idempotency key is still being processed; retry after the given delay",
-            )
-            .retry_after(lease_remaining)
-            .into_response(),
-        },
-        Ok(Claim::Acquired { took_over }) => {
-            if took_over {
-                tracing::info!(route = %claim.id.route, key = %key.redacted(), "took over an expired or abandoned idempotency claim");
+    let wait_until = route.wait.map(|wait| Instant::now() + wait);
+    loop {
+        let record = match settings.store.claim(&claim).await {
+            Err(error) => return store_failed(route, &request, settings, &key, &error),
+            Ok(Claim::Acquired { took_over }) => {
+                if took_over {
+                    tracing::info!(route = %claim.id.route, key = %key.redacted(), "took over an expired or abandoned idempotency claim");
+                }
+                let ClaimRequest { id, token, ttl, lease, .. } = claim;
+                let guard = ClaimGuard::new(settings.store.clone(), Lease { id, token });
+                return run_claimed(route, settings, &request, body, handler, guard, Timing { ttl, lease }, &key).await;
             }
-            let ClaimRequest { id, token, ttl, .. } = claim;
-            let guard = ClaimGuard::new(settings.store.clone(), Lease { id, token });
-            run_claimed(route, settings, &request, body, handler, guard, ttl, &key).await
+            Ok(Claim::Existing(record)) => record,
+        };
+        if record.fingerprint != claim.fingerprint {
+            return Problem::new(
+                ProblemKind::KeyReused,
+                "this idempotency key was already used for a different request (method, path, query or body \
+                 differ); use a new key for a new request",
+            )
+            .into_response();
+        }
+        let lease_remaining = match record.state {
+            RecordState::Completed(stored) => return replay(&stored),
+            RecordState::InProgress { lease_remaining } => lease_remaining,
+        };
+        let now = Instant::now();
+        match wait_until {
+            Some(deadline) if now < deadline => {
+                // on_conflict = "wait": sleep until the original completes or releases (or the lease lapses,
+                // when a retry may take over), then look again.
+                let until_change = (deadline - now).min(lease_remaining.max(Duration::from_millis(10)));
+                if let Err(error) = settings.store.wait(&claim.id, until_change).await {
+                    return store_failed(route, &request, settings, &key, &error);
+                }
+            }
+            _ => {
+                return Problem::new(
+                    ProblemKind::InFlight,
+                    "a request with this idempotency key is still being processed; retry after the given delay",
+                )
+                .retry_after(lease_remaining)
+                .into_response();
+            }
         }
     }
+}
+
+/// How long the record lives once complete, and how long each lease (and heartbeat renewal) lasts.
+struct Timing {
+    ttl: Duration,
+    lease: Duration,
 }
 
 /// Runs the handler under a claim and stores or releases according to its outcome.
@@ -159,7 +186,7 @@ async fn run_claimed<F, Args>(
     body: Bytes,
     handler: F,
     guard: ClaimGuard,
-    ttl: std::time::Duration,
+    timing: Timing,
     key: &IdempotencyKey,
 ) -> HttpResponse
 where
@@ -167,7 +194,19 @@ where
     Args: FromRequest,
     F::Output: Responder,
 {
-    let outcome = AssertUnwindSafe(run(request, Payload::from(body), handler)).catch_unwind().await;
+    let work = AssertUnwindSafe(run(request, Payload::from(body), handler)).catch_unwind();
+    let outcome = match guard.lease() {
+        Some(lease) => {
+            // The heartbeat keeps a slow handler's claim from being taken over while it is alive; it stops when
+            // the handler's future completes (select drops it).
+            let heartbeat = keep_lease(&*settings.store, lease, timing.lease);
+            match future::select(pin!(work), pin!(heartbeat)).await {
+                Either::Left((outcome, _)) => outcome,
+                Either::Right((never, _)) => match never {},
+            }
+        }
+        None => work.await,
+    };
     let response = match outcome {
         Err(_) => {
             tracing::error!(route = %request.match_pattern().unwrap_or_default(), key = %key.redacted(), "handler panicked; idempotency claim released");
@@ -203,7 +242,7 @@ where
     };
     let stored = to_stored(&head, stored_body, settings);
     if let Some(lease) = guard.lease() {
-        match settings.store.complete(lease, &stored, ttl).await {
+        match settings.store.complete(lease, &stored, timing.ttl).await {
             Ok(Completion::Stored) => {}
             Ok(Completion::Fenced) => tracing::warn!(
                 route = %lease.id.route,
@@ -251,6 +290,40 @@ where
     match run(request, payload, handler).await {
         Ran::Rejected(response) | Ran::Responded(response) => response,
     }
+}
+
+/// Renews the lease every third of its length for as long as it is polled. Never completes.
+async fn keep_lease(store: &dyn crate::store::Store, lease: &Lease, duration: Duration) -> Infallible {
+    let period = (duration / 3).max(Duration::from_millis(100));
+    let mut held = true;
+    loop {
+        tokio::time::sleep(period).await;
+        if !held {
+            continue;
+        }
+        match store.heartbeat(lease, duration).await {
+            Ok(LeaseState::Held) => {}
+            Ok(LeaseState::Lost) => {
+                held = false;
+                tracing::warn!(route = %lease.id.route, "idempotency lease lost to another attempt; this attempt's response will not be stored");
+            }
+            Err(error) => tracing::warn!(route = %lease.id.route, %error, "idempotency lease renewal failed; retrying"),
+        }
+    }
+}
+
+fn store_failed(
+    route: &RouteOptions,
+    request: &HttpRequest,
+    settings: &Settings,
+    key: &IdempotencyKey,
+    error: &StoreError,
+) -> HttpResponse {
+    if error.kind() == StoreErrorKind::Unsupported {
+        return misconfigured(route, request, &error.to_string());
+    }
+    tracing::error!(route = %request.match_pattern().unwrap_or_default(), key = %key.redacted(), %error, "idempotency store failed; answering 503");
+    store_unavailable(settings)
 }
 
 fn key_missing(route: &RouteOptions, settings: &Settings) -> HttpResponse {

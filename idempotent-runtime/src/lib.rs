@@ -30,6 +30,7 @@ mod handle;
 mod key;
 mod key_source;
 mod problem;
+pub mod purge;
 mod record;
 mod replay;
 mod request_body;
@@ -56,6 +57,6 @@ pub use crate::record::{CorruptRecord, Record, RecordId, RecordState, StoredResp
 pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
 pub use crate::store::{
-    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, MemoryStore, PostgresStore, SCHEMA_SQL, Store,
-    StoreError, StoreErrorKind,
+    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MemoryStore, PostgresStore,
+    PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind,
 };

@@ -21,6 +21,13 @@ pub struct RecordId {
     pub route: String,
 }
 
+impl RecordId {
+    /// One digest of the whole identity, e.g. to name the record in a notification.
+    pub fn digest(&self) -> Digest {
+        crate::digest::hash_parts(&[&self.key_hash, &self.scope_hash, self.method.as_bytes(), self.route.as_bytes()])
+    }
+}
+
 /// A response as it is stored and replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {

@@ -20,6 +20,8 @@ pub struct RouteOptions {
     pub(crate) store_server_errors: bool,
     pub(crate) max_request_body: Option<usize>,
     pub(crate) max_response_body: Option<usize>,
+    /// `on_conflict = "wait"`: how long a duplicate waits for the original's result before its 409.
+    pub(crate) wait: Option<Duration>,
     /// Set once this route has logged a configuration error, so a misconfigured app logs the fix once, not per
     /// request.
     misconfiguration_logged: AtomicBool,
@@ -43,6 +45,7 @@ impl RouteOptions {
             store_server_errors: false,
             max_request_body: None,
             max_response_body: None,
+            wait: None,
             misconfiguration_logged: AtomicBool::new(false),
         }
     }
@@ -92,6 +95,13 @@ impl RouteOptions {
     /// `max_response_body = "..."`.
     pub const fn max_response_body(mut self, bytes: usize) -> Self {
         self.max_response_body = Some(bytes);
+        self
+    }
+
+    /// `on_conflict = "wait", wait = "..."`: a duplicate that arrives while the original runs waits up to `wait`
+    /// for its result and replays it (else 409).
+    pub const fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
         self
     }
 

@@ -26,7 +26,7 @@ impl StoreUnderTest {
     /// A `PostgresStore` on a fresh, migrated schema.
     pub async fn postgres() -> Self {
         let schema = TestSchema::create().await;
-        let store = PostgresStore::new(schema.pool(16));
+        let store = PostgresStore::new(schema.pool(16)).with_listener(schema.config());
         store.migrate().await.expect("migrate the test schema");
         Self { store: Arc::new(store), schema: Some(schema) }
     }

@@ -47,6 +47,11 @@ impl TestSchema {
         pool_with_options(Some(&self.name), max_size)
     }
 
+    /// The connection settings of [`TestSchema::pool`], e.g. for a store's LISTEN connection.
+    pub fn config(&self) -> tokio_postgres::Config {
+        config_for(&database_url(), Some(&self.name))
+    }
+
     /// A `DATABASE_URL` whose connections use this schema, for processes started by a test.
     pub fn database_url(&self) -> String {
         let url = database_url();
@@ -66,13 +71,18 @@ fn pool_with_options(search_path: Option<&str>, max_size: usize) -> Pool {
 
 /// A pool on any server (e.g. a private cluster, or an address where nothing answers).
 pub fn pool_for(url: &str, search_path: Option<&str>, max_size: usize) -> Pool {
+    let config = config_for(url, search_path);
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(max_size).build().expect("a pool without runtime hooks always builds")
+}
+
+fn config_for(url: &str, search_path: Option<&str>) -> tokio_postgres::Config {
     let mut config: tokio_postgres::Config =
         url.parse().unwrap_or_else(|error| panic!("DATABASE_URL={url} is not a PostgreSQL URL: {error}"));
     if let Some(schema) = search_path {
         config.options(format!("-c search_path={schema}"));
     }
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager).max_size(max_size).build().expect("a pool without runtime hooks always builds")
+    config
 }
 
 fn unreachable_postgres(error: &dyn std::fmt::Display) -> ! {

@@ -1,12 +1,13 @@
 //! An in-memory [`Store`]: the same semantics as PostgreSQL within one process, for users' tests and demos.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
-use super::{Claim, ClaimRequest, Completion, Lease, Store, StoreError};
+use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError};
 use crate::digest::Digest;
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
 
@@ -23,6 +24,8 @@ struct Entry {
     token: i64,
     expires_at: Instant,
     state: EntryState,
+    /// Requests waiting for this record to leave the in-progress state (`on_conflict = "wait"`).
+    waiters: Option<Arc<Notify>>,
 }
 
 #[derive(Debug)]
@@ -61,6 +64,13 @@ impl Entry {
         }
     }
 
+    /// Wakes every waiter: the record left the in-progress state.
+    fn wake_waiters(&mut self) {
+        if let Some(waiters) = self.waiters.take() {
+            waiters.notify_waiters();
+        }
+    }
+
     fn to_record(&self, now: Instant) -> Record {
         let state = match &self.state {
             EntryState::InProgress { locked_until } => {
@@ -77,11 +87,13 @@ impl Store for MemoryStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let now = Instant::now();
         let mut records = self.records();
-        let took_over = match records.get(&request.id) {
+        let (took_over, waiters) = match records.get_mut(&request.id) {
             Some(entry) if !entry.may_be_taken_over_by(&request.fingerprint, now) => {
                 return Ok(Claim::Existing(entry.to_record(now)));
             }
-            existing => existing.is_some(),
+            // Waiters of a taken-over record keep waiting for the new attempt.
+            Some(entry) => (true, entry.waiters.take()),
+            None => (false, None),
         };
         records.insert(
             request.id.clone(),
@@ -90,6 +102,7 @@ impl Store for MemoryStore {
                 token: request.token,
                 expires_at: now + request.ttl,
                 state: EntryState::InProgress { locked_until: now + request.lease },
+                waiters,
             },
         );
         Ok(Claim::Acquired { took_over })
@@ -106,9 +119,21 @@ impl Store for MemoryStore {
             Some(entry) if entry.token == lease.token && matches!(entry.state, EntryState::InProgress { .. }) => {
                 entry.state = EntryState::Completed(response.clone());
                 entry.expires_at = Instant::now() + ttl;
+                entry.wake_waiters();
                 Ok(Completion::Stored)
             }
             _ => Ok(Completion::Fenced),
+        }
+    }
+
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+        let mut records = self.records();
+        match records.get_mut(&lease.id) {
+            Some(Entry { token, state: EntryState::InProgress { locked_until }, .. }) if *token == lease.token => {
+                *locked_until = Instant::now() + duration;
+                Ok(LeaseState::Held)
+            }
+            _ => Ok(LeaseState::Lost),
         }
     }
 
@@ -117,8 +142,8 @@ impl Store for MemoryStore {
         let owned = records
             .get(&lease.id)
             .is_some_and(|entry| entry.token == lease.token && matches!(entry.state, EntryState::InProgress { .. }));
-        if owned {
-            records.remove(&lease.id);
+        if owned && let Some(mut entry) = records.remove(&lease.id) {
+            entry.wake_waiters();
         }
         Ok(())
     }
@@ -126,5 +151,35 @@ impl Store for MemoryStore {
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
         let now = Instant::now();
         Ok(self.records().get(id).filter(|entry| !entry.is_expired(now)).map(|entry| entry.to_record(now)))
+    }
+
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        let waiters = {
+            let mut records = self.records();
+            match records.get_mut(id) {
+                Some(entry) if matches!(entry.state, EntryState::InProgress { .. }) => {
+                    Arc::clone(entry.waiters.get_or_insert_with(Arc::default))
+                }
+                _ => return Ok(()),
+            }
+        };
+        let woken = waiters.notified();
+        tokio::pin!(woken);
+        // Registered before the lock is taken again: a completion from now on wakes this waiter.
+        woken.as_mut().enable();
+        let still_in_progress =
+            self.records().get(id).is_some_and(|entry| matches!(entry.state, EntryState::InProgress { .. }));
+        if still_in_progress {
+            let _timed_out = tokio::time::timeout(timeout, woken).await;
+        }
+        Ok(())
+    }
+
+    async fn purge_batch(&self, _limit: usize) -> Result<PurgeBatch, StoreError> {
+        let now = Instant::now();
+        let mut records = self.records();
+        let examined = records.len();
+        records.retain(|_, entry| !entry.is_expired(now));
+        Ok(PurgeBatch { examined, deleted: examined - records.len(), pass_complete: true })
     }
 }

@@ -4,6 +4,7 @@
 //! A store makes every decision that must be atomic across processes (claim, take-over, fenced completion). The
 //! HTTP policy (which status is stored, what a conflict answers) lives in [`crate::handle`], once for all stores.
 
+mod listener;
 mod memory;
 mod postgres;
 
@@ -63,6 +64,26 @@ pub enum Completion {
     Fenced,
 }
 
+/// The answer to [`Store::heartbeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// The lease was renewed: the record is still this attempt's.
+    Held,
+    /// The record no longer carries this lease's token (taken over, completed or released).
+    Lost,
+}
+
+/// What one [`Store::purge_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeBatch {
+    /// Records looked at (at most the batch size).
+    pub examined: usize,
+    /// Expired records deleted among them.
+    pub deleted: usize,
+    /// True when this batch reached the end of the table: the next batch starts a new pass.
+    pub pass_complete: bool,
+}
+
 /// The storage of idempotency records.
 ///
 /// Implementations must make [`Store::claim`] atomic: of any number of concurrent claims of one record (in any
@@ -75,6 +96,9 @@ pub trait Store: Send + Sync + 'static {
     /// lapsed lease and the same fingerprint (its worker died). An expired record is never returned.
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError>;
 
+    /// Renews the lease for `lease` from now, if the record still carries the lease's token.
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError>;
+
     /// Stores the response and keeps the record for `ttl` from now, if the record still carries the lease's token.
     async fn complete(&self, lease: &Lease, response: &StoredResponse, ttl: Duration)
     -> Result<Completion, StoreError>;
@@ -84,6 +108,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads a live (unexpired) record.
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError>;
+
+    /// Waits until the record is no longer in progress (completed, released or gone) or `timeout` passes, without
+    /// polling. Returning is a hint, not a promise: the caller claims again to learn the state.
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError>;
+
+    /// Deletes expired records among the next `limit` records of a sweep through the store. Each batch is bounded
+    /// in work and locks only the rows it deletes; calling it repeatedly sweeps the whole store.
+    async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError>;
 }
 
 /// A store that failed: unreachable, timed out, or returned something it should not have.
@@ -103,6 +135,8 @@ pub enum StoreErrorKind {
     Timeout,
     /// A stored record does not decode.
     Corrupt,
+    /// The store was not set up for what the route asks (e.g. waiting without notifications).
+    Unsupported,
 }
 
 impl StoreError {
@@ -123,6 +157,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Unavailable => "idempotency store unavailable",
             StoreErrorKind::Timeout => "idempotency store timed out",
             StoreErrorKind::Corrupt => "idempotency record corrupt",
+            StoreErrorKind::Unsupported => "idempotency store not set up for this route",
         };
         write!(f, "{what}: {}", self.source)
     }

@@ -5,6 +5,7 @@
 //! connection and every decision is made by one atomic statement, so any number of processes may share the table.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,8 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
+use super::listener::Listener;
+use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind};
 use crate::digest::Digest;
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
 
@@ -71,15 +73,66 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token
   AND ((state = 'completed' AND expires_at <= now())
        OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())))";
 
+/// Stores the response if the record still carries the token, and wakes waiters (only when there are some).
 const COMPLETE_SQL: &str = "
-UPDATE idempotency_records
-SET state = 'completed', locked_until = NULL, completed_at = now(), expires_at = now() + make_interval(secs => $6),
-    status = $7, header_names = $8, header_values = $9, body = $10
-WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'";
+WITH done AS (
+    UPDATE idempotency_records
+    SET state = 'completed', locked_until = NULL, completed_at = now(),
+        expires_at = now() + make_interval(secs => $6),
+        status = $7, header_names = $8, header_values = $9, body = $10
+    WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
+    RETURNING has_waiters
+), woken AS (
+    SELECT pg_notify('idempotency_records', $11) FROM done WHERE has_waiters
+)
+SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
 
 const RELEASE_SQL: &str = "
-DELETE FROM idempotency_records
+WITH done AS (
+    DELETE FROM idempotency_records
+    WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
+    RETURNING has_waiters
+), woken AS (
+    SELECT pg_notify('idempotency_records', $6) FROM done WHERE has_waiters
+)
+SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
+
+const HEARTBEAT_SQL: &str = "
+UPDATE idempotency_records SET locked_until = now() + make_interval(secs => $6)
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'";
+
+/// Asks the record's completion or release to notify; no row means it is no longer in progress.
+const MARK_WAITED_SQL: &str = "
+UPDATE idempotency_records SET has_waiters = true
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND state = 'in_progress'";
+
+/// One purge batch: the next `$5` records in primary-key order after the cursor, of which the expired ones are
+/// deleted (the condition is checked again on the row itself, so a record claimed meanwhile stays). Walking the
+/// primary key bounds every batch without an index on `expires_at`, which would slow every completion.
+const PURGE_SQL: &str = "
+WITH scanned AS (
+    SELECT key_hash, scope_hash, method, route,
+           (state = 'completed' AND expires_at <= now())
+               OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()) AS expired
+    FROM idempotency_records
+    WHERE (key_hash, scope_hash, method, route) > ($1, $2, $3, $4)
+    ORDER BY key_hash, scope_hash, method, route
+    LIMIT $5
+), deleted AS (
+    DELETE FROM idempotency_records r USING scanned s
+    WHERE s.expired AND r.key_hash = s.key_hash AND r.scope_hash = s.scope_hash AND r.method = s.method
+      AND r.route = s.route
+      AND ((r.state = 'completed' AND r.expires_at <= now())
+           OR (r.state = 'in_progress' AND r.locked_until <= now() AND r.expires_at <= now()))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM scanned) AS examined, (SELECT count(*) FROM deleted) AS deleted,
+       last.key_hash, last.scope_hash, last.method, last.route
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT key_hash, scope_hash, method, route FROM scanned
+    ORDER BY key_hash DESC, scope_hash DESC, method DESC, route DESC LIMIT 1
+) AS last ON true";
 
 /// A statement that found nothing to return may have lost a race with a concurrent insert its snapshot cannot see;
 /// a few attempts settle it (each one observes a newer committed state).
@@ -90,6 +143,17 @@ const MAX_CLAIM_ATTEMPTS: usize = 8;
 pub struct PostgresStore {
     pool: Pool,
     timeout: Duration,
+    listener: Option<Arc<Listener>>,
+    purge_cursor: Arc<Mutex<PurgeCursor>>,
+}
+
+/// Where the next purge batch starts: after this primary key (the empty key sorts before every record).
+#[derive(Debug, Default)]
+struct PurgeCursor {
+    key_hash: Vec<u8>,
+    scope_hash: Vec<u8>,
+    method: String,
+    route: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -101,7 +165,14 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`].
     pub fn new(pool: Pool) -> Self {
-        Self { pool, timeout: DEFAULT_OPERATION_TIMEOUT }
+        Self { pool, timeout: DEFAULT_OPERATION_TIMEOUT, listener: None, purge_cursor: Arc::default() }
+    }
+
+    /// Enables `on_conflict = "wait"`: waiting requests listen for completions on one dedicated connection made
+    /// with this configuration (a pooled connection cannot receive notifications). Use the pool's own settings.
+    pub fn with_listener(mut self, config: tokio_postgres::Config) -> Self {
+        self.listener = Some(Arc::new(Listener::new(config)));
+        self
     }
 
     /// Bounds each store operation (waiting for a connection included): past it the request is answered 503
@@ -220,8 +291,9 @@ impl Store for PostgresStore {
         let names: Vec<&str> = response.headers.iter().map(|(name, _)| name.as_str()).collect();
         let values: Vec<&[u8]> = response.headers.iter().map(|(_, value)| value.as_bytes()).collect();
         let body: Option<&[u8]> = response.body.as_deref();
-        let updated = self
-            .execute(
+        let notification = crate::digest::to_hex(&id.digest());
+        let rows = self
+            .query(
                 COMPLETE_SQL,
                 &[
                     &id.key_hash.as_slice(),
@@ -234,20 +306,93 @@ impl Store for PostgresStore {
                     &names,
                     &values,
                     &body,
+                    &notification,
                 ],
             )
             .await?;
-        Ok(if updated == 1 { Completion::Stored } else { Completion::Fenced })
+        Ok(if changed(&rows)? { Completion::Stored } else { Completion::Fenced })
+    }
+
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+        let id = &lease.id;
+        let renewed = self
+            .execute(
+                HEARTBEAT_SQL,
+                &[
+                    &id.key_hash.as_slice(),
+                    &id.scope_hash.as_slice(),
+                    &id.method,
+                    &id.route,
+                    &lease.token,
+                    &duration.as_secs_f64(),
+                ],
+            )
+            .await?;
+        Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let id = &lease.id;
-        self.execute(
+        let notification = crate::digest::to_hex(&id.digest());
+        self.query(
             RELEASE_SQL,
-            &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &lease.token],
+            &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &lease.token, &notification],
         )
         .await
         .map(drop)
+    }
+
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        let Some(listener) = &self.listener else {
+            return Err(StoreError::new(
+                StoreErrorKind::Unsupported,
+                "on_conflict = \"wait\" needs notifications: build the store with PostgresStore::with_listener(config)",
+            ));
+        };
+        let subscription = listener.subscribe(&id.digest()).await?;
+        let woken = subscription.notify.notified();
+        tokio::pin!(woken);
+        // Subscribed before the record is marked: a completion from now on wakes this waiter.
+        woken.as_mut().enable();
+        let marked = self
+            .execute(MARK_WAITED_SQL, &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route])
+            .await?;
+        if marked == 1 {
+            let _timed_out = tokio::time::timeout(timeout, woken).await;
+        }
+        Ok(())
+    }
+
+    async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let cursor = std::mem::take(&mut *lock(&self.purge_cursor));
+        let result = self
+            .query(
+                PURGE_SQL,
+                &[&cursor.key_hash.as_slice(), &cursor.scope_hash.as_slice(), &cursor.method, &cursor.route, &limit],
+            )
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(error) => {
+                *lock(&self.purge_cursor) = cursor;
+                return Err(error);
+            }
+        };
+        let row = rows.first().ok_or_else(|| corrupt("the purge statement returned no row"))?;
+        let examined: i64 = row.try_get("examined").map_err(decode_failed)?;
+        let deleted: i64 = row.try_get("deleted").map_err(decode_failed)?;
+        let pass_complete = examined < limit;
+        if !pass_complete {
+            *lock(&self.purge_cursor) = PurgeCursor {
+                key_hash: row.try_get("key_hash").map_err(decode_failed)?,
+                scope_hash: row.try_get("scope_hash").map_err(decode_failed)?,
+                method: row.try_get("method").map_err(decode_failed)?,
+                route: row.try_get("route").map_err(decode_failed)?,
+            };
+        }
+        let count = |value: i64| usize::try_from(value).unwrap_or(0);
+        Ok(PurgeBatch { examined: count(examined), deleted: count(deleted), pass_complete })
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
@@ -264,6 +409,16 @@ impl Store for PostgresStore {
             _ => Ok(None),
         }
     }
+}
+
+/// Whether a `changed` column says the statement changed the record.
+fn changed(rows: &[Row]) -> Result<bool, StoreError> {
+    let row = rows.first().ok_or_else(|| corrupt("the statement returned no row"))?;
+    Ok(row.try_get::<_, i64>("changed").map_err(decode_failed)? == 1)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn record_from_row(row: &Row) -> Result<Record, StoreError> {

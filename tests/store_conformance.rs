@@ -1,0 +1,230 @@
+//! The `Store` contract without HTTP, once per store: what a crashed worker, a stale completion, a heartbeat, a
+//! waiter and the purge must see. These are the cases HTTP cannot stage deterministically in one process (a worker
+//! that stops heartbeating without its future being dropped).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use idempotent_runtime::purge::purge_expired;
+use idempotent_runtime::{
+    Claim, ClaimRequest, Completion, Lease, LeaseState, RecordId, RecordState, Store, StoredResponse,
+};
+use support::StoreUnderTest;
+
+fn request(key: u8, fingerprint: u8, token: i64, lease: Duration, ttl: Duration) -> ClaimRequest {
+    ClaimRequest {
+        id: RecordId { scope_hash: [1; 32], key_hash: [key; 32], method: "POST".into(), route: "/r".into() },
+        fingerprint: [fingerprint; 32],
+        token,
+        lease,
+        ttl,
+    }
+}
+
+fn response(body: &'static str) -> StoredResponse {
+    StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(body.as_bytes())) }
+}
+
+fn lease_of(request: &ClaimRequest) -> Lease {
+    Lease { id: request.id.clone(), token: request.token }
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+const SHORT_LEASE: Duration = Duration::from_millis(300);
+
+macro_rules! on_every_store {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    let store = crate::StoreUnderTest::memory().await;
+                    super::$test(&*store.store).await;
+                    store.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    let store = crate::StoreUnderTest::postgres().await;
+                    super::$test(&*store.store).await;
+                    store.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_store!(
+    one_claim_wins_and_the_record_is_replayed_after_completion,
+    a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced,
+    a_different_request_cannot_take_over_a_lapsed_claim,
+    heartbeat_keeps_a_claim_and_reports_a_lost_one,
+    release_frees_the_key_and_a_stale_release_does_nothing,
+    expired_records_read_as_absent_and_are_claimed_afresh,
+    waiter_is_woken_by_completion_without_polling,
+    waiter_is_woken_by_release,
+    waiter_returns_at_its_timeout,
+    purge_deletes_only_expired_records,
+);
+
+async fn one_claim_wins_and_the_record_is_replayed_after_completion(store: &dyn Store) {
+    let first = request(1, 1, 11, LONG, LONG);
+    assert_eq!(store.claim(&first).await.unwrap(), Claim::Acquired { took_over: false });
+    let second = request(1, 1, 12, LONG, LONG);
+    match store.claim(&second).await.unwrap() {
+        Claim::Existing(record) => assert!(matches!(record.state, RecordState::InProgress { .. })),
+        other => panic!("expected the in-flight record, got {other:?}"),
+    }
+    assert_eq!(store.complete(&lease_of(&first), &response("one"), LONG).await.unwrap(), Completion::Stored);
+    match store.claim(&second).await.unwrap() {
+        Claim::Existing(record) => {
+            assert_eq!(record.fingerprint, [1; 32]);
+            assert_eq!(record.state, RecordState::Completed(response("one")));
+        }
+        other => panic!("expected the completed record, got {other:?}"),
+    }
+    let read = store.read(&first.id).await.unwrap().expect("live record");
+    assert_eq!(read.state, RecordState::Completed(response("one")));
+}
+
+async fn a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced(store: &dyn Store) {
+    let dead = request(2, 1, 21, SHORT_LEASE, LONG);
+    assert_eq!(store.claim(&dead).await.unwrap(), Claim::Acquired { took_over: false });
+    // The worker stops heartbeating (its process died); past the lease, a retry of the same request takes over.
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    let retry = request(2, 1, 22, LONG, LONG);
+    assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true });
+    // The dead worker was only paused: its completion must not overwrite the newer attempt.
+    assert_eq!(store.complete(&lease_of(&dead), &response("stale"), LONG).await.unwrap(), Completion::Fenced);
+    assert_eq!(store.heartbeat(&lease_of(&dead), LONG).await.unwrap(), LeaseState::Lost);
+    store.release(&lease_of(&dead)).await.unwrap();
+    assert_eq!(store.complete(&lease_of(&retry), &response("newer"), LONG).await.unwrap(), Completion::Stored);
+    let record = store.read(&retry.id).await.unwrap().expect("live record");
+    assert_eq!(record.state, RecordState::Completed(response("newer")));
+}
+
+async fn a_different_request_cannot_take_over_a_lapsed_claim(store: &dyn Store) {
+    let original = request(3, 1, 31, SHORT_LEASE, LONG);
+    store.claim(&original).await.unwrap();
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    match store.claim(&request(3, 2, 32, LONG, LONG)).await.unwrap() {
+        Claim::Existing(record) => {
+            assert_eq!(record.fingerprint, [1; 32], "the key still belongs to the first request");
+            assert_eq!(record.state, RecordState::InProgress { lease_remaining: Duration::ZERO });
+        }
+        other => panic!("a different request must not take over: {other:?}"),
+    }
+}
+
+async fn heartbeat_keeps_a_claim_and_reports_a_lost_one(store: &dyn Store) {
+    let alive = request(4, 1, 41, SHORT_LEASE, LONG);
+    store.claim(&alive).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(SHORT_LEASE / 3).await;
+        assert_eq!(store.heartbeat(&lease_of(&alive), SHORT_LEASE).await.unwrap(), LeaseState::Held);
+    }
+    // Well past the original lease: renewed, so a retry finds it in progress.
+    match store.claim(&request(4, 1, 42, LONG, LONG)).await.unwrap() {
+        Claim::Existing(record) => match record.state {
+            RecordState::InProgress { lease_remaining } => assert!(lease_remaining > Duration::ZERO),
+            other => panic!("expected in progress, got {other:?}"),
+        },
+        other => panic!("a live, heartbeating claim must not be taken over: {other:?}"),
+    }
+    store.complete(&lease_of(&alive), &response("done"), LONG).await.unwrap();
+    assert_eq!(store.heartbeat(&lease_of(&alive), SHORT_LEASE).await.unwrap(), LeaseState::Lost, "completed");
+}
+
+async fn release_frees_the_key_and_a_stale_release_does_nothing(store: &dyn Store) {
+    let first = request(5, 1, 51, LONG, LONG);
+    store.claim(&first).await.unwrap();
+    store.release(&lease_of(&first)).await.unwrap();
+    assert_eq!(store.read(&first.id).await.unwrap(), None);
+    let second = request(5, 1, 52, LONG, LONG);
+    assert_eq!(store.claim(&second).await.unwrap(), Claim::Acquired { took_over: false });
+    store.release(&lease_of(&first)).await.unwrap();
+    assert!(store.read(&second.id).await.unwrap().is_some(), "another attempt's release cannot free this claim");
+    store.complete(&lease_of(&second), &response("kept"), LONG).await.unwrap();
+    store.release(&lease_of(&second)).await.unwrap();
+    assert!(store.read(&second.id).await.unwrap().is_some(), "a completed record is never released");
+}
+
+async fn expired_records_read_as_absent_and_are_claimed_afresh(store: &dyn Store) {
+    let first = request(6, 1, 61, Duration::from_millis(100), Duration::from_millis(200));
+    store.claim(&first).await.unwrap();
+    store.complete(&lease_of(&first), &response("old"), Duration::from_millis(200)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.read(&first.id).await.unwrap(), None, "expiry is checked on read");
+    let different = request(6, 9, 62, LONG, LONG);
+    assert_eq!(store.claim(&different).await.unwrap(), Claim::Acquired { took_over: true }, "a fresh request");
+}
+
+async fn waiter_is_woken_by_completion_without_polling(store: &dyn Store) {
+    let original = request(7, 1, 71, LONG, LONG);
+    store.claim(&original).await.unwrap();
+    let started = Instant::now();
+    let waiting = store.wait(&original.id, Duration::from_secs(20));
+    let completing = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store.complete(&lease_of(&original), &response("done"), LONG).await.unwrap();
+    };
+    let (waited, ()) = tokio::join!(waiting, completing);
+    waited.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "woken by the completion, not the 20 s timeout");
+}
+
+async fn waiter_is_woken_by_release(store: &dyn Store) {
+    let original = request(8, 1, 81, LONG, LONG);
+    store.claim(&original).await.unwrap();
+    let started = Instant::now();
+    let releasing = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store.release(&lease_of(&original)).await.unwrap();
+    };
+    let (waited, ()) = tokio::join!(store.wait(&original.id, Duration::from_secs(20)), releasing);
+    waited.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "woken by the release");
+    // A record that is not in progress returns at once.
+    let started = Instant::now();
+    store.wait(&original.id, Duration::from_secs(20)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+async fn waiter_returns_at_its_timeout(store: &dyn Store) {
+    let original = request(9, 1, 91, LONG, LONG);
+    store.claim(&original).await.unwrap();
+    let started = Instant::now();
+    store.wait(&original.id, Duration::from_millis(300)).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+async fn purge_deletes_only_expired_records(store: &dyn Store) {
+    let short = Duration::from_millis(100);
+    for key in 10..40u8 {
+        let claim = request(key, 1, i64::from(key), short, short);
+        store.claim(&claim).await.unwrap();
+        store.complete(&lease_of(&claim), &response("expiring"), short).await.unwrap();
+    }
+    let live = request(50, 1, 500, LONG, LONG);
+    store.claim(&live).await.unwrap();
+    store.complete(&lease_of(&live), &response("kept"), LONG).await.unwrap();
+    let running = request(51, 1, 510, LONG, short);
+    store.claim(&running).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let report = purge_expired(store, 7).await.unwrap();
+    assert_eq!(report.deleted, 30, "{report:?}");
+    assert!(report.examined >= 32, "{report:?}");
+    assert!(store.read(&live.id).await.unwrap().is_some(), "an unexpired record stays");
+    let running_record = store.read(&running.id).await.unwrap().expect("an in-progress record under its lease stays");
+    assert!(matches!(running_record.state, RecordState::InProgress { .. }));
+    let again = purge_expired(store, 7).await.unwrap();
+    assert_eq!(again.deleted, 0);
+}
