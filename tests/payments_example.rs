@@ -3,58 +3,26 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
+use support::example_process::{ExampleProcess, free_port};
 use support::postgres::TestSchema;
 
-/// The example's binary, built by `cargo test` beside this test (or by `cargo build --example payments`).
-fn example_binary() -> std::path::PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = test_binary.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("examples").join("payments");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "payments"])
-            .status()
-            .expect("run cargo build --example payments");
-        assert!(status.success(), "cargo build --example payments failed");
-    }
-    binary
-}
+/// The example under test.
+struct Example(ExampleProcess);
 
-/// A running example process, killed when dropped.
-struct Example {
-    child: Child,
-    base: String,
-    banner: String,
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Example {
+    type Target = ExampleProcess;
+    fn deref(&self) -> &ExampleProcess {
+        &self.0
     }
 }
 
 impl Example {
-    /// Starts the example on a free port and waits for its start-up line.
     fn start(database_url: Option<&str>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let mut command = Command::new(example_binary());
-        command.env("BIND", format!("127.0.0.1:{port}")).env_remove("DATABASE_URL").stdout(Stdio::piped());
-        if let Some(url) = database_url {
-            command.env("DATABASE_URL", url);
-        }
-        let mut child = command.spawn().expect("start the payments example");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut banner = String::new();
-        BufReader::new(stdout).read_line(&mut banner).expect("read the start-up line");
-        assert!(banner.contains(&format!("http://127.0.0.1:{port}")), "start-up line names the URL: {banner:?}");
-        Self { child, base: format!("http://127.0.0.1:{port}"), banner }
+        Self(ExampleProcess::start("payments", free_port(), database_url))
     }
 }
 

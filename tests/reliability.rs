@@ -1,0 +1,334 @@
+//! Never twice, never stuck: the payments example run as real server processes on one PostgreSQL, under
+//! concurrency, `kill -9` and a database outage. Each test prints its figures (`cargo test --test reliability --
+//! --nocapture`).
+//!
+//! Executions are counted where they happen: the example records one payment row per handler run, and every key of
+//! these tests carries a unique amount, so `count(*) GROUP BY amount` shows any double execution.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+use support::example_process::{ExampleProcess, free_port};
+use support::postgres::{TestSchema, pool_for};
+use support::private_cluster::PrivateCluster;
+
+/// The outcome of one request as the client saw it.
+#[derive(Debug, Clone)]
+struct Outcome {
+    status: Option<StatusCode>,
+    replayed: bool,
+    retry_after: Option<u64>,
+    sent: Instant,
+    answered: Instant,
+}
+
+fn client(connections: usize) -> awc::Client {
+    awc::Client::builder().connector(awc::Connector::new().limit(connections)).timeout(Duration::from_secs(60)).finish()
+}
+
+/// `POST /payments` as `user` with `key`, paying `amount` after `delay_ms`. A transport error (the process was
+/// killed) is an outcome without status.
+async fn pay(
+    client: &awc::Client,
+    base: &str,
+    user: &str,
+    key: impl AsRef<str>,
+    amount: i64,
+    delay_ms: u64,
+) -> Outcome {
+    let key = key.as_ref();
+    let sent = Instant::now();
+    let response = client
+        .post(format!("{base}/payments"))
+        .insert_header(("Authorization", format!("Bearer {user}")))
+        .insert_header(("Idempotency-Key", key))
+        .send_json(&json!({"amount": amount, "currency": "EUR", "delay_ms": delay_ms}))
+        .await;
+    let answered = Instant::now();
+    match response {
+        Ok(mut response) => {
+            let _ = response.body().await;
+            let header =
+                |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            Outcome {
+                status: Some(response.status()),
+                replayed: header("idempotent-replayed").as_deref() == Some("true"),
+                retry_after: header("retry-after").and_then(|value| value.parse().ok()),
+                sent,
+                answered,
+            }
+        }
+        Err(_) => Outcome { status: None, replayed: false, retry_after: None, sent, answered },
+    }
+}
+
+/// Payment rows per amount for a user: every value must be 1.
+async fn executions_by_amount(pool: &deadpool_postgres::Pool, user: &str) -> HashMap<i64, i64> {
+    let client = pool.get().await.expect("connect");
+    client
+        .query("SELECT amount, count(*) FROM payments WHERE user_id = $1 GROUP BY amount", &[&user])
+        .await
+        .expect("count payments")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn tally(outcomes: &[Outcome]) -> String {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for outcome in outcomes {
+        let label = match outcome.status {
+            Some(status) if outcome.replayed => format!("{} replayed", status.as_u16()),
+            Some(status) => status.as_u16().to_string(),
+            None => "no answer".to_owned(),
+        };
+        *counts.entry(label).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    counts.iter().map(|(label, count)| format!("{label}: {count}")).collect::<Vec<_>>().join(", ")
+}
+
+#[actix_web::test]
+async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_run_fifty_times() {
+    const KEYS: i64 = 50;
+    const REQUESTS_PER_KEY: i64 = 20;
+    let schema = TestSchema::create().await;
+    let first = ExampleProcess::start("payments", free_port(), Some(&schema.database_url()));
+    let second = ExampleProcess::start("payments", free_port(), Some(&schema.database_url()));
+    let bases = [first.base.clone(), second.base.clone()];
+    let client = client(2_000);
+
+    let started = Instant::now();
+    let outcomes = futures_util::future::join_all((0..KEYS * REQUESTS_PER_KEY).map(|request| {
+        let key = request % KEYS;
+        let base = &bases[usize::from(request % 2 == 1)];
+        let client = &client;
+        async move { pay(client, base, "load", &format!("load-{key}"), key + 1, 200).await }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+
+    let executions = executions_by_amount(&schema.pool(1), "load").await;
+    println!(
+        "1000 concurrent requests, 50 keys, 2 processes: {} executions in {elapsed:?}; responses {}",
+        executions.values().sum::<i64>(),
+        tally(&outcomes)
+    );
+    assert_eq!(executions.len(), KEYS as usize, "every key executed");
+    assert!(executions.values().all(|&count| count == 1), "no key executed twice: {executions:?}");
+    let server_errors = outcomes.iter().filter(|outcome| outcome.status.is_none_or(|status| status.is_server_error()));
+    assert_eq!(server_errors.count(), 0, "0 5xx (and no dropped connection)");
+    for outcome in &outcomes {
+        let status = outcome.status.expect("answered");
+        assert!(status == StatusCode::CREATED || status == StatusCode::CONFLICT, "{outcome:?}");
+    }
+    // Afterwards every key replays its one result, from either process.
+    for key in 0..KEYS {
+        let outcome = pay(&client, &bases[(key % 2) as usize], "load", &format!("load-{key}"), key + 1, 200).await;
+        assert!(outcome.replayed && outcome.status == Some(StatusCode::CREATED), "{outcome:?}");
+    }
+    drop((first, second));
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_stuck() {
+    const KILLS: usize = 20;
+    const KEYS_PER_KILL: usize = 3;
+    const LEASE_SECS: u64 = 5; // the payments example's lease
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(2);
+    let port = free_port();
+    let client = client(64);
+    let mut process = Some(ExampleProcess::start("payments", port, Some(&schema.database_url())));
+    let base = format!("http://127.0.0.1:{port}");
+    let mut keys = Vec::new();
+    let mut max_retry_after = 0;
+
+    for kill in 0..KILLS {
+        // Start slow payments (3 s, inside the 5 s lease) and kill the process while they run.
+        let cycle: Vec<(String, i64)> = (0..KEYS_PER_KILL)
+            .map(|slot| (format!("crash-{kill}-{slot}"), (kill * KEYS_PER_KILL + slot + 1) as i64))
+            .collect();
+        let in_flight = futures_util::future::join_all(
+            cycle.iter().map(|(key, amount)| pay(&client, &base, "crash", key, *amount, 3_000)),
+        );
+        let expected_in_progress = ((kill + 1) * KEYS_PER_KILL) as i64;
+        let kill_when_running = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let running: i64 = pool
+                    .get()
+                    .await
+                    .expect("connect")
+                    .query_one("SELECT count(*) FROM idempotency_records WHERE state = 'in_progress'", &[])
+                    .await
+                    .expect("count")
+                    .get(0);
+                if running >= expected_in_progress {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the handlers did not start");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            process.take().expect("running").kill();
+        };
+        let (outcomes, ()) = tokio::join!(in_flight, kill_when_running);
+        assert!(outcomes.iter().all(|outcome| outcome.status.is_none()), "killed mid-handler: {outcomes:?}");
+
+        // Restarted on the same port, the retry finds the dead claim: 409 with a Retry-After within the lease.
+        process = Some(ExampleProcess::start("payments", port, Some(&schema.database_url())));
+        let (key, amount) = &cycle[0];
+        let retry = pay(&client, &base, "crash", key, *amount, 3_000).await;
+        assert_eq!(retry.status, Some(StatusCode::CONFLICT), "{retry:?}");
+        let retry_after = retry.retry_after.expect("Retry-After");
+        assert!((1..=LEASE_SECS).contains(&retry_after), "Retry-After {retry_after} exceeds the lease");
+        max_retry_after = max_retry_after.max(retry_after);
+        keys.extend(cycle);
+    }
+
+    // After the lease, every key completes on retry, exactly once.
+    let recovery = Instant::now();
+    let mut pending = keys.clone();
+    while !pending.is_empty() {
+        assert!(recovery.elapsed() < Duration::from_secs(60), "keys still stuck: {pending:?}");
+        let outcomes = futures_util::future::join_all(
+            pending.iter().map(|(key, amount)| pay(&client, &base, "crash", key, *amount, 3_000)),
+        )
+        .await;
+        let mut still = Vec::new();
+        for ((key, amount), outcome) in pending.into_iter().zip(outcomes) {
+            match outcome.status {
+                Some(StatusCode::CREATED) => {}
+                Some(StatusCode::CONFLICT) => still.push((key, amount)),
+                other => panic!("unexpected {other:?} for {key}"),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let executions = executions_by_amount(&pool, "crash").await;
+    println!(
+        "kill -9 x{KILLS} with {KEYS_PER_KILL} payments in flight each: {} keys, {} executions after recovery \
+         ({:?} after the last kill), max Retry-After right after restart {max_retry_after} s (lease {LEASE_SECS} s)",
+        keys.len(),
+        executions.values().sum::<i64>(),
+        recovery.elapsed()
+    );
+    assert_eq!(executions.len(), keys.len(), "every key completed");
+    assert!(executions.values().all(|&count| count == 1), "exactly once each: {executions:?}");
+    drop(process);
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
+    let cluster = PrivateCluster::start();
+    let port = free_port();
+    let process = ExampleProcess::start("payments", port, Some(&cluster.url()));
+    let pool = pool_for(&cluster.url(), None, 2);
+    let client = client(64);
+    let base = process.base.clone();
+
+    let next_amount = std::sync::atomic::AtomicI64::new(1);
+    let stop_load = std::sync::atomic::AtomicBool::new(false);
+    let worker = |_| {
+        let (client, base, next_amount, stop_load) = (&client, &base, &next_amount, &stop_load);
+        async move {
+            let mut outcomes = Vec::new();
+            while !stop_load.load(std::sync::atomic::Ordering::SeqCst) {
+                let amount = next_amount.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let outcome = pay(client, base, "outage", &format!("outage-{amount}"), amount, 0).await;
+                outcomes.push((amount, outcome));
+            }
+            outcomes
+        }
+    };
+    let load = futures_util::future::join_all((0..8).map(worker));
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        cluster.stop();
+        let down = Instant::now();
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        let resuming = Instant::now();
+        cluster.resume();
+        let back = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5_000)).await;
+        stop_load.store(true, std::sync::atomic::Ordering::SeqCst);
+        (down, resuming, back)
+    };
+    let (outcomes, (down, resuming, back)) = tokio::join!(load, outage);
+    let outcomes: Vec<(i64, Outcome)> = outcomes.into_iter().flatten().collect();
+
+    // Sent after the server was down and answered before it was started again: only 503s.
+    let during: Vec<&Outcome> = outcomes
+        .iter()
+        .map(|(_, outcome)| outcome)
+        .filter(|outcome| outcome.sent > down && outcome.answered < resuming)
+        .collect();
+    assert!(!during.is_empty(), "requests were made during the outage");
+    for outcome in &during {
+        assert_eq!(outcome.status, Some(StatusCode::SERVICE_UNAVAILABLE), "{outcome:?}");
+    }
+    let first_success_after = outcomes
+        .iter()
+        .map(|(_, outcome)| outcome)
+        .filter(|outcome| outcome.sent >= back && outcome.status == Some(StatusCode::CREATED))
+        .map(|outcome| outcome.answered - back)
+        .min()
+        .expect("service came back");
+    assert!(first_success_after < Duration::from_secs(5), "normal service within 5 s: {first_success_after:?}");
+
+    // Every request that did not succeed is retried until it does (a claim left by the outage lapses with its
+    // lease); then each amount was paid exactly once.
+    let failed: Vec<i64> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.status != Some(StatusCode::CREATED))
+        .map(|(amount, _)| *amount)
+        .collect();
+    let retry_started = Instant::now();
+    let mut pending = failed.clone();
+    while !pending.is_empty() {
+        assert!(retry_started.elapsed() < Duration::from_secs(30), "still failing after 30 s: {} keys", pending.len());
+        let results = futures_util::future::join_all(
+            pending.iter().map(|amount| pay(&client, &base, "outage", format!("outage-{amount}"), *amount, 0)),
+        )
+        .await;
+        pending = pending
+            .into_iter()
+            .zip(results)
+            .filter(|(_, outcome)| outcome.status != Some(StatusCode::CREATED))
+            .map(|(amount, _)| amount)
+            .collect();
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let executions = executions_by_amount(&pool, "outage").await;
+    println!(
+        "PostgreSQL outage under load (8 clients): {} requests, {} during the 2 s outage (all 503), first success \
+         {first_success_after:?} after the server was back; {} failed requests retried, all completed in {:?}; \
+         {} payments for {} keys, none twice; responses {}",
+        outcomes.len(),
+        during.len(),
+        failed.len(),
+        retry_started.elapsed(),
+        executions.values().sum::<i64>(),
+        outcomes.len(),
+        tally(&outcomes.iter().map(|(_, outcome)| outcome.clone()).collect::<Vec<_>>()),
+    );
+    assert_eq!(executions.len(), outcomes.len(), "every key paid");
+    assert!(
+        executions.values().all(|&count| count == 1),
+        "no double execution: {:?}",
+        executions.iter().filter(|(_, count)| **count > 1).collect::<Vec<_>>()
+    );
+    drop(process);
+}

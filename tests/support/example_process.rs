@@ -1,0 +1,68 @@
+//! Example binaries run as real server processes, as other tools drive them.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The binary of `examples/<name>.rs`, built by `cargo test` beside the test binaries (built on demand when a
+/// single test target was asked for).
+pub fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("examples").join(name);
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .status()
+            .unwrap_or_else(|error| panic!("run cargo build --example {name}: {error}"));
+        assert!(status.success(), "cargo build --example {name} failed");
+    }
+    binary
+}
+
+/// A free loopback port (bound and released: the example binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+/// A running example process; killed (SIGKILL) when dropped.
+pub struct ExampleProcess {
+    child: Child,
+    pub port: u16,
+    pub base: String,
+    pub banner: String,
+}
+
+impl ExampleProcess {
+    /// Starts `examples/<name>` on `port` with `DATABASE_URL` (or without it) and waits for its start-up line.
+    pub fn start(name: &str, port: u16, database_url: Option<&str>) -> Self {
+        let mut command = Command::new(example_binary(name));
+        command
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let mut child = command.spawn().unwrap_or_else(|error| panic!("start the {name} example: {error}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut banner = String::new();
+        BufReader::new(stdout).read_line(&mut banner).expect("read the start-up line");
+        assert!(banner.contains(&format!("http://127.0.0.1:{port}")), "start-up line names the URL: {banner:?}");
+        Self { child, port, base: format!("http://127.0.0.1:{port}"), banner }
+    }
+
+    /// kill -9: the process dies mid-whatever, with no chance to release anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the example");
+        self.child.wait().expect("reap the example");
+    }
+}
+
+impl Drop for ExampleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
