@@ -126,3 +126,55 @@ async fn stopped_postgres_answers_503_and_service_resumes_when_it_returns() {
     assert_eq!(status, StatusCode::CREATED, "the record stored before the outage is still replayed");
     assert_eq!(app.runs(), 2);
 }
+
+#[actix_web::test]
+async fn exhausted_pool_answers_503_and_recovers_when_a_connection_frees() {
+    let schema = support::postgres::TestSchema::create().await;
+    let pool = schema.pool(1);
+    let store = PostgresStore::new(pool.clone()).with_timeout(Duration::from_millis(300));
+    store.migrate().await.expect("migrate");
+    let app = start(store);
+    // The application holds the pool's only connection (a long transaction elsewhere in the app).
+    let held = pool.get().await.expect("the only connection");
+    assert_store_unavailable(&app.pay("k").await);
+    assert_eq!(app.runs(), 0);
+    drop(held);
+    let (status, _, _) = app.pay("k").await;
+    assert_eq!(status, StatusCode::CREATED, "the key was not left claimed by the refused request");
+    assert_eq!(app.runs(), 1);
+    drop(app);
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn statement_stuck_on_a_lock_is_cancelled_and_leaves_no_claim_behind() {
+    let schema = support::postgres::TestSchema::create().await;
+    let store = PostgresStore::new(schema.pool(4)).with_timeout(Duration::from_millis(300));
+    store.migrate().await.expect("migrate");
+    let app = start(store);
+    let locker_pool = schema.pool(1);
+    let mut locker = locker_pool.get().await.expect("connect");
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE idempotency_records IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+
+    assert_store_unavailable(&app.pay("k").await);
+    // Unlock only once no claim statement waits on the lock any more: cancelled, not merely abandoned by the
+    // client (it would otherwise run as soon as the lock goes away).
+    let waiting_on_lock = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%idempotency_records%' AND pid <> pg_backend_pid()";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = lock.query_one(waiting_on_lock, &[]).await.expect("pg_stat_activity").get(0);
+        if waiting == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the timed-out claim statement was never cancelled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lock.rollback().await.expect("unlock");
+
+    let (status, _, body) = app.pay("k").await;
+    assert_eq!(status, StatusCode::CREATED, "a retry right after the outage runs; nothing was claimed: {body}");
+    assert_eq!(app.runs(), 1);
+    drop(app);
+    schema.drop_schema().await;
+}

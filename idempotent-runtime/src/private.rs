@@ -10,16 +10,14 @@ pub use crate::key_source::KeySpec;
 pub use crate::route::RouteOptions;
 pub use crate::scope::ScopeSpec;
 
-/// The identity on an extractor's value: `#[idempotent]` passes each handler argument through
-/// `extracted::<DeclaredType>(value)`, spanned on the declared type.
+/// The identity on an extractor's value, as a function pointer: `#[idempotent]` passes each handler argument
+/// through `extracted::<DeclaredType>()(value)`, spanned on the declared type.
 ///
-/// It exists for the error message only. The parameter's type, `Result<T, T::Error>`'s item, names `T` only
-/// through `T: FromRequest`: when the declared type is not an extractor, rustc reports that once, on the user's
-/// argument type, and cannot infer the value's type from it, so the same failure is not reported again on
-/// `handle`'s `Args: FromRequest` bound (which would point at generated code).
-#[inline(always)]
-pub fn extracted<T: actix_web::FromRequest>(
-    value: <<T::Future as core::future::Future>::Output as IntoIterator>::Item,
-) -> T {
-    value
+/// It exists for the error messages only. The parameter's type, `Result<T, T::Error>`'s item, names `T` only
+/// through `T: FromRequest`: when the declared type is not an extractor at all, rustc reports that once, on the
+/// user's argument type, and cannot infer the value's type from it, so the same failure is not reported again on
+/// `handle`'s `Args: FromRequest` bound (which would point at the return type).
+pub fn extracted<T: actix_web::FromRequest>()
+-> fn(<<T::Future as core::future::Future>::Output as IntoIterator>::Item) -> T {
+    |value| value
 }

@@ -209,23 +209,59 @@ impl PostgresStore {
         }
     }
 
-    /// Runs one prepared statement on a pooled connection.
+    /// Runs one prepared statement on a pooled connection, within the store's timeout.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
-        self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
-            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
-            client.query(&statement, params).await.map_err(query_failed)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let client = self.connection(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
         })
-        .await
+        .await;
+        self.finish(&client, outcome)
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
-            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
-            client.execute(&statement, params).await.map_err(query_failed)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let client = self.connection(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, async {
+            let statement = client.prepare_cached(sql).await?;
+            client.execute(&statement, params).await
         })
-        .await
+        .await;
+        self.finish(&client, outcome)
+    }
+
+    async fn connection(&self, deadline: tokio::time::Instant) -> Result<deadpool_postgres::Client, StoreError> {
+        match tokio::time::timeout_at(deadline, self.pool.get()).await {
+            Ok(client) => client.map_err(unavailable),
+            Err(_) => Err(self.timed_out("waiting for a pooled connection")),
+        }
+    }
+
+    /// A statement still running at the timeout is cancelled on the server, so that a claim answered with 503
+    /// cannot land afterwards (a statement waiting on a lock would otherwise run once the lock is gone).
+    fn finish<T>(
+        &self,
+        client: &deadpool_postgres::Client,
+        outcome: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
+            Ok(result) => result.map_err(query_failed),
+            Err(_) => {
+                let cancel = client.cancel_token();
+                tokio::spawn(async move {
+                    if let Err(error) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                        tracing::warn!(%error, "could not cancel a timed-out idempotency statement");
+                    }
+                });
+                Err(self.timed_out("running a statement"))
+            }
+        }
+    }
+
+    fn timed_out(&self, doing: &str) -> StoreError {
+        StoreError::new(StoreErrorKind::Timeout, format!("no answer within {} ms {doing}", self.timeout.as_millis()))
     }
 }
 
