@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
-use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
+use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder, ResponseError};
 use futures_util::FutureExt as _;
 use futures_util::future::{self, Either};
 
@@ -22,13 +22,17 @@ use crate::fingerprint::fingerprint;
 use crate::key::IdempotencyKey;
 use crate::key_source::{KeyLookup, lookup_in_form};
 use crate::problem::{Problem, ProblemKind};
+use crate::record::Record;
 use crate::record::{RecordId, RecordState};
 use crate::replay::{replay, to_stored};
 use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
-use crate::store::{Claim, ClaimRequest, Completion, Lease, LeaseState, StoreError, StoreErrorKind};
+use crate::store::{
+    Claim, ClaimRequest, Completion, Lease, LeaseState, StoreError, StoreErrorKind, TransactionalClaim,
+};
+use crate::transaction::TxSlot;
 
 /// Runs `handler` at most once per key, replaying its stored response to retries.
 pub async fn handle<F, Args>(
@@ -123,6 +127,9 @@ where
         lease: route.effective_lease(settings),
         ttl: route.effective_ttl(settings),
     };
+    if route.transactional {
+        return run_transactional(route, settings, &request, body, handler, claim, &key).await;
+    }
     let wait_until = route.wait.map(|wait| Instant::now() + wait);
     loop {
         let record = match settings.store.claim(&claim).await {
@@ -137,37 +144,121 @@ where
             }
             Ok(Claim::Existing(record)) => record,
         };
-        if record.fingerprint != claim.fingerprint {
-            return Problem::new(
-                ProblemKind::KeyReused,
-                "this idempotency key was already used for a different request (method, path, query or body \
-                 differ); use a new key for a new request",
-            )
-            .into_response();
-        }
-        let lease_remaining = match record.state {
-            RecordState::Completed(stored) => return replay(&stored),
-            RecordState::InProgress { lease_remaining } => lease_remaining,
-        };
+        // on_conflict = "wait": a duplicate of a request in flight sleeps until the original completes or
+        // releases (or its lease lapses, when this request may take over), then looks again.
         let now = Instant::now();
-        match wait_until {
-            Some(deadline) if now < deadline => {
-                // on_conflict = "wait": sleep until the original completes or releases (or the lease lapses,
-                // when a retry may take over), then look again.
-                let until_change = (deadline - now).min(lease_remaining.max(Duration::from_millis(10)));
+        match (&record.state, wait_until) {
+            (RecordState::InProgress { lease_remaining }, Some(deadline))
+                if now < deadline && record.fingerprint == claim.fingerprint =>
+            {
+                let until_change = (deadline - now).min((*lease_remaining).max(Duration::from_millis(10)));
                 if let Err(error) = settings.store.wait(&claim.id, until_change).await {
                     return store_failed(route, &request, settings, &key, &error);
                 }
             }
-            _ => {
-                return Problem::new(
-                    ProblemKind::InFlight,
-                    "a request with this idempotency key is still being processed; retry after the given delay",
-                )
-                .retry_after(lease_remaining)
-                .into_response();
-            }
+            _ => return answer_existing(record, &claim),
         }
+    }
+}
+
+/// A transactional route (CONTRACT section 5): claim, handler writes and stored response commit together.
+async fn run_transactional<F, Args>(
+    route: &RouteOptions,
+    settings: &Settings,
+    request: &HttpRequest,
+    body: Bytes,
+    handler: F,
+    claim: ClaimRequest,
+    key: &IdempotencyKey,
+) -> HttpResponse
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    let Some(store) = settings.store.transactional() else {
+        return misconfigured(
+            route,
+            request,
+            "this route is transactional (its handler takes `Tx`) but the store cannot share a transaction with \
+             it: register a PostgresStore, or remove the `Tx` parameter",
+        );
+    };
+    let open = match store.claim_in_transaction(&claim, route.wait).await {
+        Err(error) => return store_failed(route, request, settings, key, &error),
+        Ok(TransactionalClaim::Busy) => {
+            return Problem::new(
+                ProblemKind::InFlight,
+                "a request with this idempotency key is still being processed; retry after the given delay",
+            )
+            .retry_after(Duration::from_secs(1))
+            .into_response();
+        }
+        Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim),
+        Ok(TransactionalClaim::Acquired(open)) => open,
+    };
+    request.extensions_mut().insert(TxSlot(open.tx()));
+    let outcome = AssertUnwindSafe(run(request, Payload::from(body), handler)).catch_unwind().await;
+    // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
+    request.extensions_mut().remove::<TxSlot>();
+    let response = match outcome {
+        Err(_) => {
+            tracing::error!(route = %claim.id.route, key = %key.redacted(), "handler panicked; its transaction was rolled back");
+            open.rollback().await;
+            return Problem::new(
+                ProblemKind::HandlerPanicked,
+                "the request failed; it was not recorded and may be retried",
+            )
+            .into_response();
+        }
+        Ok(Ran::Rejected(response)) => {
+            open.rollback().await;
+            return response;
+        }
+        Ok(Ran::Responded(response)) => response,
+    };
+    if response.status().is_server_error() && !route.store_server_errors {
+        open.rollback().await;
+        return response;
+    }
+    let (head, body) = response.into_parts();
+    let (stored_body, body) = match capture(body, route.effective_max_response_body(settings)).await {
+        Ok(Captured::Whole(bytes)) => (Some(bytes.clone()), actix_web::body::BoxBody::new(bytes)),
+        Ok(Captured::TooLarge(body)) => (None, body),
+        Err(error) => {
+            tracing::error!(%error, key = %key.redacted(), "the handler's response body failed; its transaction was rolled back");
+            open.rollback().await;
+            return Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried")
+                .into_response();
+        }
+    };
+    let stored = to_stored(&head, stored_body, settings);
+    match open.commit_with(&stored, claim.ttl).await {
+        Ok(()) => head.set_body(body),
+        // Nothing was committed, not even the handler's writes: answering its success would be a lie.
+        Err(error) => store_failed(route, request, settings, key, &error),
+    }
+}
+
+/// The answer to a request whose key has a live record it does not own: 422 for another request (checked before
+/// the in-flight check), the replay of a completed one, or 409 until the lease lapses.
+fn answer_existing(record: Record, claim: &ClaimRequest) -> HttpResponse {
+    if record.fingerprint != claim.fingerprint {
+        return Problem::new(
+            ProblemKind::KeyReused,
+            "this idempotency key was already used for a different request (method, path, query or body \
+             differ); use a new key for a new request",
+        )
+        .into_response();
+    }
+    match record.state {
+        RecordState::Completed(stored) => replay(&stored),
+        RecordState::InProgress { lease_remaining } => Problem::new(
+            ProblemKind::InFlight,
+            "a request with this idempotency key is still being processed; retry after the given delay",
+        )
+        .retry_after(lease_remaining)
+        .into_response(),
     }
 }
 

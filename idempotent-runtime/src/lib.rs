@@ -38,6 +38,7 @@ mod response_body;
 mod route;
 mod scope;
 mod store;
+mod transaction;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -57,6 +58,7 @@ pub use crate::record::{CorruptRecord, Record, RecordId, RecordState, StoredResp
 pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
 pub use crate::store::{
-    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MemoryStore, PostgresStore,
-    PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind,
+    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MemoryStore, OpenTransaction,
+    PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
 };
+pub use crate::transaction::Tx;

@@ -158,6 +158,14 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// As an actix error whose response is this problem.
+    pub(crate) fn into_error(self) -> actix_web::Error {
+        let detail = self.detail.clone();
+        actix_web::error::InternalError::from_response(detail, self.into_response()).into()
+    }
+}
+
 /// Whole seconds for `Retry-After`: rounded up, never 0.
 pub(crate) fn retry_after_seconds(after: Duration) -> u64 {
     let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);

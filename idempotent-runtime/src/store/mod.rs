@@ -7,6 +7,8 @@
 mod listener;
 mod memory;
 mod postgres;
+mod postgres_transaction;
+mod transactional;
 
 use std::fmt;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
 pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL};
+pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
 use crate::record::{Record, RecordId, StoredResponse};
 
@@ -116,6 +119,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes expired records among the next `limit` records of a sweep through the store. Each batch is bounded
     /// in work and locks only the rows it deletes; calling it repeatedly sweeps the whole store.
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError>;
+
+    /// The store's support for transactional routes, if it has any (PostgreSQL does; the memory store does not).
+    fn transactional(&self) -> Option<&dyn TransactionalStore> {
+        None
+    }
 }
 
 /// A store that failed: unreachable, timed out, or returned something it should not have.

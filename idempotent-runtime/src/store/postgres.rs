@@ -14,6 +14,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::listener::Listener;
+use super::transactional::TransactionalStore;
 use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind};
 use crate::digest::Digest;
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
@@ -51,7 +52,7 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4
   AND NOT EXISTS (SELECT 1 FROM inserted)";
 
 /// Reads one record, with the same columns as the claim's existing-record branch.
-const READ_SQL: &str = "
+pub(super) const READ_SQL: &str = "
 SELECT false AS acquired, fingerprint, token, state,
        greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
        (state = 'completed' AND expires_at <= now())
@@ -64,7 +65,7 @@ FROM idempotency_records
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
 
 /// Takes over an expired record or one whose worker died; the token comparison makes it a compare-and-swap.
-const TAKEOVER_SQL: &str = "
+pub(super) const TAKEOVER_SQL: &str = "
 UPDATE idempotency_records
 SET fingerprint = $5, token = $6, state = 'in_progress',
     locked_until = now() + make_interval(secs => $7), expires_at = now() + make_interval(secs => $8),
@@ -232,7 +233,10 @@ impl PostgresStore {
         self.finish(&client, outcome)
     }
 
-    async fn connection(&self, deadline: tokio::time::Instant) -> Result<deadpool_postgres::Client, StoreError> {
+    pub(super) async fn connection(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<deadpool_postgres::Client, StoreError> {
         match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(client) => client.map_err(unavailable),
             Err(_) => Err(self.timed_out("waiting for a pooled connection")),
@@ -258,6 +262,11 @@ impl PostgresStore {
                 Err(self.timed_out("running a statement"))
             }
         }
+    }
+
+    /// The bound on one store operation.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn timed_out(&self, doing: &str) -> StoreError {
@@ -399,6 +408,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn transactional(&self) -> Option<&dyn TransactionalStore> {
+        Some(self)
+    }
+
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let cursor = std::mem::take(&mut *lock(&self.purge_cursor));
@@ -447,6 +460,42 @@ impl Store for PostgresStore {
     }
 }
 
+/// Stores the response in the transaction that claimed the record and commits it, pipelined: the `COMMIT` is
+/// sent without waiting for the `UPDATE`'s answer (if the `UPDATE` failed, the aborted transaction rolls back).
+pub(super) async fn complete_and_commit(
+    client: &deadpool_postgres::Client,
+    lease: &Lease,
+    response: &StoredResponse,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let id = &lease.id;
+    let status = i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX);
+    let names: Vec<&str> = response.headers.iter().map(|(name, _)| name.as_str()).collect();
+    let values: Vec<&[u8]> = response.headers.iter().map(|(_, value)| value.as_bytes()).collect();
+    let body: Option<&[u8]> = response.body.as_deref();
+    let notification = crate::digest::to_hex(&id.digest());
+    let ttl_secs = ttl.as_secs_f64();
+    let params: [&(dyn ToSql + Sync); 11] = [
+        &id.key_hash.as_slice(),
+        &id.scope_hash.as_slice(),
+        &id.method,
+        &id.route,
+        &lease.token,
+        &ttl_secs,
+        &status,
+        &names,
+        &values,
+        &body,
+        &notification,
+    ];
+    let statement = client.prepare_cached(COMPLETE_SQL).await.map_err(query_failed)?;
+    let (stored, committed) =
+        futures_util::future::join(client.query(&statement, &params), client.batch_execute("COMMIT")).await;
+    let stored = stored.map_err(query_failed)?;
+    committed.map_err(query_failed)?;
+    if changed(&stored)? { Ok(()) } else { Err(corrupt("the claimed record vanished inside its own transaction")) }
+}
+
 /// Whether a `changed` column says the statement changed the record.
 fn changed(rows: &[Row]) -> Result<bool, StoreError> {
     let row = rows.first().ok_or_else(|| corrupt("the statement returned no row"))?;
@@ -457,7 +506,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn record_from_row(row: &Row) -> Result<Record, StoreError> {
+pub(super) fn record_from_row(row: &Row) -> Result<Record, StoreError> {
     let fingerprint: Vec<u8> = row.try_get("fingerprint").map_err(decode_failed)?;
     let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
     let state: &str = row.try_get("state").map_err(decode_failed)?;

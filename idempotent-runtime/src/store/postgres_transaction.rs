@@ -1,0 +1,208 @@
+//! Transactional routes on PostgreSQL: the claim is made inside a transaction the handler then writes through.
+//!
+//! A duplicate must not sit blocked on the uncommitted claim row (an `INSERT ... ON CONFLICT` would wait for the
+//! other transaction), so each claim first takes a transaction-scoped advisory lock on the record: a duplicate
+//! that cannot get it is in flight (409 at once), or, in wait mode, waits for it under `lock_timeout` and then
+//! finds the committed record. `BEGIN` and the claim are pipelined, as are the response's `UPDATE` and `COMMIT`,
+//! so a transactional route costs the same two round trips of latency as any other.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::postgres::{PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
+use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
+use super::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+
+/// The claim of a transactional route: lock, insert, or return the existing record, in one statement.
+const TRY_CLAIM_SQL: &str = "
+WITH lock AS (SELECT pg_try_advisory_xact_lock($9) AS got),
+inserted AS (
+    INSERT INTO idempotency_records
+        (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
+    SELECT $1, $2, $3, $4, $5, $6, 'in_progress',
+           now() + make_interval(secs => $7), now() + make_interval(secs => $8)
+    FROM lock WHERE got
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.token, r.state,
+       greatest(0, (extract(epoch FROM r.locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
+       (r.state = 'completed' AND r.expires_at <= now())
+           OR (r.state = 'in_progress' AND r.locked_until <= now() AND (r.fingerprint = $5 OR r.expires_at <= now()))
+           AS takeover,
+       r.status, r.header_names, r.header_values, r.body
+FROM lock
+LEFT JOIN idempotency_records r
+    ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
+   AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
+
+/// The same, waiting for the lock (bounded by the transaction's `lock_timeout`).
+const WAIT_CLAIM_SQL: &str = "
+WITH lock AS (SELECT true AS got FROM (SELECT pg_advisory_xact_lock($9)) AS waited),
+inserted AS (
+    INSERT INTO idempotency_records
+        (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
+    SELECT $1, $2, $3, $4, $5, $6, 'in_progress',
+           now() + make_interval(secs => $7), now() + make_interval(secs => $8)
+    FROM lock WHERE got
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.token, r.state,
+       greatest(0, (extract(epoch FROM r.locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
+       (r.state = 'completed' AND r.expires_at <= now())
+           OR (r.state = 'in_progress' AND r.locked_until <= now() AND (r.fingerprint = $5 OR r.expires_at <= now()))
+           AS takeover,
+       r.status, r.header_names, r.header_values, r.body
+FROM lock
+LEFT JOIN idempotency_records r
+    ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
+   AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
+
+#[async_trait]
+impl TransactionalStore for PostgresStore {
+    async fn claim_in_transaction(
+        &self,
+        request: &ClaimRequest,
+        wait: Option<Duration>,
+    ) -> Result<TransactionalClaim, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.timeout() + wait.unwrap_or_default();
+        let client = self.connection(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, claim(&client, request, wait)).await;
+        let step = match outcome {
+            Ok(Ok(step)) => step,
+            Ok(Err(error)) => {
+                discard_or_rollback(client).await;
+                return Err(error);
+            }
+            Err(_) => {
+                // The transaction's state is unknown: never hand this connection to anybody else.
+                drop(deadpool_postgres::Object::take(client));
+                return Err(StoreError::new(StoreErrorKind::Timeout, "the transactional claim did not finish in time"));
+            }
+        };
+        match step {
+            Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(
+                client,
+                Lease { id: request.id.clone(), token: request.token },
+            ))),
+            Step::Existing(record) => {
+                release_in_background(client);
+                Ok(TransactionalClaim::Existing(record))
+            }
+            Step::Busy => {
+                release_in_background(client);
+                Ok(TransactionalClaim::Busy)
+            }
+        }
+    }
+}
+
+enum Step {
+    Acquired,
+    Existing(crate::record::Record),
+    Busy,
+}
+
+async fn claim(
+    client: &deadpool_postgres::Client,
+    request: &ClaimRequest,
+    wait: Option<Duration>,
+) -> Result<Step, StoreError> {
+    let id = &request.id;
+    let lock_key = i64::from_be_bytes(id.digest()[..8].try_into().unwrap_or_default());
+    let lease_secs = request.lease.as_secs_f64();
+    let ttl_secs = request.ttl.as_secs_f64();
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &id.key_hash.as_slice(),
+        &id.scope_hash.as_slice(),
+        &id.method,
+        &id.route,
+        &request.fingerprint.as_slice(),
+        &request.token,
+        &lease_secs,
+        &ttl_secs,
+        &lock_key,
+    ];
+    let begin = match wait {
+        // SET LOCAL takes no parameters; the value is an integer we format ourselves.
+        Some(wait) => format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)),
+        None => "BEGIN".to_owned(),
+    };
+    let sql = if wait.is_some() { WAIT_CLAIM_SQL } else { TRY_CLAIM_SQL };
+    let statement = client.prepare_cached(sql).await.map_err(failed)?;
+    let (begun, claimed) =
+        futures_util::future::join(client.batch_execute(&begin), client.query(&statement, &params)).await;
+    begun.map_err(failed)?;
+    let rows = match claimed {
+        Ok(rows) => rows,
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(Step::Busy),
+        Err(error) => return Err(failed(error)),
+    };
+    let row = rows.first().ok_or_else(|| failed_message("the claim returned no row"))?;
+    if !row.try_get::<_, bool>("got").map_err(decode)? {
+        return Ok(Step::Busy);
+    }
+    if row.try_get::<_, bool>("acquired").map_err(decode)? {
+        return Ok(Step::Acquired);
+    }
+    // The record exists. Its row may be invisible to the claim's snapshot (committed while this statement waited
+    // for the lock): then read it with a new statement, which sees every committed row.
+    let row = if row.try_get::<_, Option<Vec<u8>>>("fingerprint").map_err(decode)?.is_some() {
+        row.clone()
+    } else {
+        let read = client.prepare_cached(READ_SQL).await.map_err(failed)?;
+        let rows = client.query(&read, &params[..5]).await.map_err(failed)?;
+        match rows.into_iter().next() {
+            Some(row) => row,
+            // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
+            None => return claim_again(client, &params).await,
+        }
+    };
+    if row.try_get::<_, bool>("takeover").map_err(decode)? {
+        let current: i64 = row.try_get("token").map_err(decode)?;
+        let takeover = client.prepare_cached(TAKEOVER_SQL).await.map_err(failed)?;
+        let takeover_params: [&(dyn ToSql + Sync); 9] =
+            [params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], &current];
+        let taken = client.execute(&takeover, &takeover_params).await.map_err(failed)?;
+        return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
+    }
+    Ok(Step::Existing(record_from_row(&row)?))
+}
+
+/// Inserts the claim under the lock already held (the record was released between the claim and the read).
+async fn claim_again(
+    client: &deadpool_postgres::Client,
+    params: &[&(dyn ToSql + Sync); 9],
+) -> Result<Step, StoreError> {
+    let statement = client.prepare_cached(TRY_CLAIM_SQL).await.map_err(failed)?;
+    let rows = client.query(&statement, params).await.map_err(failed)?;
+    let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;
+    Ok(if acquired == Some(true) { Step::Acquired } else { Step::Busy })
+}
+
+/// Ends a transaction that holds nothing the caller needs, without making the caller wait for it.
+fn release_in_background(client: deadpool_postgres::Client) {
+    tokio::spawn(discard_or_rollback(client));
+}
+
+async fn discard_or_rollback(client: deadpool_postgres::Client) {
+    if client.batch_execute("ROLLBACK").await.is_err() {
+        drop(deadpool_postgres::Object::take(client));
+    }
+}
+
+fn failed(error: tokio_postgres::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, error)
+}
+
+fn failed_message(message: &'static str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, message)
+}
+
+fn decode(error: tokio_postgres::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, error)
+}

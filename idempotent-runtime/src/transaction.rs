@@ -1,0 +1,73 @@
+//! `Tx`: the handler parameter that makes a route transactional (CONTRACT section 5).
+//!
+//! The claim, the handler's own SQL through `Tx`, and the stored response commit in ONE PostgreSQL transaction:
+//! a crash anywhere rolls all of it back and frees the key at once, so the business rows exist exactly once.
+
+use std::future::{Ready, ready};
+use std::ops::Deref;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
+
+use crate::problem::{Problem, ProblemKind};
+
+/// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
+/// (`tx.execute(..)`, `tx.query(..)`, `tx.prepare_cached(..)`). It commits together with the stored response when
+/// the handler's response is stored, and rolls back on 5xx, `Err`, panic, cancellation or crash.
+///
+/// Do not `COMMIT` or `ROLLBACK` through it yourself: the library owns the transaction's end.
+///
+/// ```ignore
+/// #[post("/orders")]
+/// #[idempotent(scope = "user")]
+/// async fn create_order(tx: Tx, order: web::Json<NewOrder>) -> HttpResponse {
+///     tx.execute("INSERT INTO orders (item, qty) VALUES ($1, $2)", &[&order.item, &order.qty]).await?;
+///     HttpResponse::Created().finish()
+/// }
+/// ```
+pub struct Tx {
+    client: Arc<deadpool_postgres::Client>,
+    /// `!Send`: a `Tx` moved into a spawned task would outlive the request and keep its transaction open.
+    _request_bound: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl Tx {
+    pub(crate) fn new(client: Arc<deadpool_postgres::Client>) -> Self {
+        Self { client, _request_bound: std::marker::PhantomData }
+    }
+}
+
+impl Deref for Tx {
+    type Target = deadpool_postgres::ClientWrapper;
+
+    fn deref(&self) -> &deadpool_postgres::ClientWrapper {
+        &self.client
+    }
+}
+
+/// The transaction handed from the request flow to the `Tx` extractor (taken once).
+pub(crate) struct TxSlot(pub(crate) Option<Tx>);
+
+impl FromRequest for Tx {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let taken = request.extensions_mut().get_mut::<TxSlot>().and_then(|slot| slot.0.take());
+        ready(taken.ok_or_else(|| {
+            tracing::error!(
+                route = %request.match_pattern().unwrap_or_default(),
+                "a handler takes `Tx` but no transaction was opened: put #[idempotent] on it, with one `Tx` parameter"
+            );
+            Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
+                .into_error()
+        }))
+    }
+}
