@@ -17,10 +17,13 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use common::{create_tables, delay_of, json_config, postgres_config, postgres_pool, problem, unauthenticated, user_of};
+use deadpool_postgres::Pool;
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod common;
 
 const PAYMENTS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS payments (
@@ -88,30 +91,6 @@ impl Payments {
     }
 }
 
-/// Demo auth: `Authorization: Bearer <user-id>`, the token is the user id (1 to 64 visible ASCII characters).
-fn user_of(request: &HttpRequest) -> Option<String> {
-    let token = request.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
-    let valid = (1..=64).contains(&token.len()) && token.bytes().all(|byte| byte.is_ascii_graphic());
-    valid.then(|| token.to_owned())
-}
-
-/// An RFC 9457 problem answered by the example itself (the library answers its own, under its own `type` base).
-fn problem(status: StatusCode, slug: &str, detail: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/problem+json")
-        .insert_header(("cache-control", "no-store"))
-        .json(json!({
-            "type": format!("https://payments.example/problems/{slug}"),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail.into(),
-        }))
-}
-
-fn unauthenticated() -> HttpResponse {
-    problem(StatusCode::UNAUTHORIZED, "unauthenticated", "send `Authorization: Bearer <user-id>`")
-}
-
 /// A payment request that passed validation.
 struct NewPayment {
     amount: i64,
@@ -131,13 +110,7 @@ fn validate(body: &Value) -> Result<NewPayment, String> {
         .and_then(Value::as_str)
         .filter(|currency| currency.len() == 3 && currency.bytes().all(|byte| byte.is_ascii_uppercase()))
         .ok_or("`currency` must be three capital letters, e.g. \"EUR\"")?;
-    let delay_ms = match body.get("delay_ms") {
-        None | Some(Value::Null) => 0,
-        Some(delay) => {
-            delay.as_u64().filter(|delay| *delay <= 60_000).ok_or("`delay_ms` must be an integer in 0..=60000")?
-        }
-    };
-    Ok(NewPayment { amount, currency: currency.to_owned(), delay: Duration::from_millis(delay_ms) })
+    Ok(NewPayment { amount, currency: currency.to_owned(), delay: delay_of(body)? })
 }
 
 #[get("/")]
@@ -177,21 +150,6 @@ async fn list_payments(request: HttpRequest, payments: web::Data<Payments>) -> H
     }
 }
 
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(1024 * 1024).error_handler(|error, _| {
-        let response =
-            problem(StatusCode::BAD_REQUEST, "invalid-json", format!("the body is not a JSON document: {error}"));
-        actix_web::error::InternalError::from_response(error, response).into()
-    })
-}
-
-fn postgres_pool(url: &str) -> Result<Pool, String> {
-    let config: tokio_postgres::Config = url.parse().map_err(|error| format!("DATABASE_URL is invalid: {error}"))?;
-    let manager =
-        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager).max_size(16).build().map_err(|error| error.to_string())
-}
-
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
@@ -199,12 +157,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (builder, payments, store_name) = match std::env::var("DATABASE_URL") {
         Ok(url) => {
-            let pool = postgres_pool(&url)?;
+            let pool = postgres_pool(postgres_config(&url)?)?;
             let store = PostgresStore::new(pool.clone());
             store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
-            let client =
-                pool.get().await.map_err(|error| format!("cannot reach PostgreSQL at DATABASE_URL: {error}"))?;
-            client.batch_execute(PAYMENTS_SCHEMA).await?;
+            create_tables(&pool, PAYMENTS_SCHEMA).await?;
             (Idempotency::builder(store), Payments::Postgres(pool), "PostgreSQL (DATABASE_URL)")
         }
         Err(_) => (Idempotency::builder(MemoryStore::new()), Payments::Memory(Mutex::default()), "in-memory"),
