@@ -10,9 +10,9 @@
 //! move the whole item into a generated service, taking along only what is inside it.
 
 use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens as _, quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{Attribute, LitStr, Meta, ReturnType};
+use syn::{Attribute, FnArg, LitStr, Meta, PatType, ReturnType, Signature, Type};
 
 use crate::args::{self, Args, Key, Scope, Setting};
 use crate::errors::Errors;
@@ -104,11 +104,12 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     };
     let mut handler_fn = ident.clone();
     handler_fn.set_span(output_span);
+    let handler_expr = forward_arguments(sig, &handler_fn, &private, output_span);
     // The runtime path too: a call expression spanning from the attribute to the return type would underline
     // both and everything between.
     let handle = respan(quote!(#private::handle), output_span);
     let call = quote_spanned! {output_span=>
-        #handle(&#route, #request, #payload, #handler_fn).await
+        #handle(&#route, #request, #payload, #handler_expr).await
     };
 
     quote! {
@@ -124,6 +125,48 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
 
             #call
         }
+    }
+}
+
+/// The handler given to the runtime: the user's function itself when it takes no argument, else a closure that
+/// passes each argument through `__private::extracted::<Type>()`.
+///
+/// The closure is there for the error messages only. Given the function itself, the runtime's
+/// `Args: FromRequest` bound fails on the tuple of all argument types, and rustc reports it on the call, that is on
+/// generated code. Through `extracted::<Type>()`, spanned on the argument's declared type, an argument that is not
+/// an extractor is reported once, on that type; and since `extracted` leaves the closure's parameter type
+/// unknown in that case, the runtime's bound is not reported a second time.
+fn forward_arguments(sig: &Signature, handler_fn: &Ident, private: &TokenStream, span: Span) -> TokenStream {
+    let types: Vec<&Type> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(PatType { ty, .. }) => Some(&**ty),
+            // Refused by validation before emitting.
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if types.is_empty() {
+        return quote!(#handler_fn);
+    }
+    let params: Vec<Ident> =
+        (0..types.len()).map(|index| Ident::new(&format!("__idempotent_arg{index}"), Span::call_site())).collect();
+    let forwarded = types.iter().zip(&params).map(|(ty, param)| {
+        // The type keeps its spans; what comes before it is spanned on its first token and what comes after on its
+        // last, so both the call and the type span exactly the user's type: rustc reports the bound once, there.
+        let tokens: Vec<TokenTree> = ty.to_token_stream().into_iter().collect();
+        let first = tokens.first().map_or(span, TokenTree::span);
+        let last = match tokens.last() {
+            Some(TokenTree::Group(group)) => group.span_close(),
+            Some(token) => token.span(),
+            None => span,
+        };
+        let before = respan(quote!(#private::extracted::<), first);
+        let after = respan(quote!(>()(#param)), last);
+        quote!(#before #ty #after)
+    });
+    quote_spanned! {span=>
+        |#(#params),*| #handler_fn(#(#forwarded),*)
     }
 }
 

@@ -22,6 +22,8 @@ mod size;
 mod validate;
 
 #[cfg(test)]
+mod snapshots;
+#[cfg(test)]
 mod tests;
 
 use proc_macro::TokenStream;
@@ -48,7 +50,14 @@ use proc_macro::TokenStream;
 /// `web::Data`, `HttpRequest`, your own): the body is read once, fingerprinted, and then given to them.
 ///
 /// The function must be a free `async fn` without generic parameters (no `self`, no `<T>`, no lifetimes), as
-/// actix-web needs one concrete function per route.
+/// actix-web needs one concrete function per route. Its arguments are extractors taken by value (`HttpRequest`,
+/// not `&HttpRequest`), at most 16 as for any actix-web handler, with named types (no `impl Trait`) and no
+/// `#[cfg]` of their own; any pattern is fine (`web::Json(order): web::Json<Order>`). It may return anything
+/// that implements `Responder`: `HttpResponse`, `impl Responder`, `Result<T, E>`, `String`, ...
+///
+/// The attribute replaces the function by one of the same name, visibility and attributes that hands the request
+/// to the runtime, with the original function, unchanged, inside it. Names starting with `__idempotent_` are
+/// reserved for that generated code.
 ///
 /// # Options
 ///
@@ -97,24 +106,38 @@ use proc_macro::TokenStream;
 /// # Errors
 ///
 /// What a caller of an idempotent route may get besides the handler's own responses. Every one is an
-/// `application/problem+json` body with a stable `type`, a `title`, a `detail`, and `Cache-Control: no-store`.
+/// `application/problem+json` body (RFC 9457) with a stable `type` (`https://idempotent.rs/problems/<problem>`), a
+/// `title`, a `detail` that says what to do, and `Cache-Control: no-store`.
 ///
 /// | status | problem | meaning for the caller |
 /// |---|---|---|
 /// | 400 | `key-missing` | the route requires a key and the request had none: add one and send again |
 /// | 400 | `key-invalid` | the key is malformed, longer than 255 characters, or sent twice: fix the client |
-/// | 401 | (no user) | `scope = "user"` and the request has no user: authenticate first |
+/// | 400 | `scope-missing` | `scope = "header:Name"` and the request lacks that header: send it |
+/// | 401 | `unauthenticated` | `scope = "user"` (or a scope function) found no caller: authenticate first |
 /// | 409 | `in-flight` | a request with this key is still running: retry after `Retry-After` seconds |
 /// | 413 | `body-too-large` | the request body is over `max_request_body`: nothing ran |
 /// | 422 | `key-reused` | the key was already used for a different request: use a new key |
+/// | 500 | `misconfigured` | the app did not register the runtime's configuration, or `scope = "user"` has no user resolver |
+/// | 500 | `handler-panicked` | the handler panicked: nothing was recorded, the same key may be retried |
+/// | 500 | `response-failed` | the handler's response body failed while being read: nothing was recorded, retry |
 /// | 503 | `store-unavailable` | the store could not be reached, the handler did not run: retry after `Retry-After` |
-/// | 500 | `misconfigured` | the app did not register the runtime's configuration (or a resolver `scope` needs) |
+///
+/// A retry of a completed request gets the stored response (status, headers, body, byte for byte) with
+/// `Idempotent-Replayed: true`. If the first response's body was over `max_response_body`, it was sent but not
+/// stored: a retry gets the original status and headers, `Idempotent-Replayed: true`, and a `response-not-stored`
+/// problem as the body; the handler does not run twice.
 ///
 /// The handler's extractors keep their own errors (a 400 for bad JSON, a 415 for a wrong content type); in that
-/// case the handler never started and the key is released.
+/// case the handler never started and the key is released. A 5xx from the handler is passed through and releases
+/// the key, unless `store_server_errors = true`.
 ///
-/// At compile time, the attribute refuses unknown or repeated options, malformed values, a `lease` not shorter
-/// than `ttl`, and a function that is not a free, non-generic `async fn`; each error points at the token to fix.
+/// At compile time, the attribute refuses unknown or repeated options (and `on_conflict`, `wait` and
+/// `key = "derived"`, which are not supported yet), malformed values, a `lease` not shorter than `ttl`, a function
+/// that is not a free, non-generic `async fn`, and arguments it cannot pass on (references, `impl Trait`,
+/// `#[cfg]` on an argument, more than 16). Each error points at the token to fix; independent mistakes are all
+/// reported at once. An argument type that is not an extractor, or a return type that is not a `Responder`, is
+/// reported by rustc on that type.
 ///
 /// # Examples
 ///

@@ -78,7 +78,13 @@ fn the_documented_shape() {
                     .max_response_body(1048576usize);
 
             ::idempotent_runtime::__private::handle(
-                &__IDEMPOTENT_ROUTE, __idempotent_request, __idempotent_payload, create_payment
+                &__IDEMPOTENT_ROUTE,
+                __idempotent_request,
+                __idempotent_payload,
+                |__idempotent_arg0, __idempotent_arg1| create_payment(
+                    ::idempotent_runtime::__private::extracted::<web::Json<NewPayment> >()(__idempotent_arg0),
+                    ::idempotent_runtime::__private::extracted::<web::Data<Pool> >()(__idempotent_arg1)
+                )
             ).await
         }
     };

@@ -4,8 +4,10 @@
 //! pointer, found ...` inside the expansion). Checking first lets the error name the rule and sit on the token
 //! that breaks it.
 
-use syn::spanned::Spanned as _;
-use syn::{FnArg, Safety};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens as _;
+use syn::spanned::Spanned;
+use syn::{FnArg, PatType, Safety, Type};
 
 use crate::args::Args;
 use crate::duration::format_seconds;
@@ -65,12 +67,23 @@ pub(crate) fn check_fn(handler: &HandlerFn, errors: &mut Errors) {
         ));
     }
     for input in &sig.inputs {
-        if let FnArg::Receiver(receiver) = input {
-            errors.push(syn::Error::new(
+        match input {
+            FnArg::Receiver(receiver) => errors.push(syn::Error::new(
                 receiver.span(),
                 "#[idempotent] cannot be used on a method: a handler is a free `async fn` without `self`",
-            ));
+            )),
+            FnArg::Typed(argument) => check_argument(argument, errors),
         }
+    }
+    if sig.inputs.len() > MAX_ARGUMENTS {
+        let extra = sig.inputs.iter().nth(MAX_ARGUMENTS).map_or_else(|| sig.ident.span(), Spanned::span);
+        errors.push(syn::Error::new(
+            extra,
+            format!(
+                "#[idempotent] handlers take at most {MAX_ARGUMENTS} arguments, as actix-web handlers do: \
+                 group extractors in a tuple, as in `(a, b): (web::Path<u32>, web::Query<Q>)`"
+            ),
+        ));
     }
     if let Some(variadic) = &sig.variadic {
         errors.push(syn::Error::new(variadic.dots.spans[0], "#[idempotent] handlers cannot be variadic"));
@@ -82,6 +95,50 @@ pub(crate) fn check_fn(handler: &HandlerFn, errors: &mut Errors) {
             errors.push(syn::Error::new_spanned(attr, "#[idempotent] is applied more than once; keep one"));
         }
     }
+}
+
+/// The most arguments an actix-web handler takes (its `Handler` trait is implemented for up to 16).
+const MAX_ARGUMENTS: usize = 16;
+
+/// Checks one argument: its type must be nameable (each is forwarded as `extracted::<Type>`), and it must be
+/// there in every configuration.
+fn check_argument(argument: &PatType, errors: &mut Errors) {
+    if let Type::Reference(reference) = &*argument.ty {
+        let inner = reference.elem.to_token_stream().to_string().replace(' ', "");
+        errors.push(syn::Error::new_spanned(
+            reference,
+            format!(
+                "#[idempotent] handlers take their extractors by value, as actix-web handlers do: \
+                 write `{inner}`, not `&{inner}`"
+            ),
+        ));
+        return;
+    }
+    if let Some(impl_token) = find_impl(argument.ty.to_token_stream()) {
+        errors.push(syn::Error::new(
+            impl_token,
+            "#[idempotent] handlers cannot take `impl Trait` arguments: name the extractor's type, \
+             as in `body: web::Json<Payment>`",
+        ));
+    }
+    for attr in &argument.attrs {
+        if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                "#[idempotent] handlers cannot have conditional arguments: put the `#[cfg]` on the whole handler, \
+                 or make the argument an `Option<T>` extractor",
+            ));
+        }
+    }
+}
+
+/// The span of the first `impl` keyword in a type, at any depth.
+fn find_impl(tokens: TokenStream) -> Option<Span> {
+    tokens.into_iter().find_map(|token| match token {
+        TokenTree::Ident(ident) if ident == "impl" => Some(ident.span()),
+        TokenTree::Group(group) => find_impl(group.stream()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -160,7 +217,7 @@ mod tests {
                 async fn f<T>(t: T) {}
             ),
             quote!(
-                async fn f<'a>(t: &'a str) {}
+                async fn f<'a>(t: Cow<'a, str>) {}
             ),
             quote!(
                 async fn f<const N: usize>() {}
@@ -190,6 +247,49 @@ mod tests {
             const unsafe extern "C" fn f<T>(&self, ...) {}
         ));
         assert_eq!(errors.len(), 8, "{errors:?}");
+    }
+
+    #[test]
+    fn arguments_that_cannot_be_forwarded() {
+        assert_eq!(
+            fn_errors(quote!(
+                async fn f(a: impl FromRequest, b: Vec<impl Sized>) {}
+            )),
+            ["#[idempotent] handlers cannot take `impl Trait` arguments: name the extractor's type, \
+                 as in `body: web::Json<Payment>`"; 2]
+        );
+        assert_eq!(
+            fn_errors(quote!(
+                async fn f(#[cfg(feature = "x")] a: A, #[allow(unused)] b: B) {}
+            )),
+            ["#[idempotent] handlers cannot have conditional arguments: put the `#[cfg]` on the whole handler, \
+                 or make the argument an `Option<T>` extractor"]
+        );
+    }
+
+    #[test]
+    fn reference_arguments() {
+        assert_eq!(
+            fn_errors(quote!(
+                async fn f(request: &HttpRequest, b: &'static web::Bytes) {}
+            )),
+            [
+                "#[idempotent] handlers take their extractors by value, as actix-web handlers do: \
+                 write `HttpRequest`, not `&HttpRequest`",
+                "#[idempotent] handlers take their extractors by value, as actix-web handlers do: \
+                 write `web::Bytes`, not `&web::Bytes`",
+            ]
+        );
+    }
+
+    #[test]
+    fn at_most_sixteen_arguments() {
+        let arguments = (0..17).map(|index| quote::format_ident!("a{index}"));
+        let errors = fn_errors(quote!(async fn f(#(#arguments: u8),*) {}));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("#[idempotent] handlers take at most 16 arguments"), "{errors:?}");
+        let arguments = (0..16).map(|index| quote::format_ident!("a{index}"));
+        assert!(fn_errors(quote!(async fn f(#(#arguments: u8),*) {})).is_empty());
     }
 
     #[test]

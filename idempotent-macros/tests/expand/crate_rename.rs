@@ -1,0 +1,4 @@
+#[idempotent(crate = "my_app::idem", ttl = "1h30m")]
+async fn create(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok().body(body)
+}

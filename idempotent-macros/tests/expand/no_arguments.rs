@@ -1,0 +1,4 @@
+#[idempotent(scope = "global")]
+async fn ping() -> &'static str {
+    "pong"
+}
