@@ -151,6 +151,21 @@ async fn short_lease(probe: web::Data<Probe>, request: HttpRequest) -> HttpRespo
     ran(run, StatusCode::CREATED, b"")
 }
 
+#[post("/wait")]
+#[idempotent(on_conflict = "wait", wait = "10s", lease = "60s")]
+async fn wait_for_original(probe: web::Data<Probe>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let run = probe.enter(&request).await;
+    let code = if request.headers().contains_key("x-fail") { StatusCode::BAD_GATEWAY } else { StatusCode::CREATED };
+    ran(run, code, &body)
+}
+
+#[post("/wait-briefly")]
+#[idempotent(on_conflict = "wait", wait = "1s", lease = "60s")]
+async fn wait_briefly(probe: web::Data<Probe>, request: HttpRequest) -> HttpResponse {
+    let run = probe.enter(&request).await;
+    ran(run, StatusCode::CREATED, b"")
+}
+
 #[post("/global")]
 #[idempotent(scope = "global")]
 async fn global(probe: web::Data<Probe>, request: HttpRequest) -> HttpResponse {
@@ -292,6 +307,8 @@ fn start(store: &StoreUnderTest, setup: Setup) -> Harness {
             .service(header_key)
             .service(optional)
             .service(small_body)
+            .service(wait_for_original)
+            .service(wait_briefly)
     });
     Harness { server, probe }
 }
@@ -447,6 +464,9 @@ on_every_store!(
     response_over_the_cap_is_completed_without_its_body,
     expired_record_runs_again,
     slow_handler_keeps_its_claim_past_the_lease,
+    waiting_duplicate_replays_the_original_when_it_completes,
+    waiting_duplicate_runs_when_the_original_releases,
+    waiting_duplicate_gets_409_at_its_timeout,
 );
 
 async fn retry_replays_the_stored_response_byte_for_byte(store: &StoreUnderTest) {
@@ -874,5 +894,71 @@ async fn slow_handler_keeps_its_claim_past_the_lease(store: &StoreUnderTest) {
     let replay = call("/short-lease").key("k").send(&app.server).await;
     assert!(replay.is_replay());
     assert_eq!(replay.body, slow.body);
+    assert_eq!(app.probe.runs(), 1);
+}
+
+async fn waiting_duplicate_replays_the_original_when_it_completes(store: &StoreUnderTest) {
+    let app = start(store, Setup::Complete);
+    let original = call("/wait").key("k").body("same").hold().send(&app.server);
+    let duplicate = async {
+        assert!(eventually(Duration::from_secs(10), || app.probe.runs() == 1).await, "the original started");
+        let started = std::time::Instant::now();
+        let waiting = call("/wait").key("k").body("same").send(&app.server);
+        let opening = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            app.probe.open(1);
+        };
+        let (reply, ()) = tokio::join!(waiting, opening);
+        (reply, started.elapsed())
+    };
+    let (original, (duplicate, waited)) = tokio::join!(original, duplicate);
+    assert_eq!(original.status, StatusCode::CREATED);
+    assert!(duplicate.is_replay(), "{duplicate:?}");
+    assert_eq!(duplicate.body, original.body);
+    assert!(waited < Duration::from_secs(5), "woken by the completion, not its 10 s limit: {waited:?}");
+    assert_eq!(app.probe.runs(), 1);
+    let reused = call("/wait").key("k").body("other").send(&app.server).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY, "a different request is refused, never waits");
+}
+
+async fn waiting_duplicate_runs_when_the_original_releases(store: &StoreUnderTest) {
+    let app = start(store, Setup::Complete);
+    // The original answers 502 (its claim is released): the waiting duplicate then runs the handler itself.
+    let original = call("/wait").key("k").body("same").hold().header("x-fail", "1").send(&app.server);
+    let duplicate = async {
+        assert!(eventually(Duration::from_secs(10), || app.probe.runs() == 1).await);
+        let started = std::time::Instant::now();
+        let waiting = call("/wait").key("k").body("same").send(&app.server);
+        let opening = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            app.probe.open(1);
+        };
+        let (reply, ()) = tokio::join!(waiting, opening);
+        (reply, started.elapsed())
+    };
+    let (original, (duplicate, waited)) = tokio::join!(original, duplicate);
+    assert_eq!(original.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(duplicate.status, StatusCode::CREATED, "{duplicate:?}");
+    assert!(!duplicate.is_replay(), "the failure was not stored: the duplicate ran");
+    assert!(waited < Duration::from_secs(5), "woken by the release, not its 10 s limit: {waited:?}");
+    assert_eq!(app.probe.runs(), 2);
+}
+
+async fn waiting_duplicate_gets_409_at_its_timeout(store: &StoreUnderTest) {
+    let app = start(store, Setup::Complete);
+    let original = call("/wait-briefly").key("k").hold().send(&app.server);
+    let duplicate = async {
+        assert!(eventually(Duration::from_secs(10), || app.probe.runs() == 1).await);
+        let started = std::time::Instant::now();
+        let reply = call("/wait-briefly").key("k").send(&app.server).await;
+        let waited = started.elapsed();
+        app.probe.open(1);
+        (reply, waited)
+    };
+    let (original, (duplicate, waited)) = tokio::join!(original, duplicate);
+    assert_eq!(original.status, StatusCode::CREATED);
+    assert_eq!(duplicate.status, StatusCode::CONFLICT);
+    duplicate.problem("in-flight");
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(5), "waited its 1 s: {waited:?}");
     assert_eq!(app.probe.runs(), 1);
 }

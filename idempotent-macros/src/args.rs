@@ -76,6 +76,29 @@ pub(crate) struct Args {
     pub(crate) max_response_body: Option<Setting<u64>>,
     /// `crate`: the path of the runtime crate.
     pub(crate) krate: Option<Setting<syn::Path>>,
+    /// `on_conflict`: what a duplicate of a request in flight gets.
+    pub(crate) on_conflict: Option<Setting<OnConflict>>,
+    /// `wait`, in seconds: how long `on_conflict = "wait"` waits.
+    pub(crate) wait: Option<Setting<u64>>,
+    /// The keywords written, valid or not: cross-option checks stay quiet about an option whose own value was
+    /// already refused, so one mistake gives one error.
+    pub(crate) written: Vec<&'static str>,
+}
+
+impl Args {
+    /// Whether the user wrote this option (whatever its value).
+    pub(crate) fn wrote(&self, keyword: &str) -> bool {
+        self.written.contains(&keyword)
+    }
+}
+
+/// What a duplicate that arrives while the original runs gets (the `on_conflict` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnConflict {
+    /// `"reject"`: 409 with `Retry-After` at once.
+    Reject,
+    /// `"wait"`: wait up to `wait` for the original's result and replay it, else 409.
+    Wait,
 }
 
 /// The options, in the order the error messages list them.
@@ -89,12 +112,14 @@ enum Opt {
     StoreServerErrors,
     MaxRequestBody,
     MaxResponseBody,
+    OnConflict,
+    Wait,
     Crate,
 }
 
 impl Opt {
     /// Every option; the single source of truth for the keyword list.
-    const ALL: [Opt; 9] = [
+    const ALL: [Opt; 11] = [
         Opt::Ttl,
         Opt::Scope,
         Opt::Key,
@@ -103,6 +128,8 @@ impl Opt {
         Opt::StoreServerErrors,
         Opt::MaxRequestBody,
         Opt::MaxResponseBody,
+        Opt::OnConflict,
+        Opt::Wait,
         Opt::Crate,
     ];
 
@@ -117,6 +144,8 @@ impl Opt {
             Opt::StoreServerErrors => "store_server_errors",
             Opt::MaxRequestBody => "max_request_body",
             Opt::MaxResponseBody => "max_response_body",
+            Opt::OnConflict => "on_conflict",
+            Opt::Wait => "wait",
             Opt::Crate => "crate",
         }
     }
@@ -132,6 +161,8 @@ impl Opt {
             Opt::StoreServerErrors => "store_server_errors = false",
             Opt::MaxRequestBody => r#"max_request_body = "1MiB""#,
             Opt::MaxResponseBody => r#"max_response_body = "1MiB""#,
+            Opt::OnConflict => r#"on_conflict = "wait""#,
+            Opt::Wait => r#"wait = "5s""#,
             Opt::Crate => r#"crate = "my_runtime""#,
         }
     }
@@ -151,7 +182,7 @@ fn expected_one_of() -> String {
 /// Options of the contract that this version does not implement yet, and spellings people reach for.
 fn unknown_hint(name: &str) -> Option<&'static str> {
     match name {
-        "on_conflict" | "wait" => Some(" is not supported yet (duplicates in flight are rejected with 409)"),
+        "conflict" | "on_duplicate" | "duplicate" => Some(r#": did you mean `on_conflict = "wait"`?"#),
         "expiry" | "expires" | "expire" | "retention" | "timeout" => Some(": did you mean `ttl`?"),
         "header" | "key_header" => Some(r#": did you mean `key = "header:Name"`?"#),
         "optional" => Some(": did you mean `required = false`?"),
@@ -236,6 +267,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
         let Some(opt) = errors.ok(claim(&keyword, &mut seen)) else {
             continue;
         };
+        args.written.push(opt.name());
         let Some((eq, value)) = value else {
             errors
                 .push(syn::Error::new(keyword.span(), format!("`{keyword}` needs a value, as in `{}`", opt.example())));
@@ -261,6 +293,8 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             Opt::MaxResponseBody => {
                 args.max_response_body = errors.ok(size_value(&value)).map(|value| site.with(value));
             }
+            Opt::OnConflict => args.on_conflict = errors.ok(on_conflict_value(&value)).map(|value| site.with(value)),
+            Opt::Wait => args.wait = errors.ok(duration_value(opt, &value)).map(|value| site.with(value)),
             Opt::Crate => args.krate = errors.ok(crate_value(&value)).map(|value| site.with(value)),
         }
     }
@@ -351,6 +385,21 @@ fn scope_value(value: &TokenStream) -> syn::Result<Scope> {
         };
     }
     syn::parse2::<syn::Path>(value.clone()).map(Scope::Function).map_err(|_| value_error(value, SCOPE_EXPECTED))
+}
+
+/// What `on_conflict` accepts, for its errors.
+const ON_CONFLICT_EXPECTED: &str = r#"expected "reject" (409 at once) or "wait" (with `wait = "5s"`)"#;
+
+/// `on_conflict`: `"reject"` or `"wait"`.
+fn on_conflict_value(value: &TokenStream) -> syn::Result<OnConflict> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(value_error(value, format!("expected a string; {ON_CONFLICT_EXPECTED}")));
+    };
+    match lit.value().as_str() {
+        "reject" => Ok(OnConflict::Reject),
+        "wait" => Ok(OnConflict::Wait),
+        other => Err(syn::Error::new(lit.span(), format!("unknown conflict policy {other:?}; {ON_CONFLICT_EXPECTED}"))),
+    }
 }
 
 /// What `key` accepts, for its errors.
@@ -460,7 +509,7 @@ fn crate_value(value: &TokenStream) -> syn::Result<syn::Path> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Args, Key, Opt, Scope, parse};
+    use super::{Args, Key, OnConflict, Opt, Scope, parse};
     use crate::errors::Errors;
     use quote::quote;
 
@@ -546,18 +595,30 @@ mod tests {
         assert_eq!(
             parse_err(quote!(foo = 1)),
             ["unknown option `foo`; expected one of: ttl, scope, key, required, lease, \
-              store_server_errors, max_request_body, max_response_body, crate"]
+              store_server_errors, max_request_body, max_response_body, on_conflict, wait, crate"]
         );
     }
 
     #[test]
-    fn future_and_misspelled_options() {
-        let errors = parse_err(quote!(on_conflict = "wait", wait = "5s", expires = "1h"));
-        assert_eq!(errors.len(), 3);
-        assert!(errors[0].starts_with("`on_conflict` is not supported yet"), "{errors:?}");
-        assert!(errors[1].starts_with("`wait` is not supported yet"), "{errors:?}");
-        assert!(errors[2].starts_with("`expires`: did you mean `ttl`?"), "{errors:?}");
+    fn misspelled_options_get_a_hint() {
+        let errors = parse_err(quote!(on_duplicate = "wait", expires = "1h"));
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].starts_with("`on_duplicate`: did you mean `on_conflict = \"wait\"`?"), "{errors:?}");
+        assert!(errors[1].starts_with("`expires`: did you mean `ttl`?"), "{errors:?}");
         assert!(errors.iter().all(|e| e.contains("expected one of: ttl,")));
+    }
+
+    #[test]
+    fn on_conflict_and_wait() {
+        let args = parse_ok(quote!(on_conflict = "wait", wait = "1m30s"));
+        assert_eq!(args.on_conflict.map(|setting| setting.value), Some(OnConflict::Wait));
+        assert_eq!(args.wait.map(|setting| setting.value), Some(90));
+        assert_eq!(
+            parse_ok(quote!(on_conflict = "reject")).on_conflict.map(|setting| setting.value),
+            Some(OnConflict::Reject)
+        );
+        assert!(parse_err(quote!(on_conflict = "block"))[0].starts_with("unknown conflict policy \"block\""));
+        assert!(parse_err(quote!(on_conflict = wait))[0].starts_with("expected a string"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use quote::{ToTokens as _, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 use syn::{Attribute, FnArg, LitStr, Meta, PatType, ReturnType, Signature, Type};
 
-use crate::args::{self, Args, Key, Scope, Setting};
+use crate::args::{self, Args, Key, OnConflict, Scope, Setting};
 use crate::errors::Errors;
 use crate::handler::HandlerFn;
 use crate::validate;
@@ -95,7 +95,12 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     let request = Ident::new("__idempotent_request", Span::call_site());
     let payload = Ident::new("__idempotent_payload", Span::call_site());
     let route = Ident::new("__IDEMPOTENT_ROUTE", Span::call_site());
-    let options = builder_calls(args, &private);
+    let mut options = builder_calls(args, &private);
+    if let Some(transaction) = handler.transaction_types().next() {
+        // Named on the user's `Tx` type: a runtime without transactional routes errors there.
+        let method = Ident::new("transactional", transaction.span());
+        options.push(quote!(.#method()));
+    }
 
     // Spanned on the declared return type, so "`X` is not a Responder" underlines the handler's own code.
     let output_span = match &sig.output {
@@ -205,6 +210,11 @@ fn builder_calls(args: &Args, private: &TokenStream) -> Vec<TokenStream> {
     }
     if let Some(lease) = &args.lease {
         call(&lease.keyword, "lease", duration(lease));
+    }
+    if let (Some(policy), Some(wait)) = (&args.on_conflict, &args.wait)
+        && policy.value == OnConflict::Wait
+    {
+        call(&policy.keyword, "wait", duration(wait));
     }
     if let Some(scope) = &args.scope {
         let value = match &scope.value {

@@ -74,6 +74,8 @@ use proc_macro::TokenStream;
 /// | `store_server_errors` | `true`, `false` | `false` |
 /// | `max_request_body` | a size string or an integer number of bytes | runtime config |
 /// | `max_response_body` | a size string or an integer number of bytes | runtime config |
+/// | `on_conflict` | `"reject"`, `"wait"` (with `wait`) | `"reject"` |
+/// | `wait` | a duration string, with `on_conflict = "wait"` only | none |
 /// | `crate` | a path in a string | `"::idempotent_runtime"` |
 ///
 /// - **`ttl = "24h"`**: how long a completed response is kept and replayed. After it, the same key is a fresh
@@ -100,6 +102,15 @@ use proc_macro::TokenStream;
 ///   `"10 MB"`; or an integer number of bytes: `65536`. A request over the cap is refused with 413. A response
 ///   over the cap is sent, but only its status and headers are stored: a retry is told the body was not kept,
 ///   and the handler still never runs twice.
+/// - **`on_conflict = "reject"`**, **`wait = "5s"`**: what a duplicate gets while the original request still
+///   runs. `"reject"` answers 409 with `Retry-After` at once. `"wait"` holds the duplicate up to `wait` (no
+///   polling: PostgreSQL `LISTEN/NOTIFY`, or an in-process notification in the memory store) and replays the
+///   original's response when it completes, runs the handler itself if the original released the key (a 5xx),
+///   or answers 409 when `wait` runs out. `wait` is required with `"wait"` and refused otherwise.
+/// - **a `Tx` parameter**: a handler that takes the runtime's `Tx` (`tx: Tx` or `tx: idempotent_runtime::Tx`)
+///   makes the route **transactional**: the claim, the handler's own SQL through `tx`, and the stored response
+///   commit in one PostgreSQL transaction, so a crash anywhere leaves either everything or nothing. At most one
+///   `Tx` per handler.
 /// - **`crate = "my_runtime"`**: the path of the runtime crate, when it is renamed in `Cargo.toml` or
 ///   re-exported by another crate.
 ///
@@ -132,8 +143,9 @@ use proc_macro::TokenStream;
 /// case the handler never started and the key is released. A 5xx from the handler is passed through and releases
 /// the key, unless `store_server_errors = true`.
 ///
-/// At compile time, the attribute refuses unknown or repeated options (and `on_conflict`, `wait` and
-/// `key = "derived"`, which are not supported yet), malformed values, a `lease` not shorter than `ttl`, a function
+/// At compile time, the attribute refuses unknown or repeated options (and `key = "derived"`, which is not
+/// supported yet), malformed values, a `lease` not shorter than `ttl`, `on_conflict = "wait"` without `wait` (or
+/// `wait` without it), two `Tx` parameters, a function
 /// that is not a free, non-generic `async fn`, and arguments it cannot pass on (references, `impl Trait`,
 /// `#[cfg]` on an argument, more than 16). Each error points at the token to fix; independent mistakes are all
 /// reported at once. An argument type that is not an extractor, or a return type that is not a `Responder`, is

@@ -247,7 +247,7 @@ fn errors_keep_the_original_item() {
     assert_eq!(
         errors(quote!(bogus = 1), item),
         ["unknown option `bogus`; expected one of: ttl, scope, key, required, lease, store_server_errors, \
-          max_request_body, max_response_body, crate"]
+          max_request_body, max_response_body, on_conflict, wait, crate"]
     );
 }
 
@@ -421,4 +421,29 @@ fn every_prefix_of_a_real_attribute_and_handler() {
             }
         }
     }
+}
+
+#[test]
+fn wait_mode_needs_both_options_and_only_with_wait() {
+    let item = quote! { async fn create() -> HttpResponse { todo!() } };
+    let expanded = crate::expand::idempotent(quote!(on_conflict = "wait", wait = "5s"), item.clone()).to_string();
+    assert!(expanded.contains(". wait (") && expanded.contains("from_secs (5)"), "{expanded}");
+    assert!(errors(quote!(on_conflict = "wait"), item.clone())[0].contains(r#"add `wait = "5s"`"#));
+    assert!(errors(quote!(wait = "5s"), item.clone())[0].contains(r#"only applies to `on_conflict = "wait"`"#));
+    assert!(errors(quote!(on_conflict = "reject", wait = "5s"), item.clone())[0].contains("has no effect"));
+    assert!(!crate::expand::idempotent(quote!(on_conflict = "reject"), item).to_string().contains(". wait ("));
+}
+
+#[test]
+fn a_tx_parameter_makes_the_route_transactional() {
+    let one = quote! { async fn create(tx: Tx, body: web::Json<Order>) -> HttpResponse { todo!() } };
+    assert!(crate::expand::idempotent(TokenStream::new(), one).to_string().contains(". transactional ()"));
+    let qualified = quote! { async fn create(tx: idempotent_runtime::Tx) -> HttpResponse { todo!() } };
+    assert!(crate::expand::idempotent(TokenStream::new(), qualified).to_string().contains(". transactional ()"));
+    let none = quote! { async fn create(body: web::Json<Tx>) -> HttpResponse { todo!() } };
+    assert!(!crate::expand::idempotent(TokenStream::new(), none).to_string().contains("transactional"));
+    let two = quote! { async fn create(a: Tx, b: Tx) -> HttpResponse { todo!() } };
+    let reported = errors(TokenStream::new(), two);
+    assert_eq!(reported.len(), 1);
+    assert!(reported[0].starts_with("a handler takes at most one `Tx`"), "{reported:?}");
 }

@@ -9,13 +9,30 @@ use quote::ToTokens as _;
 use syn::spanned::Spanned;
 use syn::{FnArg, PatType, Safety, Type};
 
-use crate::args::Args;
+use crate::args::{Args, OnConflict};
 use crate::duration::format_seconds;
 use crate::errors::Errors;
 use crate::handler::HandlerFn;
 
 /// Cross-option checks. Options that failed to parse are absent and simply not compared.
 pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
+    match (&args.on_conflict, &args.wait) {
+        (Some(policy), None) if policy.value == OnConflict::Wait && !args.wrote("wait") => {
+            errors.push(syn::Error::new(
+                policy.value_span,
+                r#"`on_conflict = "wait"` needs to know how long: add `wait = "5s"` (or another duration)"#,
+            ))
+        }
+        (Some(policy), Some(wait)) if policy.value == OnConflict::Reject => errors.push(syn::Error::new(
+            wait.keyword.span(),
+            r#"`wait` has no effect with `on_conflict = "reject"`: remove it, or write `on_conflict = "wait"`"#,
+        )),
+        (None, Some(wait)) if !args.wrote("on_conflict") => errors.push(syn::Error::new(
+            wait.keyword.span(),
+            r#"`wait` only applies to `on_conflict = "wait"`: add it, as in `on_conflict = "wait", wait = "5s"`"#,
+        )),
+        _ => {}
+    }
     if let (Some(ttl), Some(lease)) = (&args.ttl, &args.lease)
         && lease.value >= ttl.value
     {
@@ -34,6 +51,14 @@ pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
 /// Checks that the function can be wrapped as an actix-web handler; every violation is reported.
 pub(crate) fn check_fn(handler: &HandlerFn, errors: &mut Errors) {
     let sig = &handler.sig;
+
+    for extra in handler.transaction_types().skip(1) {
+        errors.push(syn::Error::new_spanned(
+            extra,
+            "a handler takes at most one `Tx`: the claim, the handler's writes and the stored response share one \
+             transaction; remove this parameter and use the first `Tx`",
+        ));
+    }
 
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(

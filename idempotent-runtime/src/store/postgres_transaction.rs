@@ -16,9 +16,10 @@ use super::postgres::{PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
 use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use super::{ClaimRequest, Lease, StoreError, StoreErrorKind};
 
-/// The claim of a transactional route: lock, insert, or return the existing record, in one statement.
+/// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The lock
+/// is keyed by (table, record) so that tables in different schemas of one database never block each other.
 const TRY_CLAIM_SQL: &str = "
-WITH lock AS (SELECT pg_try_advisory_xact_lock($9) AS got),
+WITH lock AS (SELECT pg_try_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9) AS got),
 inserted AS (
     INSERT INTO idempotency_records
         (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
@@ -41,7 +42,9 @@ LEFT JOIN idempotency_records r
 
 /// The same, waiting for the lock (bounded by the transaction's `lock_timeout`).
 const WAIT_CLAIM_SQL: &str = "
-WITH lock AS (SELECT true AS got FROM (SELECT pg_advisory_xact_lock($9)) AS waited),
+WITH lock AS (
+    SELECT true AS got FROM (SELECT pg_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9)) AS waited
+),
 inserted AS (
     INSERT INTO idempotency_records
         (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
@@ -113,7 +116,9 @@ async fn claim(
     wait: Option<Duration>,
 ) -> Result<Step, StoreError> {
     let id = &request.id;
-    let lock_key = i64::from_be_bytes(id.digest()[..8].try_into().unwrap_or_default());
+    // Advisory locks are per database: the table's oid (first key) keeps two schemas' records apart, and 32 bits
+    // of the record's digest (second key) name the record. A rare collision only makes a duplicate wait or 409.
+    let lock_key = i32::from_be_bytes(id.digest()[..4].try_into().unwrap_or_default());
     let lease_secs = request.lease.as_secs_f64();
     let ttl_secs = request.ttl.as_secs_f64();
     let params: [&(dyn ToSql + Sync); 9] = [

@@ -30,9 +30,17 @@ mod auth {
     store_server_errors = true,
     max_request_body = "512KiB",
     max_response_body = "4MiB",
+    on_conflict = "wait",
+    wait = "10s",
     crate = "idempotent_runtime",
 )]
 async fn all(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
+#[post("/reject")]
+#[idempotent(on_conflict = "reject", lease = "5s")]
+async fn reject(body: String) -> HttpResponse {
     HttpResponse::Created().body(body)
 }
 
@@ -87,6 +95,7 @@ async fn below() -> HttpResponse {
 fn main() {
     let _app = App::new()
         .service(all)
+        .service(reject)
         .service(defaults)
         .service(empty)
         .service(user)

@@ -1,0 +1,278 @@
+//! Transactional routes (CONTRACT section 5) against real PostgreSQL: the claim, the handler's own write through
+//! `Tx` and the stored response commit together, or nothing does.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, post, web};
+use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, Tx, idempotent};
+use support::eventually;
+use support::postgres::TestSchema;
+use tokio::sync::Semaphore;
+
+/// Counts handler runs and holds requests marked `x-test-hold` until the test opens the gate.
+struct Probe {
+    runs: AtomicUsize,
+    gate: Semaphore,
+}
+
+impl Probe {
+    async fn enter(&self, request: &HttpRequest) -> usize {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        if request.headers().contains_key("x-test-hold") {
+            self.gate.acquire().await.expect("gate never closes").forget();
+        }
+        run
+    }
+}
+
+/// Writes a row through the transaction, then answers the status in `x-status` (default 201), or panics.
+async fn write_then_answer(tx: &Tx, probe: &Probe, request: &HttpRequest, note: &str) -> HttpResponse {
+    tx.execute("INSERT INTO writes (note) VALUES ($1)", &[&note]).await.expect("insert through the transaction");
+    let run = probe.enter(request).await;
+    let status = request.headers().get("x-status").and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(201);
+    if status == 999 {
+        panic!("the handler failed after its write");
+    }
+    HttpResponse::build(StatusCode::from_u16(status).expect("valid status")).body(format!("run {run}: {note}"))
+}
+
+#[post("/write")]
+#[idempotent(scope = "global")]
+async fn write(tx: Tx, probe: web::Data<Probe>, request: HttpRequest, note: String) -> HttpResponse {
+    write_then_answer(&tx, &probe, &request, &note).await
+}
+
+#[post("/write-wait")]
+#[idempotent(scope = "global", on_conflict = "wait", wait = "10s")]
+async fn write_wait(tx: Tx, probe: web::Data<Probe>, request: HttpRequest, note: String) -> HttpResponse {
+    write_then_answer(&tx, &probe, &request, &note).await
+}
+
+/// Stands in for a timeout middleware: requests marked `x-test-cancel` are dropped after 200 ms.
+fn cancel_marked_requests<S>(
+    request: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>> + use<S>
+where
+    S: actix_web::dev::Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    let cancel = request.headers().contains_key("x-test-cancel");
+    let call = service.call(request);
+    async move {
+        if !cancel {
+            return call.await;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), call).await {
+            Ok(response) => response,
+            Err(_) => Err(actix_web::error::ErrorGatewayTimeout("the handler took too long")),
+        }
+    }
+}
+
+struct Harness {
+    server: actix_test::TestServer,
+    probe: web::Data<Probe>,
+    schema: TestSchema,
+    pool: deadpool_postgres::Pool,
+}
+
+async fn start_with(store: impl Fn(&TestSchema) -> Arc<dyn Store>) -> Harness {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(4);
+    let postgres = PostgresStore::new(pool.clone());
+    postgres.migrate().await.expect("migrate");
+    pool.get().await.unwrap().batch_execute("CREATE TABLE writes (id bigserial PRIMARY KEY, note text)").await.unwrap();
+    let store = store(&schema);
+    let probe = web::Data::new(Probe { runs: AtomicUsize::new(0), gate: Semaphore::new(0) });
+    let app_probe = probe.clone();
+    let server = actix_test::start(move || {
+        App::new()
+            .app_data(Idempotency::builder_shared(store.clone()).build())
+            .app_data(app_probe.clone())
+            .wrap_fn(cancel_marked_requests)
+            .service(write)
+            .service(write_wait)
+    });
+    Harness { server, probe, schema, pool }
+}
+
+async fn start() -> Harness {
+    start_with(|schema| Arc::new(PostgresStore::new(schema.pool(16)))).await
+}
+
+struct Reply {
+    status: StatusCode,
+    replayed: bool,
+    retry_after: Option<String>,
+    body: String,
+}
+
+impl Harness {
+    async fn send(&self, path: &str, key: &str, note: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request =
+            self.server.post(path).timeout(Duration::from_secs(30)).insert_header(("Idempotency-Key", key));
+        for header in headers {
+            request = request.insert_header(*header);
+        }
+        let mut response = request.send_body(note.to_owned()).await.expect("answer");
+        let body = String::from_utf8_lossy(&response.body().await.expect("body")).into_owned();
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        Reply {
+            status: response.status(),
+            replayed: header("idempotent-replayed").as_deref() == Some("true"),
+            retry_after: header("retry-after"),
+            body,
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.pool.get().await.expect("connect").query_one(sql, &[]).await.expect("count").get(0)
+    }
+
+    async fn rows(&self) -> i64 {
+        self.count("SELECT count(*) FROM writes").await
+    }
+
+    async fn records(&self) -> i64 {
+        self.count("SELECT count(*) FROM idempotency_records").await
+    }
+
+    fn runs(&self) -> usize {
+        self.probe.runs.load(Ordering::SeqCst)
+    }
+
+    async fn finish(self) {
+        drop(self.server);
+        self.schema.drop_schema().await;
+    }
+}
+
+#[actix_web::test]
+async fn the_write_the_claim_and_the_response_commit_together() {
+    let app = start().await;
+    let first = app.send("/write", "k", "hello", &[]).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!((app.rows().await, app.records().await), (1, 1));
+    let retry = app.send("/write", "k", "hello", &[]).await;
+    assert!(retry.replayed);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(app.rows().await, 1, "the retry wrote nothing");
+    let reused = app.send("/write", "k", "other", &[]).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.runs(), 1);
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn a_server_error_leaves_no_row_and_no_stored_response() {
+    let app = start().await;
+    let failed = app.send("/write", "k", "hello", &[("x-status", "500")]).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!((app.rows().await, app.records().await), (0, 0), "rolled back, key free");
+    let retry = app.send("/write", "k", "hello", &[]).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert!(!retry.replayed);
+    assert_eq!(app.rows().await, 1);
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn a_panic_after_the_write_rolls_it_back() {
+    let app = start().await;
+    let failed = app.send("/write", "k", "hello", &[("x-status", "999")]).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!((app.rows().await, app.records().await), (0, 0));
+    assert_eq!(app.send("/write", "k", "hello", &[]).await.status, StatusCode::CREATED);
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn a_client_error_is_committed_with_its_writes() {
+    let app = start().await;
+    let refused = app.send("/write", "k", "hello", &[("x-status", "409")]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!((app.rows().await, app.records().await), (1, 1), "4xx is an answer: stored with its writes");
+    assert!(app.send("/write", "k", "hello", &[]).await.replayed);
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn a_cancelled_request_rolls_back_and_frees_the_key_at_once() {
+    let app = start().await;
+    let cancelled = app.send("/write", "k", "hello", &[("x-test-hold", "1"), ("x-test-cancel", "1")]).await;
+    assert_eq!(cancelled.status, StatusCode::GATEWAY_TIMEOUT);
+    // The rollback runs in the background right after the drop; poll for it, far below any lease.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut retry = app.send("/write", "k", "hello", &[]).await;
+    while retry.status == StatusCode::CONFLICT && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        retry = app.send("/write", "k", "hello", &[]).await;
+    }
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(app.rows().await, 1, "the cancelled write was rolled back");
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitted_claim() {
+    let app = start().await;
+    let original = app.send("/write", "k", "hello", &[("x-test-hold", "1")]);
+    let duplicates = async {
+        assert!(eventually(Duration::from_secs(10), || app.runs() == 1).await, "the original is in its handler");
+        let started = Instant::now();
+        let replies = futures_util::future::join_all((0..20).map(|_| app.send("/write", "k", "hello", &[]))).await;
+        let took = started.elapsed();
+        app.probe.gate.add_permits(1);
+        (replies, took)
+    };
+    let (original, (replies, took)) = tokio::join!(original, duplicates);
+    assert_eq!(original.status, StatusCode::CREATED);
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert_eq!(reply.retry_after.as_deref(), Some("1"));
+    }
+    assert!(took < Duration::from_secs(5), "409s came while the original still held its transaction ({took:?})");
+    assert_eq!((app.rows().await, app.runs()), (1, 1));
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn wait_mode_waits_for_the_commit_and_replays() {
+    let app = start().await;
+    let original = app.send("/write-wait", "k", "hello", &[("x-test-hold", "1")]);
+    let duplicate = async {
+        assert!(eventually(Duration::from_secs(10), || app.runs() == 1).await);
+        let waiting = app.send("/write-wait", "k", "hello", &[]);
+        let opening = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            app.probe.gate.add_permits(1);
+        };
+        tokio::join!(waiting, opening).0
+    };
+    let (original, duplicate) = tokio::join!(original, duplicate);
+    assert_eq!(original.status, StatusCode::CREATED);
+    assert_eq!(duplicate.status, StatusCode::CREATED);
+    assert!(duplicate.replayed, "the waiting duplicate got the committed response");
+    assert_eq!(duplicate.body, original.body);
+    assert_eq!((app.rows().await, app.runs()), (1, 1));
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn a_transactional_route_on_a_store_without_transactions_is_misconfigured() {
+    let app = start_with(|_| Arc::new(MemoryStore::new())).await;
+    let reply = app.send("/write", "k", "hello", &[]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.body.contains("https://idempotent.rs/problems/misconfigured"), "{}", reply.body);
+    assert_eq!((app.runs(), app.rows().await), (0, 0), "never a silent non-transactional run");
+    app.finish().await;
+}
