@@ -4,20 +4,23 @@ use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// The binary of `examples/<name>.rs`, built by `cargo test` beside the test binaries (built on demand when a
-/// single test target was asked for).
+/// The binary of `examples/<name>.rs`, brought up to date first: `cargo test --test <one>` does not rebuild
+/// examples, and a stale binary would test old code. (A no-op when `cargo test` already built it.)
 pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let test_binary = std::env::current_exe().expect("the test binary's path");
     let profile_dir = test_binary.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("examples").join(name);
-    if !binary.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|done| done == name) {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap_or_else(|error| panic!("run cargo build --example {name}: {error}"));
         assert!(status.success(), "cargo build --example {name} failed");
+        built.push(name.to_owned());
     }
-    binary
+    profile_dir.join("examples").join(name)
 }
 
 /// A free loopback port (bound and released: the example binds it right after).

@@ -1,0 +1,180 @@
+//! The `orders` example (a transactional route) as real server processes on real PostgreSQL: killed while its
+//! handler sleeps after the INSERT, hammered with duplicates, and walked through as a user would.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+use support::example_process::{ExampleProcess, example_binary, free_port};
+use support::postgres::TestSchema;
+
+struct Reply {
+    status: Option<StatusCode>,
+    replayed: bool,
+    body: Value,
+}
+
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+    let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client.request(method, format!("{base}{path}"));
+    if let Some(user) = user {
+        request = request.insert_header(("Authorization", format!("Bearer {user}")));
+    }
+    if let Some(key) = key {
+        request = request.insert_header(("Idempotency-Key", key));
+    }
+    let response = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    };
+    match response {
+        Ok(mut response) => {
+            let raw = response.body().await.unwrap_or_default();
+            Reply {
+                status: Some(response.status()),
+                replayed: response.headers().get("idempotent-replayed").is_some_and(|value| value == "true"),
+                body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+            }
+        }
+        Err(_) => Reply { status: None, replayed: false, body: Value::Null },
+    }
+}
+
+async fn order(base: &str, user: &str, key: &str, item: &str, delay_ms: u64) -> Reply {
+    send(base, "POST", "/orders", Some(user), Some(key), Some(json!({"item": item, "qty": 1, "delay_ms": delay_ms})))
+        .await
+}
+
+async fn orders_of(schema: &TestSchema, user: &str) -> Vec<String> {
+    let client = schema.pool(1).get().await.expect("connect");
+    client
+        .query("SELECT item FROM orders WHERE user_id = $1 ORDER BY id", &[&user])
+        .await
+        .expect("orders")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[actix_web::test]
+async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_once() {
+    const KILLS: usize = 5;
+    let schema = TestSchema::create().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let watcher = schema.pool(1);
+    let mut process = Some(ExampleProcess::start("orders", port, Some(&schema.database_url())));
+    for kill in 0..KILLS {
+        let key = format!("crash-{kill}");
+        let item = format!("item-{kill}");
+        // The handler INSERTs its order, then sleeps 30 s: kill the process during that sleep.
+        let in_flight = order(&base, "crash", &key, &item, 30_000);
+        let kill_after_insert = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let inserted: i64 = watcher
+                    .get()
+                    .await
+                    .expect("connect")
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE state = 'idle in transaction' AND query LIKE 'INSERT INTO orders%'",
+                        &[],
+                    )
+                    .await
+                    .expect("pg_stat_activity")
+                    .get(0);
+                if inserted == 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the handler never reached its INSERT");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            process.take().expect("running").kill();
+        };
+        let (killed, ()) = tokio::join!(in_flight, kill_after_insert);
+        assert!(killed.status.is_none(), "the client saw the process die");
+        assert!(orders_of(&schema, "crash").await.iter().all(|existing| *existing != item), "no order left behind");
+
+        // Restarted, the very first retry runs (no lease to wait out) and creates the order once.
+        process = Some(ExampleProcess::start("orders", port, Some(&schema.database_url())));
+        let started = Instant::now();
+        let retry = order(&base, "crash", &key, &item, 0).await;
+        assert_eq!(retry.status, Some(StatusCode::CREATED), "{:?}", retry.body);
+        assert!(!retry.replayed);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let replay = order(&base, "crash", &key, &item, 0).await;
+        assert!(replay.replayed);
+        assert_eq!(replay.body, retry.body);
+    }
+    let orders = orders_of(&schema, "crash").await;
+    println!("orders: kill -9 x{KILLS} after the INSERT: {} orders afterwards, one per key: {orders:?}", orders.len());
+    assert_eq!(orders.len(), KILLS, "each key's order exists exactly once");
+    drop(process);
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn twenty_concurrent_duplicates_create_one_order_and_no_server_error() {
+    let schema = TestSchema::create().await;
+    let example = ExampleProcess::start("orders", free_port(), Some(&schema.database_url()));
+    let replies =
+        futures_util::future::join_all((0..20).map(|_| order(&example.base, "dup", "same-key", "lamp", 500))).await;
+    let created = replies.iter().filter(|reply| reply.status == Some(StatusCode::CREATED)).count();
+    let conflicts = replies.iter().filter(|reply| reply.status == Some(StatusCode::CONFLICT)).count();
+    println!("orders: 20 concurrent duplicates -> {created} x 201, {conflicts} x 409");
+    assert!(replies.iter().all(|reply| matches!(reply.status, Some(StatusCode::CREATED | StatusCode::CONFLICT))));
+    assert!(created >= 1);
+    assert_eq!(orders_of(&schema, "dup").await, ["lamp"], "one order");
+    drop(example);
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn orders_example_walk_through() {
+    let schema = TestSchema::create().await;
+    let example = ExampleProcess::start("orders", free_port(), Some(&schema.database_url()));
+    let base = example.base.clone();
+    assert_eq!(send(&base, "GET", "/", None, None, None).await.status, Some(StatusCode::OK));
+    assert_eq!(send(&base, "GET", "/orders", None, None, None).await.status, Some(StatusCode::UNAUTHORIZED));
+    let anonymous = send(&base, "POST", "/orders", None, Some("k"), Some(json!({"item": "x", "qty": 1}))).await;
+    assert_eq!(anonymous.status, Some(StatusCode::UNAUTHORIZED));
+
+    let created = order(&base, "ann", "k1", "book", 0).await;
+    assert_eq!(created.status, Some(StatusCode::CREATED));
+    assert_eq!(created.body["item"], "book");
+    assert_eq!(created.body["qty"], 1);
+    for invalid in [
+        json!({"item": "", "qty": 1}),
+        json!({"item": "x", "qty": 0}),
+        json!({"item": "x", "qty": 1, "delay_ms": 60_001}),
+    ] {
+        let reply =
+            send(&base, "POST", "/orders", Some("ann"), Some(&invalid.to_string()), Some(invalid.clone())).await;
+        assert_eq!(reply.status, Some(StatusCode::UNPROCESSABLE_ENTITY), "{invalid}");
+    }
+    let listed = send(&base, "GET", "/orders", Some("ann"), None, None).await;
+    assert_eq!(listed.status, Some(StatusCode::OK));
+    assert_eq!(listed.body, json!([{"id": created.body["id"], "item": "book", "qty": 1}]));
+    drop(example);
+    schema.drop_schema().await;
+}
+
+#[test]
+fn orders_example_without_database_url_says_what_to_set() {
+    let output = Command::new(example_binary("orders")).env_remove("DATABASE_URL").output().expect("run orders");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
