@@ -155,14 +155,15 @@ async fn orders_example_walk_through() {
     assert_eq!(created.status, Some(StatusCode::CREATED));
     assert_eq!(created.body["item"], "book");
     assert_eq!(created.body["qty"], 1);
-    for invalid in [
+    let invalid_orders = [
         json!({"item": "", "qty": 1}),
         json!({"item": "x", "qty": 0}),
         json!({"item": "x", "qty": 1, "delay_ms": 60_001}),
-    ] {
-        let reply =
-            send(&base, "POST", "/orders", Some("ann"), Some(&invalid.to_string()), Some(invalid.clone())).await;
-        assert_eq!(reply.status, Some(StatusCode::UNPROCESSABLE_ENTITY), "{invalid}");
+    ];
+    for (index, invalid) in invalid_orders.into_iter().enumerate() {
+        let key = format!("invalid-{index}");
+        let reply = send(&base, "POST", "/orders", Some("ann"), Some(&key), Some(invalid.clone())).await;
+        assert_eq!(reply.status, Some(StatusCode::UNPROCESSABLE_ENTITY), "{invalid}: {}", reply.body);
     }
     let listed = send(&base, "GET", "/orders", Some("ann"), None, None).await;
     assert_eq!(listed.status, Some(StatusCode::OK));
