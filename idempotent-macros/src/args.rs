@@ -53,6 +53,8 @@ pub(crate) enum Key {
     Query(String),
     /// `"form:name"`: a field of an urlencoded body.
     Form(String),
+    /// `"derived"`: no key from the client; the request itself is the key.
+    Derived,
 }
 
 /// The attribute's options; `None` means "not written, use the runtime's default".
@@ -403,7 +405,7 @@ fn on_conflict_value(value: &TokenStream) -> syn::Result<OnConflict> {
 }
 
 /// What `key` accepts, for its errors.
-const KEY_EXPECTED: &str = r#"expected "header", "header:Name", "query:name" or "form:name""#;
+const KEY_EXPECTED: &str = r#"expected "header", "header:Name", "query:name", "form:name" or "derived""#;
 
 /// `key`: where the idempotency key comes from.
 fn key_value(value: &TokenStream) -> syn::Result<Key> {
@@ -415,7 +417,7 @@ fn key_value(value: &TokenStream) -> syn::Result<Key> {
         return Ok(Key::Header);
     }
     if text == "derived" {
-        return Err(syn::Error::new(lit.span(), format!(r#""derived" keys are not supported yet; {KEY_EXPECTED}"#)));
+        return Ok(Key::Derived);
     }
     if let Some(name) = text.strip_prefix("header:") {
         return header_name(&lit, name, KEY_EXPECTED).map(Key::HeaderNamed);
@@ -700,7 +702,7 @@ mod tests {
         assert!(parse_err(quote!(key = "form:a=b"))[0].starts_with("`=` is not allowed"));
         assert!(parse_err(quote!(key = "query:a&b"))[0].starts_with("`&` is not allowed"));
         assert!(parse_err(quote!(key = "header:a:b"))[0].starts_with("`:` is not allowed"));
-        assert!(parse_err(quote!(key = "derived"))[0].contains("not supported yet"));
+        assert_eq!(parse_ok(quote!(key = "derived")).key.map(|setting| setting.value), Some(Key::Derived));
         assert!(parse_err(quote!(key = header))[0].starts_with("expected a string"));
     }
 

@@ -249,6 +249,7 @@ fn builder_calls(args: &Args, private: &TokenStream) -> Vec<TokenStream> {
                 let field = name(field);
                 quote!(#private::KeySpec::Form(#field))
             }
+            Key::Derived => quote!(#private::KeySpec::Derived),
         };
         call(&key.keyword, "key", value);
     }

@@ -69,7 +69,7 @@ use proc_macro::TokenStream;
 /// | `ttl` | a duration string | runtime config (24h) |
 /// | `lease` | a duration string, shorter than `ttl` | runtime config (30s) |
 /// | `scope` | `"user"`, `"global"`, `"header:Name"`, or a path to a function | `"user"` |
-/// | `key` | `"header"`, `"header:Name"`, `"query:name"`, `"form:name"` | `"header"` |
+/// | `key` | `"header"`, `"header:Name"`, `"query:name"`, `"form:name"`, `"derived"` | `"header"` |
 /// | `required` | `true`, `false` | `true` |
 /// | `store_server_errors` | `true`, `false` | `false` |
 /// | `max_request_body` | a size string or an integer number of bytes | runtime config |
@@ -91,7 +91,11 @@ use proc_macro::TokenStream;
 ///   `None` from the resolver means "no caller": 401.
 /// - **`key = "header"`**: where the key is read. `"header"` is the standard `Idempotency-Key` header;
 ///   `"header:X-Request-Id"` another header; `"query:idem"` a query string parameter; `"form:idem"` a field of
-///   an urlencoded body. Header names are case-insensitive (they are emitted lowercased).
+///   an urlencoded body. Header names are case-insensitive (they are emitted lowercased). `"derived"` takes no
+///   key from the client: the request itself (its scope and fingerprint) is the key, so the same caller
+///   submitting the same request within the ttl gets the first result: a double-submit guard for forms and
+///   clients that send no key. Use a short `ttl` with it (seconds to minutes), since a genuinely repeated
+///   identical request within the ttl is treated as the same one.
 /// - **`required = true`**: with `true`, a request without a key is refused (400). With `false` it runs the
 ///   handler without protection, for routes that older clients call without a key.
 /// - **`store_server_errors = false`**: with `false`, a 5xx from the handler is passed through and the key is
@@ -143,8 +147,7 @@ use proc_macro::TokenStream;
 /// case the handler never started and the key is released. A 5xx from the handler is passed through and releases
 /// the key, unless `store_server_errors = true`.
 ///
-/// At compile time, the attribute refuses unknown or repeated options (and `key = "derived"`, which is not
-/// supported yet), malformed values, a `lease` not shorter than `ttl`, `on_conflict = "wait"` without `wait` (or
+/// At compile time, the attribute refuses unknown or repeated options, malformed values, a `lease` not shorter than `ttl`, `on_conflict = "wait"` without `wait` (or
 /// `wait` without it), two `Tx` parameters, a function
 /// that is not a free, non-generic `async fn`, and arguments it cannot pass on (references, `impl Trait`,
 /// `#[cfg]` on an argument, more than 16). Each error points at the token to fix; independent mistakes are all

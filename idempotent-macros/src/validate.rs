@@ -9,13 +9,21 @@ use quote::ToTokens as _;
 use syn::spanned::Spanned;
 use syn::{FnArg, PatType, Safety, Type};
 
-use crate::args::{Args, OnConflict};
+use crate::args::{Args, Key, OnConflict};
 use crate::duration::format_seconds;
 use crate::errors::Errors;
 use crate::handler::HandlerFn;
 
 /// Cross-option checks. Options that failed to parse are absent and simply not compared.
 pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
+    if let (Some(key), Some(required)) = (&args.key, &args.required)
+        && key.value == Key::Derived
+    {
+        errors.push(syn::Error::new(
+            required.keyword.span(),
+            r#"`required` has no effect with `key = "derived"`: every request has a derived key; remove it"#,
+        ));
+    }
     match (&args.on_conflict, &args.wait) {
         (Some(policy), None) if policy.value == OnConflict::Wait && !args.wrote("wait") => {
             errors.push(syn::Error::new(

@@ -18,10 +18,6 @@ impl ClaimGuard {
         Self { store, lease: Some(lease) }
     }
 
-    pub(crate) fn lease(&self) -> Option<&Lease> {
-        self.lease.as_ref()
-    }
-
     /// The request reached a final state: stop guarding.
     pub(crate) fn disarm(mut self) {
         self.lease = None;

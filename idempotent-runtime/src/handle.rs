@@ -1,36 +1,38 @@
-//! The request flow of an `#[idempotent]` route (CONTRACT sections 2 to 4), shared by every store.
+//! The request flow of an `#[idempotent]` route (CONTRACT sections 2 to 5), shared by every store.
 //!
 //! Order of checks: configuration, key presence (an optional key that is absent runs the handler unprotected),
 //! scope (401 before 400, as authentication comes first), key validity, body cap, then one claim. Only a claimed
 //! request runs the handler; its response is stored before it is sent, so a retry can never overtake it.
+//!
+//! Every request ends in one [`Outcome`], recorded once in [`handle`]: as the `outcome` field of the request's
+//! span and as the matching metric.
 
-use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder, ResponseError};
 use futures_util::FutureExt as _;
-use futures_util::future::{self, Either};
+use tracing::Instrument as _;
 
 use crate::claim_guard::ClaimGuard;
 use crate::config::{Idempotency, Settings};
 use crate::digest::hash_parts;
 use crate::fingerprint::fingerprint;
-use crate::key::IdempotencyKey;
+use crate::key::{IdempotencyKey, KeyError};
 use crate::key_source::{KeyLookup, lookup_in_form};
+use crate::observe::{self, Outcome};
 use crate::problem::{Problem, ProblemKind};
-use crate::record::Record;
-use crate::record::{RecordId, RecordState};
+use crate::record::{Record, RecordId, RecordState, StoredResponse};
 use crate::replay::{replay, to_stored};
 use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
 use crate::store::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, StoreError, StoreErrorKind, TransactionalClaim,
+    Claim, ClaimRequest, Completion, Lease, OpenTransaction, Store, StoreError, StoreErrorKind, TransactionalClaim,
 };
 use crate::transaction::TxSlot;
 
@@ -46,101 +48,178 @@ where
     Args: FromRequest,
     F::Output: Responder,
 {
+    let route_label = request.match_pattern().unwrap_or_else(|| request.path().to_owned());
+    let span = tracing::info_span!(
+        "idempotent",
+        route = %route_label,
+        method = %request.method(),
+        key = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let answer = serve(route, &request, &route_label, payload, handler).instrument(span.clone()).await;
+    span.record("outcome", answer.outcome.as_str());
+    answer.outcome.count(&route_label);
+    answer.response
+}
+
+/// A response and how the request ended.
+struct Answer {
+    response: HttpResponse,
+    outcome: Outcome,
+}
+
+impl Answer {
+    fn new(response: HttpResponse, outcome: Outcome) -> Self {
+        Self { response, outcome }
+    }
+
+    fn problem(problem: Problem, outcome: Outcome) -> Self {
+        Self::new(problem.into_response(), outcome)
+    }
+}
+
+/// Where this request's key comes from, once the head has been looked at.
+enum KeySource {
+    /// A key the client sent.
+    Given(IdempotencyKey),
+    /// `key = "form:name"`: a field of the body, not read yet.
+    InBody(&'static str),
+    /// `key = "derived"`: the request itself is the key.
+    Derived,
+}
+
+/// What the later steps need about the request.
+struct Context<'a> {
+    route: &'a RouteOptions,
+    settings: &'a Settings,
+    request: &'a HttpRequest,
+    route_label: &'a str,
+    /// The key as logs may show it (redacted, or `derived`).
+    key: String,
+}
+
+async fn serve<F, Args>(
+    route: &RouteOptions,
+    request: &HttpRequest,
+    route_label: &str,
+    payload: actix_web::web::Payload,
+    handler: F,
+) -> Answer
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
     let Some(config) = request.app_data::<Idempotency>().cloned() else {
         return misconfigured(
             route,
-            &request,
-            "no idempotency configuration is registered: add \
-             `.app_data(Idempotency::builder(store).build())` to the App",
+            route_label,
+            "no idempotency configuration is registered: add `.app_data(Idempotency::builder(store).build())` to \
+             the App",
         );
     };
     let settings = config.settings();
     let mut payload = payload.into_inner();
 
-    let lookup = route.key.lookup(&request, &settings.key_header);
+    let lookup = route.key.lookup(request, &settings.key_header);
     if matches!(lookup, KeyLookup::Missing) && !route.required {
-        return run_unprotected(&request, payload, handler).await;
+        return Answer::new(run_unprotected(request, payload, handler).await, Outcome::Unprotected);
     }
-    let scope_hash = match route.scope.resolve(&request, settings.user_resolver.as_ref()) {
+    let scope_hash = match route.scope.resolve(request, settings.user_resolver.as_ref()) {
         Ok(scope_hash) => scope_hash,
         Err(ScopeError::NoResolver) => {
             return misconfigured(
                 route,
-                &request,
-                "this route has `scope = \"user\"` but no user resolver is registered: call \
-                 `.user_resolver(...)` on the Idempotency builder, or choose another scope",
+                route_label,
+                "this route has `scope = \"user\"` but no user resolver is registered: call `.user_resolver(...)` \
+                 on the Idempotency builder, or choose another scope",
             );
         }
         Err(ScopeError::Unauthenticated) => {
-            return Problem::new(ProblemKind::Unauthenticated, "this route needs an authenticated user")
-                .into_response();
+            let problem = Problem::new(ProblemKind::Unauthenticated, "this route needs an authenticated user");
+            return Answer::problem(problem, Outcome::Refused);
         }
         Err(ScopeError::MissingHeader(name)) => {
-            return Problem::new(
-                ProblemKind::ScopeMissing,
-                format!("this route scopes keys by the {name} header; send it"),
-            )
-            .into_response();
+            let detail = format!("this route scopes keys by the {name} header; send it");
+            return Answer::problem(Problem::new(ProblemKind::ScopeMissing, detail), Outcome::Refused);
         }
     };
-    // `Err(field)`: the key is a field of the body, read below.
-    let key = match lookup {
-        KeyLookup::Found(key) => Ok(key),
+    let source = match lookup {
+        KeyLookup::Found(key) => KeySource::Given(key),
+        KeyLookup::InBody(field) => KeySource::InBody(field),
+        KeyLookup::Derived => KeySource::Derived,
         KeyLookup::Missing => return key_missing(route, settings),
         KeyLookup::Invalid(error) => return key_invalid(route, settings, &error),
-        KeyLookup::InBody(field) => Err(field),
     };
 
-    let body = match read_capped(&request, &mut payload, route.effective_max_request_body(settings)).await {
+    let body = match read_capped(request, &mut payload, route.effective_max_request_body(settings)).await {
         Ok(body) => body,
         Err(BodyError::TooLarge { cap }) => {
-            return Problem::new(
-                ProblemKind::BodyTooLarge,
-                format!("the request body is larger than this route accepts ({cap} bytes)"),
-            )
-            .into_response();
+            let detail = format!("the request body is larger than this route accepts ({cap} bytes)");
+            return Answer::problem(Problem::new(ProblemKind::BodyTooLarge, detail), Outcome::Refused);
         }
-        Err(BodyError::Unreadable(error)) => return error.error_response(),
+        Err(BodyError::Unreadable(error)) => return Answer::new(error.error_response(), Outcome::Refused),
     };
-    let key = match key {
-        Ok(key) => key,
-        Err(field) => match lookup_in_form(&request, &body, field) {
-            KeyLookup::Found(key) => key,
+    let source = match source {
+        KeySource::InBody(field) => match lookup_in_form(request, &body, field) {
+            KeyLookup::Found(key) => KeySource::Given(key),
             KeyLookup::Missing if !route.required => {
-                return run_unprotected(&request, Payload::from(body), handler).await;
+                let response = run_unprotected(request, Payload::from(body), handler).await;
+                return Answer::new(response, Outcome::Unprotected);
             }
             KeyLookup::Invalid(error) => return key_invalid(route, settings, &error),
-            KeyLookup::Missing | KeyLookup::InBody(_) => return key_missing(route, settings),
+            KeyLookup::Missing | KeyLookup::InBody(_) | KeyLookup::Derived => return key_missing(route, settings),
         },
+        other => other,
     };
 
-    let route_pattern = request.match_pattern().unwrap_or_else(|| request.path().to_owned());
+    let fingerprint = fingerprint(request, route_label, &body);
+    let (key_hash, key) = match &source {
+        KeySource::Given(key) => (hash_parts(&[key.as_str().as_bytes()]), key.redacted()),
+        // The same request from the same scope is the same key: a double-submit guard (CONTRACT section 1).
+        KeySource::Derived | KeySource::InBody(_) => (hash_parts(&[b"derived", &fingerprint]), "derived".to_owned()),
+    };
+    tracing::Span::current().record("key", key.as_str());
     let claim = ClaimRequest {
-        fingerprint: fingerprint(&request, &route_pattern, &body),
+        fingerprint,
         id: RecordId {
             scope_hash,
-            key_hash: hash_parts(&[key.as_str().as_bytes()]),
+            key_hash,
             method: request.method().as_str().to_owned(),
-            route: route_pattern,
+            route: route_label.to_owned(),
         },
         token: fastrand::i64(..),
         lease: route.effective_lease(settings),
         ttl: route.effective_ttl(settings),
     };
+    let context = Context { route, settings, request, route_label, key };
     if route.transactional {
-        return run_transactional(route, settings, &request, body, handler, claim, &key).await;
+        serve_transactional(&context, body, handler, claim).await
+    } else {
+        serve_with_lease(&context, body, handler, claim).await
     }
-    let wait_until = route.wait.map(|wait| Instant::now() + wait);
+}
+
+/// A plain route: the claim is a record with a lease, renewed while the handler runs.
+async fn serve_with_lease<F, Args>(context: &Context<'_>, body: Bytes, handler: F, claim: ClaimRequest) -> Answer
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    let store = &context.settings.store;
+    let wait_until = context.route.wait.map(|wait| Instant::now() + wait);
     loop {
-        let record = match settings.store.claim(&claim).await {
-            Err(error) => return store_failed(route, &request, settings, &key, &error),
+        let record = match observe::timed("claim", store.claim(&claim)).await {
+            Err(error) => return store_failed(context, &error),
             Ok(Claim::Acquired { took_over }) => {
-                if took_over {
-                    tracing::info!(route = %claim.id.route, key = %key.redacted(), "took over an expired or abandoned idempotency claim");
-                }
-                let ClaimRequest { id, token, ttl, lease, .. } = claim;
-                let guard = ClaimGuard::new(settings.store.clone(), Lease { id, token });
-                return run_claimed(route, settings, &request, body, handler, guard, Timing { ttl, lease }, &key).await;
+                acquired(context, took_over);
+                let lease = Lease { id: claim.id.clone(), token: claim.token };
+                let guard = ClaimGuard::new(Arc::clone(store), lease.clone());
+                let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
+                let ran = crate::lease::while_renewing(&**store, &lease, claim.lease, work).await;
+                let claimed = LeaseClaim { guard, store: Arc::clone(store), lease, ttl: claim.ttl };
+                return settle(context, claimed, ran).await;
             }
             Ok(Claim::Existing(record)) => record,
         };
@@ -152,8 +231,8 @@ where
                 if now < deadline && record.fingerprint == claim.fingerprint =>
             {
                 let until_change = (deadline - now).min((*lease_remaining).max(Duration::from_millis(10)));
-                if let Err(error) = settings.store.wait(&claim.id, until_change).await {
-                    return store_failed(route, &request, settings, &key, &error);
+                if let Err(error) = observe::timed("wait", store.wait(&claim.id, until_change)).await {
+                    return store_failed(context, &error);
                 }
             }
             _ => return answer_existing(record, &claim),
@@ -162,196 +241,148 @@ where
 }
 
 /// A transactional route (CONTRACT section 5): claim, handler writes and stored response commit together.
-async fn run_transactional<F, Args>(
-    route: &RouteOptions,
-    settings: &Settings,
-    request: &HttpRequest,
-    body: Bytes,
-    handler: F,
-    claim: ClaimRequest,
-    key: &IdempotencyKey,
-) -> HttpResponse
+async fn serve_transactional<F, Args>(context: &Context<'_>, body: Bytes, handler: F, claim: ClaimRequest) -> Answer
 where
     F: Handler<Args>,
     Args: FromRequest,
     F::Output: Responder,
 {
-    let Some(store) = settings.store.transactional() else {
+    let Some(store) = context.settings.store.transactional() else {
         return misconfigured(
-            route,
-            request,
-            "this route is transactional (its handler takes `Tx`) but the store cannot share a transaction with \
-             it: register a PostgresStore, or remove the `Tx` parameter",
+            context.route,
+            context.route_label,
+            "this route is transactional (its handler takes `Tx`) but the store cannot share a transaction with it: \
+             register a PostgresStore, or remove the `Tx` parameter",
         );
     };
-    let open = match store.claim_in_transaction(&claim, route.wait).await {
-        Err(error) => return store_failed(route, request, settings, key, &error),
-        Ok(TransactionalClaim::Busy) => {
-            return Problem::new(
-                ProblemKind::InFlight,
-                "a request with this idempotency key is still being processed; retry after the given delay",
-            )
-            .retry_after(Duration::from_secs(1))
-            .into_response();
-        }
+    let open = match observe::timed("claim", store.claim_in_transaction(&claim, context.route.wait)).await {
+        Err(error) => return store_failed(context, &error),
+        Ok(TransactionalClaim::Busy) => return in_flight(Duration::from_secs(1)),
         Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim),
         Ok(TransactionalClaim::Acquired(open)) => open,
     };
-    request.extensions_mut().insert(TxSlot(open.tx()));
-    let outcome = AssertUnwindSafe(run(request, Payload::from(body), handler)).catch_unwind().await;
+    acquired(context, false);
+    context.request.extensions_mut().insert(TxSlot(open.tx()));
+    let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
-    request.extensions_mut().remove::<TxSlot>();
-    let response = match outcome {
-        Err(_) => {
-            tracing::error!(route = %claim.id.route, key = %key.redacted(), "handler panicked; its transaction was rolled back");
-            open.rollback().await;
-            return Problem::new(
-                ProblemKind::HandlerPanicked,
-                "the request failed; it was not recorded and may be retried",
-            )
-            .into_response();
-        }
-        Ok(Ran::Rejected(response)) => {
-            open.rollback().await;
-            return response;
-        }
-        Ok(Ran::Responded(response)) => response,
-    };
-    if response.status().is_server_error() && !route.store_server_errors {
-        open.rollback().await;
-        return response;
-    }
-    let (head, body) = response.into_parts();
-    let (stored_body, body) = match capture(body, route.effective_max_response_body(settings)).await {
-        Ok(Captured::Whole(bytes)) => (Some(bytes.clone()), actix_web::body::BoxBody::new(bytes)),
-        Ok(Captured::TooLarge(body)) => (None, body),
-        Err(error) => {
-            tracing::error!(%error, key = %key.redacted(), "the handler's response body failed; its transaction was rolled back");
-            open.rollback().await;
-            return Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried")
-                .into_response();
-        }
-    };
-    let stored = to_stored(&head, stored_body, settings);
-    match open.commit_with(&stored, claim.ttl).await {
-        Ok(()) => head.set_body(body),
-        // Nothing was committed, not even the handler's writes: answering its success would be a lie.
-        Err(error) => store_failed(route, request, settings, key, &error),
+    context.request.extensions_mut().remove::<TxSlot>();
+    settle(context, TransactionClaim { open, ttl: claim.ttl }, ran).await
+}
+
+fn acquired(context: &Context<'_>, took_over: bool) {
+    observe::increment(observe::CLAIMED, context.route_label);
+    if took_over {
+        observe::increment(observe::LEASE_TAKEOVER, context.route_label);
+        tracing::info!(key = %context.key, "took over an expired or abandoned idempotency claim");
     }
 }
 
-/// The answer to a request whose key has a live record it does not own: 422 for another request (checked before
-/// the in-flight check), the replay of a completed one, or 409 until the lease lapses.
-fn answer_existing(record: Record, claim: &ClaimRequest) -> HttpResponse {
-    if record.fingerprint != claim.fingerprint {
-        return Problem::new(
-            ProblemKind::KeyReused,
-            "this idempotency key was already used for a different request (method, path, query or body \
-             differ); use a new key for a new request",
-        )
-        .into_response();
-    }
-    match record.state {
-        RecordState::Completed(stored) => replay(&stored),
-        RecordState::InProgress { lease_remaining } => Problem::new(
-            ProblemKind::InFlight,
-            "a request with this idempotency key is still being processed; retry after the given delay",
-        )
-        .retry_after(lease_remaining)
-        .into_response(),
-    }
+/// An acquired claim, which the handler's outcome either keeps (stores the response) or abandons.
+trait Claimed {
+    /// When keeping fails, the handler's response must not be sent: its writes were undone with the claim.
+    const RESPONSE_NEEDS_STORING: bool;
+
+    /// Frees the key: a retry runs the handler again.
+    async fn abandon(self);
+
+    /// Stores the response for replay.
+    async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError>;
 }
 
-/// How long the record lives once complete, and how long each lease (and heartbeat renewal) lasts.
-struct Timing {
-    ttl: Duration,
-    lease: Duration,
-}
-
-/// Runs the handler under a claim and stores or releases according to its outcome.
-#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename the same eight values.
-async fn run_claimed<F, Args>(
-    route: &RouteOptions,
-    settings: &Settings,
-    request: &HttpRequest,
-    body: Bytes,
-    handler: F,
+/// A plain route's claim: a record with a lease.
+struct LeaseClaim {
     guard: ClaimGuard,
-    timing: Timing,
-    key: &IdempotencyKey,
-) -> HttpResponse
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
-    let work = AssertUnwindSafe(run(request, Payload::from(body), handler)).catch_unwind();
-    let outcome = match guard.lease() {
-        Some(lease) => {
-            // The heartbeat keeps a slow handler's claim from being taken over while it is alive; it stops when
-            // the handler's future completes (select drops it).
-            let heartbeat = keep_lease(&*settings.store, lease, timing.lease);
-            match future::select(pin!(work), pin!(heartbeat)).await {
-                Either::Left((outcome, _)) => outcome,
-                Either::Right((never, _)) => match never {},
-            }
-        }
-        None => work.await,
-    };
-    let response = match outcome {
+    store: Arc<dyn Store>,
+    lease: Lease,
+    ttl: Duration,
+}
+
+impl Claimed for LeaseClaim {
+    const RESPONSE_NEEDS_STORING: bool = false;
+
+    async fn abandon(self) {
+        observe::timed("release", self.guard.release()).await;
+    }
+
+    async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError> {
+        let completion = observe::timed("complete", self.store.complete(&self.lease, stored, self.ttl)).await;
+        // Stored, fenced or failed: in every case this attempt is done with the record (a failed completion
+        // leaves it to its lease).
+        self.guard.disarm();
+        completion
+    }
+}
+
+/// A transactional route's claim: an open transaction shared with the handler.
+struct TransactionClaim {
+    open: OpenTransaction,
+    ttl: Duration,
+}
+
+impl Claimed for TransactionClaim {
+    const RESPONSE_NEEDS_STORING: bool = true;
+
+    async fn abandon(self) {
+        observe::timed("rollback", self.open.rollback()).await;
+    }
+
+    async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError> {
+        observe::timed("commit", self.open.commit_with(stored, self.ttl)).await.map(|()| Completion::Stored)
+    }
+}
+
+/// Applies the outcome policy (CONTRACT section 4) to what the handler did.
+async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread::Result<Ran>) -> Answer {
+    let response = match ran {
         Err(_) => {
-            tracing::error!(route = %request.match_pattern().unwrap_or_default(), key = %key.redacted(), "handler panicked; idempotency claim released");
-            guard.release().await;
-            return Problem::new(
+            tracing::error!(key = %context.key, "handler panicked; idempotency claim released");
+            claimed.abandon().await;
+            let problem = Problem::new(
                 ProblemKind::HandlerPanicked,
                 "the request failed; it was not recorded and may be retried",
-            )
-            .into_response();
+            );
+            return Answer::problem(problem, Outcome::Failed);
         }
+        // The handler's extractors refused the request: the handler never started, nothing to remember.
         Ok(Ran::Rejected(response)) => {
-            // The handler's extractors refused the request: the handler never started, nothing to remember.
-            guard.release().await;
-            return response;
+            claimed.abandon().await;
+            return Answer::new(response, Outcome::Released);
         }
         Ok(Ran::Responded(response)) => response,
     };
-    if response.status().is_server_error() && !route.store_server_errors {
-        guard.release().await;
-        return response;
+    if response.status().is_server_error() && !context.route.store_server_errors {
+        claimed.abandon().await;
+        return Answer::new(response, Outcome::Released);
     }
-
     let (head, body) = response.into_parts();
-    let (stored_body, body) = match capture(body, route.effective_max_response_body(settings)).await {
+    let (stored_body, body) = match capture(body, context.route.effective_max_response_body(context.settings)).await {
         Ok(Captured::Whole(bytes)) => (Some(bytes.clone()), actix_web::body::BoxBody::new(bytes)),
         Ok(Captured::TooLarge(body)) => (None, body),
         Err(error) => {
-            tracing::error!(%error, key = %key.redacted(), "the handler's response body failed; idempotency claim released");
-            guard.release().await;
-            return Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried")
-                .into_response();
+            tracing::error!(%error, key = %context.key, "the handler's response body failed; idempotency claim released");
+            claimed.abandon().await;
+            let problem =
+                Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried");
+            return Answer::problem(problem, Outcome::Failed);
         }
     };
-    let stored = to_stored(&head, stored_body, settings);
-    if let Some(lease) = guard.lease() {
-        match settings.store.complete(lease, &stored, timing.ttl).await {
-            Ok(Completion::Stored) => {}
-            Ok(Completion::Fenced) => tracing::warn!(
-                route = %lease.id.route,
-                key = %key.redacted(),
-                "this attempt lost its claim to a newer one; its response was not stored"
-            ),
-            // The handler ran: its response goes to the client. The claim stays until its lease lapses, then a
-            // retry runs the handler again (at-least-once for this rare case).
-            Err(error) => tracing::error!(
-                route = %lease.id.route,
-                key = %key.redacted(),
-                %error,
-                "could not store the response; the key stays claimed until its lease lapses"
-            ),
+    let stored = to_stored(&head, stored_body, context.settings);
+    match claimed.keep(&stored).await {
+        Ok(Completion::Stored) => {}
+        Ok(Completion::Fenced) => {
+            observe::increment(observe::FENCED, context.route_label);
+            tracing::warn!(key = %context.key, "this attempt lost its claim to a newer one; its response was not stored");
+        }
+        // Nothing was committed, not even the handler's writes: answering its success would be a lie.
+        Err(error) if C::RESPONSE_NEEDS_STORING => return store_failed(context, &error),
+        // The handler ran: its response goes to the client. The claim stays until its lease lapses, then a retry
+        // runs the handler again (the one at-least-once window of a plain route).
+        Err(error) => {
+            observe::increment(observe::STORE_ERRORS, context.route_label);
+            tracing::error!(key = %context.key, %error, "could not store the response; the key stays claimed until its lease lapses");
         }
     }
-    guard.disarm();
-    head.set_body(body)
+    Answer::new(head.set_body(body), Outcome::Executed)
 }
 
 /// The outcome of running a handler with its own extractors.
@@ -383,63 +414,59 @@ where
     }
 }
 
-/// Renews the lease every third of its length for as long as it is polled. Never completes.
-async fn keep_lease(store: &dyn crate::store::Store, lease: &Lease, duration: Duration) -> Infallible {
-    let period = (duration / 3).max(Duration::from_millis(100));
-    let mut held = true;
-    loop {
-        tokio::time::sleep(period).await;
-        if !held {
-            continue;
-        }
-        match store.heartbeat(lease, duration).await {
-            Ok(LeaseState::Held) => {}
-            Ok(LeaseState::Lost) => {
-                held = false;
-                tracing::warn!(route = %lease.id.route, "idempotency lease lost to another attempt; this attempt's response will not be stored");
-            }
-            Err(error) => tracing::warn!(route = %lease.id.route, %error, "idempotency lease renewal failed; retrying"),
-        }
+/// The answer to a request whose key has a live record it does not own: 422 for another request (checked before
+/// the in-flight check), the replay of a completed one, or 409 until the lease lapses.
+fn answer_existing(record: Record, claim: &ClaimRequest) -> Answer {
+    if record.fingerprint != claim.fingerprint {
+        let problem = Problem::new(
+            ProblemKind::KeyReused,
+            "this idempotency key was already used for a different request (method, path, query or body differ); \
+             use a new key for a new request",
+        );
+        return Answer::problem(problem, Outcome::KeyReused);
+    }
+    match record.state {
+        RecordState::Completed(stored) => Answer::new(replay(&stored), Outcome::Replayed),
+        RecordState::InProgress { lease_remaining } => in_flight(lease_remaining),
     }
 }
 
-fn store_failed(
-    route: &RouteOptions,
-    request: &HttpRequest,
-    settings: &Settings,
-    key: &IdempotencyKey,
-    error: &StoreError,
-) -> HttpResponse {
+fn in_flight(retry_after: Duration) -> Answer {
+    let problem = Problem::new(
+        ProblemKind::InFlight,
+        "a request with this idempotency key is still being processed; retry after the given delay",
+    );
+    Answer::problem(problem.retry_after(retry_after), Outcome::InFlight)
+}
+
+fn store_failed(context: &Context<'_>, error: &StoreError) -> Answer {
     if error.kind() == StoreErrorKind::Unsupported {
-        return misconfigured(route, request, &error.to_string());
+        return misconfigured(context.route, context.route_label, &error.to_string());
     }
-    tracing::error!(route = %request.match_pattern().unwrap_or_default(), key = %key.redacted(), %error, "idempotency store failed; answering 503");
-    store_unavailable(settings)
-}
-
-fn key_missing(route: &RouteOptions, settings: &Settings) -> HttpResponse {
-    let source = route.key.describe(&settings.key_header);
-    Problem::new(ProblemKind::KeyMissing, format!("this route requires an idempotency key in {source}")).into_response()
-}
-
-fn key_invalid(route: &RouteOptions, settings: &Settings, error: &crate::key::KeyError) -> HttpResponse {
-    let source = route.key.describe(&settings.key_header);
-    Problem::new(ProblemKind::KeyInvalid, format!("the idempotency key in {source} is invalid: {error}"))
-        .into_response()
-}
-
-fn store_unavailable(settings: &Settings) -> HttpResponse {
-    Problem::new(
+    tracing::error!(key = %context.key, %error, "idempotency store failed; answering 503");
+    let problem = Problem::new(
         ProblemKind::StoreUnavailable,
         "the idempotency store is unavailable, so the request was not processed; retry after the given delay",
-    )
-    .retry_after(settings.store_retry_after)
-    .into_response()
+    );
+    Answer::problem(problem.retry_after(context.settings.store_retry_after), Outcome::StoreUnavailable)
 }
 
-fn misconfigured(route: &RouteOptions, request: &HttpRequest, fix: &str) -> HttpResponse {
+fn key_missing(route: &RouteOptions, settings: &Settings) -> Answer {
+    let source = route.key.describe(&settings.key_header);
+    let problem = Problem::new(ProblemKind::KeyMissing, format!("this route requires an idempotency key in {source}"));
+    Answer::problem(problem, Outcome::Refused)
+}
+
+fn key_invalid(route: &RouteOptions, settings: &Settings, error: &KeyError) -> Answer {
+    let source = route.key.describe(&settings.key_header);
+    let detail = format!("the idempotency key in {source} is invalid: {error}");
+    Answer::problem(Problem::new(ProblemKind::KeyInvalid, detail), Outcome::Refused)
+}
+
+fn misconfigured(route: &RouteOptions, route_label: &str, fix: &str) -> Answer {
     if route.first_misconfiguration() {
-        tracing::error!(route = %request.match_pattern().unwrap_or_default(), "idempotency misconfigured: {fix}");
+        tracing::error!(route = %route_label, "idempotency misconfigured: {fix}");
     }
-    Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete").into_response()
+    let problem = Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete");
+    Answer::problem(problem, Outcome::Misconfigured)
 }

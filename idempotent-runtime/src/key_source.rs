@@ -16,6 +16,9 @@ pub enum KeySpec {
     Query(&'static str),
     /// A field of an `application/x-www-form-urlencoded` body, from `key = "form:name"`.
     Form(&'static str),
+    /// No key from the client: the request itself (its scope and fingerprint) is the key, from
+    /// `key = "derived"`. A double-submit guard; use a short ttl.
+    Derived,
 }
 
 /// The result of looking for a key.
@@ -29,6 +32,8 @@ pub(crate) enum KeyLookup {
     Invalid(KeyError),
     /// The key is in the body, which is not read yet.
     InBody(&'static str),
+    /// The key is derived from the request, once its body is read.
+    Derived,
 }
 
 impl KeySpec {
@@ -39,6 +44,7 @@ impl KeySpec {
             Self::HeaderNamed(name) => from_header(request, name),
             Self::Query(name) => from_pairs(request.query_string().as_bytes(), name),
             Self::Form(name) => KeyLookup::InBody(name),
+            Self::Derived => KeyLookup::Derived,
         }
     }
 
@@ -49,6 +55,7 @@ impl KeySpec {
             Self::HeaderNamed(name) => format!("the {} header", display_header(name)),
             Self::Query(name) => format!("the `{name}` query parameter"),
             Self::Form(name) => format!("the `{name}` form field"),
+            Self::Derived => "the request itself (a derived key)".to_owned(),
         }
     }
 }

@@ -29,6 +29,8 @@ mod fingerprint;
 mod handle;
 mod key;
 mod key_source;
+mod lease;
+pub mod observe;
 mod problem;
 pub mod purge;
 mod record;

@@ -28,6 +28,9 @@ pub async fn purge_expired(store: &dyn Store, batch: usize) -> Result<PurgeRepor
     loop {
         let done = store.purge_batch(batch).await?;
         report.examined += done.examined;
+        if done.deleted > 0 {
+            metrics::counter!(crate::observe::PURGED).increment(done.deleted as u64);
+        }
         report.deleted += done.deleted;
         report.batches += 1;
         if done.pass_complete {

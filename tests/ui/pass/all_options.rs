@@ -38,6 +38,12 @@ async fn all(body: web::Bytes) -> HttpResponse {
     HttpResponse::Created().body(body)
 }
 
+#[post("/derived")]
+#[idempotent(key = "derived", ttl = "30s", lease = "5s")]
+async fn derived(form: web::Form<std::collections::HashMap<String, String>>) -> HttpResponse {
+    HttpResponse::Created().body(form.len().to_string())
+}
+
 #[post("/reject")]
 #[idempotent(on_conflict = "reject", lease = "5s")]
 async fn reject(body: String) -> HttpResponse {
@@ -95,6 +101,7 @@ async fn below() -> HttpResponse {
 fn main() {
     let _app = App::new()
         .service(all)
+        .service(derived)
         .service(reject)
         .service(defaults)
         .service(empty)

@@ -1,7 +1,7 @@
 use actix_web::HttpResponse;
 use idempotent_runtime::idempotent;
 
-#[idempotent(key = "derived")]
+#[idempotent(key = "derived", required = false)]
 async fn create() -> HttpResponse {
     HttpResponse::Ok().finish()
 }

@@ -1,0 +1,51 @@
+//! Keeping a live worker's claim: a heartbeat renews the lease while the work runs, so a slow handler (or
+//! closure) is never taken over while it is alive. Only a dead worker's lease lapses.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures_util::future::{self, Either};
+
+use crate::observe;
+use crate::store::{Lease, LeaseState, Store};
+
+/// Runs `work` while renewing `lease` every third of `duration`; the heartbeat stops with the work.
+pub(crate) async fn while_renewing<T>(
+    store: &dyn Store,
+    lease: &Lease,
+    duration: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    match future::select(pin!(work), pin!(keep_lease(store, lease, duration))).await {
+        Either::Left((done, _)) => done,
+        Either::Right((never, _)) => match never {},
+    }
+}
+
+/// Renews the lease every third of its length for as long as it is polled. Never completes.
+async fn keep_lease(store: &dyn Store, lease: &Lease, duration: Duration) -> Infallible {
+    let period = (duration / 3).max(Duration::from_millis(100));
+    let mut held = true;
+    loop {
+        tokio::time::sleep(period).await;
+        if !held {
+            continue;
+        }
+        match observe::timed("heartbeat", store.heartbeat(lease, duration)).await {
+            Ok(LeaseState::Held) => {}
+            Ok(LeaseState::Lost) => {
+                held = false;
+                tracing::warn!(
+                    route = %lease.id.route,
+                    "idempotency lease lost to another attempt; this attempt's response will not be stored"
+                );
+            }
+            Err(error) => {
+                observe::increment(observe::STORE_ERRORS, &lease.id.route);
+                tracing::warn!(route = %lease.id.route, %error, "idempotency lease renewal failed; retrying");
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! What the library reports about itself: one outcome per request, as metrics (through the `metrics` facade, so
+//! any exporter works) and as a field of the request's `tracing` span.
+//!
+//! Metric names are stable and listed here; every counter carries a `route` label (the route pattern, never the
+//! concrete path, so cardinality stays bounded).
+
+use std::future::Future;
+use std::time::Instant;
+
+/// Requests that claimed their key and ran the handler.
+pub const CLAIMED: &str = "idempotent_claimed_total";
+/// Requests answered with a stored response.
+pub const REPLAYED: &str = "idempotent_replayed_total";
+/// Requests refused (409) because the original was still in flight.
+pub const CONFLICT: &str = "idempotent_in_flight_conflicts_total";
+/// Requests refused (422) because the key was used for a different request.
+pub const MISMATCH: &str = "idempotent_fingerprint_mismatches_total";
+/// Claims that took over an expired record or one whose worker died.
+pub const LEASE_TAKEOVER: &str = "idempotent_lease_takeovers_total";
+/// Completions discarded because a newer attempt owned the record (fencing).
+pub const FENCED: &str = "idempotent_fenced_completions_total";
+/// Store operations that failed (unreachable, timeout, corrupt record).
+pub const STORE_ERRORS: &str = "idempotent_store_errors_total";
+/// Expired records deleted by the purge.
+pub const PURGED: &str = "idempotent_purged_total";
+/// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).
+pub const STORE_SECONDS: &str = "idempotent_store_duration_seconds";
+
+/// How a request through an idempotent route ended; the `outcome` field of its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The handler ran and its response was stored.
+    Executed,
+    /// The handler ran and its response was deliberately not stored (5xx, extractor rejection).
+    Released,
+    /// The stored response was replayed.
+    Replayed,
+    /// 409: the original is in flight.
+    InFlight,
+    /// 422: the key belongs to another request.
+    KeyReused,
+    /// The request was refused before any claim (bad key, no user, body too large).
+    Refused,
+    /// The route runs without protection (optional key absent).
+    Unprotected,
+    /// 500: configuration missing.
+    Misconfigured,
+    /// 503: the store failed.
+    StoreUnavailable,
+    /// 500: the handler panicked or its body failed.
+    Failed,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Executed => "executed",
+            Self::Released => "released",
+            Self::Replayed => "replayed",
+            Self::InFlight => "in_flight",
+            Self::KeyReused => "key_reused",
+            Self::Refused => "refused",
+            Self::Unprotected => "unprotected",
+            Self::Misconfigured => "misconfigured",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Counts the outcome's metric, if it has one.
+    pub(crate) fn count(self, route: &str) {
+        let name = match self {
+            Self::Replayed => REPLAYED,
+            Self::InFlight => CONFLICT,
+            Self::KeyReused => MISMATCH,
+            Self::StoreUnavailable => STORE_ERRORS,
+            _ => return,
+        };
+        increment(name, route);
+    }
+}
+
+/// Adds one to a counter of a route.
+pub(crate) fn increment(name: &'static str, route: &str) {
+    metrics::counter!(name, "route" => route.to_owned()).increment(1);
+}
+
+/// Runs a store operation and records its latency.
+pub(crate) async fn timed<T>(operation: &'static str, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let result = work.await;
+    metrics::histogram!(STORE_SECONDS, "operation" => operation).record(started.elapsed().as_secs_f64());
+    result
+}
