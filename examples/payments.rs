@@ -19,7 +19,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
 use common::{create_tables, delay_of, json_config, postgres_config, postgres_pool, problem, unauthenticated, user_of};
 use deadpool_postgres::Pool;
-use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent};
+use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent, status_lookup};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -118,7 +118,8 @@ async fn index() -> impl Responder {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(
         "idempotent payments example\n\
          POST /payments  (Authorization: Bearer <user>, Idempotency-Key: <key>, JSON {amount, currency, delay_ms?})\n\
-         GET  /payments  (Authorization: Bearer <user>)\n",
+         GET  /payments  (Authorization: Bearer <user>)\n\
+         GET  /idempotency/{key}  (Authorization: Bearer <user>): what happened to that key\n",
     )
 }
 
@@ -176,6 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(index)
             .service(create_payment)
             .service(list_payments)
+            .service(status_lookup("/idempotency/{key}"))
     })
     .bind(&bind)?;
     println!("payments example: {store_name} store, listening on http://{bind}");

@@ -166,6 +166,13 @@ async fn wait_briefly(probe: web::Data<Probe>, request: HttpRequest) -> HttpResp
     ran(run, StatusCode::CREATED, b"")
 }
 
+#[post("/derived")]
+#[idempotent(key = "derived", ttl = "1m")]
+async fn derived(probe: web::Data<Probe>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let run = probe.enter(&request).await;
+    ran(run, StatusCode::CREATED, &body)
+}
+
 #[post("/global")]
 #[idempotent(scope = "global")]
 async fn global(probe: web::Data<Probe>, request: HttpRequest) -> HttpResponse {
@@ -309,6 +316,8 @@ fn start(store: &StoreUnderTest, setup: Setup) -> Harness {
             .service(small_body)
             .service(wait_for_original)
             .service(wait_briefly)
+            .service(derived)
+            .service(idempotent_runtime::status_lookup("/idempotency/{key}"))
     });
     Harness { server, probe }
 }
@@ -467,6 +476,8 @@ on_every_store!(
     waiting_duplicate_replays_the_original_when_it_completes,
     waiting_duplicate_runs_when_the_original_releases,
     waiting_duplicate_gets_409_at_its_timeout,
+    status_lookup_tells_in_progress_completed_or_unknown,
+    derived_key_dedupes_the_same_request_from_the_same_caller,
 );
 
 async fn retry_replays_the_stored_response_byte_for_byte(store: &StoreUnderTest) {
@@ -961,4 +972,57 @@ async fn waiting_duplicate_gets_409_at_its_timeout(store: &StoreUnderTest) {
     duplicate.problem("in-flight");
     assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(5), "waited its 1 s: {waited:?}");
     assert_eq!(app.probe.runs(), 1);
+}
+
+async fn lookup(app: &Harness, key: &str, user: Option<&str>) -> (StatusCode, serde_json::Value) {
+    let mut request = app.server.get(format!("/idempotency/{key}"));
+    if let Some(user) = user {
+        request = request.insert_header(("Authorization", format!("Bearer {user}")));
+    }
+    let mut response = request.send().await.expect("status lookup answers");
+    let body = response.body().await.expect("body");
+    (response.status(), serde_json::from_slice(&body).expect("JSON"))
+}
+
+async fn status_lookup_tells_in_progress_completed_or_unknown(store: &StoreUnderTest) {
+    let app = start(store, Setup::Complete);
+    let original = call("/pay").key("k-42").hold().send(&app.server);
+    let checks = async {
+        assert!(eventually(Duration::from_secs(10), || app.probe.runs() == 1).await);
+        let (code, running) = lookup(&app, "k-42", Some("alice")).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(running["state"], "in_progress", "{running}");
+        assert_eq!(running["route"], "/pay");
+        assert!(running["retry_after"].as_u64().is_some_and(|after| (1..=60).contains(&after)));
+        app.probe.open(1);
+    };
+    let (original, ()) = tokio::join!(original, checks);
+    assert_eq!(original.status, StatusCode::CREATED);
+    let (code, done) = lookup(&app, "k-42", Some("alice")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["status"], 201);
+    assert_eq!(done["method"], "POST");
+    assert!(done["completed_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{done}");
+    for (key, user) in [("k-42", Some("bob")), ("never-sent", Some("alice"))] {
+        let (code, unknown) = lookup(&app, key, user).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "another user's key is unknown, never a hint");
+        assert_eq!(unknown, serde_json::json!({"state": "unknown"}));
+    }
+    let (code, _) = lookup(&app, "k-42", None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+async fn derived_key_dedupes_the_same_request_from_the_same_caller(store: &StoreUnderTest) {
+    let app = start(store, Setup::Complete);
+    let first = call("/derived").body("order=1").send(&app.server).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let double_submit = call("/derived").body("order=1").send(&app.server).await;
+    assert!(double_submit.is_replay(), "the same request from the same user is the same key");
+    assert_eq!(double_submit.body, first.body);
+    let other_request = call("/derived").body("order=2").send(&app.server).await;
+    assert!(!other_request.is_replay());
+    let other_user = call("/derived").body("order=1").user(Some("bob")).send(&app.server).await;
+    assert!(!other_user.is_replay(), "keys stay scoped");
+    assert_eq!(app.probe.runs(), 3);
 }

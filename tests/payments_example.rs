@@ -93,6 +93,14 @@ async fn walk_through(example: &Example) {
     assert_eq!(bob.status, StatusCode::CREATED);
     assert_ne!(bob.body["id"], id, "bob's key-1 is not alice's");
 
+    // "What happened to my key?": the status lookup mounted at /idempotency/{key}, scoped like the route.
+    let status = send(example, "GET", "/idempotency/key-1", Some("alice"), None, None).await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(status.body["state"], "completed", "{:?}", status.body);
+    assert_eq!(status.body["status"], 201);
+    let not_yours = send(example, "GET", "/idempotency/key-1", Some("mallory"), None, None).await;
+    assert_eq!((not_yours.status, not_yours.body["state"].as_str()), (StatusCode::NOT_FOUND, Some("unknown")));
+
     let listed = send(example, "GET", "/payments", Some("alice"), None, None).await;
     assert_eq!(listed.status, StatusCode::OK);
     assert_eq!(listed.body, json!([{"id": id, "amount": 1000, "currency": "EUR"}]), "one payment, not two");

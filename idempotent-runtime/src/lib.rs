@@ -39,6 +39,7 @@ mod request_body;
 mod response_body;
 mod route;
 mod scope;
+mod status;
 mod store;
 mod transaction;
 
@@ -46,6 +47,9 @@ mod transaction;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The attribute `Store` implementations need (`#[async_trait] impl Store for MyStore`), re-exported so that
+/// implementing a store takes no extra dependency.
+pub use async_trait::async_trait;
 pub use idempotent_macros::idempotent;
 
 pub use crate::config::{
@@ -56,9 +60,10 @@ pub use crate::digest::{Digest, to_hex};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::key_source::KeySpec;
 pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemKind};
-pub use crate::record::{CorruptRecord, Record, RecordId, RecordState, StoredResponse};
+pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
+pub use crate::status::{status_lookup, status_lookup_scoped};
 pub use crate::store::{
     Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MemoryStore, OpenTransaction,
     PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,

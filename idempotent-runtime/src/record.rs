@@ -61,6 +61,36 @@ pub enum RecordState {
     Completed(StoredResponse),
 }
 
+/// What a status lookup reports about a key: its most recent live record in a scope, on any route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The method of the request that created the record.
+    pub method: String,
+    /// The route pattern it was sent to.
+    pub route: String,
+    /// When the record was created (claimed).
+    pub created_at: std::time::SystemTime,
+    /// Running, or done with a stored status.
+    pub state: KeyState,
+}
+
+/// The state part of a [`KeyStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// The request is still being processed.
+    InProgress {
+        /// Time until its lease lapses (zero if its worker seems gone).
+        lease_remaining: Duration,
+    },
+    /// The request completed with this status.
+    Completed {
+        /// The stored response's status.
+        status: StatusCode,
+        /// When it completed.
+        completed_at: std::time::SystemTime,
+    },
+}
+
 /// A stored field that does not decode: the row was written by something else or damaged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorruptRecord(pub String);

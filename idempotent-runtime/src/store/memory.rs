@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError};
 use crate::digest::Digest;
-use crate::record::{Record, RecordId, RecordState, StoredResponse};
+use crate::record::{KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 
 /// Keeps records in a process-local map. Records do not survive a restart and are not shared between processes:
 /// use [`super::PostgresStore`] in production.
@@ -23,6 +23,7 @@ struct Entry {
     fingerprint: Digest,
     token: i64,
     expires_at: Instant,
+    created_at: SystemTime,
     state: EntryState,
     /// Requests waiting for this record to leave the in-progress state (`on_conflict = "wait"`).
     waiters: Option<Arc<Notify>>,
@@ -31,7 +32,7 @@ struct Entry {
 #[derive(Debug)]
 enum EntryState {
     InProgress { locked_until: Instant },
-    Completed(StoredResponse),
+    Completed { response: StoredResponse, completed_at: SystemTime },
 }
 
 impl MemoryStore {
@@ -50,14 +51,14 @@ impl MemoryStore {
 impl Entry {
     fn is_expired(&self, now: Instant) -> bool {
         match self.state {
-            EntryState::Completed(_) => self.expires_at <= now,
+            EntryState::Completed { .. } => self.expires_at <= now,
             EntryState::InProgress { locked_until } => locked_until <= now && self.expires_at <= now,
         }
     }
 
     fn may_be_taken_over_by(&self, fingerprint: &Digest, now: Instant) -> bool {
         match self.state {
-            EntryState::Completed(_) => self.expires_at <= now,
+            EntryState::Completed { .. } => self.expires_at <= now,
             EntryState::InProgress { locked_until } => {
                 locked_until <= now && (self.fingerprint == *fingerprint || self.expires_at <= now)
             }
@@ -76,7 +77,7 @@ impl Entry {
             EntryState::InProgress { locked_until } => {
                 RecordState::InProgress { lease_remaining: locked_until.saturating_duration_since(now) }
             }
-            EntryState::Completed(response) => RecordState::Completed(response.clone()),
+            EntryState::Completed { response, .. } => RecordState::Completed(response.clone()),
         };
         Record { fingerprint: self.fingerprint, state }
     }
@@ -101,6 +102,7 @@ impl Store for MemoryStore {
                 fingerprint: request.fingerprint,
                 token: request.token,
                 expires_at: now + request.ttl,
+                created_at: SystemTime::now(),
                 state: EntryState::InProgress { locked_until: now + request.lease },
                 waiters,
             },
@@ -117,7 +119,7 @@ impl Store for MemoryStore {
         let mut records = self.records();
         match records.get_mut(&lease.id) {
             Some(entry) if entry.token == lease.token && matches!(entry.state, EntryState::InProgress { .. }) => {
-                entry.state = EntryState::Completed(response.clone());
+                entry.state = EntryState::Completed { response: response.clone(), completed_at: SystemTime::now() };
                 entry.expires_at = Instant::now() + ttl;
                 entry.wake_waiters();
                 Ok(Completion::Stored)
@@ -151,6 +153,28 @@ impl Store for MemoryStore {
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
         let now = Instant::now();
         Ok(self.records().get(id).filter(|entry| !entry.is_expired(now)).map(|entry| entry.to_record(now)))
+    }
+
+    async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+        let now = Instant::now();
+        let records = self.records();
+        let latest = records
+            .iter()
+            .filter(|(id, entry)| id.scope_hash == *scope_hash && id.key_hash == *key_hash && !entry.is_expired(now))
+            .max_by_key(|(_, entry)| entry.created_at);
+        Ok(latest.map(|(id, entry)| KeyStatus {
+            method: id.method.clone(),
+            route: id.route.clone(),
+            created_at: entry.created_at,
+            state: match &entry.state {
+                EntryState::InProgress { locked_until } => {
+                    KeyState::InProgress { lease_remaining: locked_until.saturating_duration_since(now) }
+                }
+                EntryState::Completed { response, completed_at } => {
+                    KeyState::Completed { status: response.status, completed_at: *completed_at }
+                }
+            },
+        }))
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@ pub use self::memory::MemoryStore;
 pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL};
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
-use crate::record::{Record, RecordId, StoredResponse};
+use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
 
 /// What a request asks of the store before its handler may run.
 #[derive(Debug, Clone)]
@@ -111,6 +111,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads a live (unexpired) record.
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError>;
+
+    /// The most recent live record of a key in a scope, on any route and method (for status lookups).
+    async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError>;
 
     /// Waits until the record is no longer in progress (completed, released or gone) or `timeout` passes, without
     /// polling. Returning is a hint, not a promise: the caller claims again to learn the state.

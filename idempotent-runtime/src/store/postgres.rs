@@ -17,7 +17,7 @@ use super::listener::Listener;
 use super::transactional::TransactionalStore;
 use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind};
 use crate::digest::Digest;
-use crate::record::{Record, RecordId, RecordState, StoredResponse};
+use crate::record::{KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 
 /// The schema the store needs, as shipped in `sql/schema.sql`; apply it with any migration tool, or call
 /// [`PostgresStore::migrate`].
@@ -97,6 +97,17 @@ WITH done AS (
     SELECT pg_notify('idempotency_records', $6) FROM done WHERE has_waiters
 )
 SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
+
+/// The most recent live record of a key in a scope (the primary key's prefix serves it).
+const LOOKUP_SQL: &str = "
+SELECT method, route, state, status, created_at, completed_at,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms
+FROM idempotency_records
+WHERE key_hash = $1 AND scope_hash = $2
+  AND NOT ((state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()))
+ORDER BY created_at DESC
+LIMIT 1";
 
 const HEARTBEAT_SQL: &str = "
 UPDATE idempotency_records SET locked_until = now() + make_interval(secs => $6)
@@ -385,6 +396,35 @@ impl Store for PostgresStore {
         )
         .await
         .map(drop)
+    }
+
+    async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+        let rows = self.query(LOOKUP_SQL, &[&key_hash.as_slice(), &scope_hash.as_slice()]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let state: &str = row.try_get("state").map_err(decode_failed)?;
+        let state = match state {
+            "in_progress" => {
+                let remaining_ms: i64 = row.try_get("lease_remaining_ms").map_err(decode_failed)?;
+                KeyState::InProgress {
+                    lease_remaining: Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)),
+                }
+            }
+            "completed" => {
+                let status: i16 = row.try_get("status").map_err(decode_failed)?;
+                let status = u16::try_from(status)
+                    .ok()
+                    .and_then(|status| actix_web::http::StatusCode::from_u16(status).ok())
+                    .ok_or_else(|| corrupt(format!("status {status} is not an HTTP status")))?;
+                KeyState::Completed { status, completed_at: row.try_get("completed_at").map_err(decode_failed)? }
+            }
+            other => return Err(corrupt(format!("unknown state {other:?}"))),
+        };
+        Ok(Some(KeyStatus {
+            method: row.try_get("method").map_err(decode_failed)?,
+            route: row.try_get("route").map_err(decode_failed)?,
+            created_at: row.try_get("created_at").map_err(decode_failed)?,
+            state,
+        }))
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {

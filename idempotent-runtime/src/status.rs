@@ -1,0 +1,103 @@
+//! "What happened to my key?": a mountable lookup for callers that timed out (CONTRACT section 6).
+//!
+//! ```ignore
+//! App::new().app_data(idempotency.clone()).service(status_lookup("/idempotency/{key}"))
+//! ```
+//!
+//! `GET /idempotency/{key}` answers `{"state": "in_progress", ...}` or `{"state": "completed", "status": 201,
+//! "completed_at": "...", ...}` (200), or `{"state": "unknown"}` (404). The key is looked up in the caller's
+//! scope, resolved as the routes resolve it: another user's key is `unknown`, never a hint that it exists.
+
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::config::Idempotency;
+use crate::digest::hash_parts;
+use crate::key::IdempotencyKey;
+use crate::problem::{Problem, ProblemKind, retry_after_seconds};
+use crate::record::KeyState;
+use crate::scope::{ScopeError, ScopeSpec};
+
+/// The scope a status resource resolves callers with.
+#[derive(Clone, Copy)]
+struct StatusScope(ScopeSpec);
+
+/// The status lookup at `path` (which must contain a `{key}` segment), scoped by user like routes by default.
+pub fn status_lookup(path: &str) -> actix_web::Resource {
+    status_lookup_scoped(path, ScopeSpec::User)
+}
+
+/// The status lookup at `path`, for keys of routes with another scope (e.g. `ScopeSpec::Header("x-tenant-id")`).
+pub fn status_lookup_scoped(path: &str, scope: ScopeSpec) -> actix_web::Resource {
+    web::resource(path).app_data(StatusScope(scope)).route(web::get().to(lookup))
+}
+
+async fn lookup(request: HttpRequest) -> HttpResponse {
+    let Some(config) = request.app_data::<Idempotency>() else {
+        tracing::error!("the status lookup needs the Idempotency configuration registered as app data");
+        return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
+            .into_response();
+    };
+    let settings = config.settings();
+    let scope = request.app_data::<StatusScope>().map_or(ScopeSpec::User, |scope| scope.0);
+    let scope_hash = match scope.resolve(&request, settings.user_resolver.as_ref()) {
+        Ok(scope_hash) => scope_hash,
+        Err(ScopeError::NoResolver) => {
+            tracing::error!("the status lookup is scoped by user but no user resolver is registered");
+            return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
+                .into_response();
+        }
+        Err(ScopeError::Unauthenticated) => {
+            return Problem::new(ProblemKind::Unauthenticated, "looking a key up needs an authenticated caller")
+                .into_response();
+        }
+        Err(ScopeError::MissingHeader(name)) => {
+            return Problem::new(ProblemKind::ScopeMissing, format!("keys are scoped by the {name} header; send it"))
+                .into_response();
+        }
+    };
+    let raw = request.match_info().get("key").unwrap_or_default();
+    let key = match IdempotencyKey::parse(raw.as_bytes()) {
+        Ok(key) => key,
+        Err(error) => {
+            return Problem::new(ProblemKind::KeyInvalid, format!("the key in the path is invalid: {error}"))
+                .into_response();
+        }
+    };
+    let status = match settings.store.lookup(&scope_hash, &hash_parts(&[key.as_str().as_bytes()])).await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::error!(%error, "idempotency store failed during a status lookup");
+            return Problem::new(ProblemKind::StoreUnavailable, "the idempotency store is unavailable; retry later")
+                .retry_after(settings.store_retry_after)
+                .into_response();
+        }
+    };
+    let (found, document) = match status {
+        None => (false, json!({"state": "unknown"})),
+        Some(status) => {
+            let started_at = humantime::format_rfc3339_seconds(status.created_at).to_string();
+            let document = match status.state {
+                KeyState::InProgress { lease_remaining } => json!({
+                    "state": "in_progress",
+                    "method": status.method,
+                    "route": status.route,
+                    "started_at": started_at,
+                    "retry_after": retry_after_seconds(lease_remaining),
+                }),
+                KeyState::Completed { status: code, completed_at } => json!({
+                    "state": "completed",
+                    "status": code.as_u16(),
+                    "method": status.method,
+                    "route": status.route,
+                    "started_at": started_at,
+                    "completed_at": humantime::format_rfc3339_seconds(completed_at).to_string(),
+                }),
+            };
+            (true, document)
+        }
+    };
+    let mut response = if found { HttpResponse::Ok() } else { HttpResponse::NotFound() };
+    response.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store"))).json(document)
+}
