@@ -1,0 +1,116 @@
+//! Every documented option combination, compiled as a test target so that CI's `cargo clippy --all-targets
+//! -- -D warnings` lints the code `#[idempotent]` generates (trybuild pass cases only run rustc).
+//! Kept in step with `tests/ui/pass/all_options.rs`.
+#![deny(warnings, clippy::all, missing_docs, unreachable_pub, rust_2018_idioms, unused_qualifications)]
+#![forbid(unsafe_code)]
+
+use actix_web::{App, HttpRequest, HttpResponse, post, web};
+use idempotent_runtime::idempotent;
+
+/// The tenant of a request, for `scope = tenant_of`.
+fn tenant_of(request: &HttpRequest) -> Option<String> {
+    request.headers().get("x-tenant").and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+mod auth {
+    use actix_web::HttpRequest;
+
+    /// A resolver in another module, named by path.
+    pub(crate) fn account_of(request: &HttpRequest) -> Option<String> {
+        request.headers().get("x-account")?.to_str().ok().map(str::to_owned)
+    }
+}
+
+#[post("/all")]
+#[idempotent(
+    ttl = "7d",
+    lease = "1m",
+    scope = tenant_of,
+    key = "header:X-Request-Id",
+    required = false,
+    store_server_errors = true,
+    max_request_body = "512KiB",
+    max_response_body = "4MiB",
+    on_conflict = "wait",
+    wait = "10s",
+    crate = "idempotent_runtime",
+)]
+async fn all(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
+#[post("/derived")]
+#[idempotent(key = "derived", ttl = "30s", lease = "5s")]
+async fn derived(form: web::Form<std::collections::HashMap<String, String>>) -> HttpResponse {
+    HttpResponse::Created().body(form.len().to_string())
+}
+
+#[post("/reject")]
+#[idempotent(on_conflict = "reject", lease = "5s")]
+async fn reject(body: String) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
+#[post("/defaults")]
+#[idempotent]
+async fn defaults() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[post("/empty")]
+#[idempotent()]
+async fn empty() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[post("/user")]
+#[idempotent(scope = "user", key = "header", required = true, store_server_errors = false)]
+async fn user() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[post("/global")]
+#[idempotent(scope = "global", key = "query:idem", ttl = "1h30m", lease = "90 s")]
+async fn global() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[post("/tenant")]
+#[idempotent(scope = "header:X-Tenant-Id", key = "form:idem", max_request_body = 65536)]
+async fn tenant(form: web::Form<Vec<(String, String)>>) -> HttpResponse {
+    HttpResponse::Created().body(form.len().to_string())
+}
+
+#[post("/account")]
+#[idempotent(scope = auth::account_of, max_response_body = "10 MB", ttl = "1d 12h")]
+async fn account() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[post("/raw")]
+#[idempotent(r#ttl = "30s", lease = "29s")]
+async fn raw() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[idempotent(max_request_body = "1GiB", max_response_body = 1024usize)]
+#[post("/below")]
+async fn below() -> HttpResponse {
+    HttpResponse::Created().finish()
+}
+
+#[test]
+fn every_option_combination_registers() {
+    let _app = App::new()
+        .service(all)
+        .service(derived)
+        .service(reject)
+        .service(defaults)
+        .service(empty)
+        .service(user)
+        .service(global)
+        .service(tenant)
+        .service(account)
+        .service(raw)
+        .service(below);
+}
