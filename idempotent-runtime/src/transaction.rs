@@ -18,6 +18,20 @@ use crate::problem::{Problem, ProblemKind};
 ///
 /// Do not `COMMIT` or `ROLLBACK` through it yourself: the library owns the transaction's end.
 ///
+/// **When to choose it**: when the handler's side effect is a write to the same PostgreSQL database (an order, a
+/// ledger entry). Then a crash at any point leaves either everything (claim, rows, stored response) or nothing,
+/// and the key is free again at once. Side effects elsewhere (an external API) are not covered by the
+/// transaction: pass the idempotency key on to such APIs.
+///
+/// **What it costs**: one connection of the application's pool, held for the whole handler (plus `BEGIN` and
+/// `COMMIT`, pipelined with the claim and the stored response, so no extra round trip of latency). Size the pool
+/// for the concurrent transactional requests you expect.
+///
+/// **How it composes with the app's pool**: the store is built on the app's own pool
+/// (`PostgresStore::new(pool.clone())`), so `Tx` is one of the app's connections. Other code in the handler may
+/// still take another connection from the pool for work that must commit regardless (an audit log), at the cost
+/// of a second connection.
+///
 /// ```ignore
 /// #[post("/orders")]
 /// #[idempotent(scope = "user")]
