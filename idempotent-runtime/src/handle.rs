@@ -4,21 +4,19 @@
 //! scope (401 before 400, as authentication comes first), key validity, body cap, then one claim. Only a claimed
 //! request runs the handler; its response is stored before it is sent, so a retry can never overtake it.
 
-use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder, ResponseError};
 use futures_util::FutureExt as _;
-use futures_util::future::{self, Either};
 
 use crate::claim_guard::ClaimGuard;
 use crate::config::{Idempotency, Settings};
 use crate::digest::hash_parts;
 use crate::fingerprint::fingerprint;
+use crate::heartbeat::with_heartbeat;
 use crate::key::IdempotencyKey;
 use crate::key_source::{KeyLookup, lookup_in_form};
 use crate::problem::{Problem, ProblemKind};
@@ -29,9 +27,7 @@ use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
-use crate::store::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, StoreError, StoreErrorKind, TransactionalClaim,
-};
+use crate::store::{Claim, ClaimRequest, Completion, Lease, StoreError, StoreErrorKind, TransactionalClaim};
 use crate::transaction::TxSlot;
 
 /// Runs `handler` at most once per key, replaying its stored response to retries.
@@ -286,18 +282,9 @@ where
     F::Output: Responder,
 {
     let work = AssertUnwindSafe(run(request, Payload::from(body), handler)).catch_unwind();
-    let outcome = match guard.lease() {
-        Some(lease) => {
-            // The heartbeat keeps a slow handler's claim from being taken over while it is alive; it stops when
-            // the handler's future completes (select drops it).
-            let heartbeat = keep_lease(&*settings.store, lease, timing.lease);
-            match future::select(pin!(work), pin!(heartbeat)).await {
-                Either::Left((outcome, _)) => outcome,
-                Either::Right((never, _)) => match never {},
-            }
-        }
-        None => work.await,
-    };
+    // The heartbeat keeps a slow handler's claim from being taken over while it is alive; it stops when the
+    // handler's future completes.
+    let outcome = with_heartbeat(&*settings.store, guard.lease(), timing.lease, work).await;
     let response = match outcome {
         Err(_) => {
             tracing::error!(route = %request.match_pattern().unwrap_or_default(), key = %key.redacted(), "handler panicked; idempotency claim released");
@@ -380,26 +367,6 @@ where
 {
     match run(request, payload, handler).await {
         Ran::Rejected(response) | Ran::Responded(response) => response,
-    }
-}
-
-/// Renews the lease every third of its length for as long as it is polled. Never completes.
-async fn keep_lease(store: &dyn crate::store::Store, lease: &Lease, duration: Duration) -> Infallible {
-    let period = (duration / 3).max(Duration::from_millis(100));
-    let mut held = true;
-    loop {
-        tokio::time::sleep(period).await;
-        if !held {
-            continue;
-        }
-        match store.heartbeat(lease, duration).await {
-            Ok(LeaseState::Held) => {}
-            Ok(LeaseState::Lost) => {
-                held = false;
-                tracing::warn!(route = %lease.id.route, "idempotency lease lost to another attempt; this attempt's response will not be stored");
-            }
-            Err(error) => tracing::warn!(route = %lease.id.route, %error, "idempotency lease renewal failed; retrying"),
-        }
     }
 }
 

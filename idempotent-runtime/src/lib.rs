@@ -27,6 +27,7 @@ mod config;
 mod digest;
 mod fingerprint;
 mod handle;
+mod heartbeat;
 mod key;
 mod key_source;
 mod problem;
