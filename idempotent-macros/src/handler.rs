@@ -50,6 +50,29 @@ impl Parse for HandlerFn {
     }
 }
 
+impl HandlerFn {
+    /// The parameter types that are the runtime's transaction (`Tx`, by the last segment of their path): such a
+    /// parameter makes the route transactional (CONTRACT section 5).
+    pub(crate) fn transaction_types(&self) -> impl Iterator<Item = &syn::Type> {
+        self.sig.inputs.iter().filter_map(|input| match input {
+            syn::FnArg::Typed(syn::PatType { ty, .. }) if is_transaction_type(ty) => Some(&**ty),
+            _ => None,
+        })
+    }
+}
+
+/// `Tx`, `idempotent_runtime::Tx`, `rt::Tx`: a path whose last segment is `Tx`, without generic arguments.
+fn is_transaction_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(syn::TypePath { qself: None, path, .. }) => {
+            path.segments.last().is_some_and(|segment| segment.ident == "Tx" && segment.arguments.is_none())
+        }
+        syn::Type::Paren(paren) => is_transaction_type(&paren.elem),
+        syn::Type::Group(group) => is_transaction_type(&group.elem),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::HandlerFn;
@@ -99,28 +122,5 @@ mod tests {
             )),
             "unexpected tokens after the function body"
         );
-    }
-}
-
-impl HandlerFn {
-    /// The parameter types that are the runtime's transaction (`Tx`, by the last segment of their path): such a
-    /// parameter makes the route transactional (CONTRACT section 5).
-    pub(crate) fn transaction_types(&self) -> impl Iterator<Item = &syn::Type> {
-        self.sig.inputs.iter().filter_map(|input| match input {
-            syn::FnArg::Typed(syn::PatType { ty, .. }) if is_transaction_type(ty) => Some(&**ty),
-            _ => None,
-        })
-    }
-}
-
-/// `Tx`, `idempotent_runtime::Tx`, `rt::Tx`: a path whose last segment is `Tx`, without generic arguments.
-fn is_transaction_type(ty: &syn::Type) -> bool {
-    match ty {
-        syn::Type::Path(syn::TypePath { qself: None, path, .. }) => {
-            path.segments.last().is_some_and(|segment| segment.ident == "Tx" && segment.arguments.is_none())
-        }
-        syn::Type::Paren(paren) => is_transaction_type(&paren.elem),
-        syn::Type::Group(group) => is_transaction_type(&group.elem),
-        _ => false,
     }
 }

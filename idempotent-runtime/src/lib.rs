@@ -21,6 +21,9 @@
 //!
 //! Register an [`Idempotency`] configuration as app data with a store: [`PostgresStore`] in production (on the
 //! app's own `deadpool_postgres::Pool`; schema in [`SCHEMA_SQL`]), [`MemoryStore`] in tests.
+//!
+//! Off HTTP, a [`Receiver`] runs any async closure once per key (a message consumer with at-least-once delivery)
+//! and hands its stored result to redeliveries: see [`receiver`].
 
 mod claim_guard;
 mod config;
@@ -33,6 +36,7 @@ mod lease;
 pub mod observe;
 mod problem;
 pub mod purge;
+pub mod receiver;
 mod record;
 mod replay;
 mod request_body;
@@ -60,6 +64,7 @@ pub use crate::digest::{Digest, to_hex};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::key_source::KeySpec;
 pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemKind};
+pub use crate::receiver::{ReceiveError, Received, Receiver};
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};

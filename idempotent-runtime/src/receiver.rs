@@ -1,0 +1,383 @@
+//! The claim / complete / replay core without HTTP: run a closure once per key from any async code, e.g. a message
+//! consumer with at-least-once delivery, and hand its stored result to every redelivery.
+//!
+//! ```
+//! use std::time::Duration;
+//! use idempotent_runtime::{MemoryStore, Receiver};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let receiver = Receiver::new(MemoryStore::new()).on_conflict_wait(Duration::from_secs(10));
+//! let (id, payload) = ("message-17", br#"{"amount": 1000}"#);
+//! for _delivery in 0..2 {
+//!     let outcome = receiver
+//!         .run("orders-consumer", id, payload, || async {
+//!             // apply the message: runs once per id
+//!             Ok::<_, std::io::Error>(b"ledger entry 1".to_vec())
+//!         })
+//!         .await?;
+//!     assert_eq!(&outcome.result[..], b"ledger entry 1"); // the second delivery has `outcome.replayed == true`
+//! }
+//! # Ok::<_, idempotent_runtime::ReceiveError<std::io::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The semantics are those of an `#[idempotent]` route (CONTRACT section 4), with a message's key for the
+//! `Idempotency-Key` and its payload for the request:
+//!
+//! | situation | [`Receiver::run`] answers | the record |
+//! |---|---|---|
+//! | first delivery of a key | runs the closure; `Ok` with `replayed: false` | the `Ok` result is stored for the ttl |
+//! | redelivery, same payload | `Ok` with the stored result, `replayed: true`; the closure does not run | - |
+//! | same key, different payload | [`ReceiveError::KeyReused`]; the closure does not run | - |
+//! | same key while the first runs | [`ReceiveError::InFlight`], or with [`Receiver::on_conflict_wait`] waits (no polling) for the first to finish, then replays it (or runs, if it failed) | - |
+//! | the closure returns `Err` | [`ReceiveError::Failed`] with the error | released: a redelivery runs again |
+//! | the closure panics | the panic resumes in the caller | released first |
+//! | the future is dropped (cancelled) mid-closure | - | released at once, in a background task |
+//! | the store fails or times out | [`ReceiveError::StoreUnavailable`]; the closure does **not** run | - |
+//! | the store fails when the result is stored | `Ok` with the result (the work is done: acknowledge the message) | stays claimed until its lease lapses; a redelivery after that runs again |
+//! | the process dies mid-closure | - | a redelivery takes the key over once the lease lapses |
+//!
+//! While the closure runs, a heartbeat renews the lease every third of its length (the same heartbeat as HTTP
+//! handlers), so a slow closure is never taken over while its process is alive.
+//!
+//! # Record identity
+//!
+//! Receiver records live in the same store as HTTP records, in a namespace of their own: scope
+//! `SHA-256("receiver", namespace)` (no HTTP scope hashes to it), key `SHA-256(key)`, method `RECEIVE`, route
+//! `namespace` (stored in clear, as route patterns are: operator tools show it), fingerprint `SHA-256(payload)`.
+//! The raw key and payload are never stored. The result is stored as a response with status 200, no headers and
+//! the result bytes as body; there is no size cap (PostgreSQL's `bytea` holds up to 1 GB), so keep results small:
+//! an id or a receipt rather than a document.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use futures_util::FutureExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::claim_guard::ClaimGuard;
+use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
+use crate::digest::hash_parts;
+use crate::record::{Record, RecordId, RecordState, StoredResponse};
+use crate::store::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
+
+/// The method of every receiver record, so that they never meet an HTTP route's records.
+pub const RECEIVE_METHOD: &str = "RECEIVE";
+
+/// Runs closures once per (namespace, key) and replays their stored results; see the [module](self) docs.
+///
+/// Cheap to clone (the store is shared): clone it into each consumer task.
+#[derive(Clone)]
+pub struct Receiver {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    lease: Duration,
+    wait: Option<Duration>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("ttl", &self.ttl)
+            .field("lease", &self.lease)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Receiver::run`] hands back: the result of the key's one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received<T = Bytes> {
+    /// The closure's `Ok` result: from this call's run, or as stored by the first run.
+    pub result: T,
+    /// True when the closure did not run in this call and `result` is the stored one (a redelivery).
+    pub replayed: bool,
+}
+
+/// Why [`Receiver::run`] has no result. `E` is the closure's error type.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReceiveError<E> {
+    /// The closure ran and returned this error. The claim was released: a redelivery runs the closure again.
+    Failed(E),
+    /// The key was already used with a different payload (within the ttl). The closure did not run; a
+    /// redelivery will get the same answer. Usually a producer bug: two messages share an id.
+    KeyReused,
+    /// Another delivery of the key is running the closure right now (in this process or another). The closure
+    /// did not run here; redeliver later. `retry_after` is what remains of the running attempt's lease: if its
+    /// process died, a redelivery after that takes over.
+    InFlight {
+        /// The running attempt's remaining lease.
+        retry_after: Duration,
+    },
+    /// The store failed, timed out, holds a record that does not decode, or cannot wait
+    /// ([`StoreError::kind`] says which). The closure did not run.
+    StoreUnavailable(StoreError),
+    /// [`Receiver::run_json`] only: the closure's result did not serialize (the closure ran, its result was not
+    /// stored, the claim was released), or a stored result does not deserialize as the requested type.
+    Json(serde_json::Error),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for ReceiveError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(error) => write!(f, "the receiver's work failed: {error}"),
+            Self::KeyReused => f.write_str("this key was already used with a different payload"),
+            Self::InFlight { retry_after } => {
+                write!(f, "this key is being processed by another delivery; retry after {retry_after:?}")
+            }
+            Self::StoreUnavailable(error) => write!(f, "{error}; the work did not run"),
+            Self::Json(error) => write!(f, "the receiver's result is not valid JSON for its type: {error}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ReceiveError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(error) => Some(error),
+            Self::StoreUnavailable(error) => Some(error),
+            Self::Json(error) => Some(error),
+            Self::KeyReused | Self::InFlight { .. } => None,
+        }
+    }
+}
+
+impl Receiver {
+    /// A receiver on the given store, with a ttl of [`DEFAULT_TTL`], a lease of [`DEFAULT_LEASE`], and
+    /// [`ReceiveError::InFlight`] for concurrent deliveries.
+    pub fn new(store: impl Store) -> Self {
+        Self::shared(Arc::new(store))
+    }
+
+    /// A receiver on a store shared with other code, e.g. the `Idempotency` configuration's
+    /// ([`crate::Idempotency::store`]).
+    pub fn shared(store: Arc<dyn Store>) -> Self {
+        Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None }
+    }
+
+    /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver. After it, a
+    /// redelivery runs the closure again.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a running closure's claim is protected from take-over without a heartbeat (default 30 seconds).
+    /// The heartbeat renews it while the process lives, so this is how soon a redelivery may take over from a
+    /// process that died. Keep it non-zero and shorter than the ttl.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// A delivery that finds the key in flight waits up to `timeout` for the running one to finish instead of
+    /// answering [`ReceiveError::InFlight`]: it then gets the stored result (`replayed: true`), or runs the closure
+    /// itself if the first run failed or was cancelled. Waiting uses [`Store::wait`] (notifications, no polling):
+    /// a `PostgresStore` needs `with_listener`, or the delivery answers [`ReceiveError::StoreUnavailable`].
+    #[must_use]
+    pub fn on_conflict_wait(mut self, timeout: Duration) -> Self {
+        self.wait = Some(timeout);
+        self
+    }
+
+    /// The store the receiver claims keys in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The record a delivery of `key` in `namespace` claims, e.g. to [`Store::read`] it.
+    pub fn record_id(namespace: &str, key: impl AsRef<[u8]>) -> RecordId {
+        RecordId {
+            scope_hash: hash_parts(&[b"receiver", namespace.as_bytes()]),
+            key_hash: hash_parts(&[key.as_ref()]),
+            method: RECEIVE_METHOD.to_owned(),
+            route: namespace.to_owned(),
+        }
+    }
+
+    /// Runs `work` once per (`namespace`, `key`) and stores its `Ok` result; a redelivery with the same `payload`
+    /// gets the stored bytes without running it. See the [module](self) docs for every outcome.
+    ///
+    /// `namespace` separates consumers (e.g. `"orders-consumer"`); `key` is the message's id; `payload` is what
+    /// must be the same on a redelivery (the message body), fingerprinted. A panic in `work` releases the claim,
+    /// then resumes in the caller. Dropping the returned future while `work` runs releases the claim too.
+    pub async fn run<F, Fut, T, E>(
+        &self,
+        namespace: &str,
+        key: impl AsRef<[u8]>,
+        payload: impl AsRef<[u8]>,
+        work: F,
+    ) -> Result<Received<Bytes>, ReceiveError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Into<Bytes>,
+    {
+        let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
+        let work = || async move { work().await.map(Into::into) };
+        self.receive(claim, work, |bytes: &Bytes| Ok(bytes.clone()), Ok).await
+    }
+
+    /// [`Receiver::run`] for a result stored as JSON: the first run returns `work`'s value, a redelivery gets it
+    /// deserialized from the store.
+    pub async fn run_json<F, Fut, T, E>(
+        &self,
+        namespace: &str,
+        key: impl AsRef<[u8]>,
+        payload: impl AsRef<[u8]>,
+        work: F,
+    ) -> Result<Received<T>, ReceiveError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Serialize + DeserializeOwned,
+    {
+        let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
+        let encode = |value: &T| serde_json::to_vec(value).map(Bytes::from);
+        let decode = |bytes: Bytes| serde_json::from_slice(&bytes);
+        self.receive(claim, work, encode, decode).await
+    }
+
+    fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
+        ClaimRequest {
+            id: Self::record_id(namespace, key),
+            fingerprint: hash_parts(&[payload]),
+            token: fastrand::i64(..),
+            lease: self.lease,
+            ttl: self.ttl,
+        }
+    }
+
+    /// The claim loop of [`crate::handle`], answering with values instead of responses.
+    async fn receive<F, Fut, T, E>(
+        &self,
+        claim: ClaimRequest,
+        work: F,
+        encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
+        decode: impl FnOnce(Bytes) -> Result<T, serde_json::Error>,
+    ) -> Result<Received<T>, ReceiveError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let wait_until = self.wait.map(|wait| Instant::now() + wait);
+        loop {
+            let record = match self.store.claim(&claim).await {
+                Err(error) => return Err(store_failed(&claim.id, error)),
+                Ok(Claim::Acquired { took_over }) => {
+                    if took_over {
+                        tracing::info!(namespace = %claim.id.route, "took over an expired or abandoned receiver claim");
+                    }
+                    return self.run_claimed(claim, work, encode).await;
+                }
+                Ok(Claim::Existing(record)) => record,
+            };
+            let now = Instant::now();
+            match (&record.state, wait_until) {
+                (RecordState::InProgress { lease_remaining }, Some(deadline))
+                    if now < deadline && record.fingerprint == claim.fingerprint =>
+                {
+                    let until_change = (deadline - now).min((*lease_remaining).max(Duration::from_millis(10)));
+                    if let Err(error) = self.store.wait(&claim.id, until_change).await {
+                        return Err(store_failed(&claim.id, error));
+                    }
+                }
+                _ => return answer_existing(record, &claim, decode),
+            }
+        }
+    }
+
+    /// Runs the work under an acquired claim, with the heartbeat, and completes or releases the record.
+    async fn run_claimed<F, Fut, T, E>(
+        &self,
+        claim: ClaimRequest,
+        work: F,
+        encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
+    ) -> Result<Received<T>, ReceiveError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let ClaimRequest { id, token, ttl, lease, .. } = claim;
+        let namespace = id.route.clone();
+        // Dropped with this future (cancellation), the guard releases the claim in a background task.
+        let owned = Lease { id, token };
+        let guard = ClaimGuard::new(self.store.clone(), owned.clone());
+        // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught too.
+        let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
+        let outcome = crate::lease::while_renewing(&*self.store, &owned, lease, work).await;
+        let value = match outcome {
+            Err(panic) => {
+                tracing::error!(%namespace, "the receiver's work panicked; claim released, resuming the panic");
+                guard.release().await;
+                std::panic::resume_unwind(panic);
+            }
+            Ok(Err(error)) => {
+                guard.release().await;
+                return Err(ReceiveError::Failed(error));
+            }
+            Ok(Ok(value)) => value,
+        };
+        let bytes = match encode(&value) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%namespace, %error, "the receiver's result does not serialize; claim released");
+                guard.release().await;
+                return Err(ReceiveError::Json(error));
+            }
+        };
+        let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
+        match self.store.complete(&owned, &stored, ttl).await {
+            Ok(Completion::Stored) => {}
+            Ok(Completion::Fenced) => tracing::warn!(
+                %namespace,
+                "this attempt lost its receiver claim to a newer one; its result was not stored"
+            ),
+            // The work is done: its result goes to the caller, who acknowledges the message. The claim stays
+            // until its lease lapses, then a redelivery runs again (at-least-once for this rare case).
+            Err(error) => tracing::error!(
+                %namespace,
+                %error,
+                "could not store the receiver's result; the key stays claimed until its lease lapses"
+            ),
+        }
+        guard.disarm();
+        Ok(Received { result: value, replayed: false })
+    }
+}
+
+/// The answer to a delivery whose key has a live record it does not own: key reused (checked first, as over
+/// HTTP), the stored result, or in flight.
+fn answer_existing<T, E>(
+    record: Record,
+    claim: &ClaimRequest,
+    decode: impl FnOnce(Bytes) -> Result<T, serde_json::Error>,
+) -> Result<Received<T>, ReceiveError<E>> {
+    if record.fingerprint != claim.fingerprint {
+        return Err(ReceiveError::KeyReused);
+    }
+    match record.state {
+        RecordState::InProgress { lease_remaining } => Err(ReceiveError::InFlight { retry_after: lease_remaining }),
+        RecordState::Completed(StoredResponse { body: Some(bytes), .. }) => {
+            decode(bytes).map(|result| Received { result, replayed: true }).map_err(ReceiveError::Json)
+        }
+        // Receiver results have no cap, so only something else writing under the receiver's scope gets here.
+        RecordState::Completed(StoredResponse { body: None, .. }) => Err(store_failed(
+            &claim.id,
+            StoreError::new(StoreErrorKind::Corrupt, "a completed receiver record has no stored result"),
+        )),
+    }
+}
+
+fn store_failed<E>(id: &RecordId, error: StoreError) -> ReceiveError<E> {
+    tracing::error!(namespace = %id.route, %error, "idempotency store failed; the receiver's work did not run");
+    ReceiveError::StoreUnavailable(error)
+}
