@@ -22,6 +22,7 @@
 //! Register an [`Idempotency`] configuration as app data with a store: [`PostgresStore`] in production (on the
 //! app's own `deadpool_postgres::Pool`; schema in [`SCHEMA_SQL`]), [`MemoryStore`] in tests.
 
+pub mod admin;
 mod claim_guard;
 mod config;
 mod digest;
