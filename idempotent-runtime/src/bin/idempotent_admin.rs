@@ -359,9 +359,14 @@ fn print_json(value: &Value) {
 }
 
 fn print_in_flight(records: &[InFlight], total: u64, stuck_only: bool) {
-    let what = if stuck_only { "stuck records" } else { "records in progress" };
+    let what = |count: u64| match (stuck_only, count) {
+        (true, 1) => "stuck record",
+        (true, _) => "stuck records",
+        (false, 1) => "record in progress",
+        (false, _) => "records in progress",
+    };
     if records.is_empty() {
-        println!("no {what}");
+        println!("no {}", what(0));
         return;
     }
     let rows: Vec<Vec<String>> = records
@@ -384,9 +389,9 @@ fn print_in_flight(records: &[InFlight], total: u64, stuck_only: bool) {
         [Align::Left, Align::Right, Align::Left, Align::Left, Align::Left, Align::Left, Align::Left, Align::Left];
     print!("{}", table(&headers, &rows, &align));
     if u64::try_from(records.len()).unwrap_or(u64::MAX) < total {
-        println!("{} of {total} {what} (oldest first; --limit for more)", records.len());
+        println!("{} of {total} {} (oldest first; --limit for more)", records.len(), what(total));
     } else {
-        println!("{total} {what}");
+        println!("{total} {}", what(total));
     }
 }
 
