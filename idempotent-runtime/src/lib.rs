@@ -25,6 +25,7 @@
 //! Off HTTP, a [`Receiver`] runs any async closure once per key (a message consumer with at-least-once delivery)
 //! and hands its stored result to redeliveries: see [`receiver`].
 
+pub mod admin;
 mod claim_guard;
 mod config;
 mod digest;
