@@ -237,32 +237,6 @@ async fn small_body(probe: web::Data<Probe>, request: HttpRequest, body: web::By
     ran(run, StatusCode::CREATED, &body)
 }
 
-/// Stands in for a timeout middleware: requests marked `x-test-cancel` have their handler future dropped after
-/// 100 ms and get 504, as `tokio::time::timeout` around a service call would do.
-fn cancel_marked_requests<S>(
-    request: actix_web::dev::ServiceRequest,
-    service: &S,
-) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>> + use<S>
-where
-    S: actix_web::dev::Service<
-            actix_web::dev::ServiceRequest,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
-    let cancel = request.headers().contains_key("x-test-cancel");
-    let call = service.call(request);
-    async move {
-        if !cancel {
-            return call.await;
-        }
-        match tokio::time::timeout(Duration::from_millis(100), call).await {
-            Ok(response) => response,
-            Err(_) => Err(actix_web::error::ErrorGatewayTimeout("the handler took too long")),
-        }
-    }
-}
-
 fn bearer_user(request: &HttpRequest) -> Option<String> {
     request.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned)
 }
@@ -290,7 +264,7 @@ fn start(store: &StoreUnderTest, setup: Setup) -> Harness {
             Setup::Complete => Some(Idempotency::builder_shared(store.clone()).user_resolver(bearer_user).build()),
             Setup::NoConfiguration => None,
         };
-        let app = App::new().app_data(app_probe.clone()).wrap_fn(cancel_marked_requests);
+        let app = App::new().app_data(app_probe.clone()).wrap_fn(support::cancellation::cancel_marked_requests);
         let app = match idempotency {
             Some(idempotency) => app.app_data(idempotency),
             None => app,
@@ -839,7 +813,7 @@ async fn client_disconnect_lets_the_handler_finish_and_store_its_response(store:
 
 async fn cancelled_handler_releases_the_claim_at_once(store: &StoreUnderTest) {
     let app = start(store, Setup::Complete);
-    // `x-test-cancel` makes the app's timeout middleware drop the (held) handler future after 100 ms.
+    // `x-test-cancel` makes the app's timeout middleware drop the (held) handler future (support::cancellation).
     let cancelled = call("/pay").key("k").hold().header("x-test-cancel", "1").send(&app.server).await;
     assert_eq!(cancelled.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(app.probe.runs(), 1);

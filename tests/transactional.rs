@@ -53,31 +53,6 @@ async fn write_wait(tx: Tx, probe: web::Data<Probe>, request: HttpRequest, note:
     write_then_answer(&tx, &probe, &request, &note).await
 }
 
-/// Stands in for a timeout middleware: requests marked `x-test-cancel` are dropped after 200 ms.
-fn cancel_marked_requests<S>(
-    request: actix_web::dev::ServiceRequest,
-    service: &S,
-) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>> + use<S>
-where
-    S: actix_web::dev::Service<
-            actix_web::dev::ServiceRequest,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
-    let cancel = request.headers().contains_key("x-test-cancel");
-    let call = service.call(request);
-    async move {
-        if !cancel {
-            return call.await;
-        }
-        match tokio::time::timeout(Duration::from_millis(200), call).await {
-            Ok(response) => response,
-            Err(_) => Err(actix_web::error::ErrorGatewayTimeout("the handler took too long")),
-        }
-    }
-}
-
 struct Harness {
     server: actix_test::TestServer,
     probe: web::Data<Probe>,
@@ -98,7 +73,7 @@ async fn start_with(store: impl Fn(&TestSchema) -> Arc<dyn Store>) -> Harness {
         App::new()
             .app_data(Idempotency::builder_shared(store.clone()).build())
             .app_data(app_probe.clone())
-            .wrap_fn(cancel_marked_requests)
+            .wrap_fn(support::cancellation::cancel_marked_requests)
             .service(write)
             .service(write_wait)
     });

@@ -16,10 +16,13 @@ use super::postgres::{PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
 use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use super::{ClaimRequest, Lease, StoreError, StoreErrorKind};
 
-/// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The lock
-/// is keyed by (table, record) so that tables in different schemas of one database never block each other.
-const TRY_CLAIM_SQL: &str = "
-WITH lock AS (SELECT pg_try_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9) AS got),
+/// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The two
+/// variants differ only in how the lock is taken. The lock is keyed by (table, record) so that tables in
+/// different schemas of one database never block each other.
+macro_rules! claim_in_transaction_sql {
+    ($lock:literal) => {
+        concat!(
+            "WITH lock AS (", $lock, "),
 inserted AS (
     INSERT INTO idempotency_records
         (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
@@ -38,32 +41,19 @@ SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.t
 FROM lock
 LEFT JOIN idempotency_records r
     ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
-   AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
+   AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4"
+        )
+    };
+}
 
-/// The same, waiting for the lock (bounded by the transaction's `lock_timeout`).
-const WAIT_CLAIM_SQL: &str = "
-WITH lock AS (
-    SELECT true AS got FROM (SELECT pg_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9)) AS waited
-),
-inserted AS (
-    INSERT INTO idempotency_records
-        (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
-    SELECT $1, $2, $3, $4, $5, $6, 'in_progress',
-           now() + make_interval(secs => $7), now() + make_interval(secs => $8)
-    FROM lock WHERE got
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)
-SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.token, r.state,
-       greatest(0, (extract(epoch FROM r.locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
-       (r.state = 'completed' AND r.expires_at <= now())
-           OR (r.state = 'in_progress' AND r.locked_until <= now() AND (r.fingerprint = $5 OR r.expires_at <= now()))
-           AS takeover,
-       r.status, r.header_names, r.header_values, r.body
-FROM lock
-LEFT JOIN idempotency_records r
-    ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
-   AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
+/// A duplicate of an uncommitted claim gets `got = false` at once (409).
+const TRY_CLAIM_SQL: &str =
+    claim_in_transaction_sql!("SELECT pg_try_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9) AS got");
+
+/// Wait mode: the lock is waited for, bounded by the transaction's `lock_timeout`.
+const WAIT_CLAIM_SQL: &str = claim_in_transaction_sql!(
+    "SELECT true AS got FROM (SELECT pg_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9)) AS waited"
+);
 
 #[async_trait]
 impl TransactionalStore for PostgresStore {
