@@ -1,0 +1,357 @@
+//! The benchmark harness of the workspace (issue 7): what `#[idempotent]` costs on PostgreSQL, next to the least
+//! any PostgreSQL idempotency layer must do.
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!     cargo run --release --example bench -- --seconds 5 --concurrency 16 --json bench.json --chart docs/bench/throughput.svg
+//! DATABASE_URL=... cargo run --release --example bench -- --scale                    # 10^4 and 10^7 rows, purge
+//! DATABASE_URL=... cargo run --release --example bench -- --scale --scale-rows 1000000  # a quicker check
+//! ```
+//!
+//! Everything runs in this process: actix apps on `127.0.0.1:0` (one worker by default), driven over real HTTP on
+//! loopback by an `awc` client with a keep-alive pool of `--concurrency` connections, each connection one
+//! closed-loop stream of requests. Every run works in a fresh schema `bench_<pid>`, dropped at the end. The method
+//! and the results are in `BENCHMARKS.md`.
+
+mod app;
+mod cpu;
+mod load;
+mod report;
+mod scale;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use idempotent_runtime::PostgresStore;
+
+use crate::load::{Keys, Plan, Stats};
+use crate::report::{Machine, Measured, Outcome};
+
+const USAGE: &str = "\
+usage: cargo run --release --example bench -- [options]
+
+  --seconds N        measured seconds per scenario (default 5)
+  --warmup S         warm-up seconds before each measurement (default 1)
+  --concurrency C    client connections, i.e. requests in flight (default 16); also the server's pool size
+  --workers W        actix workers of the server under test (default 1)
+  --rounds R         run the scenario list R times, interleaved, and merge the rounds (default 1)
+  --replay-keys K    completed keys the replay scenarios cycle through (default 1000)
+  --json PATH        write the results as JSON
+  --chart PATH       write an SVG bar chart of the results (e.g. docs/bench/throughput.svg)
+  --no-memory        skip the peak-RSS measurement (64 concurrent 1 MiB bodies)
+  --only A,B         run only these scenarios (e.g. --only floor_replay,replay, to profile one of them)
+  --scale            scale mode instead of the scenarios: claims at 10^4 and at --scale-rows pre-loaded records,
+                     then a batched purge of expired records running concurrently with claims
+  --scale-rows N     the large table size of --scale (default 10000000)
+
+DATABASE_URL (required) names the PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The command line.
+#[derive(Debug, Clone)]
+struct Options {
+    seconds: f64,
+    warmup: f64,
+    concurrency: usize,
+    workers: usize,
+    rounds: usize,
+    replay_keys: u64,
+    json: Option<String>,
+    chart: Option<String>,
+    memory: bool,
+    only: Option<Vec<String>>,
+    scale: bool,
+    scale_rows: u64,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut options = Self {
+            seconds: 5.0,
+            warmup: 1.0,
+            concurrency: 16,
+            workers: 1,
+            rounds: 1,
+            replay_keys: 1000,
+            json: None,
+            chart: None,
+            memory: true,
+            only: None,
+            scale: false,
+            scale_rows: 10_000_000,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "--seconds" => options.seconds = number(&value("--seconds")?, "--seconds")?,
+                "--warmup" => options.warmup = number(&value("--warmup")?, "--warmup")?,
+                "--concurrency" => options.concurrency = number(&value("--concurrency")?, "--concurrency")?,
+                "--workers" => options.workers = number(&value("--workers")?, "--workers")?,
+                "--rounds" => options.rounds = number(&value("--rounds")?, "--rounds")?,
+                "--replay-keys" => options.replay_keys = number(&value("--replay-keys")?, "--replay-keys")?,
+                "--json" => options.json = Some(value("--json")?),
+                "--chart" => options.chart = Some(value("--chart")?),
+                "--no-memory" => options.memory = false,
+                "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
+                "--scale" => options.scale = true,
+                "--scale-rows" => options.scale_rows = number(&value("--scale-rows")?, "--scale-rows")?,
+                "-h" | "--help" => return Err(String::new()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if options.seconds <= 0.0 || options.warmup < 0.0 {
+            return Err("--seconds must be > 0 and --warmup >= 0".to_owned());
+        }
+        if options.concurrency == 0 || options.workers == 0 || options.rounds == 0 || options.replay_keys == 0 {
+            return Err("--concurrency, --workers, --rounds and --replay-keys must be at least 1".to_owned());
+        }
+        if options.scale_rows < 20_000 {
+            return Err("--scale-rows must be at least 20000 (the small size is 10^4)".to_owned());
+        }
+        Ok(options)
+    }
+
+    fn measure(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
+    }
+
+    fn warm_up(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
+    text.replace('_', "").parse().map_err(|_| format!("{name}: {text:?} is not a valid number"))
+}
+
+/// The schema of one run: created fresh, holding the library's table and the floor's, dropped at the end.
+struct RunSchema {
+    name: String,
+    url: String,
+    admin: Pool,
+}
+
+impl RunSchema {
+    /// Creates `bench_<pid><suffix>`, replacing a leftover of an interrupted run with the same name.
+    async fn create(url: &str, suffix: &str) -> Result<Self, String> {
+        let name = format!("bench_{}{suffix}", std::process::id());
+        let admin = pool(url, None, 2)?;
+        let client = admin.get().await.map_err(|error| {
+            format!(
+                "PostgreSQL is not reachable at DATABASE_URL={url}: {error}\n\
+                 start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            )
+        })?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
+            .await
+            .map_err(|error| format!("cannot create schema {name}: {error}"))?;
+        drop(client);
+        let admin = pool(url, Some(&name), 4)?;
+        Ok(Self { name, url: url.to_owned(), admin })
+    }
+
+    /// A pool whose connections use this schema.
+    fn pool(&self, max_size: usize) -> Result<Pool, String> {
+        pool(&self.url, Some(&self.name), max_size)
+    }
+
+    /// The library's table (through its own `migrate`) and the floor's copy of it.
+    async fn prepare(&self) -> Result<(), String> {
+        // The admin pool, not the server's: a pooled connection is driven by the runtime that opened it, and the
+        // server's connections must all be opened (and so driven) by its worker.
+        PostgresStore::new(self.admin.clone())
+            .migrate()
+            .await
+            .map_err(|error| format!("PostgresStore::migrate failed: {error}"))?;
+        let client = self.admin.get().await.map_err(|error| error.to_string())?;
+        app::create_floor_table(&client).await.map_err(|error| format!("cannot create the floor table: {error}"))
+    }
+
+    async fn drop_schema(&self) {
+        let result = match pool(&self.url, None, 1) {
+            Ok(pool) => match pool.get().await {
+                Ok(client) => {
+                    client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await.map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            eprintln!("warning: could not drop schema {}: {error}", self.name);
+        }
+    }
+}
+
+fn pool(url: &str, search_path: Option<&str>, max_size: usize) -> Result<Pool, String> {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|error| format!("DATABASE_URL={url} is not a PostgreSQL URL: {error}"))?;
+    if let Some(schema) = search_path {
+        config.options(format!("-c search_path={schema}"));
+    }
+    config.application_name(cpu::APPLICATION_NAME);
+    let manager =
+        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(max_size).build().map_err(|error| error.to_string())
+}
+
+/// One row of the results table: a name and how to drive it.
+struct Scenario {
+    name: &'static str,
+    /// `None`: not measurable yet, with the reason printed in its row.
+    plan: Result<Plan, &'static str>,
+}
+
+/// The scenarios, in the order they run and are reported.
+fn scenarios(options: &Options) -> Vec<Scenario> {
+    let cycle = || Keys::Cycle { prefix: fastrand::u32(..), count: options.replay_keys };
+    vec![
+        Scenario { name: "bare", plan: Ok(Plan::new(app::BARE_PATH, Keys::Fresh)) },
+        Scenario { name: "floor_new", plan: Ok(Plan::new(app::FLOOR_PATH, Keys::Fresh)) },
+        Scenario { name: "new", plan: Ok(Plan::new(app::LIB_PATH, Keys::Fresh)) },
+        Scenario { name: "floor_new_tx", plan: Ok(Plan::new(app::FLOOR_TX_PATH, Keys::Fresh)) },
+        new_tx(),
+        Scenario {
+            name: "floor_replay",
+            plan: Ok(Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed()),
+        },
+        Scenario { name: "replay", plan: Ok(Plan::new(app::LIB_PATH, cycle()).replayed()) },
+    ]
+}
+
+/// `new_tx`: a fresh key on a transactional route (claim, handler and stored response in one transaction). A
+/// scenario the runtime cannot serve yet returns `Err(reason)` here instead, printed as its row and `null` in JSON.
+fn new_tx() -> Scenario {
+    Scenario { name: "new_tx", plan: Ok(Plan::new(app::LIB_TX_PATH, Keys::Fresh)) }
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}\n");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!(
+            "error: DATABASE_URL is not set; the benchmark needs a PostgreSQL server, e.g.\n  \
+             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --release --example bench"
+        );
+        return ExitCode::from(2);
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; numbers are only meaningful with --release");
+    }
+    let schema = match RunSchema::create(&url, "").await {
+        Ok(schema) => schema,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(&options, &schema).await;
+    schema.drop_schema().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: &Options, schema: &RunSchema) -> Result<(), String> {
+    schema.prepare().await?;
+    let machine = Machine::read(&schema.admin).await;
+    machine.print();
+    let pool = schema.pool(options.concurrency)?;
+    let server = app::start(pool, options.workers).map_err(|error| format!("cannot start the server: {error}"))?;
+    println!(
+        "server: {} ({} worker(s)); client: awc, {} keep-alive connections; schema {}",
+        server.base, options.workers, options.concurrency, schema.name
+    );
+    let result = if options.scale {
+        scale::run(options, schema, &server, &machine).await
+    } else {
+        scenarios_run(options, schema, &server, &machine).await
+    };
+    server.stop().await;
+    result
+}
+
+async fn scenarios_run(
+    options: &Options,
+    schema: &RunSchema,
+    server: &app::Server,
+    machine: &Machine,
+) -> Result<(), String> {
+    let mut list = scenarios(options);
+    if let Some(only) = &options.only {
+        list.retain(|scenario| only.iter().any(|name| name == scenario.name));
+        if list.is_empty() {
+            return Err(format!("--only {only:?} names no scenario"));
+        }
+    }
+    // Replay scenarios need completed records: made once, through the same routes, before any measurement.
+    for scenario in &list {
+        if let Ok(plan) = &scenario.plan
+            && let Some(setup) = plan.setup()
+        {
+            load::precreate(&server.base, &setup, options.concurrency).await?;
+        }
+    }
+    let mut merged: Vec<Option<Stats>> = list.iter().map(|_| None).collect();
+    for round in 0..options.rounds {
+        if options.rounds > 1 {
+            println!("round {}/{}", round + 1, options.rounds);
+        }
+        for (scenario, total) in list.iter().zip(&mut merged) {
+            let Ok(plan) = &scenario.plan else { continue };
+            let stats = load::drive(
+                &server.base,
+                plan,
+                options.concurrency,
+                options.warm_up(),
+                options.measure(),
+                &schema.admin,
+            )
+            .await
+            .map_err(|error| format!("{}: {error}", scenario.name))?;
+            println!("  {:<13} {}", scenario.name, stats.summary());
+            match total {
+                Some(total) => total.merge(stats),
+                None => *total = Some(stats),
+            }
+        }
+    }
+    let outcomes: Vec<(&str, Outcome)> = list
+        .iter()
+        .zip(merged)
+        .map(|(scenario, stats)| {
+            let outcome = match (&scenario.plan, stats) {
+                (Err(reason), _) => Outcome::NotImplemented(reason),
+                (Ok(_), Some(stats)) => Outcome::Measured(Measured::from(&stats)),
+                (Ok(_), None) => Outcome::NotImplemented("not run"),
+            };
+            (scenario.name, outcome)
+        })
+        .collect();
+    let memory = if options.memory { Some(load::measure_memory(&server.base).await?) } else { None };
+    let results = report::Results { options: options.clone(), machine: machine.clone(), outcomes, memory };
+    results.print();
+    if let Some(path) = &options.json {
+        report::write_file(path, &results.to_json())?;
+        println!("wrote {path}");
+    }
+    if let Some(path) = &options.chart {
+        report::chart(path, &results)?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! What the harness prints and writes: the machine, the results table and ratios, the JSON file and the chart.
+
+use std::path::Path;
+
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+
+use crate::Options;
+use crate::load::{Memory, Stats};
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone)]
+pub(crate) struct Machine {
+    cpus: usize,
+    cpu_model: String,
+    memory_gib: f64,
+    kernel: String,
+    postgres: String,
+    postgres_settings: String,
+    rustc: String,
+    profile: &'static str,
+}
+
+impl Machine {
+    pub(crate) async fn read(pool: &Pool) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|line| line.starts_with("model name"))
+            .and_then(|line| line.split_once(':'))
+            .map_or_else(|| "unknown".to_owned(), |(_, model)| model.trim().to_owned());
+        let memory_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|meminfo| {
+                let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?.to_owned();
+                line.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse::<f64>().ok()
+            })
+            .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+        let rustc = std::process::Command::new("rustc")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .map_or_else(|| "unknown".to_owned(), |version| version.trim().to_owned());
+        let (postgres, postgres_settings) = match postgres_facts(pool).await {
+            Ok(facts) => facts,
+            Err(error) => (format!("unknown ({error})"), String::new()),
+        };
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            cpu_model,
+            memory_gib,
+            kernel,
+            postgres,
+            postgres_settings,
+            rustc,
+            profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        }
+    }
+
+    pub(crate) fn print(&self) {
+        println!(
+            "machine: {} CPUs ({}), {:.1} GiB, Linux {}\n\
+             postgres: {}\n  {}\n\
+             rustc: {} ({} build)",
+            self.cpus,
+            self.cpu_model,
+            self.memory_gib,
+            self.kernel,
+            self.postgres,
+            self.postgres_settings,
+            self.rustc,
+            self.profile
+        );
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "cpus": self.cpus,
+            "cpu_model": self.cpu_model,
+            "memory_gib": (self.memory_gib * 10.0).round() / 10.0,
+            "kernel": self.kernel,
+            "postgres": self.postgres,
+            "postgres_settings": self.postgres_settings,
+            "rustc": self.rustc,
+            "profile": self.profile,
+        })
+    }
+}
+
+async fn postgres_facts(pool: &Pool) -> Result<(String, String), String> {
+    const SETTINGS: [&str; 7] = [
+        "shared_buffers",
+        "synchronous_commit",
+        "fsync",
+        "full_page_writes",
+        "wal_level",
+        "max_wal_size",
+        "autovacuum",
+    ];
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    let version: String = client.query_one("SELECT version()", &[]).await.map_err(|error| error.to_string())?.get(0);
+    let mut settings = Vec::new();
+    for name in SETTINGS {
+        let row = client.query_one("SELECT current_setting($1)", &[&name]).await.map_err(|error| error.to_string())?;
+        settings.push(format!("{name}={}", row.get::<_, String>(0)));
+    }
+    Ok((version, settings.join(", ")))
+}
+
+/// The summary of one measured scenario.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measured {
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    /// CPU microseconds per request of the server threads, of PostgreSQL and of the client thread.
+    pub(crate) server_cpu_us: f64,
+    pub(crate) postgres_cpu_us: f64,
+    pub(crate) client_cpu_us: f64,
+    /// CPU cores kept busy meanwhile by everything else on the machine.
+    pub(crate) other_cores: f64,
+}
+
+impl From<&Stats> for Measured {
+    fn from(stats: &Stats) -> Self {
+        Self {
+            rps: stats.rps(),
+            p50_us: stats.quantile_us(0.5),
+            p99_us: stats.quantile_us(0.99),
+            requests: stats.requests,
+            errors: stats.errors,
+            server_cpu_us: stats.cpu_us_per_request(stats.cpu.server),
+            postgres_cpu_us: stats.cpu_us_per_request(stats.cpu.postgres),
+            client_cpu_us: stats.cpu_us_per_request(stats.cpu.client),
+            other_cores: stats.cpu.other / stats.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+impl Measured {
+    pub(crate) fn to_json(self) -> Value {
+        json!({
+            "rps": round2(self.rps),
+            "p50_us": round2(self.p50_us),
+            "p99_us": round2(self.p99_us),
+            "requests": self.requests,
+            "errors": self.errors,
+            "cpu_us_per_request": {
+                "server": round2(self.server_cpu_us),
+                "postgres": round2(self.postgres_cpu_us),
+                "client": round2(self.client_cpu_us),
+            },
+            "other_load_cores": round2(self.other_cores),
+        })
+    }
+}
+
+/// A scenario's row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Measured(Measured),
+    /// Printed as is in the table; `null` in the JSON.
+    NotImplemented(&'static str),
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// A ratio of the library's scenario to its floor.
+#[derive(Debug, Clone, Copy)]
+struct Ratio {
+    /// requests/s of the library over requests/s of the floor: 1.0 is the floor's throughput, less is slower.
+    rps: f64,
+    /// p50 of the library over p50 of the floor: 1.0 is the floor's latency, more is slower.
+    p50: f64,
+    p99: f64,
+    /// Server CPU per request of the library over the floor's (more is costlier).
+    server_cpu: f64,
+    /// PostgreSQL CPU per request of the library over the floor's.
+    postgres_cpu: f64,
+}
+
+impl Ratio {
+    fn of(library: Measured, floor: Measured) -> Self {
+        Self {
+            rps: library.rps / floor.rps,
+            p50: library.p50_us / floor.p50_us,
+            p99: library.p99_us / floor.p99_us,
+            server_cpu: library.server_cpu_us / floor.server_cpu_us,
+            postgres_cpu: library.postgres_cpu_us / floor.postgres_cpu_us,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "rps": round3(self.rps),
+            "p50": round3(self.p50),
+            "p99": round3(self.p99),
+            "server_cpu_per_request": round3(self.server_cpu),
+            "postgres_cpu_per_request": round3(self.postgres_cpu),
+        })
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Everything a default run measured.
+pub(crate) struct Results {
+    pub(crate) options: Options,
+    pub(crate) machine: Machine,
+    pub(crate) outcomes: Vec<(&'static str, Outcome)>,
+    pub(crate) memory: Option<Memory>,
+}
+
+impl Results {
+    fn measured(&self, name: &str) -> Option<Measured> {
+        self.outcomes.iter().find_map(|(scenario, outcome)| match outcome {
+            Outcome::Measured(measured) if *scenario == name => Some(*measured),
+            _ => None,
+        })
+    }
+
+    fn ratios(&self) -> Vec<(&'static str, Ratio)> {
+        [
+            ("new/floor_new", "new", "floor_new"),
+            ("replay/floor_replay", "replay", "floor_replay"),
+            ("new_tx/floor_new_tx", "new_tx", "floor_new_tx"),
+            ("new_tx/floor_new", "new_tx", "floor_new"),
+            ("new/bare", "new", "bare"),
+        ]
+        .into_iter()
+        .filter_map(|(label, library, floor)| Some((label, Ratio::of(self.measured(library)?, self.measured(floor)?))))
+        .collect()
+    }
+
+    pub(crate) fn print(&self) {
+        let options = &self.options;
+        println!(
+            "\n{} s measured per scenario after {} s warm-up, {} connection(s), {} worker(s), {} round(s)\n",
+            options.seconds, options.warmup, options.concurrency, options.workers, options.rounds
+        );
+        println!(
+            "| scenario | req/s | p50 (us) | p99 (us) | server CPU us/req | PostgreSQL CPU us/req | client CPU us/req \
+             | other load (cores) | requests | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (name, outcome) in &self.outcomes {
+            match outcome {
+                Outcome::Measured(m) => println!(
+                    "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                    m.rps,
+                    m.p50_us,
+                    m.p99_us,
+                    m.server_cpu_us,
+                    m.postgres_cpu_us,
+                    m.client_cpu_us,
+                    m.other_cores,
+                    m.requests,
+                    m.errors
+                ),
+                Outcome::NotImplemented(reason) => println!("| {name} | {reason} | | | | | | | | |"),
+            }
+        }
+        println!();
+        for (label, ratio) in self.ratios() {
+            println!(
+                "{label:<20} req/s ratio {:.3}   p50 ratio {:.3}   p99 ratio {:.3}   server CPU/req ratio {:.3}   \
+                 PostgreSQL CPU/req ratio {:.3}",
+                ratio.rps, ratio.p50, ratio.p99, ratio.server_cpu, ratio.postgres_cpu
+            );
+        }
+        if let Some(memory) = &self.memory {
+            println!(
+                "\nmemory: {} concurrent {} KiB bodies, {} bursts: RSS before {:.1} MiB, peak RSS (VmHWM) \
+                 #[idempotent(max_request_body = \"2MiB\")] {:.1} MiB, same bodies without idempotency {:.1} MiB{}",
+                memory.bodies,
+                memory.body_bytes / 1024,
+                memory.bursts,
+                mib(memory.rss_before_kib),
+                mib(memory.idempotent_peak_kib),
+                mib(memory.bare_peak_kib),
+                if memory.reset { "" } else { " (VmHWM could not be reset: peaks include earlier phases)" }
+            );
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let scenarios: serde_json::Map<String, Value> = self
+            .outcomes
+            .iter()
+            .map(|(name, outcome)| {
+                let value = match outcome {
+                    Outcome::Measured(measured) => measured.to_json(),
+                    Outcome::NotImplemented(_) => Value::Null,
+                };
+                ((*name).to_owned(), value)
+            })
+            .collect();
+        let ratios: serde_json::Map<String, Value> =
+            self.ratios().into_iter().map(|(label, ratio)| (label.to_owned(), ratio.to_json())).collect();
+        let options = &self.options;
+        json!({
+            "scenarios": scenarios,
+            "ratios": ratios,
+            "memory": self.memory.as_ref().map(|memory| json!({
+                "bodies": memory.bodies,
+                "body_bytes": memory.body_bytes,
+                "bursts": memory.bursts,
+                "rss_before_mib": round2(mib(memory.rss_before_kib)),
+                "idempotent_peak_rss_mib": round2(mib(memory.idempotent_peak_kib)),
+                "bare_peak_rss_mib": round2(mib(memory.bare_peak_kib)),
+                "peak_reset": memory.reset,
+            })),
+            "config": {
+                "seconds": options.seconds,
+                "warmup_seconds": options.warmup,
+                "concurrency": options.concurrency,
+                "workers": options.workers,
+                "rounds": options.rounds,
+                "replay_keys": options.replay_keys,
+            },
+            "machine": self.machine.to_json(),
+        })
+    }
+}
+
+pub(crate) fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Writes `value` as pretty JSON, creating the parent directory.
+pub(crate) fn write_file(path: &str, value: &Value) -> Result<(), String> {
+    create_parent(path)?;
+    let text = serde_json::to_string_pretty(value).map_err(|error| error.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|error| format!("cannot write {path}: {error}"))
+}
+
+fn create_parent(path: &str) -> Result<(), String> {
+    match Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|error| format!("cannot create {}: {error}", parent.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The SVG chart: requests/s, p50 and p99 per scenario, one panel each.
+pub(crate) fn chart(path: &str, results: &Results) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+    create_parent(path)?;
+    let names: Vec<&str> = results.outcomes.iter().map(|(name, _)| *name).collect();
+    let measured: Vec<Option<Measured>> = results
+        .outcomes
+        .iter()
+        .map(|(_, outcome)| match outcome {
+            Outcome::Measured(measured) => Some(*measured),
+            Outcome::NotImplemented(_) => None,
+        })
+        .collect();
+    let options = &results.options;
+    let title = format!(
+        "idempotent-runtime on PostgreSQL: {} connections, {} worker(s), {} s per scenario ({} CPUs)",
+        options.concurrency, options.workers, options.seconds, results.machine.cpus
+    );
+    let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|error| error.to_string())?;
+    let root = root.titled(&title, ("sans-serif", 20)).map_err(|error| error.to_string())?;
+    let panels = root.split_evenly((1, 3));
+    type Metric = fn(&Measured) -> f64;
+    let metrics: [(&str, &str, Metric); 3] = [
+        ("throughput (higher is better)", "requests/s", |m| m.rps),
+        ("p50 latency (lower is better)", "microseconds", |m| m.p50_us),
+        ("p99 latency (lower is better)", "microseconds", |m| m.p99_us),
+    ];
+    for (panel, (caption, unit, metric)) in panels.iter().zip(metrics) {
+        let values: Vec<Option<f64>> = measured.iter().map(|m| m.as_ref().map(metric)).collect();
+        let top = values.iter().flatten().fold(0.0f64, |top, value| top.max(*value)) * 1.15;
+        let top = if top > 0.0 { top } else { 1.0 };
+        let count = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0..count.saturating_sub(1)).into_segmented(), 0.0..top)
+            .map_err(|error| error.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_max_light_lines(1)
+            .y_label_formatter(&|value| format!("{value:.0}"))
+            .y_desc(unit)
+            .x_labels(names.len())
+            .x_label_formatter(&|value| match value {
+                SegmentValue::CenterOf(index) => {
+                    names.get(*index as usize).map_or_else(String::new, |n| (*n).to_owned())
+                }
+                _ => String::new(),
+            })
+            .x_label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|error| error.to_string())?;
+        let bars = values.iter().zip(0u32..).filter_map(|(value, index)| {
+            let value = (*value)?;
+            let color = match names[index as usize] {
+                "bare" => RGBColor(150, 150, 150),
+                name if name.starts_with("floor") => RGBColor(66, 114, 196),
+                _ => RGBColor(230, 126, 34),
+            };
+            let mut bar = Rectangle::new(
+                [(SegmentValue::Exact(index), 0.0), (SegmentValue::Exact(index + 1), value)],
+                color.filled(),
+            );
+            bar.set_margin(0, 0, 10, 10);
+            Some(bar)
+        });
+        chart.draw_series(bars).map_err(|error| error.to_string())?;
+        let labels = values.iter().zip(0u32..).map(|(value, index)| {
+            let (text, y) = match value {
+                Some(value) => (format!("{value:.0}"), *value),
+                None => ("n/a".to_owned(), 0.0),
+            };
+            let style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+            Text::new(text, (SegmentValue::CenterOf(index), y + top * 0.01), style)
+        });
+        chart.draw_series(labels).map_err(|error| error.to_string())?;
+    }
+    root.present().map_err(|error| error.to_string())
+}

@@ -1,0 +1,461 @@
+//! `--scale`: does a claim get slower as the table grows, and what does purging expired records cost?
+//!
+//! 1. COPY 10^4 records into `idempotency_records`, `VACUUM (ANALYZE)`, `CHECKPOINT`, measure `new` (fresh keys);
+//! 2. COPY more records up to `--scale-rows` (10^7 by default), the same settling, measure `new` again;
+//! 3. run a purge in a loop while `new` is measured once more: expired rows deleted per second, and the claims'
+//!    latency meanwhile. Two purges, one after the other: the runtime's own (`Store::purge_batch`, a cursor walk
+//!    over the primary key), then a batched `DELETE ... WHERE ctid = ANY (...)` of expired rows (the statement the
+//!    issue proposed before the runtime had a purge), for comparison.
+//!
+//! The pre-loaded records look like the table of a busy service with a 24 h ttl: completed responses of the
+//! bench route (same scope, method and route, random key digests) created evenly over the last 48 hours in heap
+//! order, so the older half (the first half of the heap) has expired and awaits the purge.
+
+use std::cell::Cell;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use deadpool_postgres::Pool;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use idempotent_runtime::purge::DEFAULT_PURGE_BATCH;
+use idempotent_runtime::{PostgresStore, Store as _};
+
+use crate::app::{self, Server};
+use crate::load::{self, Keys, Plan, Stats};
+use crate::report::{self, Machine, Measured};
+use crate::{Options, RunSchema};
+
+const SMALL_ROWS: u64 = 10_000;
+/// The p50 ratio the issue sets as the target for 10^7 records over 10^4.
+const TARGET_P50_RATIO: f64 = 1.2;
+
+/// The comparison purge, one batch: expired completed records, at most 5000, skipping rows other sessions hold.
+const CTID_PURGE_SQL: &str = "
+DELETE FROM idempotency_records
+WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM idempotency_records
+    WHERE expires_at < now() AND state = 'completed'
+    LIMIT 5000
+    FOR UPDATE SKIP LOCKED))";
+
+/// A purge under test.
+enum Purger {
+    /// The runtime's: `Store::purge_batch` on a `PostgresStore` (which keeps the sweep's cursor between batches),
+    /// `DEFAULT_PURGE_BATCH` records examined per batch, as `purge_expired` / `spawn_purger` run it.
+    Runtime(PostgresStore),
+    /// [`CTID_PURGE_SQL`] on a connection of its own.
+    Ctid(Pool),
+}
+
+impl Purger {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Runtime(_) => "runtime",
+            Self::Ctid(_) => "ctid_statement",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Runtime(_) => {
+                format!("Store::purge_batch({DEFAULT_PURGE_BATCH}) in a loop (idempotent_runtime::purge)")
+            }
+            Self::Ctid(_) => CTID_PURGE_SQL.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    /// Purges one batch and says how many records it deleted: the one place that knows how each purge is run.
+    async fn batch(&self) -> Result<u64, String> {
+        match self {
+            Self::Runtime(store) => {
+                let done = store.purge_batch(DEFAULT_PURGE_BATCH).await.map_err(|error| error.to_string())?;
+                Ok(done.deleted as u64)
+            }
+            Self::Ctid(pool) => {
+                let client = pool.get().await.map_err(|error| error.to_string())?;
+                let statement = client.prepare_cached(CTID_PURGE_SQL).await.map_err(|error| error.to_string())?;
+                client.execute(&statement, &[]).await.map_err(|error| error.to_string())
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(
+    options: &Options,
+    schema: &RunSchema,
+    server: &Server,
+    machine: &Machine,
+) -> Result<(), String> {
+    // The small table lives in a schema of its own with a server of its own, so that the two sizes can be measured
+    // alternately: on a shared machine, two measurements minutes apart differ by more than the table size does.
+    let small_schema = RunSchema::create(&schema.url, "_small").await?;
+    let result = async {
+        small_schema.prepare().await?;
+        let small_server = app::start(small_schema.pool(options.concurrency)?, options.workers)
+            .map_err(|error| format!("cannot start the second server: {error}"))?;
+        let result = measure(options, schema, server, &small_schema, &small_server, machine).await;
+        small_server.stop().await;
+        result
+    }
+    .await;
+    small_schema.drop_schema().await;
+    result
+}
+
+async fn measure(
+    options: &Options,
+    schema: &RunSchema,
+    server: &Server,
+    small_schema: &RunSchema,
+    small_server: &Server,
+    machine: &Machine,
+) -> Result<(), String> {
+    let large_rows = options.scale_rows;
+    let window = Duration::from_secs(48 * 3600);
+    let now = SystemTime::now();
+
+    println!("\nloading {SMALL_ROWS} records into {}", small_schema.name);
+    let small_load = copy_records(&small_schema.admin, 0, SMALL_ROWS, SMALL_ROWS, now, window).await?;
+    settle(&small_schema.admin).await?;
+    println!("loading {large_rows} records into {}", schema.name);
+    let large_load = copy_records(&schema.admin, 0, large_rows, large_rows, now, window).await?;
+    let settle_started = Instant::now();
+    settle(&schema.admin).await?;
+    let settle_seconds = settle_started.elapsed().as_secs_f64();
+    let size = table_size(&schema.admin).await?;
+
+    let rounds = options.rounds.max(3);
+    println!("\nclaims (`new`), {rounds} rounds alternating between the two tables");
+    let (mut small, mut large): (Option<Stats>, Option<Stats>) = (None, None);
+    for _ in 0..rounds {
+        for (total, label, schema, server) in [
+            (&mut small, format!("{SMALL_ROWS} records"), small_schema, small_server),
+            (&mut large, format!("{large_rows} records"), schema, server),
+        ] {
+            let stats = claims(options, schema, server, &label).await?;
+            match total {
+                Some(total) => total.merge(stats),
+                None => *total = Some(stats),
+            }
+        }
+    }
+    let (Some(small), Some(large)) = (small, large) else { return Err("no rounds".to_owned()) };
+
+    let mut purges = Vec::new();
+    for purger in [Purger::Runtime(PostgresStore::new(schema.pool(1)?)), Purger::Ctid(schema.pool(1)?)] {
+        println!("\npurging expired records ({}) while measuring claims", purger.describe());
+        purges.push(purge_during_claims(options, schema, server, purger).await?);
+    }
+
+    let (small_m, large_m) = (Measured::from(&small), Measured::from(&large));
+    let p50_ratio = large_m.p50_us / small_m.p50_us;
+    println!(
+        "\n| table | req/s | p50 (us) | p99 (us) | server CPU us/req | PostgreSQL CPU us/req | other load (cores) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut rows = vec![(format!("{SMALL_ROWS} records"), small_m), (format!("{large_rows} records"), large_m)];
+    for purge in &purges {
+        rows.push((format!("{large_rows} records, {} purge running", purge.name), Measured::from(&purge.claims)));
+    }
+    for (label, m) in rows {
+        println!(
+            "| {label} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            m.rps, m.p50_us, m.p99_us, m.server_cpu_us, m.postgres_cpu_us, m.other_cores
+        );
+    }
+    println!(
+        "\nclaim p50 ratio {large_rows} / {SMALL_ROWS} records: {p50_ratio:.3} (target <= {TARGET_P50_RATIO}); \
+         req/s ratio {:.3}",
+        large_m.rps / small_m.rps
+    );
+    println!(
+        "load: {} rows in {:.1} s ({:.0} rows/s), then VACUUM (ANALYZE) + CHECKPOINT {:.1} s; table + index {:.0} MiB",
+        large_load.rows,
+        large_load.seconds,
+        large_load.rows_per_second(),
+        settle_seconds,
+        size as f64 / (1 << 20) as f64
+    );
+    for purge in &purges {
+        let during = Measured::from(&purge.claims);
+        println!(
+            "purge ({}): {} rows in {} batches over {:.1} s = {:.0} rows/s (batch p50 {:.1} ms, max {:.1} ms; first \
+             batch {:.1} ms, last {:.1} ms){}",
+            purge.name,
+            purge.deleted,
+            purge.batches,
+            purge.seconds,
+            purge.deleted as f64 / purge.seconds,
+            purge.batch_us.value_at_quantile(0.5) as f64 / 1000.0,
+            purge.batch_us.max() as f64 / 1000.0,
+            purge.first_batch_ms,
+            purge.last_batch_ms,
+            if purge.exhausted { "; it ran out of expired rows before the measurement ended" } else { "" }
+        );
+        println!(
+            "  claims meanwhile: p99 {:.1} us vs {:.1} us without ({:.2}x), p50 {:.1} us vs {:.1} us",
+            during.p99_us,
+            large_m.p99_us,
+            during.p99_us / large_m.p99_us,
+            during.p50_us,
+            large_m.p50_us
+        );
+    }
+
+    if let Some(path) = &options.json {
+        let value = json!({
+            "scale": {
+                "small_rows": SMALL_ROWS,
+                "large_rows": large_rows,
+                "rounds": rounds,
+                "new_at_small": small_m.to_json(),
+                "new_at_large": large_m.to_json(),
+                "p50_ratio": round3(p50_ratio),
+                "rps_ratio": round3(large_m.rps / small_m.rps),
+                "target_p50_ratio": TARGET_P50_RATIO,
+                "small_load_seconds": round3(small_load.seconds),
+                "large_load_seconds": round3(large_load.seconds),
+                "large_load_rows_per_second": large_load.rows_per_second().round(),
+                "settle_seconds": round3(settle_seconds),
+                "table_bytes": size,
+            },
+            "purge": purges.iter().map(|purge| {
+                let during = Measured::from(&purge.claims);
+                (purge.name.to_owned(), json!({
+                    "how": purge.how,
+                    "deleted": purge.deleted,
+                    "batches": purge.batches,
+                    "seconds": round3(purge.seconds),
+                    "deleted_per_second": (purge.deleted as f64 / purge.seconds).round(),
+                    "batch_p50_ms": purge.batch_us.value_at_quantile(0.5) as f64 / 1000.0,
+                    "batch_max_ms": purge.batch_us.max() as f64 / 1000.0,
+                    "first_batch_ms": round3(purge.first_batch_ms),
+                    "last_batch_ms": round3(purge.last_batch_ms),
+                    "exhausted": purge.exhausted,
+                    "new_during_purge": during.to_json(),
+                    "p99_ratio_during_purge": round3(during.p99_us / large_m.p99_us),
+                }))
+            }).collect::<serde_json::Map<String, serde_json::Value>>(),
+            "config": {
+                "seconds": options.seconds,
+                "warmup_seconds": options.warmup,
+                "concurrency": options.concurrency,
+                "workers": options.workers,
+            },
+            "machine": machine.to_json(),
+        });
+        report::write_file(path, &value)?;
+        println!("wrote {path}");
+    }
+    if options.chart.is_some() {
+        println!("(--chart draws the scenarios of a default run; the scale mode has no chart)");
+    }
+    Ok(())
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+async fn claims(options: &Options, schema: &RunSchema, server: &Server, label: &str) -> Result<Stats, String> {
+    let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
+    let stats =
+        load::drive(&server.base, &plan, options.concurrency, options.warm_up(), options.measure(), &schema.admin)
+            .await?;
+    println!("  {label:<24} {}", stats.summary());
+    Ok(stats)
+}
+
+struct Loaded {
+    rows: u64,
+    seconds: f64,
+}
+
+impl Loaded {
+    fn rows_per_second(&self) -> f64 {
+        self.rows as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Streams records `from..to` (of `total`, spread over `window` ending at `now`) into the table with a binary COPY.
+async fn copy_records(
+    pool: &Pool,
+    from: u64,
+    to: u64,
+    total: u64,
+    now: SystemTime,
+    window: Duration,
+) -> Result<Loaded, String> {
+    const COLUMNS: [Type; 15] = [
+        Type::BYTEA,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BYTEA,
+        Type::INT8,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT2,
+        Type::TEXT_ARRAY,
+        Type::BYTEA_ARRAY,
+        Type::BYTEA,
+    ];
+    let started = Instant::now();
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    let sink = client
+        .copy_in(
+            "COPY idempotency_records (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, \
+             expires_at, created_at, completed_at, status, header_names, header_values, body) \
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(|error| format!("COPY: {error}"))?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &COLUMNS));
+    let scope_hash = hash_parts(&[b"global"]);
+    let header_names: &[&str] = &["content-type"];
+    let header_values: &[&[u8]] = &[b"application/json"];
+    let body = load::body_for(0);
+    let ttl = Duration::from_secs(24 * 3600);
+    let start_of_window = now - window;
+    let no_lease: Option<SystemTime> = None;
+    let mut fingerprint = [0u8; 32];
+    let mut reported = Instant::now();
+    for n in from..to {
+        let key_hash = hash_parts(&[b"preload", &n.to_be_bytes()]);
+        fastrand::fill(&mut fingerprint);
+        let created_at = start_of_window + window.mul_f64(n as f64 / total as f64);
+        let expires_at = created_at + ttl;
+        let completed_at = created_at + Duration::from_millis(15);
+        let token = fastrand::i64(..);
+        let row: [&(dyn ToSql + Sync); 15] = [
+            &key_hash.as_slice(),
+            &scope_hash.as_slice(),
+            &"POST",
+            &app::LIB_PATH,
+            &fingerprint.as_slice(),
+            &token,
+            &"completed",
+            &no_lease,
+            &expires_at,
+            &created_at,
+            &completed_at,
+            &200i16,
+            &header_names,
+            &header_values,
+            &body.as_ref(),
+        ];
+        writer.as_mut().write(&row).await.map_err(|error| format!("COPY: {error}"))?;
+        if reported.elapsed() >= Duration::from_secs(10) {
+            reported = Instant::now();
+            let done = n + 1 - from;
+            println!(
+                "  {done} rows in {:.0} s ({:.0} rows/s)",
+                started.elapsed().as_secs_f64(),
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let rows = writer.as_mut().finish().await.map_err(|error| format!("COPY: {error}"))?;
+    let loaded = Loaded { rows, seconds: started.elapsed().as_secs_f64() };
+    println!("  loaded {rows} rows in {:.1} s ({:.0} rows/s)", loaded.seconds, loaded.rows_per_second());
+    Ok(loaded)
+}
+
+fn hash_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// What a table looks like some time after a bulk load: vacuumed and analyzed; and no checkpoint due in the
+/// middle of the next measurement.
+async fn settle(pool: &Pool) -> Result<(), String> {
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    client.batch_execute("VACUUM (ANALYZE) idempotency_records").await.map_err(|error| format!("VACUUM: {error}"))?;
+    client.batch_execute("CHECKPOINT").await.map_err(|error| format!("CHECKPOINT: {error}"))
+}
+
+async fn table_size(pool: &Pool) -> Result<u64, String> {
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    let row = client
+        .query_one("SELECT pg_total_relation_size('idempotency_records')", &[])
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+struct Purge {
+    name: &'static str,
+    how: String,
+    deleted: u64,
+    batches: u64,
+    seconds: f64,
+    /// Batch durations in microseconds.
+    batch_us: Histogram<u64>,
+    first_batch_ms: f64,
+    last_batch_ms: f64,
+    /// The purge ran out of expired records before the claims' measurement ended.
+    exhausted: bool,
+    claims: Stats,
+}
+
+/// Runs the purge loop on its own connection while `new` is measured (no warm-up: the purge starts with the
+/// measurement and stops with it).
+async fn purge_during_claims(
+    options: &Options,
+    schema: &RunSchema,
+    server: &Server,
+    purger: Purger,
+) -> Result<Purge, String> {
+    let (name, how) = (purger.name(), purger.describe());
+    let stop = Rc::new(Cell::new(false));
+    let task = {
+        let stop = Rc::clone(&stop);
+        actix_web::rt::spawn(async move {
+            let started = Instant::now();
+            let mut batch_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+            let (mut deleted, mut batches, mut first, mut last) = (0u64, 0u64, 0.0, 0.0);
+            // Successive batches that deleted nothing: after a few, the expired rows are gone.
+            let mut idle = 0;
+            while !stop.get() && idle < 1000 {
+                let batch_started = Instant::now();
+                let rows = purger.batch().await?;
+                let took = batch_started.elapsed();
+                batch_us.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                last = took.as_secs_f64() * 1000.0;
+                if batches == 0 {
+                    first = last;
+                }
+                batches += 1;
+                deleted += rows;
+                idle = if rows == 0 { idle + 1 } else { 0 };
+                if rows == 0 && matches!(purger, Purger::Ctid(_)) {
+                    break;
+                }
+            }
+            let exhausted = !stop.get();
+            Ok::<_, String>((deleted, batches, started.elapsed().as_secs_f64(), batch_us, first, last, exhausted))
+        })
+    };
+    let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
+    let claims =
+        load::drive(&server.base, &plan, options.concurrency, Duration::ZERO, options.measure(), &schema.admin).await;
+    stop.set(true);
+    let (deleted, batches, seconds, batch_us, first_batch_ms, last_batch_ms, exhausted) =
+        task.await.map_err(|error| format!("the purge task failed: {error}"))??;
+    let claims = claims?;
+    println!("  {:<24} {}", "claims during the purge", claims.summary());
+    Ok(Purge { name, how, deleted, batches, seconds, batch_us, first_batch_ms, last_batch_ms, exhausted, claims })
+}
