@@ -71,6 +71,7 @@ on_every_store!(
     waiter_is_woken_by_release,
     waiter_returns_at_its_timeout,
     purge_deletes_only_expired_records,
+    claims_stay_exact_when_retries_dominate,
 );
 
 async fn one_claim_wins_and_the_record_is_replayed_after_completion(store: &dyn Store) {
@@ -227,4 +228,41 @@ async fn purge_deletes_only_expired_records(store: &dyn Store) {
     assert!(matches!(running_record.state, RecordState::InProgress { .. }));
     let again = purge_expired(store, 7).await.unwrap();
     assert_eq!(again.deleted, 0);
+}
+
+async fn claims_stay_exact_when_retries_dominate(store: &dyn Store) {
+    // Many retries of a completed key: a store may change how it claims (PostgreSQL starts reading first).
+    let done = request(60, 1, 600, LONG, LONG);
+    store.claim(&done).await.unwrap();
+    store.complete(&lease_of(&done), &response("done"), LONG).await.unwrap();
+    for token in 0..64 {
+        assert!(matches!(store.claim(&request(60, 1, 601 + token, LONG, LONG)).await.unwrap(), Claim::Existing(_)));
+    }
+    // Whatever the order, every answer is the same as before.
+    let fresh = request(61, 1, 700, LONG, LONG);
+    assert_eq!(store.claim(&fresh).await.unwrap(), Claim::Acquired { took_over: false });
+    match store.claim(&request(61, 1, 701, LONG, LONG)).await.unwrap() {
+        Claim::Existing(record) => assert!(matches!(record.state, RecordState::InProgress { .. })),
+        other => panic!("the fresh key is in flight: {other:?}"),
+    }
+    let concurrent =
+        futures_util::future::join_all((0..10).map(|token| store.claim_owned(request(62, 1, 800 + token, LONG, LONG))))
+            .await;
+    let acquired = concurrent.iter().filter(|claim| matches!(claim, Claim::Acquired { .. })).count();
+    assert_eq!(acquired, 1, "one of ten concurrent claims wins: {concurrent:?}");
+    let dead = request(63, 1, 900, SHORT_LEASE, LONG);
+    assert_eq!(store.claim(&dead).await.unwrap(), Claim::Acquired { took_over: false });
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    assert_eq!(store.claim(&request(63, 1, 901, LONG, LONG)).await.unwrap(), Claim::Acquired { took_over: true });
+}
+
+/// Claims with an owned request, for concurrent claims in one `join_all`.
+trait ClaimOwned {
+    async fn claim_owned(&self, request: ClaimRequest) -> Claim;
+}
+
+impl ClaimOwned for dyn Store {
+    async fn claim_owned(&self, request: ClaimRequest) -> Claim {
+        self.claim(&request).await.expect("claim")
+    }
 }

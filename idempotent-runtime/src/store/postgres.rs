@@ -5,6 +5,7 @@
 //! connection and every decision is made by one atomic statement, so any number of processes may share the table.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,29 +75,22 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token
   AND ((state = 'completed' AND expires_at <= now())
        OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())))";
 
-/// Stores the response if the record still carries the token, and wakes waiters (only when there are some).
+/// Stores the response if the record still carries the token. A plain UPDATE: waiters (rare) are notified by a
+/// separate statement only when the record says it has some.
 const COMPLETE_SQL: &str = "
-WITH done AS (
-    UPDATE idempotency_records
-    SET state = 'completed', locked_until = NULL, completed_at = now(),
-        expires_at = now() + make_interval(secs => $6),
-        status = $7, header_names = $8, header_values = $9, body = $10
-    WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
-    RETURNING has_waiters
-), woken AS (
-    SELECT pg_notify('idempotency_records', $11) FROM done WHERE has_waiters
-)
-SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
+UPDATE idempotency_records
+SET state = 'completed', locked_until = NULL, completed_at = now(), expires_at = now() + make_interval(secs => $6),
+    status = $7, header_names = $8, header_values = $9, body = $10
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
+RETURNING has_waiters";
 
 const RELEASE_SQL: &str = "
-WITH done AS (
-    DELETE FROM idempotency_records
-    WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
-    RETURNING has_waiters
-), woken AS (
-    SELECT pg_notify('idempotency_records', $6) FROM done WHERE has_waiters
-)
-SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
+DELETE FROM idempotency_records
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
+RETURNING has_waiters";
+
+/// Wakes the waiters of a record (`on_conflict = "wait"`), after its completion or release.
+const NOTIFY_SQL: &str = "SELECT pg_notify('idempotency_records', $1)";
 
 /// The most recent live record of a key in a scope (the primary key's prefix serves it).
 const LOOKUP_SQL: &str = "
@@ -157,7 +151,25 @@ pub struct PostgresStore {
     timeout: Duration,
     listener: Option<Arc<Listener>>,
     purge_cursor: Arc<Mutex<PurgeCursor>>,
+    /// The recent share of claims that found an existing record, in [`EXISTING_SHARE_SCALE`]ths, exponentially
+    /// weighted: it picks the claim's first statement.
+    existing_share: Arc<AtomicU32>,
 }
+
+/// The first statement of a claim.
+#[derive(Clone, Copy)]
+enum ClaimStep {
+    /// `INSERT ... ON CONFLICT DO NOTHING`, returning the existing record if there is one.
+    Insert,
+    /// A plain read by primary key (then an insert if there is no record).
+    Read,
+}
+
+/// Fixed-point scale of [`PostgresStore::existing_share`].
+const EXISTING_SHARE_SCALE: u32 = 1_000;
+
+/// Each claim moves the estimate 1/16th of the way towards its outcome.
+const EXISTING_SHARE_WEIGHT: u32 = 16;
 
 /// Where the next purge batch starts: after this primary key (the empty key sorts before every record).
 #[derive(Debug, Default)]
@@ -177,7 +189,13 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`].
     pub fn new(pool: Pool) -> Self {
-        Self { pool, timeout: DEFAULT_OPERATION_TIMEOUT, listener: None, purge_cursor: Arc::default() }
+        Self {
+            pool,
+            timeout: DEFAULT_OPERATION_TIMEOUT,
+            listener: None,
+            purge_cursor: Arc::default(),
+            existing_share: Arc::default(),
+        }
     }
 
     /// Enables `on_conflict = "wait"`: waiting requests listen for completions on one dedicated connection made
@@ -280,38 +298,34 @@ impl PostgresStore {
         self.timeout
     }
 
-    fn timed_out(&self, doing: &str) -> StoreError {
-        StoreError::new(StoreErrorKind::Timeout, format!("no answer within {} ms {doing}", self.timeout.as_millis()))
-    }
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+    /// Claims by inserting or by reading first; each step that finds nothing conclusive moves to the other.
+    async fn claim_from(&self, request: &ClaimRequest, first: ClaimStep) -> Result<Claim, StoreError> {
         let id = &request.id;
         let lease_secs = request.lease.as_secs_f64();
         let ttl_secs = request.ttl.as_secs_f64();
-        let mut statement = CLAIM_SQL;
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &id.key_hash.as_slice(),
+            &id.scope_hash.as_slice(),
+            &id.method,
+            &id.route,
+            &request.fingerprint.as_slice(),
+            &request.token,
+            &lease_secs,
+            &ttl_secs,
+        ];
+        let mut step = first;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
-            let params: [&(dyn ToSql + Sync); 8] = [
-                &id.key_hash.as_slice(),
-                &id.scope_hash.as_slice(),
-                &id.method,
-                &id.route,
-                &request.fingerprint.as_slice(),
-                &request.token,
-                &lease_secs,
-                &ttl_secs,
-            ];
-            let rows = if statement == CLAIM_SQL {
-                self.query(CLAIM_SQL, &params).await?
-            } else {
-                self.query(READ_SQL, &params[..5]).await?
+            let rows = match step {
+                ClaimStep::Insert => self.query(CLAIM_SQL, &params).await?,
+                ClaimStep::Read => self.query(READ_SQL, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
-                // The claim saw a conflicting row its snapshot cannot show (inserted concurrently): read it, or
-                // (if it vanished since) claim again.
-                statement = if statement == CLAIM_SQL { READ_SQL } else { CLAIM_SQL };
+                // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
+                // record (or it vanished since): insert.
+                step = match step {
+                    ClaimStep::Insert => ClaimStep::Read,
+                    ClaimStep::Read => ClaimStep::Insert,
+                };
                 continue;
             };
             if row.try_get::<_, bool>("acquired").map_err(decode_failed)? {
@@ -325,7 +339,7 @@ impl Store for PostgresStore {
                     return Ok(Claim::Acquired { took_over: true });
                 }
                 // Another request took it over first, or its owner finished: look again.
-                statement = CLAIM_SQL;
+                step = ClaimStep::Insert;
                 continue;
             }
             return Ok(Claim::Existing(record_from_row(row)?));
@@ -336,37 +350,51 @@ impl Store for PostgresStore {
         ))
     }
 
+    /// Wakes the waiters of a record; a failure only makes them wait until their own timeout.
+    async fn notify(&self, id: &RecordId) {
+        let digest = crate::digest::to_hex(&id.digest());
+        if let Err(error) = self.execute(NOTIFY_SQL, &[&digest]).await {
+            tracing::warn!(%error, "could not wake the waiters of a record; they wait until their timeout");
+        }
+    }
+
+    fn timed_out(&self, doing: &str) -> StoreError {
+        StoreError::new(StoreErrorKind::Timeout, format!("no answer within {} ms {doing}", self.timeout.as_millis()))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+        // Mostly retries lately (a redelivery storm, a client retrying a slow route): read first, the cheapest
+        // statement for an existing record. Mostly fresh keys (the usual case): insert first, the only statement
+        // a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
+        let first = if self.existing_share.load(Ordering::Relaxed) > EXISTING_SHARE_SCALE / 2 {
+            ClaimStep::Read
+        } else {
+            ClaimStep::Insert
+        };
+        let claim = self.claim_from(request, first).await?;
+        let sample = if matches!(claim, Claim::Existing(_)) { EXISTING_SHARE_SCALE } else { 0 };
+        let _ = self.existing_share.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |share| {
+            Some(share - share / EXISTING_SHARE_WEIGHT + sample / EXISTING_SHARE_WEIGHT)
+        });
+        Ok(claim)
+    }
+
     async fn complete(
         &self,
         lease: &Lease,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        let id = &lease.id;
-        let status = i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX);
-        let names: Vec<&str> = response.headers.iter().map(|(name, _)| name.as_str()).collect();
-        let values: Vec<&[u8]> = response.headers.iter().map(|(_, value)| value.as_bytes()).collect();
-        let body: Option<&[u8]> = response.body.as_deref();
-        let notification = crate::digest::to_hex(&id.digest());
-        let rows = self
-            .query(
-                COMPLETE_SQL,
-                &[
-                    &id.key_hash.as_slice(),
-                    &id.scope_hash.as_slice(),
-                    &id.method,
-                    &id.route,
-                    &lease.token,
-                    &ttl.as_secs_f64(),
-                    &status,
-                    &names,
-                    &values,
-                    &body,
-                    &notification,
-                ],
-            )
-            .await?;
-        Ok(if changed(&rows)? { Completion::Stored } else { Completion::Fenced })
+        let completing = Completing::new(lease, response, ttl);
+        let rows = self.query(COMPLETE_SQL, &completing.params()).await?;
+        let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
+        if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
+            self.notify(&lease.id).await;
+        }
+        Ok(Completion::Stored)
     }
 
     async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
@@ -389,13 +417,16 @@ impl Store for PostgresStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let id = &lease.id;
-        let notification = crate::digest::to_hex(&id.digest());
-        self.query(
-            RELEASE_SQL,
-            &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &lease.token, &notification],
-        )
-        .await
-        .map(drop)
+        let rows = self
+            .query(
+                RELEASE_SQL,
+                &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &lease.token],
+            )
+            .await?;
+        if rows.iter().any(|row| row.try_get::<_, bool>("has_waiters").unwrap_or(false)) {
+            self.notify(id).await;
+        }
+        Ok(())
     }
 
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
@@ -508,38 +539,64 @@ pub(super) async fn complete_and_commit(
     response: &StoredResponse,
     ttl: Duration,
 ) -> Result<(), StoreError> {
-    let id = &lease.id;
-    let status = i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX);
-    let names: Vec<&str> = response.headers.iter().map(|(name, _)| name.as_str()).collect();
-    let values: Vec<&[u8]> = response.headers.iter().map(|(_, value)| value.as_bytes()).collect();
-    let body: Option<&[u8]> = response.body.as_deref();
-    let notification = crate::digest::to_hex(&id.digest());
-    let ttl_secs = ttl.as_secs_f64();
-    let params: [&(dyn ToSql + Sync); 11] = [
-        &id.key_hash.as_slice(),
-        &id.scope_hash.as_slice(),
-        &id.method,
-        &id.route,
-        &lease.token,
-        &ttl_secs,
-        &status,
-        &names,
-        &values,
-        &body,
-        &notification,
-    ];
+    let completing = Completing::new(lease, response, ttl);
+    let params = completing.params();
     let statement = client.prepare_cached(COMPLETE_SQL).await.map_err(query_failed)?;
     let (stored, committed) =
         futures_util::future::join(client.query(&statement, &params), client.batch_execute("COMMIT")).await;
     let stored = stored.map_err(query_failed)?;
     committed.map_err(query_failed)?;
-    if changed(&stored)? { Ok(()) } else { Err(corrupt("the claimed record vanished inside its own transaction")) }
+    let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
+    if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
+        let digest = crate::digest::to_hex(&lease.id.digest());
+        if let Err(error) = client.execute(NOTIFY_SQL, &[&digest]).await {
+            tracing::warn!(%error, "could not wake the waiters of a completed record; they wait until their timeout");
+        }
+    }
+    Ok(())
 }
 
-/// Whether a `changed` column says the statement changed the record.
-fn changed(rows: &[Row]) -> Result<bool, StoreError> {
-    let row = rows.first().ok_or_else(|| corrupt("the statement returned no row"))?;
-    Ok(row.try_get::<_, i64>("changed").map_err(decode_failed)? == 1)
+/// The parameters of [`COMPLETE_SQL`], shared by the plain and the transactional completion.
+struct Completing<'a> {
+    lease: &'a Lease,
+    key_hash: &'a [u8],
+    scope_hash: &'a [u8],
+    status: i16,
+    names: Vec<&'a str>,
+    values: Vec<&'a [u8]>,
+    body: Option<&'a [u8]>,
+    ttl_secs: f64,
+}
+
+impl<'a> Completing<'a> {
+    fn new(lease: &'a Lease, response: &'a StoredResponse, ttl: Duration) -> Self {
+        Self {
+            lease,
+            key_hash: &lease.id.key_hash,
+            scope_hash: &lease.id.scope_hash,
+            status: i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX),
+            names: response.headers.iter().map(|(name, _)| name.as_str()).collect(),
+            values: response.headers.iter().map(|(_, value)| value.as_bytes()).collect(),
+            body: response.body.as_deref(),
+            ttl_secs: ttl.as_secs_f64(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        let id = &self.lease.id;
+        [
+            &self.key_hash,
+            &self.scope_hash,
+            &id.method,
+            &id.route,
+            &self.lease.token,
+            &self.ttl_secs,
+            &self.status,
+            &self.names,
+            &self.values,
+            &self.body,
+        ]
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
