@@ -239,27 +239,28 @@ impl PostgresStore {
         }
     }
 
-    /// Runs one prepared statement on a pooled connection, within the store's timeout.
+    /// Runs one prepared statement on a pooled connection, the wait for the connection included, under one
+    /// deadline (one timer per operation, on the hot path).
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let client = self.connection(deadline).await?;
-        let outcome = tokio::time::timeout_at(deadline, async {
-            let statement = client.prepare_cached(sql).await?;
-            client.query(&statement, params).await
+        let mut client = None;
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let client = client.insert(self.pool.get().await.map_err(unavailable)?);
+            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
+            client.query(&statement, params).await.map_err(query_failed)
         })
         .await;
-        self.finish(&client, outcome)
+        self.finish(client.as_ref(), outcome)
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let client = self.connection(deadline).await?;
-        let outcome = tokio::time::timeout_at(deadline, async {
-            let statement = client.prepare_cached(sql).await?;
-            client.execute(&statement, params).await
+        let mut client = None;
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let client = client.insert(self.pool.get().await.map_err(unavailable)?);
+            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
+            client.execute(&statement, params).await.map_err(query_failed)
         })
         .await;
-        self.finish(&client, outcome)
+        self.finish(client.as_ref(), outcome)
     }
 
     pub(super) async fn connection(
@@ -276,21 +277,21 @@ impl PostgresStore {
     /// cannot land afterwards (a statement waiting on a lock would otherwise run once the lock is gone).
     fn finish<T>(
         &self,
-        client: &deadpool_postgres::Client,
-        outcome: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+        client: Option<&deadpool_postgres::Client>,
+        outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
     ) -> Result<T, StoreError> {
-        match outcome {
-            Ok(result) => result.map_err(query_failed),
-            Err(_) => {
-                let cancel = client.cancel_token();
-                tokio::spawn(async move {
-                    if let Err(error) = cancel.cancel_query(tokio_postgres::NoTls).await {
-                        tracing::warn!(%error, "could not cancel a timed-out idempotency statement");
-                    }
-                });
-                Err(self.timed_out("running a statement"))
+        let client = match (outcome, client) {
+            (Ok(result), _) => return result,
+            (Err(_elapsed), None) => return Err(self.timed_out("waiting for a pooled connection")),
+            (Err(_elapsed), Some(client)) => client,
+        };
+        let cancel = client.cancel_token();
+        tokio::spawn(async move {
+            if let Err(error) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(%error, "could not cancel a timed-out idempotency statement");
             }
-        }
+        });
+        Err(self.timed_out("running a statement"))
     }
 
     /// The bound on one store operation.
