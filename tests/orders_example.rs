@@ -119,7 +119,10 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
         assert_eq!(replay.body, retry.body);
     }
     let orders = orders_of(&schema, "crash").await;
-    println!("orders: kill -9 x{KILLS} after the INSERT: {} orders afterwards, one per key: {orders:?}", orders.len());
+    support::report_figure(&format!(
+        "orders: kill -9 x{KILLS} after the INSERT: {} orders afterwards, one per key: {orders:?}",
+        orders.len()
+    ));
     assert_eq!(orders.len(), KILLS, "each key's order exists exactly once");
     drop(process);
     schema.drop_schema().await;
@@ -133,7 +136,7 @@ async fn twenty_concurrent_duplicates_create_one_order_and_no_server_error() {
         futures_util::future::join_all((0..20).map(|_| order(&example.base, "dup", "same-key", "lamp", 500))).await;
     let created = replies.iter().filter(|reply| reply.status == Some(StatusCode::CREATED)).count();
     let conflicts = replies.iter().filter(|reply| reply.status == Some(StatusCode::CONFLICT)).count();
-    println!("orders: 20 concurrent duplicates -> {created} x 201, {conflicts} x 409");
+    support::report_figure(&format!("orders: 20 concurrent duplicates -> {created} x 201, {conflicts} x 409"));
     assert!(replies.iter().all(|reply| matches!(reply.status, Some(StatusCode::CREATED | StatusCode::CONFLICT))));
     assert!(created >= 1);
     assert_eq!(orders_of(&schema, "dup").await, ["lamp"], "one order");

@@ -114,11 +114,11 @@ async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_run_
     let elapsed = started.elapsed();
 
     let executions = executions_by_amount(&schema.pool(1), "load").await;
-    println!(
+    support::report_figure(&format!(
         "1000 concurrent requests, 50 keys, 2 processes: {} executions in {elapsed:?}; responses {}",
         executions.values().sum::<i64>(),
         tally(&outcomes)
-    );
+    ));
     assert_eq!(executions.len(), KEYS as usize, "every key executed");
     assert!(executions.values().all(|&count| count == 1), "no key executed twice: {executions:?}");
     let server_errors = outcomes.iter().filter(|outcome| outcome.status.is_none_or(|status| status.is_server_error()));
@@ -215,13 +215,13 @@ async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_s
         }
     }
     let executions = executions_by_amount(&pool, "crash").await;
-    println!(
+    support::report_figure(&format!(
         "kill -9 x{KILLS} with {KEYS_PER_KILL} payments in flight each: {} keys, {} executions after recovery \
          ({:?} after the last kill), max Retry-After right after restart {max_retry_after} s (lease {LEASE_SECS} s)",
         keys.len(),
         executions.values().sum::<i64>(),
         recovery.elapsed()
-    );
+    ));
     assert_eq!(executions.len(), keys.len(), "every key completed");
     assert!(executions.values().all(|&count| count == 1), "exactly once each: {executions:?}");
     drop(process);
@@ -312,7 +312,7 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
         }
     }
     let executions = executions_by_amount(&pool, "outage").await;
-    println!(
+    support::report_figure(&format!(
         "PostgreSQL outage under load (8 clients): {} requests, {} during the 2 s outage (all 503), first success \
          {first_success_after:?} after the server was back; {} failed requests retried, all completed in {:?}; \
          {} payments for {} keys, none twice; responses {}",
@@ -323,7 +323,7 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
         executions.values().sum::<i64>(),
         outcomes.len(),
         tally(&outcomes.iter().map(|(_, outcome)| outcome.clone()).collect::<Vec<_>>()),
-    );
+    ));
     assert_eq!(executions.len(), outcomes.len(), "every key paid");
     assert!(
         executions.values().all(|&count| count == 1),

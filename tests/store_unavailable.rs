@@ -121,7 +121,7 @@ async fn stopped_postgres_answers_503_and_service_resumes_when_it_returns() {
         reply = app.pay("during").await;
     }
     assert_eq!(reply.0, StatusCode::CREATED, "service resumes within 5 s of the store's return: {:?}", reply.2);
-    println!("store returned -> first success after {:?}", returned.elapsed());
+    support::report_figure(&format!("store restarted -> first success after {:?}", returned.elapsed()));
     let (status, _, _) = app.pay("before").await;
     assert_eq!(status, StatusCode::CREATED, "the record stored before the outage is still replayed");
     assert_eq!(app.runs(), 2);

@@ -53,3 +53,14 @@ pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool)
     }
     condition()
 }
+
+/// Prints a measured figure and appends it to `<target>/tmp/figures.txt`, which CI prints after the suite (test
+/// output is captured, and the figures are the point of the reliability suite).
+pub fn report_figure(line: &str) {
+    use std::io::Write as _;
+    println!("{line}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("figures.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{line}");
+    }
+}
