@@ -451,6 +451,7 @@ on_every_store!(
     waiting_duplicate_runs_when_the_original_releases,
     waiting_duplicate_gets_409_at_its_timeout,
     status_lookup_tells_in_progress_completed_or_unknown,
+    unreadable_body_is_a_problem,
     derived_key_dedupes_the_same_request_from_the_same_caller,
 );
 
@@ -999,4 +1000,23 @@ async fn derived_key_dedupes_the_same_request_from_the_same_caller(store: &Store
     let other_user = call("/derived").body("order=1").user(Some("bob")).send(&app.server).await;
     assert!(!other_user.is_replay(), "keys stay scoped");
     assert_eq!(app.probe.runs(), 3);
+}
+
+async fn unreadable_body_is_a_problem(store: &StoreUnderTest) {
+    use tokio::io::AsyncReadExt as _;
+    let app = start(store, Setup::Complete);
+    let mut socket = tokio::net::TcpStream::connect(app.server.addr()).await.expect("connect");
+    socket
+        .write_all(
+            b"POST /pay HTTP/1.1\r\nHost: test\r\nIdempotency-Key: k\r\nAuthorization: Bearer alice\r\n\
+              Transfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n\r\n",
+        )
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("https://idempotent.rs/problems/body-unreadable"), "{answer}");
+    assert_eq!(app.probe.runs(), 0);
 }

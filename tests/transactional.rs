@@ -33,6 +33,12 @@ impl Probe {
 /// Writes a row through the transaction, then answers the status in `x-status` (default 201), or panics.
 async fn write_then_answer(tx: &Tx, probe: &Probe, request: &HttpRequest, note: &str) -> HttpResponse {
     tx.execute("INSERT INTO writes (note) VALUES ($1)", &[&note]).await.expect("insert through the transaction");
+    if request.headers().contains_key("x-sql-error") {
+        // The handler's own SQL fails (think: a unique violation) and it answers 409 itself.
+        let failed = tx.execute("SELECT 1 / 0", &[]).await;
+        assert!(failed.is_err());
+        return HttpResponse::Conflict().body("duplicate order");
+    }
     let run = probe.enter(request).await;
     let status = request.headers().get("x-status").and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(201);
     if status == 999 {
@@ -177,6 +183,18 @@ async fn a_client_error_is_committed_with_its_writes() {
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!((app.rows().await, app.records().await), (1, 1), "4xx is an answer: stored with its writes");
     assert!(app.send("/write", "k", "hello", &[]).await.replayed);
+    app.finish().await;
+}
+
+#[actix_web::test]
+async fn a_handler_whose_sql_failed_keeps_its_answer_but_nothing_is_committed() {
+    let app = start().await;
+    let refused = app.send("/write", "k", "hello", &[("x-sql-error", "1")]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "the handler's own answer, not a 503: {}", refused.body);
+    assert_eq!(refused.body, "duplicate order");
+    assert_eq!((app.rows().await, app.records().await), (0, 0), "its aborted transaction committed nothing");
+    let retry = app.send("/write", "k", "hello", &[]).await;
+    assert_eq!(retry.status, StatusCode::CREATED, "the key was free");
     app.finish().await;
 }
 

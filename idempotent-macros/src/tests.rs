@@ -447,3 +447,16 @@ fn a_tx_parameter_makes_the_route_transactional() {
     assert_eq!(reported.len(), 1);
     assert!(reported[0].starts_with("a handler takes at most one `Tx`"), "{reported:?}");
 }
+
+#[test]
+fn durations_are_capped_and_derived_keys_need_a_real_scope() {
+    let item = quote! { async fn create() -> HttpResponse { todo!() } };
+    assert!(errors(quote!(ttl = "3651d"), item.clone())[0].contains("longer than 10 years"));
+    assert!(errors(quote!(on_conflict = "wait", wait = "99999d"), item.clone())[0].contains("longer than 10 years"));
+    assert!(errors(quote!(key = "derived", scope = "global"), item.clone())[0].contains("share one response"));
+    assert!(
+        crate::expand::idempotent(quote!(key = "derived", scope = "header:X-Tenant"), item)
+            .to_string()
+            .contains("Derived")
+    );
+}

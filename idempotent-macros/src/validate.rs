@@ -9,13 +9,32 @@ use quote::ToTokens as _;
 use syn::spanned::Spanned;
 use syn::{FnArg, PatType, Safety, Type};
 
-use crate::args::{Args, Key, OnConflict};
+use crate::args::{Args, Key, OnConflict, Scope};
+
+/// The longest `ttl`, `lease` or `wait` accepted: 10 years. Longer ones overflow deadlines and mean "forever".
+const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 use crate::duration::format_seconds;
 use crate::errors::Errors;
 use crate::handler::HandlerFn;
 
 /// Cross-option checks. Options that failed to parse are absent and simply not compared.
 pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
+    for setting in [&args.ttl, &args.lease, &args.wait].into_iter().flatten() {
+        if setting.value > MAX_DURATION_SECS {
+            errors.push(syn::Error::new(
+                setting.value_span,
+                format!(r#"`{}` is longer than 10 years; use at most "3650d""#, setting.keyword),
+            ));
+        }
+    }
+    if let (Some(key), Some(Scope::Global)) = (&args.key, args.scope.as_ref().map(|scope| &scope.value))
+        && key.value == Key::Derived
+    {
+        errors.push(syn::Error::new(
+            key.value_span,
+            r#"`key = "derived"` with `scope = "global"` would let two callers sending the same request share one response: scope it by "user", a header or a function"#,
+        ));
+    }
     if let (Some(key), Some(required)) = (&args.key, &args.required)
         && key.value == Key::Derived
     {

@@ -367,7 +367,8 @@ WITH done AS (
 ), woken AS (
     SELECT pg_notify('idempotency_records', $7) FROM done WHERE has_waiters
 )
-SELECT (SELECT count(*) FROM done) AS changed";
+SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
+// `woken` is referenced above on purpose: PostgreSQL skips a SELECT CTE nobody reads.
 
 const COUNTS_SQL: &str = "
 SELECT count(*) FILTER (WHERE state = 'in_progress' AND locked_until > now()) AS in_progress,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
-use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder, ResponseError};
+use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder};
 use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
@@ -158,7 +158,10 @@ where
             let detail = format!("the request body is larger than this route accepts ({cap} bytes)");
             return Answer::problem(Problem::new(ProblemKind::BodyTooLarge, detail), Outcome::Refused);
         }
-        Err(BodyError::Unreadable(error)) => return Answer::new(error.error_response(), Outcome::Refused),
+        Err(BodyError::Unreadable(error)) => {
+            let detail = format!("the request body could not be read: {error}");
+            return Answer::problem(Problem::new(ProblemKind::BodyUnreadable, detail), Outcome::Refused);
+        }
     };
     let source = match source {
         KeySource::InBody(field) => match lookup_in_form(request, &body, field) {
@@ -208,7 +211,7 @@ where
     F::Output: Responder,
 {
     let store = &context.settings.store;
-    let wait_until = context.route.wait.map(|wait| Instant::now() + wait);
+    let wait_until = context.route.wait.and_then(|wait| Instant::now().checked_add(wait));
     loop {
         let record = match observe::timed("claim", store.claim(&claim)).await {
             Err(error) => return store_failed(context, &error),
@@ -216,10 +219,11 @@ where
                 acquired(context, took_over);
                 let lease = Lease { id: claim.id.clone(), token: claim.token };
                 let guard = ClaimGuard::new(Arc::clone(store), lease.clone());
+                let claimed = LeaseClaim { guard, store: Arc::clone(store), lease: lease.clone(), ttl: claim.ttl };
                 let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
-                let ran = crate::lease::while_renewing(&**store, &lease, claim.lease, work).await;
-                let claimed = LeaseClaim { guard, store: Arc::clone(store), lease, ttl: claim.ttl };
-                return settle(context, claimed, ran).await;
+                // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it.
+                let run_and_settle = async { settle(context, claimed, work.await).await };
+                return crate::lease::while_renewing(&**store, &lease, claim.lease, run_and_settle).await;
             }
             Ok(Claim::Existing(record)) => record,
         };
@@ -372,6 +376,12 @@ async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread:
         Ok(Completion::Fenced) => {
             observe::increment(observe::FENCED, context.route_label);
             tracing::warn!(key = %context.key, "this attempt lost its claim to a newer one; its response was not stored");
+        }
+        // The handler's own SQL failed (say, a unique violation it answered with 409): its transaction was
+        // aborted, so nothing was committed. Its answer stands, unstored, and the key is free: a release.
+        Err(error) if error.kind() == StoreErrorKind::TransactionAborted => {
+            tracing::info!(key = %context.key, "the handler's transaction was aborted by its own SQL; nothing was stored");
+            return Answer::new(head.set_body(body), Outcome::Released);
         }
         // Nothing was committed, not even the handler's writes: answering its success would be a lie.
         Err(error) if C::RESPONSE_NEEDS_STORING => return store_failed(context, &error),

@@ -35,8 +35,12 @@ impl IdempotencyKey {
         &self.0
     }
 
-    /// A form of the key that is safe for logs: its first four characters and its length.
+    /// A form of the key that is safe for logs: its first four characters and its length, or only its length
+    /// when the key is too short for a prefix to leave most of it hidden.
     pub fn redacted(&self) -> String {
+        if self.0.len() < 12 {
+            return format!("…({} chars)", self.0.len());
+        }
         let prefix: String = self.0.chars().take(4).collect();
         format!("{prefix}…({} chars)", self.0.len())
     }
@@ -54,7 +58,8 @@ impl fmt::Debug for IdempotencyKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The value is empty (or `""`).
+    /// The value is empty (or `""`): answered `key-invalid`, like any malformed value (an absent key is
+    /// `key-missing`).
     Empty,
     /// More than [`MAX_KEY_LEN`] characters after unquoting.
     TooLong {
@@ -238,5 +243,6 @@ mod tests {
         let key = IdempotencyKey::parse(b"secret-key-123").unwrap();
         assert_eq!(key.redacted(), "secr…(14 chars)");
         assert!(!format!("{key:?}").contains("secret-key-123"));
+        assert_eq!(IdempotencyKey::parse(b"1234").unwrap().redacted(), "…(4 chars)", "short keys show no prefix");
     }
 }

@@ -32,6 +32,8 @@ pub enum ProblemKind {
     InFlight,
     /// 413: the request body is larger than the route accepts.
     BodyTooLarge,
+    /// 400: the request body could not be read (broken chunked encoding, the client went away mid-body).
+    BodyUnreadable,
     /// 422: the key was already used for a different request.
     KeyReused,
     /// 500: the application is missing configuration the route needs.
@@ -56,6 +58,7 @@ impl ProblemKind {
             Self::Unauthenticated => "unauthenticated",
             Self::InFlight => "in-flight",
             Self::BodyTooLarge => "body-too-large",
+            Self::BodyUnreadable => "body-unreadable",
             Self::KeyReused => "key-reused",
             Self::Misconfigured => "misconfigured",
             Self::HandlerPanicked => "handler-panicked",
@@ -74,6 +77,7 @@ impl ProblemKind {
             Self::Unauthenticated => "Authentication required",
             Self::InFlight => "Request in flight",
             Self::BodyTooLarge => "Request body too large",
+            Self::BodyUnreadable => "Request body unreadable",
             Self::KeyReused => "Idempotency key reused",
             Self::Misconfigured => "Idempotency misconfigured",
             Self::HandlerPanicked => "Handler failed",
@@ -87,7 +91,7 @@ impl ProblemKind {
     /// status instead and this is only a fallback.
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::KeyMissing | Self::KeyInvalid | Self::ScopeMissing => StatusCode::BAD_REQUEST,
+            Self::KeyMissing | Self::KeyInvalid | Self::ScopeMissing | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::InFlight => StatusCode::CONFLICT,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

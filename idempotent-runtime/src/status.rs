@@ -77,7 +77,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     let (found, document) = match status {
         None => (false, json!({"state": "unknown"})),
         Some(status) => {
-            let started_at = humantime::format_rfc3339_seconds(status.created_at).to_string();
+            let started_at = rfc3339(status.created_at);
             let document = match status.state {
                 KeyState::InProgress { lease_remaining } => json!({
                     "state": "in_progress",
@@ -92,7 +92,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
                     "method": status.method,
                     "route": status.route,
                     "started_at": started_at,
-                    "completed_at": humantime::format_rfc3339_seconds(completed_at).to_string(),
+                    "completed_at": rfc3339(completed_at),
                 }),
             };
             (true, document)
@@ -100,4 +100,26 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     };
     let mut response = if found { HttpResponse::Ok() } else { HttpResponse::NotFound() };
     response.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store"))).json(document)
+}
+
+/// RFC 3339 for the years humantime formats (1970 to 9999); `null` for a stored time outside them (a damaged
+/// row must not turn a lookup into a panic).
+fn rfc3339(time: std::time::SystemTime) -> Option<String> {
+    const YEAR_10000: std::time::Duration = std::time::Duration::from_secs(253_402_300_800);
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    (since_epoch < YEAR_10000).then(|| humantime::format_rfc3339_seconds(time).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::rfc3339;
+
+    #[test]
+    fn times_outside_the_formattable_range_are_null_not_a_panic() {
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_000_000)).as_deref(), Some("2026-11-18T11:06:40Z"));
+        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(1)), None);
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(300_000_000_000)), None);
+    }
 }

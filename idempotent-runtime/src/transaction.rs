@@ -11,6 +11,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
 use crate::problem::{Problem, ProblemKind};
+use crate::store::TransactionConnection;
 
 /// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
 /// (`tx.execute(..)`, `tx.query(..)`, `tx.prepare_cached(..)`). It commits together with the stored response when
@@ -41,7 +42,7 @@ use crate::problem::{Problem, ProblemKind};
 /// }
 /// ```
 pub struct Tx {
-    client: Arc<deadpool_postgres::Client>,
+    connection: Arc<TransactionConnection>,
     /// `!Send`: a `Tx` moved into a spawned task would outlive the request and keep its transaction open.
     _request_bound: std::marker::PhantomData<std::rc::Rc<()>>,
 }
@@ -53,8 +54,8 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    pub(crate) fn new(client: Arc<deadpool_postgres::Client>) -> Self {
-        Self { client, _request_bound: std::marker::PhantomData }
+    pub(crate) fn new(connection: Arc<TransactionConnection>) -> Self {
+        Self { connection, _request_bound: std::marker::PhantomData }
     }
 }
 
@@ -62,7 +63,7 @@ impl Deref for Tx {
     type Target = deadpool_postgres::ClientWrapper;
 
     fn deref(&self) -> &deadpool_postgres::ClientWrapper {
-        &self.client
+        &self.connection
     }
 }
 

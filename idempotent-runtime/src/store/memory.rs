@@ -83,6 +83,11 @@ impl Entry {
     }
 }
 
+/// `now + duration`, saturating far in the future instead of overflowing (a ttl of centuries is "forever").
+fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 60 * 60))
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
@@ -101,9 +106,9 @@ impl Store for MemoryStore {
             Entry {
                 fingerprint: request.fingerprint,
                 token: request.token,
-                expires_at: now + request.ttl,
+                expires_at: later(now, request.ttl),
                 created_at: SystemTime::now(),
-                state: EntryState::InProgress { locked_until: now + request.lease },
+                state: EntryState::InProgress { locked_until: later(now, request.lease) },
                 waiters,
             },
         );
@@ -120,7 +125,7 @@ impl Store for MemoryStore {
         match records.get_mut(&lease.id) {
             Some(entry) if entry.token == lease.token && matches!(entry.state, EntryState::InProgress { .. }) => {
                 entry.state = EntryState::Completed { response: response.clone(), completed_at: SystemTime::now() };
-                entry.expires_at = Instant::now() + ttl;
+                entry.expires_at = later(Instant::now(), ttl);
                 entry.wake_waiters();
                 Ok(Completion::Stored)
             }
@@ -132,7 +137,7 @@ impl Store for MemoryStore {
         let mut records = self.records();
         match records.get_mut(&lease.id) {
             Some(Entry { token, state: EntryState::InProgress { locked_until }, .. }) if *token == lease.token => {
-                *locked_until = Instant::now() + duration;
+                *locked_until = later(Instant::now(), duration);
                 Ok(LeaseState::Held)
             }
             _ => Ok(LeaseState::Lost),

@@ -8,6 +8,7 @@ mod listener;
 mod memory;
 mod postgres;
 mod postgres_transaction;
+mod transaction_connection;
 mod transactional;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
 pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL};
+pub(crate) use self::transaction_connection::TransactionConnection;
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
 use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
@@ -148,6 +150,8 @@ pub enum StoreErrorKind {
     Corrupt,
     /// The store was not set up for what the route asks (e.g. waiting without notifications).
     Unsupported,
+    /// A transactional route's handler left its transaction aborted (its own SQL failed): nothing was committed.
+    TransactionAborted,
 }
 
 impl StoreError {
@@ -169,6 +173,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Timeout => "idempotency store timed out",
             StoreErrorKind::Corrupt => "idempotency record corrupt",
             StoreErrorKind::Unsupported => "idempotency store not set up for this route",
+            StoreErrorKind::TransactionAborted => "the handler's transaction was aborted by its own SQL",
         };
         write!(f, "{what}: {}", self.source)
     }

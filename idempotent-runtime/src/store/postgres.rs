@@ -65,6 +65,17 @@ SELECT false AS acquired, fingerprint, token, state,
 FROM idempotency_records
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
 
+/// The claim's read step: only what a claim decides on (no `expired` column, which only [`Store::read`] needs).
+const CLAIM_READ_SQL: &str = "
+SELECT false AS acquired, fingerprint, token, state,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now()))
+           AS takeover,
+       status, header_names, header_values, body
+FROM idempotency_records
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
+
 /// Takes over an expired record or one whose worker died; the token comparison makes it a compare-and-swap.
 pub(super) const TAKEOVER_SQL: &str = "
 UPDATE idempotency_records
@@ -249,7 +260,7 @@ impl PostgresStore {
             client.query(&statement, params).await.map_err(query_failed)
         })
         .await;
-        self.finish(client.as_ref(), outcome)
+        self.finish(client, outcome)
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -260,7 +271,7 @@ impl PostgresStore {
             client.execute(&statement, params).await.map_err(query_failed)
         })
         .await;
-        self.finish(client.as_ref(), outcome)
+        self.finish(client, outcome)
     }
 
     pub(super) async fn connection(
@@ -274,10 +285,11 @@ impl PostgresStore {
     }
 
     /// A statement still running at the timeout is cancelled on the server, so that a claim answered with 503
-    /// cannot land afterwards (a statement waiting on a lock would otherwise run once the lock is gone).
+    /// does not land afterwards (a statement waiting on a lock would otherwise run once the lock is gone). Its
+    /// connection is taken out of the pool first: a late cancel request must not hit another borrower's query.
     fn finish<T>(
         &self,
-        client: Option<&deadpool_postgres::Client>,
+        client: Option<deadpool_postgres::Client>,
         outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
     ) -> Result<T, StoreError> {
         let client = match (outcome, client) {
@@ -285,8 +297,11 @@ impl PostgresStore {
             (Err(_elapsed), None) => return Err(self.timed_out("waiting for a pooled connection")),
             (Err(_elapsed), Some(client)) => client,
         };
+        let client = deadpool_postgres::Object::take(client);
         let cancel = client.cancel_token();
         tokio::spawn(async move {
+            // Kept until the cancel request is sent: it is for this connection's backend only.
+            let _detached = client;
             if let Err(error) = cancel.cancel_query(tokio_postgres::NoTls).await {
                 tracing::warn!(%error, "could not cancel a timed-out idempotency statement");
             }
@@ -318,7 +333,7 @@ impl PostgresStore {
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
                 ClaimStep::Insert => self.query(CLAIM_SQL, &params).await?,
-                ClaimStep::Read => self.query(READ_SQL, &params[..5]).await?,
+                ClaimStep::Read => self.query(CLAIM_READ_SQL, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
                 // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
@@ -542,10 +557,19 @@ pub(super) async fn complete_and_commit(
 ) -> Result<(), StoreError> {
     let completing = Completing::new(lease, response, ttl);
     let params = completing.params();
-    let statement = client.prepare_cached(COMPLETE_SQL).await.map_err(query_failed)?;
+    // The handler's own SQL may have failed and left the transaction aborted: every statement then fails with
+    // 25P02 (the prepare too, on a connection that has not prepared it yet), and the COMMIT rolls back.
+    let in_aborted_transaction = |error: tokio_postgres::Error| {
+        if error.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) {
+            StoreError::new(StoreErrorKind::TransactionAborted, error)
+        } else {
+            query_failed(error)
+        }
+    };
+    let statement = client.prepare_cached(COMPLETE_SQL).await.map_err(in_aborted_transaction)?;
     let (stored, committed) =
         futures_util::future::join(client.query(&statement, &params), client.batch_execute("COMMIT")).await;
-    let stored = stored.map_err(query_failed)?;
+    let stored = stored.map_err(in_aborted_transaction)?;
     committed.map_err(query_failed)?;
     let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
     if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {

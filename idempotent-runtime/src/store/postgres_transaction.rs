@@ -13,8 +13,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::postgres::{PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
-use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
-use super::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore, rollback};
+use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
 
 /// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The two
 /// variants differ only in how the lock is taken. The lock is keyed by (table, record) so that tables in
@@ -63,31 +63,32 @@ impl TransactionalStore for PostgresStore {
         wait: Option<Duration>,
     ) -> Result<TransactionalClaim, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout() + wait.unwrap_or_default();
-        let client = self.connection(deadline).await?;
-        let outcome = tokio::time::timeout_at(deadline, claim(&client, request, wait)).await;
-        let step = match outcome {
+        // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
+        // request), the connection is closed rather than pooled inside the open transaction.
+        let connection = TransactionConnection::new(self.connection(deadline).await?);
+        let step = match tokio::time::timeout_at(deadline, claim(&connection, request, wait)).await {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {
-                discard_or_rollback(client).await;
+                rollback(connection).await;
                 return Err(error);
             }
+            // The transaction's state is unknown: `connection` is closed when dropped here.
             Err(_) => {
-                // The transaction's state is unknown: never hand this connection to anybody else.
-                drop(deadpool_postgres::Object::take(client));
                 return Err(StoreError::new(StoreErrorKind::Timeout, "the transactional claim did not finish in time"));
             }
         };
         match step {
             Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(
-                client,
+                connection,
                 Lease { id: request.id.clone(), token: request.token },
+                self.timeout(),
             ))),
             Step::Existing(record) => {
-                release_in_background(client);
+                tokio::spawn(rollback(connection));
                 Ok(TransactionalClaim::Existing(record))
             }
             Step::Busy => {
-                release_in_background(client);
+                tokio::spawn(rollback(connection));
                 Ok(TransactionalClaim::Busy)
             }
         }
@@ -177,17 +178,6 @@ async fn claim_again(
     let rows = client.query(&statement, params).await.map_err(failed)?;
     let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;
     Ok(if acquired == Some(true) { Step::Acquired } else { Step::Busy })
-}
-
-/// Ends a transaction that holds nothing the caller needs, without making the caller wait for it.
-fn release_in_background(client: deadpool_postgres::Client) {
-    tokio::spawn(discard_or_rollback(client));
-}
-
-async fn discard_or_rollback(client: deadpool_postgres::Client) {
-    if client.batch_execute("ROLLBACK").await.is_err() {
-        drop(deadpool_postgres::Object::take(client));
-    }
 }
 
 fn failed(error: tokio_postgres::Error) -> StoreError {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
 use crate::record::{Record, StoredResponse};
 use crate::transaction::Tx;
 
@@ -34,10 +34,11 @@ pub enum TransactionalClaim {
 }
 
 /// A transaction holding a claim. Dropped while still open (the request was cancelled), it rolls back in a
-/// background task, so the pooled connection never returns to the pool inside a transaction.
+/// background task; a connection whose transaction cannot be ended cleanly is closed, never pooled again.
 pub struct OpenTransaction {
-    client: Option<Arc<deadpool_postgres::Client>>,
+    connection: Option<Arc<TransactionConnection>>,
     lease: Lease,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for OpenTransaction {
@@ -47,57 +48,69 @@ impl std::fmt::Debug for OpenTransaction {
 }
 
 impl OpenTransaction {
-    pub(crate) fn new(client: deadpool_postgres::Client, lease: Lease) -> Self {
-        Self { client: Some(Arc::new(client)), lease }
+    pub(crate) fn new(connection: TransactionConnection, lease: Lease, timeout: Duration) -> Self {
+        Self { connection: Some(Arc::new(connection)), lease, timeout }
     }
 
     /// The handle the handler receives.
     pub fn tx(&self) -> Option<Tx> {
-        self.client.as_ref().map(|client| Tx::new(Arc::clone(client)))
+        self.connection.as_ref().map(|connection| Tx::new(Arc::clone(connection)))
     }
 
-    /// Stores the response and commits everything (claim, handler writes, response) at once.
+    /// Stores the response and commits everything (claim, handler writes, response) at once, within the store's
+    /// timeout. A handler whose own SQL failed left the transaction aborted: then nothing is committed and the
+    /// error says so ([`StoreErrorKind::TransactionAborted`]).
     pub async fn commit_with(mut self, response: &StoredResponse, ttl: Duration) -> Result<(), StoreError> {
-        let client = self.take_client()?;
-        let result = super::postgres::complete_and_commit(&client, &self.lease, response, ttl).await;
-        if result.is_err() {
-            rollback(client).await;
+        let connection = self.take_connection()?;
+        let committed = tokio::time::timeout(
+            self.timeout,
+            super::postgres::complete_and_commit(&connection, &self.lease, response, ttl),
+        )
+        .await;
+        match committed {
+            Ok(Ok(())) => {
+                drop(connection.into_pooled());
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                rollback(connection).await;
+                Err(error)
+            }
+            // Unknown outcome: `connection` is dropped here, closed rather than pooled.
+            Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, "the commit did not answer in time")),
         }
-        result
     }
 
     /// Rolls everything back: the claim, and whatever the handler wrote.
     pub async fn rollback(mut self) {
-        if let Ok(client) = self.take_client() {
-            rollback(client).await;
+        if let Ok(connection) = self.take_connection() {
+            rollback(connection).await;
         }
     }
 
-    fn take_client(&mut self) -> Result<deadpool_postgres::Client, StoreError> {
-        let shared = self.client.take().ok_or_else(|| failed_message("the transaction is already closed"))?;
-        // The handler's `Tx` is gone once its future completed; a `Tx` kept elsewhere would be a bug in the app.
+    fn take_connection(&mut self) -> Result<TransactionConnection, StoreError> {
+        let shared = self.connection.take().ok_or_else(|| failed_message("the transaction is already closed"))?;
+        // The handler's `Tx` is gone once its future completed; a `Tx` kept elsewhere keeps the connection, which
+        // is then closed (not pooled) when that `Tx` goes.
         Arc::try_unwrap(shared).map_err(|_| failed_message("the handler kept its `Tx` beyond the request"))
     }
 }
 
 impl Drop for OpenTransaction {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else { return };
+        let Some(connection) = self.connection.take() else { return };
+        let Ok(connection) = Arc::try_unwrap(connection) else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Ok(client) = Arc::try_unwrap(client) {
-                    rollback(client).await;
-                }
-            });
+            runtime.spawn(rollback(connection));
         }
     }
 }
 
-/// Rolls back; a connection whose rollback failed is taken out of the pool rather than reused mid-transaction.
-async fn rollback(client: deadpool_postgres::Client) {
-    if let Err(error) = client.batch_execute("ROLLBACK").await {
-        tracing::warn!(%error, "rollback of an idempotent transaction failed; discarding its connection");
-        drop(deadpool_postgres::Object::take(client));
+/// Rolls back and returns the connection to the pool; one whose rollback failed is closed instead.
+pub(crate) async fn rollback(connection: TransactionConnection) {
+    match connection.batch_execute("ROLLBACK").await {
+        Ok(()) => drop(connection.into_pooled()),
+        Err(error) => tracing::warn!(%error, "rollback of an idempotent transaction failed; closing its connection"),
     }
 }
 
