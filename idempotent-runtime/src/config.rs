@@ -72,6 +72,7 @@ pub(crate) struct Settings {
     pub(crate) user_resolver: Option<UserResolver>,
     pub(crate) denied_headers: Vec<HeaderName>,
     pub(crate) store_retry_after: Duration,
+    pub(crate) key_reused_status: actix_web::http::StatusCode,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -108,6 +109,7 @@ impl Idempotency {
                 user_resolver: None,
                 denied_headers: Vec::new(),
                 store_retry_after: DEFAULT_STORE_RETRY_AFTER,
+                key_reused_status: actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             },
         }
     }
@@ -182,6 +184,13 @@ impl IdempotencyBuilder {
     /// The `Retry-After` of a 503 `store-unavailable` (default 1 second).
     pub fn store_retry_after(mut self, after: Duration) -> Self {
         self.settings.store_retry_after = after;
+        self
+    }
+
+    /// The status of a `key-reused` problem (a key sent again with a different request); 422 by default, as in the
+    /// IETF draft. Some APIs prefer 409 or 400.
+    pub fn key_reused_status(mut self, status: actix_web::http::StatusCode) -> Self {
+        self.settings.key_reused_status = status;
         self
     }
 

@@ -239,7 +239,7 @@ where
                     return store_failed(context, &error);
                 }
             }
-            _ => return answer_existing(record, &claim),
+            _ => return answer_existing(record, &claim, context.settings),
         }
     }
 }
@@ -262,7 +262,7 @@ where
     let open = match observe::timed("claim", store.claim_in_transaction(&claim, context.route.wait)).await {
         Err(error) => return store_failed(context, &error),
         Ok(TransactionalClaim::Busy) => return in_flight(Duration::from_secs(1)),
-        Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim),
+        Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim, context.settings),
         Ok(TransactionalClaim::Acquired(open)) => open,
     };
     acquired(context, false);
@@ -426,14 +426,14 @@ where
 
 /// The answer to a request whose key has a live record it does not own: 422 for another request (checked before
 /// the in-flight check), the replay of a completed one, or 409 until the lease lapses.
-fn answer_existing(record: Record, claim: &ClaimRequest) -> Answer {
+fn answer_existing(record: Record, claim: &ClaimRequest, settings: &Settings) -> Answer {
     if record.fingerprint != claim.fingerprint {
         let problem = Problem::new(
             ProblemKind::KeyReused,
             "this idempotency key was already used for a different request (method, path, query or body differ); \
              use a new key for a new request",
         );
-        return Answer::problem(problem, Outcome::KeyReused);
+        return Answer::problem(problem.with_status(settings.key_reused_status), Outcome::KeyReused);
     }
     match record.state {
         RecordState::Completed(stored) => Answer::new(replay(&stored), Outcome::Replayed),

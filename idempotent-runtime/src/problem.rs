@@ -115,6 +115,8 @@ pub(crate) struct Problem {
     kind: ProblemKind,
     detail: String,
     retry_after: Option<Duration>,
+    /// Overrides the kind's status (the app's configured status for `key-reused`).
+    status: Option<StatusCode>,
 }
 
 #[derive(Serialize)]
@@ -128,7 +130,13 @@ struct ProblemDocument<'a> {
 
 impl Problem {
     pub(crate) fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into(), retry_after: None }
+        Self { kind, detail: detail.into(), retry_after: None, status: None }
+    }
+
+    /// Answers with `status` instead of the kind's own.
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Adds `Retry-After`, rounded up to whole seconds and at least 1 (a 0 would invite a hot retry loop).
@@ -150,7 +158,7 @@ impl Problem {
     }
 
     pub(crate) fn into_response(self) -> HttpResponse {
-        let status = self.kind.status();
+        let status = self.status.unwrap_or_else(|| self.kind.status());
         let mut response = HttpResponse::build(status);
         response
             .insert_header((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)))
