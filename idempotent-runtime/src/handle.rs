@@ -229,17 +229,11 @@ where
         };
         // on_conflict = "wait": a duplicate of a request in flight sleeps until the original completes or
         // releases (or its lease lapses, when this request may take over), then looks again.
-        let now = Instant::now();
-        match (&record.state, wait_until) {
-            (RecordState::InProgress { lease_remaining }, Some(deadline))
-                if now < deadline && record.fingerprint == claim.fingerprint =>
-            {
-                let until_change = (deadline - now).min((*lease_remaining).max(Duration::from_millis(10)));
-                if let Err(error) = observe::timed("wait", store.wait(&claim.id, until_change)).await {
-                    return store_failed(context, &error);
-                }
-            }
-            _ => return answer_existing(record, &claim, context.settings),
+        let Some(until_change) = crate::lease::wait_before_claiming_again(&record, &claim, wait_until) else {
+            return answer_existing(record, &claim, context.settings);
+        };
+        if let Err(error) = observe::timed("wait", store.wait(&claim.id, until_change)).await {
+            return store_failed(context, &error);
         }
     }
 }

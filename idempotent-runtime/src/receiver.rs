@@ -280,17 +280,11 @@ impl Receiver {
                 }
                 Ok(Claim::Existing(record)) => record,
             };
-            let now = Instant::now();
-            match (&record.state, wait_until) {
-                (RecordState::InProgress { lease_remaining }, Some(deadline))
-                    if now < deadline && record.fingerprint == claim.fingerprint =>
-                {
-                    let until_change = (deadline - now).min((*lease_remaining).max(Duration::from_millis(10)));
-                    if let Err(error) = self.store.wait(&claim.id, until_change).await {
-                        return Err(store_failed(&claim.id, error));
-                    }
-                }
-                _ => return answer_existing(record, &claim, decode),
+            let Some(until_change) = crate::lease::wait_before_claiming_again(&record, &claim, wait_until) else {
+                return answer_existing(record, &claim, decode);
+            };
+            if let Err(error) = self.store.wait(&claim.id, until_change).await {
+                return Err(store_failed(&claim.id, error));
             }
         }
     }

@@ -316,19 +316,8 @@ impl PostgresStore {
 
     /// Claims by inserting or by reading first; each step that finds nothing conclusive moves to the other.
     async fn claim_from(&self, request: &ClaimRequest, first: ClaimStep) -> Result<Claim, StoreError> {
-        let id = &request.id;
-        let lease_secs = request.lease.as_secs_f64();
-        let ttl_secs = request.ttl.as_secs_f64();
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &id.key_hash.as_slice(),
-            &id.scope_hash.as_slice(),
-            &id.method,
-            &id.route,
-            &request.fingerprint.as_slice(),
-            &request.token,
-            &lease_secs,
-            &ttl_secs,
-        ];
+        let claiming = Claiming::new(request);
+        let params = claiming.params();
         let mut step = first;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
@@ -579,6 +568,43 @@ pub(super) async fn complete_and_commit(
         }
     }
     Ok(())
+}
+
+/// The parameters `$1` to `$8` of every claim statement, shared by the plain and the transactional claim.
+pub(super) struct Claiming<'a> {
+    request: &'a ClaimRequest,
+    key_hash: &'a [u8],
+    scope_hash: &'a [u8],
+    fingerprint: &'a [u8],
+    lease_secs: f64,
+    ttl_secs: f64,
+}
+
+impl<'a> Claiming<'a> {
+    pub(super) fn new(request: &'a ClaimRequest) -> Self {
+        Self {
+            request,
+            key_hash: &request.id.key_hash,
+            scope_hash: &request.id.scope_hash,
+            fingerprint: &request.fingerprint,
+            lease_secs: request.lease.as_secs_f64(),
+            ttl_secs: request.ttl.as_secs_f64(),
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        let id = &self.request.id;
+        [
+            &self.key_hash,
+            &self.scope_hash,
+            &id.method,
+            &id.route,
+            &self.fingerprint,
+            &self.request.token,
+            &self.lease_secs,
+            &self.ttl_secs,
+        ]
+    }
 }
 
 /// The parameters of [`COMPLETE_SQL`], shared by the plain and the transactional completion.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::postgres::{PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
+use super::postgres::{Claiming, PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
 use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore, rollback};
 use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
 
@@ -110,19 +110,9 @@ async fn claim(
     // Advisory locks are per database: the table's oid (first key) keeps two schemas' records apart, and 32 bits
     // of the record's digest (second key) name the record. A rare collision only makes a duplicate wait or 409.
     let lock_key = i32::from_be_bytes(id.digest()[..4].try_into().unwrap_or_default());
-    let lease_secs = request.lease.as_secs_f64();
-    let ttl_secs = request.ttl.as_secs_f64();
-    let params: [&(dyn ToSql + Sync); 9] = [
-        &id.key_hash.as_slice(),
-        &id.scope_hash.as_slice(),
-        &id.method,
-        &id.route,
-        &request.fingerprint.as_slice(),
-        &request.token,
-        &lease_secs,
-        &ttl_secs,
-        &lock_key,
-    ];
+    let claiming = Claiming::new(request);
+    let [p1, p2, p3, p4, p5, p6, p7, p8] = claiming.params();
+    let params: [&(dyn ToSql + Sync); 9] = [p1, p2, p3, p4, p5, p6, p7, p8, &lock_key];
     let begin = match wait {
         // SET LOCAL takes no parameters; the value is an integer we format ourselves.
         Some(wait) => format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)),
