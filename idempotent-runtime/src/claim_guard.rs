@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::store::{Lease, Store};
+use std::time::Duration;
+
+use crate::record::StoredResponse;
+use crate::store::{Completion, Lease, Store, StoreError};
 
 /// Owns an acquired claim until it is completed or released. Dropped while still armed (the request future was
 /// cancelled), it releases the claim in a background task, so a disconnect frees the key at once instead of after
@@ -18,9 +21,15 @@ impl ClaimGuard {
         Self { store, lease: Some(lease) }
     }
 
-    /// The request reached a final state: stop guarding.
-    pub(crate) fn disarm(mut self) {
+    /// Stores the response under this claim and stops guarding: stored, fenced or failed, this attempt is done
+    /// with the record (a failed completion leaves it to its lease).
+    pub(crate) async fn complete(mut self, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
+        let Some(lease) = self.lease.as_ref() else { return Ok(Completion::Fenced) };
+        // Still guarded while the completion runs: cancelled mid-way, the claim is released (a no-op if the
+        // completion had already landed).
+        let completion = self.store.complete(lease, response, ttl).await;
         self.lease = None;
+        completion
     }
 
     /// Releases the claim now; a failure is logged and left to the lease.

@@ -32,7 +32,7 @@ use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
 use crate::store::{
-    Claim, ClaimRequest, Completion, Lease, OpenTransaction, Store, StoreError, StoreErrorKind, TransactionalClaim,
+    Claim, ClaimRequest, Completion, Lease, OpenTransaction, StoreError, StoreErrorKind, TransactionalClaim,
 };
 use crate::transaction::TxSlot;
 
@@ -219,7 +219,7 @@ where
                 acquired(context, took_over);
                 let lease = Lease { id: claim.id.clone(), token: claim.token };
                 let guard = ClaimGuard::new(Arc::clone(store), lease.clone());
-                let claimed = LeaseClaim { guard, store: Arc::clone(store), lease: lease.clone(), ttl: claim.ttl };
+                let claimed = LeaseClaim { guard, ttl: claim.ttl };
                 let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
                 // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it.
                 let run_and_settle = async { settle(context, claimed, work.await).await };
@@ -290,8 +290,6 @@ trait Claimed {
 /// A plain route's claim: a record with a lease.
 struct LeaseClaim {
     guard: ClaimGuard,
-    store: Arc<dyn Store>,
-    lease: Lease,
     ttl: Duration,
 }
 
@@ -303,11 +301,7 @@ impl Claimed for LeaseClaim {
     }
 
     async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError> {
-        let completion = observe::timed("complete", self.store.complete(&self.lease, stored, self.ttl)).await;
-        // Stored, fenced or failed: in every case this attempt is done with the record (a failed completion
-        // leaves it to its lease).
-        self.guard.disarm();
-        completion
+        observe::timed("complete", self.guard.complete(stored, self.ttl)).await
     }
 }
 

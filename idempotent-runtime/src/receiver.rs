@@ -329,7 +329,7 @@ impl Receiver {
             }
         };
         let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
-        match self.store.complete(&owned, &stored, ttl).await {
+        match guard.complete(&stored, ttl).await {
             Ok(Completion::Stored) => {}
             Ok(Completion::Fenced) => tracing::warn!(
                 %namespace,
@@ -343,7 +343,6 @@ impl Receiver {
                 "could not store the receiver's result; the key stays claimed until its lease lapses"
             ),
         }
-        guard.disarm();
         Ok(Received { result: value, replayed: false })
     }
 }
