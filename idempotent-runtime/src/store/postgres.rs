@@ -65,17 +65,6 @@ SELECT false AS acquired, fingerprint, token, state,
 FROM idempotency_records
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
 
-/// The claim's read step: only what a claim decides on (no `expired` column, which only [`Store::read`] needs).
-const CLAIM_READ_SQL: &str = "
-SELECT false AS acquired, fingerprint, token, state,
-       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
-       (state = 'completed' AND expires_at <= now())
-           OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now()))
-           AS takeover,
-       status, header_names, header_values, body
-FROM idempotency_records
-WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
-
 /// Takes over an expired record or one whose worker died; the token comparison makes it a compare-and-swap.
 pub(super) const TAKEOVER_SQL: &str = "
 UPDATE idempotency_records
@@ -322,7 +311,7 @@ impl PostgresStore {
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
                 ClaimStep::Insert => self.query(CLAIM_SQL, &params).await?,
-                ClaimStep::Read => self.query(CLAIM_READ_SQL, &params[..5]).await?,
+                ClaimStep::Read => self.query(READ_SQL, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
                 // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
