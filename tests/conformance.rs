@@ -1,11 +1,11 @@
 //! The contract (CONTRACT sections 2 and 4) proved over real HTTP, once per store: every test below runs against
 //! the in-memory store and against PostgreSQL (a fresh schema per test).
 
+#[macro_use]
 mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_test::TestServer;
@@ -17,43 +17,12 @@ use futures_util::StreamExt as _;
 use futures_util::stream::{self, FuturesUnordered};
 use idempotent_runtime::{Idempotency, Store, idempotent};
 use serde::Deserialize;
+use support::probe::Probe;
 use support::{StoreUnderTest, eventually};
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::Semaphore;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The application under test.
-
-/// What the handlers report to the test: how often they ran, and a gate that holds requests marked `x-test-hold`
-/// inside the handler until the test opens it.
-struct Probe {
-    runs: AtomicUsize,
-    gate: Semaphore,
-}
-
-impl Default for Probe {
-    fn default() -> Self {
-        Self { runs: AtomicUsize::new(0), gate: Semaphore::new(0) }
-    }
-}
-
-impl Probe {
-    async fn enter(&self, request: &HttpRequest) -> usize {
-        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-        if request.headers().contains_key("x-test-hold") {
-            self.gate.acquire().await.expect("gate never closes").forget();
-        }
-        run
-    }
-
-    fn runs(&self) -> usize {
-        self.runs.load(Ordering::SeqCst)
-    }
-
-    fn open(&self, requests: usize) {
-        self.gate.add_permits(requests);
-    }
-}
 
 /// A response that differs on every run (`x-run`, body), so a replay is told apart from a second execution.
 fn ran(run: usize, code: StatusCode, body: &[u8]) -> HttpResponse {
@@ -390,32 +359,8 @@ impl<'a> Call<'a> {
 // ---------------------------------------------------------------------------------------------------------------
 // The suite, run on both stores.
 
-macro_rules! on_every_store {
-    ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let store = crate::StoreUnderTest::memory().await;
-                    super::$test(&store).await;
-                    store.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let store = crate::StoreUnderTest::postgres().await;
-                    super::$test(&store).await;
-                    store.cleanup().await;
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
+    store => &store;
     retry_replays_the_stored_response_byte_for_byte,
     quoted_and_bare_keys_are_the_same_record,
     same_key_with_a_different_body_is_refused,

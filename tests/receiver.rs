@@ -1,6 +1,7 @@
 //! The receiver (the idempotency core off HTTP), once per store: a closure runs once per key and redeliveries get
 //! its stored result; failures, panics and cancellation free the key; the heartbeat keeps a slow run's claim.
 
+#[macro_use]
 mod support;
 
 use std::panic::AssertUnwindSafe;
@@ -11,38 +12,14 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use idempotent_runtime::{PostgresStore, ReceiveError, Received, Receiver, RecordState, Store, StoreErrorKind};
 use serde::{Deserialize, Serialize};
+use support::eventually;
 use support::postgres::pool_for;
-use support::{StoreUnderTest, eventually};
 use tokio::sync::Semaphore;
 
 const NAMESPACE: &str = "orders-consumer";
 
-macro_rules! on_every_store {
-    ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let store = crate::StoreUnderTest::memory().await;
-                    super::$test(store.store.clone()).await;
-                    store.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let store = crate::StoreUnderTest::postgres().await;
-                    super::$test(store.store.clone()).await;
-                    store.cleanup().await;
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
+    store => store.store.clone();
     runs_once_and_replays_the_stored_result,
     json_results_round_trip,
     a_different_payload_is_key_reused,

@@ -2,6 +2,7 @@
 //! waiter and the purge must see. These are the cases HTTP cannot stage deterministically in one process (a worker
 //! that stops heartbeating without its future being dropped).
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,6 @@ use idempotent_runtime::purge::purge_expired;
 use idempotent_runtime::{
     Claim, ClaimRequest, Completion, Lease, LeaseState, RecordId, RecordState, Store, StoredResponse,
 };
-use support::StoreUnderTest;
 
 fn request(key: u8, fingerprint: u8, token: i64, lease: Duration, ttl: Duration) -> ClaimRequest {
     ClaimRequest {
@@ -35,32 +35,8 @@ fn lease_of(request: &ClaimRequest) -> Lease {
 const LONG: Duration = Duration::from_secs(3600);
 const SHORT_LEASE: Duration = Duration::from_millis(300);
 
-macro_rules! on_every_store {
-    ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let store = crate::StoreUnderTest::memory().await;
-                    super::$test(&*store.store).await;
-                    store.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let store = crate::StoreUnderTest::postgres().await;
-                    super::$test(&*store.store).await;
-                    store.cleanup().await;
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
+    store => &*store.store;
     one_claim_wins_and_the_record_is_replayed_after_completion,
     a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced,
     a_different_request_cannot_take_over_a_lapsed_claim,

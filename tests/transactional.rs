@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -12,23 +11,7 @@ use actix_web::{App, HttpRequest, HttpResponse, post, web};
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, Tx, idempotent};
 use support::eventually;
 use support::postgres::TestSchema;
-use tokio::sync::Semaphore;
-
-/// Counts handler runs and holds requests marked `x-test-hold` until the test opens the gate.
-struct Probe {
-    runs: AtomicUsize,
-    gate: Semaphore,
-}
-
-impl Probe {
-    async fn enter(&self, request: &HttpRequest) -> usize {
-        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-        if request.headers().contains_key("x-test-hold") {
-            self.gate.acquire().await.expect("gate never closes").forget();
-        }
-        run
-    }
-}
+use support::probe::Probe;
 
 /// Writes a row through the transaction, then answers the status in `x-status` (default 201), or panics.
 async fn write_then_answer(tx: &Tx, probe: &Probe, request: &HttpRequest, note: &str) -> HttpResponse {
@@ -73,7 +56,7 @@ async fn start_with(store: impl Fn(&TestSchema) -> Arc<dyn Store>) -> Harness {
     postgres.migrate().await.expect("migrate");
     pool.get().await.unwrap().batch_execute("CREATE TABLE writes (id bigserial PRIMARY KEY, note text)").await.unwrap();
     let store = store(&schema);
-    let probe = web::Data::new(Probe { runs: AtomicUsize::new(0), gate: Semaphore::new(0) });
+    let probe = web::Data::new(Probe::default());
     let app_probe = probe.clone();
     let server = actix_test::start(move || {
         App::new()
@@ -128,7 +111,7 @@ impl Harness {
     }
 
     fn runs(&self) -> usize {
-        self.probe.runs.load(Ordering::SeqCst)
+        self.probe.runs()
     }
 
     async fn finish(self) {
@@ -224,7 +207,7 @@ async fn concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitte
         let started = Instant::now();
         let replies = futures_util::future::join_all((0..20).map(|_| app.send("/write", "k", "hello", &[]))).await;
         let took = started.elapsed();
-        app.probe.gate.add_permits(1);
+        app.probe.open(1);
         (replies, took)
     };
     let (original, (replies, took)) = tokio::join!(original, duplicates);
@@ -247,7 +230,7 @@ async fn wait_mode_waits_for_the_commit_and_replays() {
         let waiting = app.send("/write-wait", "k", "hello", &[]);
         let opening = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            app.probe.gate.add_permits(1);
+            app.probe.open(1);
         };
         tokio::join!(waiting, opening).0
     };

@@ -1,11 +1,12 @@
 //! What the integration suites share: the stores under test, real PostgreSQL schemas, and HTTP helpers.
 
-#![allow(dead_code, unreachable_pub)] // Each suite uses a different part of the support code.
+#![allow(dead_code, unreachable_pub, unused_macros)] // Each suite uses a different part of the support code.
 
 pub mod cancellation;
 pub mod example_process;
 pub mod postgres;
 pub mod private_cluster;
+pub mod probe;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,4 +64,32 @@ pub fn report_figure(line: &str) {
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(file, "{line}");
     }
+}
+
+/// Runs each listed `async fn` once on the memory store and once on PostgreSQL (a fresh schema), as tests
+/// `memory::name` and `postgres::name`. `store => expression` says what each function receives, given the
+/// [`StoreUnderTest`] bound to `store`. Use with `#[macro_use] mod support;`.
+macro_rules! on_every_store {
+    ($store:ident => $argument:expr; $($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    let $store = crate::support::StoreUnderTest::memory().await;
+                    super::$test($argument).await;
+                    $store.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    let $store = crate::support::StoreUnderTest::postgres().await;
+                    super::$test($argument).await;
+                    $store.cleanup().await;
+                }
+            )*
+        }
+    };
 }
