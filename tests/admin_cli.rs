@@ -459,3 +459,42 @@ async fn records_of_a_real_app_are_found_by_their_raw_key_and_scope() {
     db.admin(&["release", "--key", "pay-1", "--scope", "user:alice"]).expect(1);
     db.finish().await;
 }
+
+/// Releasing a record by hand wakes the requests waiting for it (`on_conflict = "wait"`), as its owner's release
+/// does: they learn at once that the key is free instead of sleeping until their timeout.
+#[actix_web::test]
+async fn admin_release_wakes_waiting_requests() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(4);
+    let store = PostgresStore::new(pool.clone()).with_listener(schema.config());
+    store.migrate().await.expect("migrate");
+    let scope = Scope::User("carol".to_owned());
+    let id = RecordId {
+        scope_hash: scope.hash(),
+        key_hash: admin::key_hash("stuck"),
+        method: "POST".into(),
+        route: "/pay".into(),
+    };
+    let claim = ClaimRequest {
+        id: id.clone(),
+        fingerprint: [1; 32],
+        token: 7,
+        lease: Duration::from_secs(3600),
+        ttl: Duration::from_secs(3600),
+    };
+    store.claim(&claim).await.expect("claim");
+
+    let started = std::time::Instant::now();
+    let waiting = store.wait(&id, Duration::from_secs(20));
+    let releasing = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        admin::release(&pool, &admin::Selector::new("stuck", &scope), true).await.expect("release")
+    };
+    let (waited, released) = tokio::join!(waiting, releasing);
+    waited.expect("wait");
+    assert!(matches!(released, admin::ReleaseOutcome::Released { .. }), "{released:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "woken by the release, not the 20 s timeout");
+    assert_eq!(store.read(&id).await.expect("read"), None);
+    drop(store);
+    schema.drop_schema().await;
+}
