@@ -4,6 +4,7 @@
 
 pub mod cancellation;
 pub mod example_process;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod private_cluster;
 pub mod probe;
@@ -13,17 +14,20 @@ use std::time::{Duration, Instant};
 
 use idempotent_runtime::{MemoryStore, PostgresStore, Store};
 
+use self::pgbouncer::PgBouncer;
 use self::postgres::TestSchema;
 
 /// A store under test, with what it needs to be cleaned up.
 pub struct StoreUnderTest {
     pub store: Arc<dyn Store>,
     schema: Option<TestSchema>,
+    /// The pooler the store goes through, if any (stopped when dropped).
+    bouncer: Option<PgBouncer>,
 }
 
 impl StoreUnderTest {
     pub async fn memory() -> Self {
-        Self { store: Arc::new(MemoryStore::new()), schema: None }
+        Self { store: Arc::new(MemoryStore::new()), schema: None, bouncer: None }
     }
 
     /// A `PostgresStore` on a fresh, migrated schema.
@@ -31,7 +35,18 @@ impl StoreUnderTest {
         let schema = TestSchema::create().await;
         let store = PostgresStore::new(schema.pool(16)).with_listener(schema.config());
         store.migrate().await.expect("migrate the test schema");
-        Self { store: Arc::new(store), schema: Some(schema) }
+        Self { store: Arc::new(store), schema: Some(schema), bouncer: None }
+    }
+
+    /// A `PostgresStore` through a private PgBouncer in transaction mode, on a fresh schema named by the store
+    /// (`with_schema`: no search_path, which a pooler cannot carry), listening on a direct connection.
+    pub async fn pgbouncer() -> Self {
+        let schema = TestSchema::create().await;
+        let bouncer = PgBouncer::in_front_of_database_url(None);
+        let pool = postgres::pool_for(&bouncer.url(), None, 16);
+        let store = PostgresStore::new(pool).with_schema(&schema.name).with_listener(schema.config());
+        store.migrate().await.expect("migrate the test schema through PgBouncer");
+        Self { store: Arc::new(store), schema: Some(schema), bouncer: Some(bouncer) }
     }
 
     /// Drops the test's schema; call at the end of a passing test.
@@ -66,8 +81,9 @@ pub fn report_figure(line: &str) {
     }
 }
 
-/// Runs each listed `async fn` once on the memory store and once on PostgreSQL (a fresh schema), as tests
-/// `memory::name` and `postgres::name`. `store => expression` says what each function receives, given the
+/// Runs each listed `async fn` once on the memory store, once on PostgreSQL (a fresh schema) and once on
+/// PostgreSQL through a private PgBouncer in transaction mode, as tests `memory::name`, `postgres::name` and
+/// `pgbouncer::name`. `store => expression` says what each function receives, given the
 /// [`StoreUnderTest`] bound to `store`. Use with `#[macro_use] mod support;`.
 macro_rules! on_every_store {
     ($store:ident => $argument:expr; $($test:ident),* $(,)?) => {
@@ -86,6 +102,16 @@ macro_rules! on_every_store {
                 #[actix_web::test]
                 async fn $test() {
                     let $store = crate::support::StoreUnderTest::postgres().await;
+                    super::$test($argument).await;
+                    $store.cleanup().await;
+                }
+            )*
+        }
+        mod pgbouncer {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    let $store = crate::support::StoreUnderTest::pgbouncer().await;
                     super::$test($argument).await;
                     $store.cleanup().await;
                 }
