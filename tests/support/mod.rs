@@ -57,6 +57,62 @@ impl StoreUnderTest {
     }
 }
 
+/// How a suite reaches PostgreSQL: directly, or through a private PgBouncer in transaction mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    Direct,
+    PgBouncer,
+}
+
+impl Connection {
+    /// A pool for an app on `schema` and the pooler it goes through (kept alive by the caller). Through PgBouncer,
+    /// the pooler sets the schema as the server connections' `search_path` (as `ALTER ROLE ... SET search_path`
+    /// would), for the app's own unqualified SQL; the store is told the schema with `with_schema` either way.
+    pub fn app_pool(self, schema: &TestSchema, max_size: usize) -> (deadpool_postgres::Pool, Option<PgBouncer>) {
+        match self {
+            Self::Direct => (schema.pool(max_size), None),
+            Self::PgBouncer => {
+                let bouncer = PgBouncer::in_front_of_database_url(Some(&schema.name));
+                (postgres::pool_for(&bouncer.url(), None, max_size), Some(bouncer))
+            }
+        }
+    }
+
+    /// A `DATABASE_URL` for an example process on `schema`, and the pooler it goes through.
+    pub fn database_url(self, schema: &TestSchema) -> (String, Option<PgBouncer>) {
+        match self {
+            Self::Direct => (schema.database_url(), None),
+            Self::PgBouncer => {
+                let bouncer = PgBouncer::in_front_of_database_url(Some(&schema.name));
+                (bouncer.url(), Some(bouncer))
+            }
+        }
+    }
+}
+
+/// Runs each listed `async fn(Connection)` once on a direct connection and once through a private PgBouncer in
+/// transaction mode, as tests `direct::name` and `pgbouncer::name`. Use with `#[macro_use] mod support;`.
+macro_rules! on_every_connection {
+    ($($test:ident),* $(,)?) => {
+        mod direct {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    super::$test(crate::support::Connection::Direct).await;
+                }
+            )*
+        }
+        mod pgbouncer {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    super::$test(crate::support::Connection::PgBouncer).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Polls `condition` until it holds or `deadline` passes; returns whether it held. For waiting on an observable
 /// state (a handler has started), never as a stand-in for one.
 pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
