@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::json;
+use support::Connection;
 use support::example_process::{ExampleProcess, free_port};
 use support::pgbouncer::PgBouncer;
 use support::postgres::{TestSchema, pool_for};
@@ -134,6 +135,93 @@ async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_run_
         assert!(outcome.replayed && outcome.status == Some(StatusCode::CREATED), "{outcome:?}");
     }
     drop((first, second));
+    schema.drop_schema().await;
+}
+
+/// The issue's scenario behind a transaction-mode pooler: bursts of concurrent fresh keys, then every key retried
+/// after the lease. A completion that failed would leave its key to be taken over and charged again here.
+#[actix_web::test]
+async fn behind_pgbouncer_bursts_of_fresh_keys_then_retries_after_the_lease_never_execute_twice() {
+    const BURSTS: i64 = 3;
+    const KEYS_PER_BURST: i64 = 32;
+    const LEASE: Duration = Duration::from_secs(5); // the payments example's lease
+    let schema = TestSchema::create().await;
+    let (url, _bouncer) = Connection::PgBouncer.database_url(&schema);
+    let process = ExampleProcess::start("payments", free_port(), Some(&url));
+    let client = client(64);
+    let mut first = Vec::new();
+    for burst in 0..BURSTS {
+        let amounts = (0..KEYS_PER_BURST).map(|slot| burst * KEYS_PER_BURST + slot + 1);
+        first.extend(
+            futures_util::future::join_all(
+                amounts.map(|amount| pay(&client, &process.base, "burst", format!("burst-{amount}"), amount, 50)),
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
+    let retries = futures_util::future::join_all(
+        (1..=BURSTS * KEYS_PER_BURST)
+            .map(|amount| pay(&client, &process.base, "burst", format!("burst-{amount}"), amount, 50)),
+    )
+    .await;
+    let executions = executions_by_amount(&schema.pool(1), "burst").await;
+    let twice = executions.values().filter(|&&count| count > 1).count();
+    support::report_figure(&format!(
+        "PgBouncer (transaction mode): {BURSTS} x {KEYS_PER_BURST} concurrent fresh keys -> {}; retries after the \
+         lease -> {}; {} executions, {twice} keys executed twice",
+        tally(&first),
+        tally(&retries),
+        executions.values().sum::<i64>()
+    ));
+    let server_errors =
+        first.iter().chain(&retries).filter(|outcome| outcome.status.is_none_or(|s| s.is_server_error()));
+    assert_eq!(server_errors.count(), 0, "0 5xx");
+    assert_eq!(twice, 0, "no key executed twice: {executions:?}");
+    assert_eq!(executions.len(), (BURSTS * KEYS_PER_BURST) as usize, "every key executed");
+    assert!(first.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && !outcome.replayed));
+    assert!(retries.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && outcome.replayed));
+    drop(process);
+    schema.drop_schema().await;
+}
+
+/// Two processes behind one pooler, one request at a time: every request is answered 2xx, and each key replays
+/// from the other process.
+#[actix_web::test]
+async fn behind_pgbouncer_two_processes_answer_every_request_and_replay_each_others_keys() {
+    const REQUESTS: i64 = 20;
+    let schema = TestSchema::create().await;
+    let (url, _bouncer) = Connection::PgBouncer.database_url(&schema);
+    let processes = [
+        ExampleProcess::start("payments", free_port(), Some(&url)),
+        ExampleProcess::start("payments", free_port(), Some(&url)),
+    ];
+    let client = client(4);
+    let mut outcomes = Vec::new();
+    let mut replays = Vec::new();
+    for amount in 1..=REQUESTS {
+        let (here, there) = (&processes[(amount % 2) as usize], &processes[1 - (amount % 2) as usize]);
+        outcomes.push(pay(&client, &here.base, "two", format!("two-{amount}"), amount, 0).await);
+        replays.push(pay(&client, &there.base, "two", format!("two-{amount}"), amount, 0).await);
+    }
+    let executions = executions_by_amount(&schema.pool(1), "two").await;
+    support::report_figure(&format!(
+        "PgBouncer (transaction mode), 2 processes, {REQUESTS} requests one at a time -> {}; each retried on the other \
+         process -> {}; {} executions",
+        tally(&outcomes),
+        tally(&replays),
+        executions.values().sum::<i64>()
+    ));
+    assert!(
+        outcomes.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && !outcome.replayed),
+        "{outcomes:?}"
+    );
+    assert!(
+        replays.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && outcome.replayed),
+        "{replays:?}"
+    );
+    assert!(executions.len() == REQUESTS as usize && executions.values().all(|&count| count == 1), "{executions:?}");
+    drop(processes);
     schema.drop_schema().await;
 }
 
