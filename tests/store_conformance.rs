@@ -11,8 +11,10 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::purge::purge_expired;
 use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, RecordId, RecordState, Store, StoredResponse,
+    Claim, ClaimRequest, Completion, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, RecordId, RecordState, Store,
+    StoredResponse,
 };
+use support::{Listening, StoreUnderTest};
 
 fn request(key: u8, fingerprint: u8, token: i64, lease: Duration, ttl: Duration) -> ClaimRequest {
     ClaimRequest {
@@ -241,4 +243,63 @@ impl ClaimOwned for dyn Store {
     async fn claim_owned(&self, request: ClaimRequest) -> Claim {
         self.claim(&request).await.expect("claim")
     }
+}
+
+/// How long after a completion returned its waiter returned, over a few rounds (the worst is reported).
+async fn wake_up_latency(store: &dyn Store, rounds: u8) -> Duration {
+    let mut worst = Duration::ZERO;
+    for round in 0..rounds {
+        let original = request(100 + round, 1, 1_000 + i64::from(round), LONG, LONG);
+        store.claim(&original).await.unwrap();
+        let waiting = async {
+            store.wait(&original.id, Duration::from_secs(20)).await.unwrap();
+            Instant::now()
+        };
+        let completing = async {
+            // Long enough for the waiter to be registered (it subscribes, then marks the record).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            store.complete(&lease_of(&original), &response("done"), LONG).await.unwrap();
+            Instant::now()
+        };
+        let (woken, completed) = tokio::join!(waiting, completing);
+        worst = worst.max(woken.saturating_duration_since(completed));
+    }
+    worst
+}
+
+/// Behind PgBouncer, with the direct listening connection: woken by notification within 100 ms.
+#[actix_web::test]
+async fn behind_pgbouncer_a_waiter_is_woken_within_100_ms_by_the_direct_listening_connection() {
+    let store = StoreUnderTest::pgbouncer_listening(Listening::Direct).await;
+    let worst = wake_up_latency(&*store.store, 5).await;
+    support::report_figure(&format!(
+        "PgBouncer, direct listening connection: waiter woken {worst:?} after the completion (worst of 5)"
+    ));
+    assert!(worst < Duration::from_millis(100), "woken {worst:?} after the completion");
+    store.cleanup().await;
+}
+
+/// Behind PgBouncer without a listening connection: the waiter polls, and learns of the completion within the
+/// polling interval's bound (plus the look itself).
+#[actix_web::test]
+async fn behind_pgbouncer_without_a_listening_connection_a_waiter_learns_within_the_polling_bound() {
+    let store = StoreUnderTest::pgbouncer_listening(Listening::None).await;
+    let worst = wake_up_latency(&*store.store, 5).await;
+    support::report_figure(&format!(
+        "PgBouncer, no listening connection (polling, bound {MAX_WAIT_POLL_INTERVAL:?}): waiter returned {worst:?} after the completion (worst of 5)"
+    ));
+    assert!(worst < MAX_WAIT_POLL_INTERVAL + Duration::from_millis(100), "returned {worst:?} after the completion");
+    store.cleanup().await;
+}
+
+/// A listening connection that cannot connect does not strand waiters: they poll.
+#[actix_web::test]
+async fn a_listening_connection_that_cannot_connect_falls_back_to_polling() {
+    let store = StoreUnderTest::pgbouncer_listening(Listening::Unreachable).await;
+    let worst = wake_up_latency(&*store.store, 3).await;
+    support::report_figure(&format!(
+        "unreachable listening connection (polling): waiter returned {worst:?} after the completion (worst of 3)"
+    ));
+    assert!(worst < MAX_WAIT_POLL_INTERVAL + Duration::from_millis(100), "returned {worst:?} after the completion");
+    store.cleanup().await;
 }

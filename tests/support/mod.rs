@@ -17,6 +17,17 @@ use idempotent_runtime::{MemoryStore, PostgresStore, Store};
 use self::pgbouncer::PgBouncer;
 use self::postgres::TestSchema;
 
+/// The listening connection of a store through PgBouncer (for `on_conflict = "wait"`).
+#[derive(Clone, Copy, Debug)]
+pub enum Listening {
+    /// A direct connection to PostgreSQL, as the README asks.
+    Direct,
+    /// None: waiters poll.
+    None,
+    /// One that cannot connect (nothing listens on its port): waiters poll.
+    Unreachable,
+}
+
 /// A store under test, with what it needs to be cleaned up.
 pub struct StoreUnderTest {
     pub store: Arc<dyn Store>,
@@ -41,10 +52,23 @@ impl StoreUnderTest {
     /// A `PostgresStore` through a private PgBouncer in transaction mode, on a fresh schema named by the store
     /// (`with_schema`: no search_path, which a pooler cannot carry), listening on a direct connection.
     pub async fn pgbouncer() -> Self {
+        Self::pgbouncer_listening(Listening::Direct).await
+    }
+
+    /// [`StoreUnderTest::pgbouncer`] with the given listening connection.
+    pub async fn pgbouncer_listening(listening: Listening) -> Self {
         let schema = TestSchema::create().await;
         let bouncer = PgBouncer::in_front_of_database_url(None);
         let pool = postgres::pool_for(&bouncer.url(), None, 16);
-        let store = PostgresStore::new(pool).with_schema(&schema.name).with_listener(schema.config());
+        let store = PostgresStore::new(pool).with_schema(&schema.name);
+        let store = match listening {
+            Listening::Direct => store.with_listener(schema.config()),
+            Listening::None => store,
+            Listening::Unreachable => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+                store.with_listener(format!("postgres://postgres@127.0.0.1:{port}/postgres").parse().expect("url"))
+            }
+        };
         store.migrate().await.expect("migrate the test schema through PgBouncer");
         Self { store: Arc::new(store), schema: Some(schema), bouncer: Some(bouncer) }
     }
