@@ -41,6 +41,7 @@ on_every_store!(
     store => &*store.store;
     one_claim_wins_and_the_record_is_replayed_after_completion,
     a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced,
+    a_completion_retried_with_its_own_lease_is_stored_not_fenced,
     a_different_request_cannot_take_over_a_lapsed_claim,
     heartbeat_keeps_a_claim_and_reports_a_lost_one,
     release_frees_the_key_and_a_stale_release_does_nothing,
@@ -86,6 +87,19 @@ async fn a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced(st
     assert_eq!(store.complete(&lease_of(&retry), &response("newer"), LONG).await.unwrap(), Completion::Stored);
     let record = store.read(&retry.id).await.unwrap().expect("live record");
     assert_eq!(record.state, RecordState::Completed(response("newer")));
+}
+
+/// A completion whose answer was lost (a timeout after it landed) is tried again with the same lease: the store
+/// recognises its own completion instead of reporting it fenced.
+async fn a_completion_retried_with_its_own_lease_is_stored_not_fenced(store: &dyn Store) {
+    let original = request(10, 1, 101, LONG, LONG);
+    store.claim(&original).await.unwrap();
+    assert_eq!(store.complete(&lease_of(&original), &response("once"), LONG).await.unwrap(), Completion::Stored);
+    assert_eq!(store.complete(&lease_of(&original), &response("once"), LONG).await.unwrap(), Completion::Stored);
+    let stale = Lease { token: 999, ..lease_of(&original) };
+    assert_eq!(store.complete(&stale, &response("other"), LONG).await.unwrap(), Completion::Fenced);
+    let record = store.read(&original.id).await.unwrap().expect("live record");
+    assert_eq!(record.state, RecordState::Completed(response("once")));
 }
 
 async fn a_different_request_cannot_take_over_a_lapsed_claim(store: &dyn Store) {
