@@ -19,8 +19,8 @@ pub struct PgBouncer {
 struct Running {
     /// `runuser` (as root) or PgBouncer itself.
     child: Child,
-    /// PgBouncer's own PID, from its pid file.
-    pid: u32,
+    /// PgBouncer's own PID, from its pid file (once it wrote it).
+    pid: Option<u32>,
 }
 
 /// The server connections PgBouncer keeps per database: fewer than the clients' pools, so that consecutive
@@ -90,7 +90,14 @@ impl PgBouncer {
     /// Stops PgBouncer at once (SIGTERM: every client and server connection is cut).
     pub fn stop(&self) {
         let Some(mut running) = self.process.lock().unwrap().take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &running.pid.to_string()]).status();
+        match running.pid {
+            Some(pid) => {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            }
+            None => {
+                let _ = running.child.kill();
+            }
+        }
         let _ = running.child.wait();
         let _ = std::fs::remove_file(self.dir.join("pgbouncer.pid"));
     }
@@ -116,20 +123,25 @@ impl PgBouncer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("could not start {}: {error}", binary.display()));
+        *self.process.lock().unwrap() = Some(Running { child, pid: None });
         let started = Instant::now();
         let pid_file = self.dir.join("pgbouncer.pid");
         loop {
             let pid = std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse::<u32>().ok());
             let listening = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
-            if let (Some(pid), true) = (pid, listening) {
-                *self.process.lock().unwrap() = Some(Running { child, pid });
+            if let (Some(pid), Some(running)) = (pid, self.process.lock().unwrap().as_mut()) {
+                running.pid = Some(pid);
+            }
+            if pid.is_some() && listening {
                 return;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "PgBouncer did not start within 10 s; its log:\n{}",
-                std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
-            );
+            if started.elapsed() > Duration::from_secs(10) {
+                self.stop();
+                panic!(
+                    "PgBouncer did not start within 10 s; its log:\n{}",
+                    std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
