@@ -24,8 +24,9 @@ use deadpool_postgres::Pool;
 use idempotent_runtime::{MemoryStore, PostgresStore, ReceiveError, Received, Receiver, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio_postgres::types::Type;
 
-use crate::common::{create_tables, postgres_config, postgres_pool};
+use crate::common::{create_tables, listen_config, postgres_config, postgres_pool};
 
 const MESSAGES: usize = 20;
 const WORKERS: usize = 4;
@@ -85,9 +86,9 @@ impl Ledger {
             Self::Postgres(pool) => {
                 let client = pool.get().await?;
                 let row = client
-                    .query_one(
+                    .query_typed_one(
                         "INSERT INTO consumer_ledger (message_id, account, amount) VALUES ($1, $2, $3) RETURNING entry",
-                        &[&message_id, &transfer.account, &transfer.amount],
+                        &[(&message_id, Type::TEXT), (&transfer.account, Type::TEXT), (&transfer.amount, Type::INT8)],
                     )
                     .await?;
                 Ok(row.get(0))
@@ -105,7 +106,10 @@ impl Ledger {
             Self::Postgres(pool) => {
                 let client = pool.get().await?;
                 let row = client
-                    .query_one("SELECT count(*) FROM consumer_ledger WHERE message_id = $1", &[&message_id])
+                    .query_typed_one(
+                        "SELECT count(*) FROM consumer_ledger WHERE message_id = $1",
+                        &[(&message_id, Type::TEXT)],
+                    )
                     .await?;
                 Ok(usize::try_from(row.get::<_, i64>(0))?)
             }
@@ -134,8 +138,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(url) => {
             let config = postgres_config(&url)?;
             let pool = postgres_pool(config.clone())?;
-            // The listener lets a duplicate wait for the running delivery without polling.
-            let store = PostgresStore::new(pool.clone()).with_listener(config);
+            // The listener lets a duplicate wait for the running delivery without polling (behind a pooler, give
+            // it a direct connection in DATABASE_LISTEN_URL).
+            let store = PostgresStore::new(pool.clone()).with_listener(listen_config(config)?);
             store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
             create_tables(&pool, LEDGER_SCHEMA).await?;
             (Arc::new(store), Ledger::Postgres(pool), "PostgreSQL (DATABASE_URL) store and ledger")

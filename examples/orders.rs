@@ -13,10 +13,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
-use common::{create_tables, delay_of, json_config, postgres_config, postgres_pool, problem, unauthenticated, user_of};
+use common::{
+    create_tables, delay_of, json_config, listen_config, postgres_config, postgres_pool, problem, unauthenticated,
+    user_of,
+};
 use deadpool_postgres::Pool;
 use idempotent_runtime::{Idempotency, PostgresStore, Tx, idempotent};
 use serde_json::{Value, json};
+use tokio_postgres::types::Type;
 
 mod common;
 
@@ -86,7 +90,13 @@ async fn create_order(tx: Tx, request: HttpRequest, body: web::Json<Value>) -> H
 async fn list_orders(request: HttpRequest, pool: web::Data<Pool>) -> HttpResponse {
     let Some(user) = user_of(&request) else { return unauthenticated() };
     let rows = match pool.get().await {
-        Ok(client) => client.query("SELECT id, item, qty FROM orders WHERE user_id = $1 ORDER BY id", &[&user]).await,
+        // Unnamed (`query_typed`): correct through a transaction-mode pooler. Inside the idempotency transaction
+        // (`tx` above) any statement is fine: the whole transaction stays on one backend.
+        Ok(client) => {
+            client
+                .query_typed("SELECT id, item, qty FROM orders WHERE user_id = $1 ORDER BY id", &[(&user, Type::TEXT)])
+                .await
+        }
         Err(error) => return problem(StatusCode::SERVICE_UNAVAILABLE, "storage-failed", error.to_string()),
     };
     match rows {
@@ -113,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let config = postgres_config(&url)?;
     let pool = postgres_pool(config.clone())?;
-    let store = PostgresStore::new(pool.clone()).with_listener(config);
+    let store = PostgresStore::new(pool.clone()).with_listener(listen_config(config)?);
     store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
     create_tables(&pool, ORDERS_SCHEMA).await?;
     let idempotency = Idempotency::builder(store).user_resolver(user_of).build();

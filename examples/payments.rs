@@ -22,6 +22,7 @@ use deadpool_postgres::Pool;
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent, status_lookup};
 use serde::Serialize;
 use serde_json::Value;
+use tokio_postgres::types::Type;
 
 mod common;
 
@@ -52,10 +53,12 @@ impl Payments {
         match self {
             Self::Postgres(pool) => {
                 let client = pool.get().await.map_err(|error| error.to_string())?;
+                // `query_typed*` sends an unnamed statement in one round trip: it works through a transaction-mode
+                // pooler (PgBouncer), where a statement prepared in one round trip may be gone in the next.
                 let row = client
-                    .query_one(
+                    .query_typed_one(
                         "INSERT INTO payments (user_id, amount, currency) VALUES ($1, $2, $3) RETURNING id",
-                        &[&user, &amount, &currency],
+                        &[(&user, Type::TEXT), (&amount, Type::INT8), (&currency, Type::TEXT)],
                     )
                     .await
                     .map_err(|error| error.to_string())?;
@@ -75,7 +78,10 @@ impl Payments {
             Self::Postgres(pool) => {
                 let client = pool.get().await.map_err(|error| error.to_string())?;
                 let rows = client
-                    .query("SELECT id, amount, currency FROM payments WHERE user_id = $1 ORDER BY id", &[&user])
+                    .query_typed(
+                        "SELECT id, amount, currency FROM payments WHERE user_id = $1 ORDER BY id",
+                        &[(&user, Type::TEXT)],
+                    )
                     .await
                     .map_err(|error| error.to_string())?;
                 Ok(rows

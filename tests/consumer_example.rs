@@ -4,15 +4,24 @@ mod support;
 
 use std::process::Command;
 
+use support::Connection;
 use support::example_process::example_binary;
 use support::postgres::TestSchema;
 
 /// Runs the example; returns its standard output, after checking that it succeeded.
 fn run_consumer(database_url: Option<&str>, seed: u64) -> String {
+    run_consumer_listening(database_url, None, seed)
+}
+
+/// [`run_consumer`] with `DATABASE_LISTEN_URL` (the direct connection for notifications) when given.
+fn run_consumer_listening(database_url: Option<&str>, listen_url: Option<&str>, seed: u64) -> String {
     let mut command = Command::new(example_binary("consumer"));
-    command.env_remove("DATABASE_URL").env("CONSUMER_SEED", seed.to_string());
+    command.env_remove("DATABASE_URL").env_remove("DATABASE_LISTEN_URL").env("CONSUMER_SEED", seed.to_string());
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
+    }
+    if let Some(url) = listen_url {
+        command.env("DATABASE_LISTEN_URL", url);
     }
     let output = command.output().expect("run the consumer example");
     let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
@@ -62,5 +71,28 @@ async fn on_postgres_every_message_is_processed_once_across_runs() {
         assert!(stdout.starts_with("consumer example: PostgreSQL"), "{stdout}");
         assert_each_message_processed_once(&stdout);
     }
+    schema.drop_schema().await;
+}
+
+/// Wait mode behind a transaction-mode pooler, listening on a direct connection as the README asks.
+#[actix_web::test]
+async fn behind_pgbouncer_with_a_direct_listening_connection_every_message_is_processed_once() {
+    let schema = TestSchema::create().await;
+    let (url, bouncer) = Connection::PgBouncer.database_url(&schema);
+    let stdout = run_consumer_listening(Some(&url), Some(&schema.database_url()), 6);
+    assert_each_message_processed_once(&stdout);
+    drop(bouncer);
+    schema.drop_schema().await;
+}
+
+/// Misconfigured: the listening connection goes through the pooler too, which loses the notifications. Waiters
+/// still end correctly: they look at the record every second.
+#[actix_web::test]
+async fn behind_pgbouncer_listening_through_the_pooler_every_message_is_still_processed_once() {
+    let schema = TestSchema::create().await;
+    let (url, bouncer) = Connection::PgBouncer.database_url(&schema);
+    let stdout = run_consumer_listening(Some(&url), None, 7);
+    assert_each_message_processed_once(&stdout);
+    drop(bouncer);
     schema.drop_schema().await;
 }

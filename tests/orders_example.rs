@@ -1,6 +1,7 @@
 //! The `orders` example (a transactional route) as real server processes on real PostgreSQL: killed while its
 //! handler sleeps after the INSERT, hammered with duplicates, and walked through as a user would.
 
+#[macro_use]
 mod support;
 
 use std::process::Command;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
+use support::Connection;
 use support::example_process::{ExampleProcess, example_binary, free_port};
+use support::pgbouncer::PgBouncer;
 use support::postgres::TestSchema;
 
 struct Reply {
@@ -128,15 +131,29 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
     schema.drop_schema().await;
 }
 
-#[actix_web::test]
-async fn twenty_concurrent_duplicates_create_one_order_and_no_server_error() {
+/// The orders example on `schema`, directly or through a private PgBouncer (then listening on a direct
+/// connection, `DATABASE_LISTEN_URL`, as the README asks of a pooled deployment).
+fn start_orders(connection: Connection, schema: &TestSchema) -> (ExampleProcess, Option<PgBouncer>) {
+    let (url, bouncer) = connection.database_url(schema);
+    let direct = schema.database_url();
+    let example =
+        ExampleProcess::start_with_env("orders", free_port(), Some(&url), &[("DATABASE_LISTEN_URL", &direct)]);
+    (example, bouncer)
+}
+
+on_every_connection!(twenty_concurrent_duplicates_create_one_order_and_no_server_error, orders_example_walk_through);
+
+async fn twenty_concurrent_duplicates_create_one_order_and_no_server_error(connection: Connection) {
     let schema = TestSchema::create().await;
-    let example = ExampleProcess::start("orders", free_port(), Some(&schema.database_url()));
+    let (example, _bouncer) = start_orders(connection, &schema);
     let replies =
         futures_util::future::join_all((0..20).map(|_| order(&example.base, "dup", "same-key", "lamp", 500))).await;
     let created = replies.iter().filter(|reply| reply.status == Some(StatusCode::CREATED)).count();
     let conflicts = replies.iter().filter(|reply| reply.status == Some(StatusCode::CONFLICT)).count();
-    support::report_figure(&format!("orders: 20 concurrent duplicates -> {created} x 201, {conflicts} x 409"));
+    support::report_figure(&format!(
+        "orders ({connection:?}): 20 concurrent duplicates -> {created} x 201, {conflicts} x 409, {} other",
+        replies.len() - created - conflicts
+    ));
     assert!(replies.iter().all(|reply| matches!(reply.status, Some(StatusCode::CREATED | StatusCode::CONFLICT))));
     assert!(created >= 1);
     assert_eq!(orders_of(&schema, "dup").await, ["lamp"], "one order");
@@ -144,10 +161,9 @@ async fn twenty_concurrent_duplicates_create_one_order_and_no_server_error() {
     schema.drop_schema().await;
 }
 
-#[actix_web::test]
-async fn orders_example_walk_through() {
+async fn orders_example_walk_through(connection: Connection) {
     let schema = TestSchema::create().await;
-    let example = ExampleProcess::start("orders", free_port(), Some(&schema.database_url()));
+    let (example, _bouncer) = start_orders(connection, &schema);
     let base = example.base.clone();
     assert_eq!(send(&base, "GET", "/", None, None, None).await.status, Some(StatusCode::OK));
     assert_eq!(send(&base, "GET", "/orders", None, None, None).await.status, Some(StatusCode::UNAUTHORIZED));

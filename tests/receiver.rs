@@ -344,19 +344,25 @@ async fn an_unreachable_store_is_store_unavailable_and_the_closure_does_not_run(
     assert_eq!(runs.count(), 0);
 }
 
+/// Without a listening connection (a pooled deployment that gave none), a waiting delivery polls the record and
+/// replays the original's result once it is stored.
 #[actix_web::test]
-async fn waiting_on_a_postgres_store_without_listener_is_store_unavailable() {
+async fn waiting_on_a_postgres_store_without_listener_polls_and_replays() {
     let schema = support::postgres::TestSchema::create().await;
     let store = PostgresStore::new(schema.pool(4));
     store.migrate().await.unwrap();
     let receiver = Receiver::new(store).on_conflict_wait(Duration::from_secs(5));
     let held = Held::start(&receiver, "m-1", "payload", "first").await;
     let runs = Runs::default();
-    match receiver.run(NAMESPACE, "m-1", "payload", runs.returning("second")).await {
-        Err(ReceiveError::StoreUnavailable(error)) => assert_eq!(error.kind(), StoreErrorKind::Unsupported),
-        other => panic!("expected StoreUnavailable(Unsupported), got {other:?}"),
-    }
+    let waiting = receiver.run(NAMESPACE, "m-1", "payload", runs.returning("second"));
+    let finishing = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.finish().await
+    };
+    let (waited, original) = tokio::join!(waiting, finishing);
+    let waited = waited.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(received(&original), (b"first".as_slice(), false));
+    assert_eq!(received(&waited), (b"first".as_slice(), true), "the waiter replays the original's result");
     assert_eq!(runs.count(), 0);
-    held.finish().await;
     schema.drop_schema().await;
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::json;
+use support::Connection;
 use support::example_process::{ExampleProcess, free_port};
+use support::pgbouncer::PgBouncer;
 use support::postgres::{TestSchema, pool_for};
 use support::private_cluster::PrivateCluster;
 
@@ -136,6 +138,93 @@ async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_run_
     schema.drop_schema().await;
 }
 
+/// The issue's scenario behind a transaction-mode pooler: bursts of concurrent fresh keys, then every key retried
+/// after the lease. A completion that failed would leave its key to be taken over and charged again here.
+#[actix_web::test]
+async fn behind_pgbouncer_bursts_of_fresh_keys_then_retries_after_the_lease_never_execute_twice() {
+    const BURSTS: i64 = 3;
+    const KEYS_PER_BURST: i64 = 32;
+    const LEASE: Duration = Duration::from_secs(5); // the payments example's lease
+    let schema = TestSchema::create().await;
+    let (url, _bouncer) = Connection::PgBouncer.database_url(&schema);
+    let process = ExampleProcess::start("payments", free_port(), Some(&url));
+    let client = client(64);
+    let mut first = Vec::new();
+    for burst in 0..BURSTS {
+        let amounts = (0..KEYS_PER_BURST).map(|slot| burst * KEYS_PER_BURST + slot + 1);
+        first.extend(
+            futures_util::future::join_all(
+                amounts.map(|amount| pay(&client, &process.base, "burst", format!("burst-{amount}"), amount, 50)),
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
+    let retries = futures_util::future::join_all(
+        (1..=BURSTS * KEYS_PER_BURST)
+            .map(|amount| pay(&client, &process.base, "burst", format!("burst-{amount}"), amount, 50)),
+    )
+    .await;
+    let executions = executions_by_amount(&schema.pool(1), "burst").await;
+    let twice = executions.values().filter(|&&count| count > 1).count();
+    support::report_figure(&format!(
+        "PgBouncer (transaction mode): {BURSTS} x {KEYS_PER_BURST} concurrent fresh keys -> {}; retries after the \
+         lease -> {}; {} executions, {twice} keys executed twice",
+        tally(&first),
+        tally(&retries),
+        executions.values().sum::<i64>()
+    ));
+    let server_errors =
+        first.iter().chain(&retries).filter(|outcome| outcome.status.is_none_or(|s| s.is_server_error()));
+    assert_eq!(server_errors.count(), 0, "0 5xx");
+    assert_eq!(twice, 0, "no key executed twice: {executions:?}");
+    assert_eq!(executions.len(), (BURSTS * KEYS_PER_BURST) as usize, "every key executed");
+    assert!(first.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && !outcome.replayed));
+    assert!(retries.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && outcome.replayed));
+    drop(process);
+    schema.drop_schema().await;
+}
+
+/// Two processes behind one pooler, one request at a time: every request is answered 2xx, and each key replays
+/// from the other process.
+#[actix_web::test]
+async fn behind_pgbouncer_two_processes_answer_every_request_and_replay_each_others_keys() {
+    const REQUESTS: i64 = 20;
+    let schema = TestSchema::create().await;
+    let (url, _bouncer) = Connection::PgBouncer.database_url(&schema);
+    let processes = [
+        ExampleProcess::start("payments", free_port(), Some(&url)),
+        ExampleProcess::start("payments", free_port(), Some(&url)),
+    ];
+    let client = client(4);
+    let mut outcomes = Vec::new();
+    let mut replays = Vec::new();
+    for amount in 1..=REQUESTS {
+        let (here, there) = (&processes[(amount % 2) as usize], &processes[1 - (amount % 2) as usize]);
+        outcomes.push(pay(&client, &here.base, "two", format!("two-{amount}"), amount, 0).await);
+        replays.push(pay(&client, &there.base, "two", format!("two-{amount}"), amount, 0).await);
+    }
+    let executions = executions_by_amount(&schema.pool(1), "two").await;
+    support::report_figure(&format!(
+        "PgBouncer (transaction mode), 2 processes, {REQUESTS} requests one at a time -> {}; each retried on the other \
+         process -> {}; {} executions",
+        tally(&outcomes),
+        tally(&replays),
+        executions.values().sum::<i64>()
+    ));
+    assert!(
+        outcomes.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && !outcome.replayed),
+        "{outcomes:?}"
+    );
+    assert!(
+        replays.iter().all(|outcome| outcome.status == Some(StatusCode::CREATED) && outcome.replayed),
+        "{replays:?}"
+    );
+    assert!(executions.len() == REQUESTS as usize && executions.values().all(|&count| count == 1), "{executions:?}");
+    drop(processes);
+    schema.drop_schema().await;
+}
+
 #[actix_web::test]
 async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_stuck() {
     const KILLS: usize = 20;
@@ -231,43 +320,82 @@ async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_s
 #[actix_web::test]
 async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
     let cluster = PrivateCluster::start();
-    let port = free_port();
-    let process = ExampleProcess::start("payments", port, Some(&cluster.url()));
+    let process = ExampleProcess::start("payments", free_port(), Some(&cluster.url()));
     let pool = pool_for(&cluster.url(), None, 2);
-    let client = client(64);
-    let base = process.base.clone();
+    let outage = Outage { what: "PostgreSQL outage", stop: &|| cluster.stop(), resume: &|| cluster.resume() };
+    outage_under_load(&process.base, &pool, outage).await;
+    drop(process);
+}
 
+/// PgBouncer itself goes down and comes back: the app's pooled connections to it are cut.
+#[actix_web::test]
+async fn pgbouncer_restart_under_load_gives_only_503_and_no_double_execution() {
+    let cluster = PrivateCluster::start();
+    let bouncer = PgBouncer::start("127.0.0.1", cluster.port, None);
+    let process = ExampleProcess::start("payments", free_port(), Some(&bouncer.url()));
+    let pool = pool_for(&cluster.url(), None, 2);
+    let outage = Outage { what: "PgBouncer restart", stop: &|| bouncer.stop(), resume: &|| bouncer.resume() };
+    outage_under_load(&process.base, &pool, outage).await;
+    drop(process);
+}
+
+/// PostgreSQL goes down behind PgBouncer: the app's connections to the pooler stay up while the server's die.
+#[actix_web::test]
+async fn postgres_restart_behind_pgbouncer_under_load_gives_only_503_and_no_double_execution() {
+    let cluster = PrivateCluster::start();
+    let bouncer = PgBouncer::start("127.0.0.1", cluster.port, None);
+    let process = ExampleProcess::start("payments", free_port(), Some(&bouncer.url()));
+    let pool = pool_for(&cluster.url(), None, 2);
+    let outage =
+        Outage { what: "PostgreSQL restart behind PgBouncer", stop: &|| cluster.stop(), resume: &|| cluster.resume() };
+    outage_under_load(&process.base, &pool, outage).await;
+    drop((process, bouncer));
+}
+
+/// Something the payments example depends on, stopped for two seconds under load.
+struct Outage<'a> {
+    what: &'static str,
+    stop: &'a dyn Fn(),
+    resume: &'a dyn Fn(),
+}
+
+/// Load from 8 clients with fresh keys; the dependency is stopped for 2 s and resumed. While it is down, every
+/// answer is 503 with `Retry-After`; afterwards every request that did not succeed is retried until it does, and
+/// each key was executed exactly once.
+async fn outage_under_load(base: &str, pool: &deadpool_postgres::Pool, outage: Outage<'_>) {
+    let client = client(64);
+    let user = "outage";
     let next_amount = std::sync::atomic::AtomicI64::new(1);
     let stop_load = std::sync::atomic::AtomicBool::new(false);
     let worker = |_| {
-        let (client, base, next_amount, stop_load) = (&client, &base, &next_amount, &stop_load);
+        let (client, next_amount, stop_load) = (&client, &next_amount, &stop_load);
         async move {
             let mut outcomes = Vec::new();
             while !stop_load.load(std::sync::atomic::Ordering::SeqCst) {
                 let amount = next_amount.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let outcome = pay(client, base, "outage", &format!("outage-{amount}"), amount, 0).await;
+                let outcome = pay(client, base, user, &format!("outage-{amount}"), amount, 0).await;
                 outcomes.push((amount, outcome));
             }
             outcomes
         }
     };
     let load = futures_util::future::join_all((0..8).map(worker));
-    let outage = async {
+    let outage_timeline = async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        cluster.stop();
+        (outage.stop)();
         let down = Instant::now();
         tokio::time::sleep(Duration::from_millis(2_000)).await;
         let resuming = Instant::now();
-        cluster.resume();
+        (outage.resume)();
         let back = Instant::now();
         tokio::time::sleep(Duration::from_millis(5_000)).await;
         stop_load.store(true, std::sync::atomic::Ordering::SeqCst);
         (down, resuming, back)
     };
-    let (outcomes, (down, resuming, back)) = tokio::join!(load, outage);
+    let (outcomes, (down, resuming, back)) = tokio::join!(load, outage_timeline);
     let outcomes: Vec<(i64, Outcome)> = outcomes.into_iter().flatten().collect();
 
-    // Sent after the server was down and answered before it was started again: only 503s.
+    // Sent after the dependency was down and answered before it was started again: only 503 + Retry-After.
     let during: Vec<&Outcome> = outcomes
         .iter()
         .map(|(_, outcome)| outcome)
@@ -276,6 +404,7 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
     assert!(!during.is_empty(), "requests were made during the outage");
     for outcome in &during {
         assert_eq!(outcome.status, Some(StatusCode::SERVICE_UNAVAILABLE), "{outcome:?}");
+        assert!(outcome.retry_after.is_some(), "503 with Retry-After: {outcome:?}");
     }
     let first_success_after = outcomes
         .iter()
@@ -285,6 +414,10 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
         .min()
         .expect("service came back");
     assert!(first_success_after < Duration::from_secs(5), "normal service within 5 s: {first_success_after:?}");
+    let server_errors = outcomes.iter().filter(|(_, outcome)| {
+        outcome.status.is_none_or(|status| status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE)
+    });
+    assert_eq!(server_errors.count(), 0, "no 5xx other than 503, no dropped connection");
 
     // Every request that did not succeed is retried until it does (a claim left by the outage lapses with its
     // lease); then each amount was paid exactly once.
@@ -298,7 +431,7 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
     while !pending.is_empty() {
         assert!(retry_started.elapsed() < Duration::from_secs(30), "still failing after 30 s: {} keys", pending.len());
         let results = futures_util::future::join_all(
-            pending.iter().map(|amount| pay(&client, &base, "outage", format!("outage-{amount}"), *amount, 0)),
+            pending.iter().map(|amount| pay(&client, base, user, format!("outage-{amount}"), *amount, 0)),
         )
         .await;
         pending = pending
@@ -311,11 +444,12 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
-    let executions = executions_by_amount(&pool, "outage").await;
+    let executions = executions_by_amount(pool, user).await;
     support::report_figure(&format!(
-        "PostgreSQL outage under load (8 clients): {} requests, {} during the 2 s outage (all 503), first success \
-         {first_success_after:?} after the server was back; {} failed requests retried, all completed in {:?}; \
+        "{} under load (8 clients): {} requests, {} during the 2 s outage (all 503 + Retry-After), first success \
+         {first_success_after:?} after it was back; {} failed requests retried, all completed in {:?}; \
          {} payments for {} keys, none twice; responses {}",
+        outage.what,
         outcomes.len(),
         during.len(),
         failed.len(),
@@ -330,5 +464,4 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
         "no double execution: {:?}",
         executions.iter().filter(|(_, count)| **count > 1).collect::<Vec<_>>()
     );
-    drop(process);
 }

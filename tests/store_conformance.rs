@@ -11,8 +11,10 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::purge::purge_expired;
 use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, RecordId, RecordState, Store, StoredResponse,
+    Claim, ClaimRequest, Completion, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, RecordId, RecordState, Store,
+    StoredResponse,
 };
+use support::{Listening, StoreUnderTest};
 
 fn request(key: u8, fingerprint: u8, token: i64, lease: Duration, ttl: Duration) -> ClaimRequest {
     ClaimRequest {
@@ -39,6 +41,7 @@ on_every_store!(
     store => &*store.store;
     one_claim_wins_and_the_record_is_replayed_after_completion,
     a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced,
+    a_completion_retried_with_its_own_lease_is_stored_not_fenced,
     a_different_request_cannot_take_over_a_lapsed_claim,
     heartbeat_keeps_a_claim_and_reports_a_lost_one,
     release_frees_the_key_and_a_stale_release_does_nothing,
@@ -84,6 +87,19 @@ async fn a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced(st
     assert_eq!(store.complete(&lease_of(&retry), &response("newer"), LONG).await.unwrap(), Completion::Stored);
     let record = store.read(&retry.id).await.unwrap().expect("live record");
     assert_eq!(record.state, RecordState::Completed(response("newer")));
+}
+
+/// A completion whose answer was lost (a timeout after it landed) is tried again with the same lease: the store
+/// recognises its own completion instead of reporting it fenced.
+async fn a_completion_retried_with_its_own_lease_is_stored_not_fenced(store: &dyn Store) {
+    let original = request(10, 1, 101, LONG, LONG);
+    store.claim(&original).await.unwrap();
+    assert_eq!(store.complete(&lease_of(&original), &response("once"), LONG).await.unwrap(), Completion::Stored);
+    assert_eq!(store.complete(&lease_of(&original), &response("once"), LONG).await.unwrap(), Completion::Stored);
+    let stale = Lease { token: 999, ..lease_of(&original) };
+    assert_eq!(store.complete(&stale, &response("other"), LONG).await.unwrap(), Completion::Fenced);
+    let record = store.read(&original.id).await.unwrap().expect("live record");
+    assert_eq!(record.state, RecordState::Completed(response("once")));
 }
 
 async fn a_different_request_cannot_take_over_a_lapsed_claim(store: &dyn Store) {
@@ -241,4 +257,63 @@ impl ClaimOwned for dyn Store {
     async fn claim_owned(&self, request: ClaimRequest) -> Claim {
         self.claim(&request).await.expect("claim")
     }
+}
+
+/// How long after a completion returned its waiter returned, over a few rounds (the worst is reported).
+async fn wake_up_latency(store: &dyn Store, rounds: u8) -> Duration {
+    let mut worst = Duration::ZERO;
+    for round in 0..rounds {
+        let original = request(100 + round, 1, 1_000 + i64::from(round), LONG, LONG);
+        store.claim(&original).await.unwrap();
+        let waiting = async {
+            store.wait(&original.id, Duration::from_secs(20)).await.unwrap();
+            Instant::now()
+        };
+        let completing = async {
+            // Long enough for the waiter to be registered (it subscribes, then marks the record).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            store.complete(&lease_of(&original), &response("done"), LONG).await.unwrap();
+            Instant::now()
+        };
+        let (woken, completed) = tokio::join!(waiting, completing);
+        worst = worst.max(woken.saturating_duration_since(completed));
+    }
+    worst
+}
+
+/// Behind PgBouncer, with the direct listening connection: woken by notification within 100 ms.
+#[actix_web::test]
+async fn behind_pgbouncer_a_waiter_is_woken_within_100_ms_by_the_direct_listening_connection() {
+    let store = StoreUnderTest::pgbouncer_listening(Listening::Direct).await;
+    let worst = wake_up_latency(&*store.store, 5).await;
+    support::report_figure(&format!(
+        "PgBouncer, direct listening connection: waiter woken {worst:?} after the completion (worst of 5)"
+    ));
+    assert!(worst < Duration::from_millis(100), "woken {worst:?} after the completion");
+    store.cleanup().await;
+}
+
+/// Behind PgBouncer without a listening connection: the waiter polls, and learns of the completion within the
+/// polling interval's bound (plus the look itself).
+#[actix_web::test]
+async fn behind_pgbouncer_without_a_listening_connection_a_waiter_learns_within_the_polling_bound() {
+    let store = StoreUnderTest::pgbouncer_listening(Listening::None).await;
+    let worst = wake_up_latency(&*store.store, 5).await;
+    support::report_figure(&format!(
+        "PgBouncer, no listening connection (polling, bound {MAX_WAIT_POLL_INTERVAL:?}): waiter returned {worst:?} after the completion (worst of 5)"
+    ));
+    assert!(worst < MAX_WAIT_POLL_INTERVAL + Duration::from_millis(100), "returned {worst:?} after the completion");
+    store.cleanup().await;
+}
+
+/// A listening connection that cannot connect does not strand waiters: they poll.
+#[actix_web::test]
+async fn a_listening_connection_that_cannot_connect_falls_back_to_polling() {
+    let store = StoreUnderTest::pgbouncer_listening(Listening::Unreachable).await;
+    let worst = wake_up_latency(&*store.store, 3).await;
+    support::report_figure(&format!(
+        "unreachable listening connection (polling): waiter returned {worst:?} after the completion (worst of 3)"
+    ));
+    assert!(worst < MAX_WAIT_POLL_INTERVAL + Duration::from_millis(100), "returned {worst:?} after the completion");
+    store.cleanup().await;
 }

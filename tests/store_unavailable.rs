@@ -178,3 +178,49 @@ async fn statement_stuck_on_a_lock_is_cancelled_and_leaves_no_claim_behind() {
     drop(app);
     schema.drop_schema().await;
 }
+
+/// Log output captured in memory (the one subscriber of this binary; only the test below logs through it).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The operator learns what PostgreSQL said (SQLSTATE and message, not `db error`); the client learns nothing
+/// internal. Staged with a store named on a schema that does not exist.
+#[actix_web::test]
+async fn a_database_error_is_logged_with_its_sqlstate_and_message_and_hidden_from_the_client() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
+    let schema = support::postgres::TestSchema::create().await;
+    let store = PostgresStore::new(schema.pool(2)).with_schema("idempotent_no_such_schema");
+
+    let error = store.read(&idempotent_runtime::Receiver::record_id("n", "k")).await.expect_err("no such table");
+    assert_eq!(error.sqlstate(), Some("42P01"), "{error}");
+    let text = error.to_string();
+    assert!(text.contains("SQLSTATE 42P01") && text.contains("does not exist"), "{text}");
+
+    let app = start(store);
+    let (status, retry_after, body) = app.pay("k").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry_after.is_some());
+    let body = body.to_string();
+    for internal in ["42P01", "SQLSTATE", "idempotency_records", "idempotent_no_such_schema", "does not exist"] {
+        assert!(!body.contains(internal), "the problem body reveals {internal:?}: {body}");
+    }
+    let logs = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf-8 logs");
+    let line =
+        logs.lines().find(|line| line.contains("answering 503")).unwrap_or_else(|| panic!("no 503 line in:\n{logs}"));
+    assert!(line.contains("SQLSTATE 42P01") && line.contains("does not exist"), "{line}");
+    assert_eq!(app.runs.0.load(Ordering::SeqCst), 0);
+    schema.drop_schema().await;
+}

@@ -1,6 +1,7 @@
 //! Transactional routes (CONTRACT section 5) against real PostgreSQL: the claim, the handler's own write through
 //! `Tx` and the stored response commit together, or nothing does.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -9,9 +10,22 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, post, web};
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, Tx, idempotent};
-use support::eventually;
+use support::pgbouncer::PgBouncer;
 use support::postgres::TestSchema;
 use support::probe::Probe;
+use support::{Connection, eventually};
+
+on_every_connection!(
+    the_write_the_claim_and_the_response_commit_together,
+    a_server_error_leaves_no_row_and_no_stored_response,
+    a_panic_after_the_write_rolls_it_back,
+    a_client_error_is_committed_with_its_writes,
+    a_handler_whose_sql_failed_keeps_its_answer_but_nothing_is_committed,
+    a_cancelled_request_rolls_back_and_frees_the_key_at_once,
+    concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitted_claim,
+    wait_mode_waits_for_the_commit_and_replays,
+    a_transactional_route_on_a_store_without_transactions_is_misconfigured,
+);
 
 /// Writes a row through the transaction, then answers the status in `x-status` (default 201), or panics.
 async fn write_then_answer(tx: &Tx, probe: &Probe, request: &HttpRequest, note: &str) -> HttpResponse {
@@ -47,15 +61,21 @@ struct Harness {
     probe: web::Data<Probe>,
     schema: TestSchema,
     pool: deadpool_postgres::Pool,
+    /// The pooler the app goes through, if any.
+    _bouncer: Option<PgBouncer>,
 }
 
-async fn start_with(store: impl Fn(&TestSchema) -> Arc<dyn Store>) -> Harness {
+async fn start_with(
+    connection: Connection,
+    store: impl Fn(&TestSchema, deadpool_postgres::Pool) -> Arc<dyn Store>,
+) -> Harness {
     let schema = TestSchema::create().await;
     let pool = schema.pool(4);
     let postgres = PostgresStore::new(pool.clone());
     postgres.migrate().await.expect("migrate");
     pool.get().await.unwrap().batch_execute("CREATE TABLE writes (id bigserial PRIMARY KEY, note text)").await.unwrap();
-    let store = store(&schema);
+    let (app_pool, bouncer) = connection.app_pool(&schema, 16);
+    let store = store(&schema, app_pool);
     let probe = web::Data::new(Probe::default());
     let app_probe = probe.clone();
     let server = actix_test::start(move || {
@@ -66,11 +86,11 @@ async fn start_with(store: impl Fn(&TestSchema) -> Arc<dyn Store>) -> Harness {
             .service(write)
             .service(write_wait)
     });
-    Harness { server, probe, schema, pool }
+    Harness { server, probe, schema, pool, _bouncer: bouncer }
 }
 
-async fn start() -> Harness {
-    start_with(|schema| Arc::new(PostgresStore::new(schema.pool(16)))).await
+async fn start(connection: Connection) -> Harness {
+    start_with(connection, |schema, pool| Arc::new(PostgresStore::new(pool).with_schema(&schema.name))).await
 }
 
 struct Reply {
@@ -120,9 +140,8 @@ impl Harness {
     }
 }
 
-#[actix_web::test]
-async fn the_write_the_claim_and_the_response_commit_together() {
-    let app = start().await;
+async fn the_write_the_claim_and_the_response_commit_together(connection: Connection) {
+    let app = start(connection).await;
     let first = app.send("/write", "k", "hello", &[]).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!((app.rows().await, app.records().await), (1, 1));
@@ -136,9 +155,8 @@ async fn the_write_the_claim_and_the_response_commit_together() {
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn a_server_error_leaves_no_row_and_no_stored_response() {
-    let app = start().await;
+async fn a_server_error_leaves_no_row_and_no_stored_response(connection: Connection) {
+    let app = start(connection).await;
     let failed = app.send("/write", "k", "hello", &[("x-status", "500")]).await;
     assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!((app.rows().await, app.records().await), (0, 0), "rolled back, key free");
@@ -149,9 +167,8 @@ async fn a_server_error_leaves_no_row_and_no_stored_response() {
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn a_panic_after_the_write_rolls_it_back() {
-    let app = start().await;
+async fn a_panic_after_the_write_rolls_it_back(connection: Connection) {
+    let app = start(connection).await;
     let failed = app.send("/write", "k", "hello", &[("x-status", "999")]).await;
     assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!((app.rows().await, app.records().await), (0, 0));
@@ -159,9 +176,8 @@ async fn a_panic_after_the_write_rolls_it_back() {
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn a_client_error_is_committed_with_its_writes() {
-    let app = start().await;
+async fn a_client_error_is_committed_with_its_writes(connection: Connection) {
+    let app = start(connection).await;
     let refused = app.send("/write", "k", "hello", &[("x-status", "409")]).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!((app.rows().await, app.records().await), (1, 1), "4xx is an answer: stored with its writes");
@@ -169,9 +185,8 @@ async fn a_client_error_is_committed_with_its_writes() {
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn a_handler_whose_sql_failed_keeps_its_answer_but_nothing_is_committed() {
-    let app = start().await;
+async fn a_handler_whose_sql_failed_keeps_its_answer_but_nothing_is_committed(connection: Connection) {
+    let app = start(connection).await;
     let refused = app.send("/write", "k", "hello", &[("x-sql-error", "1")]).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "the handler's own answer, not a 503: {}", refused.body);
     assert_eq!(refused.body, "duplicate order");
@@ -181,9 +196,8 @@ async fn a_handler_whose_sql_failed_keeps_its_answer_but_nothing_is_committed() 
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn a_cancelled_request_rolls_back_and_frees_the_key_at_once() {
-    let app = start().await;
+async fn a_cancelled_request_rolls_back_and_frees_the_key_at_once(connection: Connection) {
+    let app = start(connection).await;
     let cancelled = app.send("/write", "k", "hello", &[("x-test-hold", "1"), ("x-test-cancel", "1")]).await;
     assert_eq!(cancelled.status, StatusCode::GATEWAY_TIMEOUT);
     // The rollback runs in the background right after the drop; poll for it, far below any lease.
@@ -198,9 +212,8 @@ async fn a_cancelled_request_rolls_back_and_frees_the_key_at_once() {
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitted_claim() {
-    let app = start().await;
+async fn concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitted_claim(connection: Connection) {
+    let app = start(connection).await;
     let original = app.send("/write", "k", "hello", &[("x-test-hold", "1")]);
     let duplicates = async {
         assert!(eventually(Duration::from_secs(10), || app.runs() == 1).await, "the original is in its handler");
@@ -221,9 +234,8 @@ async fn concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitte
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn wait_mode_waits_for_the_commit_and_replays() {
-    let app = start().await;
+async fn wait_mode_waits_for_the_commit_and_replays(connection: Connection) {
+    let app = start(connection).await;
     let original = app.send("/write-wait", "k", "hello", &[("x-test-hold", "1")]);
     let duplicate = async {
         assert!(eventually(Duration::from_secs(10), || app.runs() == 1).await);
@@ -243,9 +255,8 @@ async fn wait_mode_waits_for_the_commit_and_replays() {
     app.finish().await;
 }
 
-#[actix_web::test]
-async fn a_transactional_route_on_a_store_without_transactions_is_misconfigured() {
-    let app = start_with(|_| Arc::new(MemoryStore::new())).await;
+async fn a_transactional_route_on_a_store_without_transactions_is_misconfigured(connection: Connection) {
+    let app = start_with(connection, |_, _| Arc::new(MemoryStore::new())).await;
     let reply = app.send("/write", "k", "hello", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.body.contains("https://idempotent.rs/problems/misconfigured"), "{}", reply.body);

@@ -44,6 +44,16 @@ pub(crate) fn postgres_config(url: &str) -> Result<tokio_postgres::Config, Strin
     url.parse().map_err(|error| format!("DATABASE_URL is invalid: {error}"))
 }
 
+/// The connection the store listens on for `on_conflict = "wait"`: `DATABASE_LISTEN_URL` when set (behind a
+/// transaction-mode pooler such as PgBouncer it must name PostgreSQL itself, which notifications need), else the
+/// pool's own settings.
+pub(crate) fn listen_config(pool_config: tokio_postgres::Config) -> Result<tokio_postgres::Config, String> {
+    match std::env::var("DATABASE_LISTEN_URL") {
+        Ok(url) => url.parse().map_err(|error| format!("DATABASE_LISTEN_URL is invalid: {error}")),
+        Err(_) => Ok(pool_config),
+    }
+}
+
 /// The application's pool, which the idempotency store shares.
 pub(crate) fn postgres_pool(config: tokio_postgres::Config) -> Result<Pool, String> {
     let manager =

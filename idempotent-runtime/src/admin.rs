@@ -2,9 +2,10 @@
 //! record, releasing a stuck one, and counts by state. The `idempotent-admin` binary (feature `cli`) is a thin
 //! front end over this module; the functions are public so that an app can expose the same answers elsewhere.
 //!
-//! Every function takes the app's `deadpool_postgres::Pool` (the pool a [`crate::PostgresStore`] is built on) and
-//! finds the table through the connection's `search_path`, as the store does. Purging is
-//! [`crate::purge::purge_expired`] on a store built on the same pool.
+//! Every function takes the app's [`PostgresStore`] and uses its pool, its table (the schema given to
+//! [`PostgresStore::with_schema`], else the connection's `search_path`) and its timeout; like the store's own,
+//! the statements are unnamed, so they work through a transaction-mode pooler. Purging is
+//! [`crate::purge::purge_expired`] on the same store.
 //!
 //! Records are stored under digests, never raw values: [`key_hash`] and [`Scope::hash`] compute them exactly as a
 //! request does, so an operator can look a record up by the key a client sent and the scope it was sent in.
@@ -21,12 +22,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::Pool;
 use tokio_postgres::Row;
+use tokio_postgres::types::Type;
 
 use crate::digest::{Digest, hash_parts, to_hex};
 use crate::record::RecordId;
-use crate::store::{StoreError, StoreErrorKind};
+use crate::store::{PostgresStore, StoreError, StoreErrorKind};
 
 /// The digest under which a key is stored: `key` is the unquoted key (as [`crate::IdempotencyKey::as_str`] gives
 /// it; parse a raw header value with [`crate::IdempotencyKey::parse`] first).
@@ -333,7 +334,7 @@ SELECT route, method, key_hash, scope_hash, created_at, locked_until,
        greatest(0, extract(epoch FROM now() - created_at))::float8 AS age_secs,
        locked_until <= now() AS stuck,
        count(*) OVER () AS total
-FROM idempotency_records
+FROM {table}
 WHERE state = 'in_progress' AND (locked_until > now() OR expires_at > now())
   AND (NOT $1 OR locked_until <= now())
 ORDER BY created_at, key_hash, scope_hash, method, route
@@ -352,7 +353,7 @@ SELECT route, method, key_hash, scope_hash, token, status, created_at, completed
        END AS condition,
        coalesce(header_names, '{}') AS header_names,
        octet_length(body)::bigint AS body_len
-FROM idempotency_records
+FROM {table}
 WHERE key_hash = $1 AND scope_hash = $2 AND ($3::text IS NULL OR route = $3) AND ($4::text IS NULL OR method = $4)
 ORDER BY route, method";
 
@@ -360,7 +361,7 @@ ORDER BY route, method";
 /// wakes requests that wait for it, as a release by its owner does.
 const RELEASE_SQL: &str = "
 WITH done AS (
-    DELETE FROM idempotency_records
+    DELETE FROM {table}
     WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5
       AND ($6 OR (state = 'in_progress' AND locked_until <= now() AND expires_at > now()))
     RETURNING has_waiters
@@ -376,13 +377,13 @@ SELECT count(*) FILTER (WHERE state = 'in_progress' AND locked_until > now()) AS
        count(*) FILTER (WHERE state = 'completed' AND expires_at > now()) AS completed,
        count(*) FILTER (WHERE (state = 'completed' AND expires_at <= now())
                            OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now())) AS expired
-FROM idempotency_records";
+FROM {table}";
 
 /// Lists records in progress that have not expired, oldest first, at most `limit` of them; with `stuck_only`, only
 /// those whose lease lapsed.
-pub async fn list_in_flight(pool: &Pool, stuck_only: bool, limit: usize) -> Result<InFlightPage, StoreError> {
+pub async fn list_in_flight(store: &PostgresStore, stuck_only: bool, limit: usize) -> Result<InFlightPage, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = query(pool, LIST_SQL, &[&stuck_only, &limit]).await?;
+    let rows = query(store, LIST_SQL, &[(&stuck_only, Type::BOOL), (&limit, Type::INT8)]).await?;
     let total = match rows.first() {
         Some(row) => count(row, "total")?,
         None => 0,
@@ -406,8 +407,8 @@ pub async fn list_in_flight(pool: &Pool, stuck_only: bool, limit: usize) -> Resu
 }
 
 /// Every record that matches the selector, expired ones included, ordered by route and method.
-pub async fn show(pool: &Pool, selector: &Selector) -> Result<Vec<RecordDetails>, StoreError> {
-    Ok(select(pool, selector).await?.into_iter().map(|(details, _token)| details).collect())
+pub async fn show(store: &PostgresStore, selector: &Selector) -> Result<Vec<RecordDetails>, StoreError> {
+    Ok(select(store, selector).await?.into_iter().map(|(details, _token)| details).collect())
 }
 
 /// Releases (deletes) the one record that matches the selector, so that the next request with its key runs the
@@ -416,8 +417,8 @@ pub async fn show(pool: &Pool, selector: &Selector) -> Result<Vec<RecordDetails>
 /// Only a [`State::Stuck`] record is released unless `force` is set: see [`Refusal`] for what forcing risks. A
 /// forced release of a record whose handler still runs is safe for the table (that handler's completion is then
 /// fenced and discarded), but its retry runs the handler a second time.
-pub async fn release(pool: &Pool, selector: &Selector, force: bool) -> Result<ReleaseOutcome, StoreError> {
-    let mut matches = select(pool, selector).await?;
+pub async fn release(store: &PostgresStore, selector: &Selector, force: bool) -> Result<ReleaseOutcome, StoreError> {
+    let mut matches = select(store, selector).await?;
     let (record, token) = match matches.len() {
         0 => return Ok(ReleaseOutcome::NotFound),
         1 => matches.remove(0),
@@ -437,9 +438,17 @@ pub async fn release(pool: &Pool, selector: &Selector, force: bool) -> Result<Re
     let id = record.id();
     let notification = to_hex(&id.digest());
     let rows = query(
-        pool,
+        store,
         RELEASE_SQL,
-        &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &token, &force, &notification],
+        &[
+            (&id.key_hash, Type::BYTEA),
+            (&id.scope_hash, Type::BYTEA),
+            (&id.method, Type::TEXT),
+            (&id.route, Type::TEXT),
+            (&token, Type::INT8),
+            (&force, Type::BOOL),
+            (&notification, Type::TEXT),
+        ],
     )
     .await?;
     let deleted = match rows.first() {
@@ -454,8 +463,8 @@ pub async fn release(pool: &Pool, selector: &Selector, force: bool) -> Result<Re
 }
 
 /// Counts the records in each [`State`] (one scan of the table).
-pub async fn counts(pool: &Pool) -> Result<Counts, StoreError> {
-    let rows = query(pool, COUNTS_SQL, &[]).await?;
+pub async fn counts(store: &PostgresStore) -> Result<Counts, StoreError> {
+    let rows = query(store, COUNTS_SQL, &[]).await?;
     let row = rows.first().ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "the count returned no row"))?;
     Ok(Counts {
         in_progress: count(row, "in_progress")?,
@@ -465,11 +474,16 @@ pub async fn counts(pool: &Pool) -> Result<Counts, StoreError> {
     })
 }
 
-async fn select(pool: &Pool, selector: &Selector) -> Result<Vec<(RecordDetails, i64)>, StoreError> {
+async fn select(store: &PostgresStore, selector: &Selector) -> Result<Vec<(RecordDetails, i64)>, StoreError> {
     let rows = query(
-        pool,
+        store,
         SHOW_SQL,
-        &[&selector.key_hash.as_slice(), &selector.scope_hash.as_slice(), &selector.route, &selector.method],
+        &[
+            (&selector.key_hash, Type::BYTEA),
+            (&selector.scope_hash, Type::BYTEA),
+            (&selector.route, Type::TEXT),
+            (&selector.method, Type::TEXT),
+        ],
     )
     .await?;
     rows.iter().map(details_from_row).collect()
@@ -505,13 +519,21 @@ fn details_from_row(row: &Row) -> Result<(RecordDetails, i64), StoreError> {
     Ok((details, row.try_get("token").map_err(decode_failed)?))
 }
 
+/// Runs one of this module's statements on the store's table, under the store's timeout.
 async fn query(
-    pool: &Pool,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    store: &PostgresStore,
+    template: &str,
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
 ) -> Result<Vec<Row>, StoreError> {
-    let client = pool.get().await.map_err(|error| StoreError::new(StoreErrorKind::Unavailable, error))?;
-    client.query(sql, params).await.map_err(|error| StoreError::new(StoreErrorKind::Unavailable, error))
+    let sql = store.table().render(template);
+    store
+        .bounded(async {
+            let client = store.pool().get().await.map_err(crate::store::pool_failed)?;
+            crate::store::postgres_query(&client, crate::store::StatementMode::Unnamed, &sql, params)
+                .await
+                .map_err(|error| crate::store::postgres_failed(StoreErrorKind::Unavailable, error))
+        })
+        .await
 }
 
 fn digest(row: &Row, column: &str) -> Result<Digest, StoreError> {
@@ -530,7 +552,7 @@ fn count(row: &Row, column: &str) -> Result<u64, StoreError> {
 }
 
 fn decode_failed(error: tokio_postgres::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, error)
+    crate::store::postgres_failed(StoreErrorKind::Corrupt, error)
 }
 
 #[cfg(test)]

@@ -2,11 +2,19 @@
 //! future because the client disconnected.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
+use crate::lease::LeaseWatch;
+use crate::observe;
 use crate::record::StoredResponse;
-use crate::store::{Completion, Lease, Store, StoreError};
+use crate::store::{Completion, Lease, Store, StoreError, StoreErrorKind};
+
+/// A completion that failed is tried again at most this many times in all...
+const MAX_COMPLETION_ATTEMPTS: u32 = 6;
+
+/// ... after this long, then each time twice as long (50 ms to 1.6 s, 3.1 s in all), and only while the lease
+/// surely holds.
+const FIRST_COMPLETION_RETRY: Duration = Duration::from_millis(50);
 
 /// Owns an acquired claim until it is completed or released. Dropped while still armed (the request future was
 /// cancelled), it releases the claim in a background task, so a disconnect frees the key at once instead of after
@@ -14,20 +22,55 @@ use crate::store::{Completion, Lease, Store, StoreError};
 pub(crate) struct ClaimGuard {
     store: Arc<dyn Store>,
     lease: Option<Lease>,
+    /// The heartbeat's view of the lease (the heartbeat runs while the response is stored).
+    watch: Arc<LeaseWatch>,
 }
 
 impl ClaimGuard {
-    pub(crate) fn new(store: Arc<dyn Store>, lease: Lease) -> Self {
-        Self { store, lease: Some(lease) }
+    pub(crate) fn new(store: Arc<dyn Store>, lease: Lease, watch: Arc<LeaseWatch>) -> Self {
+        Self { store, lease: Some(lease), watch }
     }
 
     /// Stores the response under this claim and stops guarding: stored, fenced or failed, this attempt is done
-    /// with the record (a failed completion leaves it to its lease).
+    /// with the record.
+    ///
+    /// The handler has run: if storing its response failed for good, a retry after the lease would run it again.
+    /// So a store failure (unreachable, timed out) is retried with the same token, with backoff, while the
+    /// heartbeat still holds the lease: a completion that did land is recognised by its token, and one that
+    /// lands after a take-over is fenced. Only a lost lease or the bound gives up (logged by the caller, and
+    /// counted in [`observe::ABANDONED_COMPLETIONS`]).
     pub(crate) async fn complete(mut self, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
         let Some(lease) = self.lease.as_ref() else { return Ok(Completion::Fenced) };
         // Still guarded while the completion runs: cancelled mid-way, the claim is released (a no-op if the
         // completion had already landed).
-        let completion = self.store.complete(lease, response, ttl).await;
+        let mut delay = FIRST_COMPLETION_RETRY;
+        let mut attempt = 1;
+        let completion = loop {
+            let error = match self.store.complete(lease, response, ttl).await {
+                Ok(completion) => break Ok(completion),
+                Err(error) => error,
+            };
+            let transient = matches!(error.kind(), StoreErrorKind::Unavailable | StoreErrorKind::Timeout);
+            let retry_at = Instant::now() + delay;
+            if !transient || attempt >= MAX_COMPLETION_ATTEMPTS || !self.watch.holds_at(retry_at) {
+                observe::increment(observe::ABANDONED_COMPLETIONS, &lease.id.route);
+                let why = if self.watch.is_lost() {
+                    "the lease was lost"
+                } else if !transient {
+                    "the failure is not transient"
+                } else if attempt >= MAX_COMPLETION_ATTEMPTS {
+                    "the retries are spent"
+                } else {
+                    "the lease may lapse before the next try"
+                };
+                tracing::warn!(route = %lease.id.route, %error, attempts = attempt, "storing the response failed; giving up: {why}");
+                break Err(error);
+            }
+            tracing::warn!(route = %lease.id.route, %error, attempt, "storing the response failed; retrying while the lease holds");
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            attempt += 1;
+        };
         self.lease = None;
         completion
     }

@@ -218,12 +218,14 @@ where
             Ok(Claim::Acquired { took_over }) => {
                 acquired(context, took_over);
                 let lease = Lease { id: claim.id.clone(), token: claim.token };
-                let guard = ClaimGuard::new(Arc::clone(store), lease.clone());
+                let watch = Arc::new(crate::lease::LeaseWatch::claimed(claim.lease));
+                let guard = ClaimGuard::new(Arc::clone(store), lease.clone(), Arc::clone(&watch));
                 let claimed = LeaseClaim { guard, ttl: claim.ttl };
                 let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
-                // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it.
+                // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
+                // (with its retries).
                 let run_and_settle = async { settle(context, claimed, work.await).await };
-                return crate::lease::while_renewing(&**store, &lease, claim.lease, run_and_settle).await;
+                return crate::lease::while_renewing(&**store, &lease, claim.lease, &watch, run_and_settle).await;
             }
             Ok(Claim::Existing(record)) => record,
         };

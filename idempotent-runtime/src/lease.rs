@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{self, Either};
@@ -27,21 +28,63 @@ pub(crate) fn wait_before_claiming_again(
         .then(|| (deadline - now).min(lease_remaining.max(Duration::from_millis(10))))
 }
 
-/// Runs `work` while renewing `lease` every third of `duration`; the heartbeat stops with the work.
+/// What the heartbeat knows of a lease, for the completion's retries: until when it surely holds, or that it is
+/// lost (another attempt took the record over).
+#[derive(Debug)]
+pub(crate) struct LeaseWatch {
+    /// `None` once the lease is known lost; else the end of the last renewal the store confirmed.
+    held_until: Mutex<Option<Instant>>,
+}
+
+impl LeaseWatch {
+    /// A lease just claimed for `duration`.
+    pub(crate) fn claimed(duration: Duration) -> Self {
+        Self { held_until: Mutex::new(Instant::now().checked_add(duration)) }
+    }
+
+    /// Whether the lease surely still holds at `instant`.
+    pub(crate) fn holds_at(&self, instant: Instant) -> bool {
+        lock(&self.held_until).is_some_and(|until| instant < until)
+    }
+
+    /// Whether the heartbeat found the lease lost.
+    pub(crate) fn is_lost(&self) -> bool {
+        lock(&self.held_until).is_none()
+    }
+
+    fn renewed(&self, since: Instant, duration: Duration) {
+        let mut held_until = lock(&self.held_until);
+        if held_until.is_some() {
+            *held_until = since.checked_add(duration);
+        }
+    }
+
+    fn lost(&self) {
+        *lock(&self.held_until) = None;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `work` while renewing `lease` every third of `duration`; the heartbeat stops with the work, and tells
+/// `watch` what it learns.
 pub(crate) async fn while_renewing<T>(
     store: &dyn Store,
     lease: &Lease,
     duration: Duration,
+    watch: &LeaseWatch,
     work: impl Future<Output = T>,
 ) -> T {
-    match future::select(pin!(work), pin!(keep_lease(store, lease, duration))).await {
+    match future::select(pin!(work), pin!(keep_lease(store, lease, duration, watch))).await {
         Either::Left((done, _)) => done,
         Either::Right((never, _)) => match never {},
     }
 }
 
 /// Renews the lease every third of its length for as long as it is polled. Never completes.
-async fn keep_lease(store: &dyn Store, lease: &Lease, duration: Duration) -> Infallible {
+async fn keep_lease(store: &dyn Store, lease: &Lease, duration: Duration, watch: &LeaseWatch) -> Infallible {
     let period = (duration / 3).max(Duration::from_millis(100));
     let mut held = true;
     loop {
@@ -49,10 +92,12 @@ async fn keep_lease(store: &dyn Store, lease: &Lease, duration: Duration) -> Inf
         if !held {
             continue;
         }
+        let since = Instant::now();
         match observe::timed("heartbeat", store.heartbeat(lease, duration)).await {
-            Ok(LeaseState::Held) => {}
+            Ok(LeaseState::Held) => watch.renewed(since, duration),
             Ok(LeaseState::Lost) => {
                 held = false;
+                watch.lost();
                 tracing::warn!(
                     route = %lease.id.route,
                     "idempotency lease lost to another attempt; this attempt's response will not be stored"

@@ -71,7 +71,8 @@ pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
 pub use crate::status::{status_lookup, status_lookup_scoped};
 pub use crate::store::{
-    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MemoryStore, OpenTransaction,
-    PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
+    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, MemoryStore,
+    OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim,
+    TransactionalStore,
 };
 pub use crate::transaction::Tx;

@@ -21,6 +21,9 @@ pub const LEASE_TAKEOVER: &str = "idempotent_lease_takeovers_total";
 pub const FENCED: &str = "idempotent_fenced_completions_total";
 /// Store operations that failed (unreachable, timeout, corrupt record).
 pub const STORE_ERRORS: &str = "idempotent_store_errors_total";
+/// Responses that could not be stored even after retrying while the lease held (the store stayed down, or the
+/// lease was lost): the handler ran, and a retry after the lease runs it again.
+pub const ABANDONED_COMPLETIONS: &str = "idempotent_abandoned_completions_total";
 /// Expired records deleted by the purge.
 pub const PURGED: &str = "idempotent_purged_total";
 /// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).

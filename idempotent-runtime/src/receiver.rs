@@ -304,10 +304,11 @@ impl Receiver {
         let namespace = id.route.clone();
         // Dropped with this future (cancellation), the guard releases the claim in a background task.
         let owned = Lease { id, token };
-        let guard = ClaimGuard::new(self.store.clone(), owned.clone());
+        let watch = Arc::new(crate::lease::LeaseWatch::claimed(lease));
+        let guard = ClaimGuard::new(self.store.clone(), owned.clone(), Arc::clone(&watch));
         // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught too.
         let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
-        let outcome = crate::lease::while_renewing(&*self.store, &owned, lease, work).await;
+        let outcome = crate::lease::while_renewing(&*self.store, &owned, lease, &watch, work).await;
         let value = match outcome {
             Err(panic) => {
                 tracing::error!(%namespace, "the receiver's work panicked; claim released, resuming the panic");
@@ -329,7 +330,9 @@ impl Receiver {
             }
         };
         let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
-        match guard.complete(&stored, ttl).await {
+        // Under the heartbeat too: the completion's retries rely on it to know the lease still holds.
+        let completing = guard.complete(&stored, ttl);
+        match crate::lease::while_renewing(&*self.store, &owned, lease, &watch, completing).await {
             Ok(Completion::Stored) => {}
             Ok(Completion::Fenced) => tracing::warn!(
                 %namespace,

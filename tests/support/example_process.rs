@@ -39,7 +39,13 @@ pub struct ExampleProcess {
 impl ExampleProcess {
     /// Starts `examples/<name>` on `port` with `DATABASE_URL` (or without it) and waits for its start-up line.
     pub fn start(name: &str, port: u16, database_url: Option<&str>) -> Self {
+        Self::start_with_env(name, port, database_url, &[])
+    }
+
+    /// [`ExampleProcess::start`] with more environment variables (e.g. `DATABASE_LISTEN_URL`).
+    pub fn start_with_env(name: &str, port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(example_binary(name));
+        command.env_remove("DATABASE_LISTEN_URL").envs(env.iter().copied());
         command
             .env("BIND", format!("127.0.0.1:{port}"))
             .env_remove("DATABASE_URL")

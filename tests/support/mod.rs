@@ -4,6 +4,7 @@
 
 pub mod cancellation;
 pub mod example_process;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod private_cluster;
 pub mod probe;
@@ -13,17 +14,31 @@ use std::time::{Duration, Instant};
 
 use idempotent_runtime::{MemoryStore, PostgresStore, Store};
 
+use self::pgbouncer::PgBouncer;
 use self::postgres::TestSchema;
+
+/// The listening connection of a store through PgBouncer (for `on_conflict = "wait"`).
+#[derive(Clone, Copy, Debug)]
+pub enum Listening {
+    /// A direct connection to PostgreSQL, as the README asks.
+    Direct,
+    /// None: waiters poll.
+    None,
+    /// One that cannot connect (nothing listens on its port): waiters poll.
+    Unreachable,
+}
 
 /// A store under test, with what it needs to be cleaned up.
 pub struct StoreUnderTest {
     pub store: Arc<dyn Store>,
     schema: Option<TestSchema>,
+    /// The pooler the store goes through, if any (stopped when dropped).
+    bouncer: Option<PgBouncer>,
 }
 
 impl StoreUnderTest {
     pub async fn memory() -> Self {
-        Self { store: Arc::new(MemoryStore::new()), schema: None }
+        Self { store: Arc::new(MemoryStore::new()), schema: None, bouncer: None }
     }
 
     /// A `PostgresStore` on a fresh, migrated schema.
@@ -31,7 +46,31 @@ impl StoreUnderTest {
         let schema = TestSchema::create().await;
         let store = PostgresStore::new(schema.pool(16)).with_listener(schema.config());
         store.migrate().await.expect("migrate the test schema");
-        Self { store: Arc::new(store), schema: Some(schema) }
+        Self { store: Arc::new(store), schema: Some(schema), bouncer: None }
+    }
+
+    /// A `PostgresStore` through a private PgBouncer in transaction mode, on a fresh schema named by the store
+    /// (`with_schema`: no search_path, which a pooler cannot carry), listening on a direct connection.
+    pub async fn pgbouncer() -> Self {
+        Self::pgbouncer_listening(Listening::Direct).await
+    }
+
+    /// [`StoreUnderTest::pgbouncer`] with the given listening connection.
+    pub async fn pgbouncer_listening(listening: Listening) -> Self {
+        let schema = TestSchema::create().await;
+        let bouncer = PgBouncer::in_front_of_database_url(None);
+        let pool = postgres::pool_for(&bouncer.url(), None, 16);
+        let store = PostgresStore::new(pool).with_schema(&schema.name);
+        let store = match listening {
+            Listening::Direct => store.with_listener(schema.config()),
+            Listening::None => store,
+            Listening::Unreachable => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+                store.with_listener(format!("postgres://postgres@127.0.0.1:{port}/postgres").parse().expect("url"))
+            }
+        };
+        store.migrate().await.expect("migrate the test schema through PgBouncer");
+        Self { store: Arc::new(store), schema: Some(schema), bouncer: Some(bouncer) }
     }
 
     /// Drops the test's schema; call at the end of a passing test.
@@ -40,6 +79,62 @@ impl StoreUnderTest {
             schema.drop_schema().await;
         }
     }
+}
+
+/// How a suite reaches PostgreSQL: directly, or through a private PgBouncer in transaction mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    Direct,
+    PgBouncer,
+}
+
+impl Connection {
+    /// A pool for an app on `schema` and the pooler it goes through (kept alive by the caller). Through PgBouncer,
+    /// the pooler sets the schema as the server connections' `search_path` (as `ALTER ROLE ... SET search_path`
+    /// would), for the app's own unqualified SQL; the store is told the schema with `with_schema` either way.
+    pub fn app_pool(self, schema: &TestSchema, max_size: usize) -> (deadpool_postgres::Pool, Option<PgBouncer>) {
+        match self {
+            Self::Direct => (schema.pool(max_size), None),
+            Self::PgBouncer => {
+                let bouncer = PgBouncer::in_front_of_database_url(Some(&schema.name));
+                (postgres::pool_for(&bouncer.url(), None, max_size), Some(bouncer))
+            }
+        }
+    }
+
+    /// A `DATABASE_URL` for an example process on `schema`, and the pooler it goes through.
+    pub fn database_url(self, schema: &TestSchema) -> (String, Option<PgBouncer>) {
+        match self {
+            Self::Direct => (schema.database_url(), None),
+            Self::PgBouncer => {
+                let bouncer = PgBouncer::in_front_of_database_url(Some(&schema.name));
+                (bouncer.url(), Some(bouncer))
+            }
+        }
+    }
+}
+
+/// Runs each listed `async fn(Connection)` once on a direct connection and once through a private PgBouncer in
+/// transaction mode, as tests `direct::name` and `pgbouncer::name`. Use with `#[macro_use] mod support;`.
+macro_rules! on_every_connection {
+    ($($test:ident),* $(,)?) => {
+        mod direct {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    super::$test(crate::support::Connection::Direct).await;
+                }
+            )*
+        }
+        mod pgbouncer {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    super::$test(crate::support::Connection::PgBouncer).await;
+                }
+            )*
+        }
+    };
 }
 
 /// Polls `condition` until it holds or `deadline` passes; returns whether it held. For waiting on an observable
@@ -66,8 +161,9 @@ pub fn report_figure(line: &str) {
     }
 }
 
-/// Runs each listed `async fn` once on the memory store and once on PostgreSQL (a fresh schema), as tests
-/// `memory::name` and `postgres::name`. `store => expression` says what each function receives, given the
+/// Runs each listed `async fn` once on the memory store, once on PostgreSQL (a fresh schema) and once on
+/// PostgreSQL through a private PgBouncer in transaction mode, as tests `memory::name`, `postgres::name` and
+/// `pgbouncer::name`. `store => expression` says what each function receives, given the
 /// [`StoreUnderTest`] bound to `store`. Use with `#[macro_use] mod support;`.
 macro_rules! on_every_store {
     ($store:ident => $argument:expr; $($test:ident),* $(,)?) => {
@@ -86,6 +182,16 @@ macro_rules! on_every_store {
                 #[actix_web::test]
                 async fn $test() {
                     let $store = crate::support::StoreUnderTest::postgres().await;
+                    super::$test($argument).await;
+                    $store.cleanup().await;
+                }
+            )*
+        }
+        mod pgbouncer {
+            $(
+                #[actix_web::test]
+                async fn $test() {
+                    let $store = crate::support::StoreUnderTest::pgbouncer().await;
                     super::$test($argument).await;
                     $store.cleanup().await;
                 }

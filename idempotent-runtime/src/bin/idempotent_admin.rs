@@ -7,7 +7,8 @@
 //!
 //! Subcommands: `list [--stuck] [--limit N]`, `show`, `release [--force]`, `purge [--batch N]`, `counts`; `show`
 //! and `release` select a record by `--key K --scope SCOPE [--route R] [--method M]` (or by the hashes `list`
-//! prints). Global options: `--database-url URL` (default `DATABASE_URL`), `--schema S`, `--json`.
+//! prints). Global options: `--database-url URL` (default `DATABASE_URL`), `--schema S` (the schema the app gives
+//! `PostgresStore::with_schema`), `--json`. Every statement works through a transaction-mode pooler.
 //!
 //! Exit codes: 0 done, 1 nothing found or refused, 2 usage or connection error.
 
@@ -33,7 +34,7 @@ struct Cli {
     /// PostgreSQL URL, e.g. postgres://user@host:5432/db
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
     database_url: Option<String>,
-    /// Schema of the idempotency_records table (sets search_path; default: the server's search_path)
+    /// Schema of the idempotency_records table, as given to PostgresStore::with_schema (default: the search_path)
     #[arg(long, global = true, value_name = "S")]
     schema: Option<String>,
     /// Print JSON for scripts instead of aligned text
@@ -191,12 +192,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .to_owned(),
         )
     })?;
-    let pool = connect(url, cli.schema.as_deref()).await?;
+    let store = connect(url, cli.schema.as_deref()).await?;
     let json = cli.json;
     let failed = |error: idempotent_runtime::StoreError| Failure::Usage(format!("{error}"));
     match cli.command {
         Command::List { stuck, limit } => {
-            let page = admin::list_in_flight(&pool, stuck, limit).await.map_err(failed)?;
+            let page = admin::list_in_flight(&store, stuck, limit).await.map_err(failed)?;
             if json {
                 let records: Vec<Value> = page.records.iter().map(in_flight_json).collect();
                 print_json(&json!({ "total": page.total, "records": records }));
@@ -205,7 +206,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Show(selector) => {
-            let records = admin::show(&pool, &selector.selector()).await.map_err(failed)?;
+            let records = admin::show(&store, &selector.selector()).await.map_err(failed)?;
             if json {
                 let records: Vec<Value> = records.iter().map(details_json).collect();
                 print_json(&json!({ "records": records }));
@@ -220,7 +221,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Release { selector, force } => {
-            let outcome = admin::release(&pool, &selector.selector(), force).await.map_err(failed)?;
+            let outcome = admin::release(&store, &selector.selector(), force).await.map_err(failed)?;
             let released = matches!(outcome, ReleaseOutcome::Released { .. });
             if json {
                 print_json(&release_json(&outcome));
@@ -232,7 +233,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Purge { batch } => {
-            let store = PostgresStore::new(pool.clone());
             let report = purge_expired(&store, batch).await.map_err(failed)?;
             if json {
                 print_json(&json!({
@@ -246,7 +246,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Counts => {
-            let counts = admin::counts(&pool).await.map_err(failed)?;
+            let counts = admin::counts(&store).await.map_err(failed)?;
             let total = counts.in_progress + counts.stuck + counts.completed + counts.expired;
             if json {
                 print_json(&json!({
@@ -272,26 +272,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A small pool on the URL, checked: the server answers and the table is in the search path.
-async fn connect(url: &str, schema: Option<&str>) -> Result<Pool, Failure> {
+/// A store on a small pool on the URL, checked: the server answers and the table exists (in `--schema`, else in
+/// the connection's search path). The schema is named in every statement, never set on the connection, so the URL
+/// may name a transaction-mode pooler (PgBouncer).
+async fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore, Failure> {
     let shown = redact(url);
     let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
         Failure::Usage(format!(
             "--database-url {shown} is not a PostgreSQL URL ({error}); expected e.g. postgres://user@host:5432/db"
         ))
     })?;
-    if let Some(schema) = schema {
-        if schema.is_empty() || !schema.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-            return Err(Failure::Usage(format!(
-                "--schema {schema:?} is not a plain schema name (letters, digits, `_`); for other search paths put \
-                 options=-csearch_path%3D... in the URL"
-            )));
-        }
-        let options = match config.get_options() {
-            Some(options) => format!("{options} -c search_path={schema}"),
-            None => format!("-c search_path={schema}"),
-        };
-        config.options(options);
+    if schema.is_some_and(str::is_empty) {
+        return Err(Failure::Usage("--schema needs a schema name".to_owned()));
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
@@ -310,23 +302,36 @@ async fn connect(url: &str, schema: Option<&str>) -> Result<Pool, Failure> {
             error_chain(&error)
         ))
     })?;
-    let row = client
-        .query_one(
-            "SELECT to_regclass('idempotency_records') IS NOT NULL AS present, current_setting('search_path') AS path",
-            &[],
+    let table = match schema {
+        Some(schema) => format!("\"{}\".idempotency_records", schema.replace('"', "\"\"")),
+        None => "idempotency_records".to_owned(),
+    };
+    let rows = client
+        .query_typed(
+            "SELECT to_regclass($1) IS NOT NULL AS present, current_setting('search_path') AS path",
+            &[(&table, tokio_postgres::types::Type::TEXT)],
         )
         .await
         .map_err(|error| Failure::Usage(format!("PostgreSQL at {shown} failed: {}", error_chain(&error))))?;
+    let row = rows.first().ok_or_else(|| Failure::Usage(format!("PostgreSQL at {shown} answered no row")))?;
     let present: bool = row.get("present");
     if !present {
         let path: String = row.get("path");
+        let place = match schema {
+            Some(schema) => format!("schema {schema:?}"),
+            None => format!("search_path {path:?}"),
+        };
         return Err(Failure::Usage(format!(
-            "no idempotency_records table in search_path {path:?} at {shown}: pass --schema with the schema the \
-             app uses, or create the table (PostgresStore::migrate(), or idempotent-runtime/sql/schema.sql)"
+            "no idempotency_records table in {place} at {shown}: pass --schema with the schema the app uses, or \
+             create the table (PostgresStore::migrate(), or idempotent-runtime/sql/schema.sql)"
         )));
     }
     drop(client);
-    Ok(pool)
+    let store = PostgresStore::new(pool);
+    Ok(match schema {
+        Some(schema) => store.with_schema(schema),
+        None => store,
+    })
 }
 
 /// The URL without its password, for messages.

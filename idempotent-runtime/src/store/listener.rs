@@ -3,9 +3,14 @@
 //! Pooled connections cannot receive notifications (deadpool drives their protocol stream), so waiting uses a
 //! dedicated connection, opened on the first wait and reopened after a failure. A notification names a record by
 //! the hex digest of its identity; every waiter of that record is woken and claims again.
+//!
+//! The connection must reach PostgreSQL directly: a transaction-mode pooler accepts `LISTEN` but delivers the
+//! notifications to whichever client shares the backend next. When it cannot connect, waiters poll the record
+//! instead (see [`super::PostgresStore::with_listener`]), and it tries again after [`RECONNECT_PAUSE`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use tokio::sync::Notify;
@@ -17,9 +22,13 @@ use crate::digest::Digest;
 /// The channel completions and releases notify on.
 pub(crate) const CHANNEL: &str = "idempotency_records";
 
+/// After a failed connection attempt, waiters poll for this long before the listener tries again (so that an
+/// unreachable listening server costs one attempt per pause, not one per waiter).
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
 pub(crate) struct Listener {
     config: tokio_postgres::Config,
-    state: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    state: tokio::sync::Mutex<Connection>,
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
@@ -40,9 +49,16 @@ impl Drop for Subscription {
     }
 }
 
+/// The listening connection, or when it may be tried again.
+#[derive(Default)]
+struct Connection {
+    client: Option<tokio_postgres::Client>,
+    retry_at: Option<Instant>,
+}
+
 impl Listener {
     pub(crate) fn new(config: tokio_postgres::Config) -> Self {
-        Self { config, state: tokio::sync::Mutex::new(None), waiters: Arc::default() }
+        Self { config, state: tokio::sync::Mutex::default(), waiters: Arc::default() }
     }
 
     /// Registers interest in a record, making sure the listening connection is up first.
@@ -55,10 +71,29 @@ impl Listener {
 
     async fn ensure_listening(&self) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
-        if state.as_ref().is_some_and(|client| !client.is_closed()) {
+        if state.client.as_ref().is_some_and(|client| !client.is_closed()) {
             return Ok(());
         }
-        let unavailable = |error| StoreError::new(StoreErrorKind::Unavailable, error);
+        if state.retry_at.is_some_and(|retry_at| Instant::now() < retry_at) {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the listening connection failed moments ago; it is tried again shortly",
+            ));
+        }
+        match self.connect().await {
+            Ok(client) => {
+                *state = Connection { client: Some(client), retry_at: None };
+                Ok(())
+            }
+            Err(error) => {
+                *state = Connection { client: None, retry_at: Instant::now().checked_add(RECONNECT_PAUSE) };
+                Err(error)
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<tokio_postgres::Client, StoreError> {
+        let unavailable = |error| super::postgres_statement::failed(StoreErrorKind::Unavailable, error);
         let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await.map_err(unavailable)?;
         let waiters = Arc::clone(&self.waiters);
         tokio::spawn(async move {
@@ -83,8 +118,7 @@ impl Listener {
             }
         });
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(unavailable)?;
-        *state = Some(client);
-        Ok(())
+        Ok(client)
     }
 }
 

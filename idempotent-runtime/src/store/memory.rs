@@ -129,6 +129,8 @@ impl Store for MemoryStore {
                 entry.wake_waiters();
                 Ok(Completion::Stored)
             }
+            // This attempt's own completion, retried: it landed already.
+            Some(entry) if entry.token == lease.token => Ok(Completion::Stored),
             _ => Ok(Completion::Fenced),
         }
     }

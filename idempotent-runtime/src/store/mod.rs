@@ -7,6 +7,8 @@
 mod listener;
 mod memory;
 mod postgres;
+mod postgres_statement;
+mod postgres_table;
 mod postgres_transaction;
 mod transaction_connection;
 mod transactional;
@@ -17,7 +19,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
-pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL};
+pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, MAX_WAIT_POLL_INTERVAL, PostgresStore, SCHEMA_SQL};
+pub(crate) use self::postgres_statement::{
+    StatementMode, failed as postgres_failed, pool_failed, query as postgres_query,
+};
 pub(crate) use self::transaction_connection::TransactionConnection;
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
@@ -105,6 +110,9 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError>;
 
     /// Stores the response and keeps the record for `ttl` from now, if the record still carries the lease's token.
+    ///
+    /// Completing again with the same lease answers [`Completion::Stored`]: a completion retried after an error
+    /// may have landed the first time.
     async fn complete(&self, lease: &Lease, response: &StoredResponse, ttl: Duration)
     -> Result<Completion, StoreError>;
 
@@ -117,8 +125,9 @@ pub trait Store: Send + Sync + 'static {
     /// The most recent live record of a key in a scope, on any route and method (for status lookups).
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError>;
 
-    /// Waits until the record is no longer in progress (completed, released or gone) or `timeout` passes, without
-    /// polling. Returning is a hint, not a promise: the caller claims again to learn the state.
+    /// Waits until the record is no longer in progress (completed, released or gone) or `timeout` passes.
+    /// Returning is a hint, not a promise: the caller claims again to learn the state. PostgreSQL is woken by
+    /// notification when it has a listening connection, and polls with backoff otherwise.
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError>;
 
     /// Deletes expired records among the next `limit` records of a sweep through the store. Each batch is bounded
@@ -163,6 +172,20 @@ impl StoreError {
     /// The broad reason.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
+    }
+
+    /// The SQLSTATE of the PostgreSQL error behind this one, if the server answered with an error (e.g.
+    /// `"57P01"` when an administrator shut the backend down). The error's text carries it too, with the
+    /// server's message.
+    pub fn sqlstate(&self) -> Option<&str> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*self.source);
+        while let Some(error) = cause {
+            if let Some(db) = error.downcast_ref::<tokio_postgres::error::DbError>() {
+                return Some(db.code().code());
+            }
+            cause = error.source();
+        }
+        None
     }
 }
 

@@ -1,8 +1,9 @@
 //! The PostgreSQL [`Store`], on the application's own `deadpool_postgres::Pool`.
 //!
 //! Round trips per request: a fresh key costs two statements (claim, complete), a replay or a conflict one (the
-//! claim statement returns the existing record when it inserts nothing). Every statement is prepared once per
-//! connection and every decision is made by one atomic statement, so any number of processes may share the table.
+//! claim statement returns the existing record when it inserts nothing). Every decision is made by one atomic
+//! statement, so any number of processes may share the table. Statements are sent unnamed and hold no session
+//! state, so the store works through a transaction-mode pooler ([`super::postgres_statement`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::Pool;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::Type;
 
 use super::listener::Listener;
+use super::postgres_statement::{self, Param, StatementMode, failed, pool_failed};
+use super::postgres_table::Table;
 use super::transactional::TransactionalStore;
 use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind};
 use crate::digest::Digest;
@@ -31,7 +34,7 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// trip. `ON CONFLICT DO NOTHING` neither locks nor writes the existing row, so replays stay read-only.
 const CLAIM_SQL: &str = "
 WITH inserted AS (
-    INSERT INTO idempotency_records
+    INSERT INTO {table}
         (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, 'in_progress',
             now() + make_interval(secs => $7), now() + make_interval(secs => $8))
@@ -48,7 +51,7 @@ SELECT false, fingerprint, token, state,
        (state = 'completed' AND expires_at <= now())
            OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())),
        status, header_names, header_values, body
-FROM idempotency_records
+FROM {table}
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4
   AND NOT EXISTS (SELECT 1 FROM inserted)";
 
@@ -62,12 +65,12 @@ SELECT false AS acquired, fingerprint, token, state,
        status, header_names, header_values, body,
        (state = 'completed' AND expires_at <= now())
            OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()) AS expired
-FROM idempotency_records
+FROM {table}
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
 
 /// Takes over an expired record or one whose worker died; the token comparison makes it a compare-and-swap.
 pub(super) const TAKEOVER_SQL: &str = "
-UPDATE idempotency_records
+UPDATE {table}
 SET fingerprint = $5, token = $6, state = 'in_progress',
     locked_until = now() + make_interval(secs => $7), expires_at = now() + make_interval(secs => $8),
     created_at = now(), completed_at = NULL, status = NULL, header_names = NULL, header_values = NULL, body = NULL
@@ -76,16 +79,18 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token
        OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())))";
 
 /// Stores the response if the record still carries the token. A plain UPDATE: waiters (rare) are notified by a
-/// separate statement only when the record says it has some.
+/// separate statement only when the record says it has some. A record this token already completed matches too:
+/// a completion retried after an error whose first try did land (the token names this attempt alone).
 const COMPLETE_SQL: &str = "
-UPDATE idempotency_records
+UPDATE {table}
 SET state = 'completed', locked_until = NULL, completed_at = now(), expires_at = now() + make_interval(secs => $6),
     status = $7, header_names = $8, header_values = $9, body = $10
-WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5
+  AND state IN ('in_progress', 'completed')
 RETURNING has_waiters";
 
 const RELEASE_SQL: &str = "
-DELETE FROM idempotency_records
+DELETE FROM {table}
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
 RETURNING has_waiters";
 
@@ -96,7 +101,7 @@ const NOTIFY_SQL: &str = "SELECT pg_notify('idempotency_records', $1)";
 const LOOKUP_SQL: &str = "
 SELECT method, route, state, status, created_at, completed_at,
        greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms
-FROM idempotency_records
+FROM {table}
 WHERE key_hash = $1 AND scope_hash = $2
   AND NOT ((state = 'completed' AND expires_at <= now())
            OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()))
@@ -104,12 +109,12 @@ ORDER BY created_at DESC
 LIMIT 1";
 
 const HEARTBEAT_SQL: &str = "
-UPDATE idempotency_records SET locked_until = now() + make_interval(secs => $6)
+UPDATE {table} SET locked_until = now() + make_interval(secs => $6)
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'";
 
 /// Asks the record's completion or release to notify; no row means it is no longer in progress.
 const MARK_WAITED_SQL: &str = "
-UPDATE idempotency_records SET has_waiters = true
+UPDATE {table} SET has_waiters = true
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND state = 'in_progress'";
 
 /// One purge batch: the next `$5` records in primary-key order after the cursor, of which the expired ones are
@@ -120,12 +125,12 @@ WITH scanned AS (
     SELECT key_hash, scope_hash, method, route,
            (state = 'completed' AND expires_at <= now())
                OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()) AS expired
-    FROM idempotency_records
+    FROM {table}
     WHERE (key_hash, scope_hash, method, route) > ($1, $2, $3, $4)
     ORDER BY key_hash, scope_hash, method, route
     LIMIT $5
 ), deleted AS (
-    DELETE FROM idempotency_records r USING scanned s
+    DELETE FROM {table} r USING scanned s
     WHERE s.expired AND r.key_hash = s.key_hash AND r.scope_hash = s.scope_hash AND r.method = s.method
       AND r.route = s.route
       AND ((r.state = 'completed' AND r.expires_at <= now())
@@ -144,6 +149,17 @@ LEFT JOIN LATERAL (
 /// a few attempts settle it (each one observes a newer committed state).
 const MAX_CLAIM_ATTEMPTS: usize = 8;
 
+/// Polling for a waited record's change (no listening connection, or it failed): the first look after this long,
+/// then each interval twice the last, up to [`MAX_WAIT_POLL_INTERVAL`].
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The longest a polling waiter sleeps between two looks: the bound on how late it learns of a completion.
+pub const MAX_WAIT_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// With a listening connection, a waiter still looks every this long, so that a notification lost anyway (the
+/// listening configuration names a pooler, say) costs at most this much, not the whole wait.
+const LISTENING_SAFETY_POLL: Duration = Duration::from_secs(1);
+
 /// Stores records in the `idempotency_records` table through the application's pool.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -154,6 +170,44 @@ pub struct PostgresStore {
     /// The recent share of claims that found an existing record, in [`EXISTING_SHARE_SCALE`]ths, exponentially
     /// weighted: it picks the claim's first statement.
     existing_share: Arc<AtomicU32>,
+    /// The statements, rendered for the store's table.
+    statements: Arc<Statements>,
+    mode: StatementMode,
+}
+
+/// Every statement of the store, rendered once for its table.
+pub(super) struct Statements {
+    table: Table,
+    claim: String,
+    pub(super) read: String,
+    pub(super) takeover: String,
+    pub(super) complete: String,
+    release: String,
+    lookup: String,
+    heartbeat: String,
+    mark_waited: String,
+    purge: String,
+    pub(super) try_claim_in_transaction: String,
+    pub(super) wait_claim_in_transaction: String,
+}
+
+impl Statements {
+    fn new(table: Table) -> Self {
+        Self {
+            claim: table.render(CLAIM_SQL),
+            read: table.render(READ_SQL),
+            takeover: table.render(TAKEOVER_SQL),
+            complete: table.render(COMPLETE_SQL),
+            release: table.render(RELEASE_SQL),
+            lookup: table.render(LOOKUP_SQL),
+            heartbeat: table.render(HEARTBEAT_SQL),
+            mark_waited: table.render(MARK_WAITED_SQL),
+            purge: table.render(PURGE_SQL),
+            try_claim_in_transaction: table.render(super::postgres_transaction::TRY_CLAIM_SQL),
+            wait_claim_in_transaction: table.render(super::postgres_transaction::WAIT_CLAIM_SQL),
+            table,
+        }
+    }
 }
 
 /// The first statement of a claim.
@@ -182,12 +236,17 @@ struct PurgeCursor {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("PostgresStore")
+            .field("timeout", &self.timeout)
+            .field("table", &self.statements.table)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
 impl PostgresStore {
-    /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`].
+    /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`], on the `idempotency_records` table of the
+    /// connections' `search_path`. The pool may go through a transaction-mode pooler (PgBouncer and the like).
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
@@ -195,13 +254,33 @@ impl PostgresStore {
             listener: None,
             purge_cursor: Arc::default(),
             existing_share: Arc::default(),
+            statements: Arc::new(Statements::new(Table::in_search_path())),
+            mode: StatementMode::default(),
         }
     }
 
-    /// Enables `on_conflict = "wait"`: waiting requests listen for completions on one dedicated connection made
-    /// with this configuration (a pooled connection cannot receive notifications). Use the pool's own settings.
+    /// Keeps the table in `schema` (any name; it is quoted): every statement, [`PostgresStore::migrate`] and the
+    /// [`crate::admin`] queries name it, so no `search_path` setting is needed (a startup option such as
+    /// `options=-csearch_path=...` does not pass PgBouncer).
+    pub fn with_schema(mut self, schema: &str) -> Self {
+        self.statements = Arc::new(Statements::new(Table::in_schema(schema)));
+        self
+    }
+
+    /// Makes `on_conflict = "wait"` wake waiting requests by notification (`LISTEN`) on one dedicated connection
+    /// made with this configuration, within milliseconds of a completion. It must reach PostgreSQL directly (not
+    /// through a transaction-mode pooler, which does not deliver notifications). Without it, or while it cannot
+    /// connect, waiting requests poll the record instead, at most [`MAX_WAIT_POLL_INTERVAL`] apart.
     pub fn with_listener(mut self, config: tokio_postgres::Config) -> Self {
         self.listener = Some(Arc::new(Listener::new(config)));
+        self
+    }
+
+    /// Prepares each statement once per connection (named prepared statements) instead of sending it unnamed with
+    /// every request. Only for a pool whose connections reach PostgreSQL directly: behind a transaction-mode pooler
+    /// the statements fail (`prepared statement "sN" does not exist`). BENCHMARKS.md measures what it saves.
+    pub fn with_prepared_statements(mut self) -> Self {
+        self.mode = StatementMode::Prepared;
         self
     }
 
@@ -212,24 +291,50 @@ impl PostgresStore {
         self
     }
 
-    /// Creates the table if it does not exist ([`SCHEMA_SQL`]); safe to call from many processes at once.
+    /// Creates the table (and the schema given to [`PostgresStore::with_schema`]) if it does not exist
+    /// ([`SCHEMA_SQL`]); safe to call from many processes at once, and through a transaction-mode pooler.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.bounded(async {
-            let mut client = self.pool.get().await.map_err(unavailable)?;
+            let mut client = self.pool.get().await.map_err(pool_failed)?;
             let transaction = client.transaction().await.map_err(query_failed)?;
             // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalog; serialize migrations.
-            transaction
-                .execute("SELECT pg_advisory_xact_lock(hashtext('idempotent-runtime migrate'))", &[])
-                .await
-                .map_err(query_failed)?;
-            transaction.batch_execute(SCHEMA_SQL).await.map_err(query_failed)?;
+            // Everything below is transaction-scoped: nothing stays on the connection.
+            let mut script = String::from("SELECT pg_advisory_xact_lock(hashtext('idempotent-runtime migrate'));\n");
+            if let Some(schema) = self.statements.table.quoted_schema() {
+                script
+                    .push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\nSET LOCAL search_path TO {schema};\n"));
+            }
+            script.push_str(SCHEMA_SQL);
+            transaction.batch_execute(&script).await.map_err(query_failed)?;
             transaction.commit().await.map_err(query_failed)
         })
         .await
     }
 
+    /// The pool, for the [`crate::admin`] queries.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The table, for the [`crate::admin`] queries.
+    pub(crate) fn table(&self) -> &Table {
+        &self.statements.table
+    }
+
+    /// How statements are sent, for the [`crate::admin`] queries.
+    pub(crate) fn mode(&self) -> StatementMode {
+        self.mode
+    }
+
+    pub(super) fn statements(&self) -> &Statements {
+        &self.statements
+    }
+
     /// Runs an operation under the store's timeout.
-    async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    pub(crate) async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, operation).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::new(
@@ -239,25 +344,23 @@ impl PostgresStore {
         }
     }
 
-    /// Runs one prepared statement on a pooled connection, the wait for the connection included, under one
-    /// deadline (one timer per operation, on the hot path).
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    /// Runs one statement on a pooled connection, the wait for the connection included, under one deadline (one
+    /// timer per operation, on the hot path).
+    async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let mut client = None;
         let outcome = tokio::time::timeout(self.timeout, async {
-            let client = client.insert(self.pool.get().await.map_err(unavailable)?);
-            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
-            client.query(&statement, params).await.map_err(query_failed)
+            let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
+            postgres_statement::query(client, self.mode, sql, params).await.map_err(query_failed)
         })
         .await;
         self.finish(client, outcome)
     }
 
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+    async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
         let mut client = None;
         let outcome = tokio::time::timeout(self.timeout, async {
-            let client = client.insert(self.pool.get().await.map_err(unavailable)?);
-            let statement = client.prepare_cached(sql).await.map_err(query_failed)?;
-            client.execute(&statement, params).await.map_err(query_failed)
+            let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
+            postgres_statement::execute(client, self.mode, sql, params).await.map_err(query_failed)
         })
         .await;
         self.finish(client, outcome)
@@ -268,7 +371,7 @@ impl PostgresStore {
         deadline: tokio::time::Instant,
     ) -> Result<deadpool_postgres::Client, StoreError> {
         match tokio::time::timeout_at(deadline, self.pool.get()).await {
-            Ok(client) => client.map_err(unavailable),
+            Ok(client) => client.map_err(pool_failed),
             Err(_) => Err(self.timed_out("waiting for a pooled connection")),
         }
     }
@@ -310,8 +413,8 @@ impl PostgresStore {
         let mut step = first;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
-                ClaimStep::Insert => self.query(CLAIM_SQL, &params).await?,
-                ClaimStep::Read => self.query(READ_SQL, &params[..5]).await?,
+                ClaimStep::Insert => self.query(&self.statements.claim, &params).await?,
+                ClaimStep::Read => self.query(&self.statements.read, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
                 // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
@@ -327,9 +430,7 @@ impl PostgresStore {
             }
             if row.try_get::<_, bool>("takeover").map_err(decode_failed)? {
                 let current: i64 = row.try_get("token").map_err(decode_failed)?;
-                let takeover_params: [&(dyn ToSql + Sync); 9] =
-                    [params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], &current];
-                if self.execute(TAKEOVER_SQL, &takeover_params).await? == 1 {
+                if self.execute(&self.statements.takeover, &claiming.takeover_params(&current)).await? == 1 {
                     return Ok(Claim::Acquired { took_over: true });
                 }
                 // Another request took it over first, or its owner finished: look again.
@@ -344,17 +445,91 @@ impl PostgresStore {
         ))
     }
 
-    /// Wakes the waiters of a record; a failure only makes them wait until their own timeout.
+    /// Wakes the waiters of a record; a failure only makes them wait until their next look.
     async fn notify(&self, id: &RecordId) {
         let digest = crate::digest::to_hex(&id.digest());
-        if let Err(error) = self.execute(NOTIFY_SQL, &[&digest]).await {
-            tracing::warn!(%error, "could not wake the waiters of a record; they wait until their timeout");
+        if let Err(error) = self.execute(NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
+            tracing::warn!(%error, "could not wake the waiters of a record; they find out at their next look");
         }
     }
 
     fn timed_out(&self, doing: &str) -> StoreError {
         StoreError::new(StoreErrorKind::Timeout, format!("no answer within {} ms {doing}", self.timeout.as_millis()))
     }
+
+    /// Waits for a notification about the record, looking at the record now and then in case one is lost.
+    /// `None` when notifications cannot be had (no listening connection, or it cannot connect): then the caller
+    /// polls.
+    async fn wait_notified(
+        &self,
+        listener: &Listener,
+        id: &RecordId,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<(), StoreError>> {
+        let subscribing = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + self.timeout), async {
+            listener.subscribe(&id.digest()).await
+        });
+        let subscription = match subscribing.await {
+            Ok(Ok(subscription)) => subscription,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot listen for idempotency completions; waiting requests poll instead");
+                return None;
+            }
+            Err(_elapsed) => return None,
+        };
+        let woken = subscription.notify.notified();
+        tokio::pin!(woken);
+        // Subscribed before the record is marked: a completion from now on wakes this waiter.
+        woken.as_mut().enable();
+        let id_params = id_params(id);
+        let marked = match self.execute(&self.statements.mark_waited, &id_params).await {
+            Ok(marked) => marked,
+            Err(error) => return Some(Err(error)),
+        };
+        if marked == 0 {
+            return Some(Ok(()));
+        }
+        loop {
+            let look_at = deadline.min(tokio::time::Instant::now() + LISTENING_SAFETY_POLL);
+            if tokio::time::timeout_at(look_at, woken.as_mut()).await.is_ok() || look_at >= deadline {
+                return Some(Ok(()));
+            }
+            match self.settled(id).await {
+                Ok(false) => {}
+                settled => return Some(settled.map(|_| ())),
+            }
+        }
+    }
+
+    /// Looks at the record with growing intervals until it is no longer held by a live lease, or `deadline`.
+    async fn poll(&self, id: &RecordId, deadline: tokio::time::Instant) -> Result<(), StoreError> {
+        let mut interval = FIRST_POLL_INTERVAL;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep_until(deadline.min(now + interval)).await;
+            if self.settled(id).await? {
+                return Ok(());
+            }
+            interval = (interval * 2).min(MAX_WAIT_POLL_INTERVAL);
+        }
+    }
+
+    /// Whether the record is no longer in progress under a live lease (completed, released, expired, or its lease
+    /// lapsed so that the waiter may take it over).
+    async fn settled(&self, id: &RecordId) -> Result<bool, StoreError> {
+        Ok(match self.read(id).await? {
+            Some(Record { state: RecordState::InProgress { lease_remaining }, .. }) => lease_remaining.is_zero(),
+            _ => true,
+        })
+    }
+}
+
+/// `$1` to `$4`: a record's primary key.
+fn id_params(id: &RecordId) -> [Param<'_>; 4] {
+    [(&id.key_hash, Type::BYTEA), (&id.scope_hash, Type::BYTEA), (&id.method, Type::TEXT), (&id.route, Type::TEXT)]
 }
 
 #[async_trait]
@@ -383,7 +558,7 @@ impl Store for PostgresStore {
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         let completing = Completing::new(lease, response, ttl);
-        let rows = self.query(COMPLETE_SQL, &completing.params()).await?;
+        let rows = self.query(&self.statements.complete, &completing.params()).await?;
         let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
         if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
             self.notify(&lease.id).await;
@@ -392,39 +567,24 @@ impl Store for PostgresStore {
     }
 
     async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
-        let id = &lease.id;
-        let renewed = self
-            .execute(
-                HEARTBEAT_SQL,
-                &[
-                    &id.key_hash.as_slice(),
-                    &id.scope_hash.as_slice(),
-                    &id.method,
-                    &id.route,
-                    &lease.token,
-                    &duration.as_secs_f64(),
-                ],
-            )
-            .await?;
+        let [p1, p2, p3, p4] = id_params(&lease.id);
+        let secs = duration.as_secs_f64();
+        let params = [p1, p2, p3, p4, (&lease.token, Type::INT8), (&secs, Type::FLOAT8)];
+        let renewed = self.execute(&self.statements.heartbeat, &params).await?;
         Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        let id = &lease.id;
-        let rows = self
-            .query(
-                RELEASE_SQL,
-                &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &lease.token],
-            )
-            .await?;
+        let [p1, p2, p3, p4] = id_params(&lease.id);
+        let rows = self.query(&self.statements.release, &[p1, p2, p3, p4, (&lease.token, Type::INT8)]).await?;
         if rows.iter().any(|row| row.try_get::<_, bool>("has_waiters").unwrap_or(false)) {
-            self.notify(id).await;
+            self.notify(&lease.id).await;
         }
         Ok(())
     }
 
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
-        let rows = self.query(LOOKUP_SQL, &[&key_hash.as_slice(), &scope_hash.as_slice()]).await?;
+        let rows = self.query(&self.statements.lookup, &[(key_hash, Type::BYTEA), (scope_hash, Type::BYTEA)]).await?;
         let Some(row) = rows.first() else { return Ok(None) };
         let state: &str = row.try_get("state").map_err(decode_failed)?;
         let state = match state {
@@ -453,24 +613,13 @@ impl Store for PostgresStore {
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
-        let Some(listener) = &self.listener else {
-            return Err(StoreError::new(
-                StoreErrorKind::Unsupported,
-                "on_conflict = \"wait\" needs notifications: build the store with PostgresStore::with_listener(config)",
-            ));
-        };
-        let subscription = listener.subscribe(&id.digest()).await?;
-        let woken = subscription.notify.notified();
-        tokio::pin!(woken);
-        // Subscribed before the record is marked: a completion from now on wakes this waiter.
-        woken.as_mut().enable();
-        let marked = self
-            .execute(MARK_WAITED_SQL, &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route])
-            .await?;
-        if marked == 1 {
-            let _timed_out = tokio::time::timeout(timeout, woken).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(listener) = &self.listener
+            && let Some(waited) = self.wait_notified(listener, id, deadline).await
+        {
+            return waited;
         }
-        Ok(())
+        self.poll(id, deadline).await
     }
 
     fn transactional(&self) -> Option<&dyn TransactionalStore> {
@@ -482,8 +631,14 @@ impl Store for PostgresStore {
         let cursor = std::mem::take(&mut *lock(&self.purge_cursor));
         let result = self
             .query(
-                PURGE_SQL,
-                &[&cursor.key_hash.as_slice(), &cursor.scope_hash.as_slice(), &cursor.method, &cursor.route, &limit],
+                &self.statements.purge,
+                &[
+                    (&cursor.key_hash, Type::BYTEA),
+                    (&cursor.scope_hash, Type::BYTEA),
+                    (&cursor.method, Type::TEXT),
+                    (&cursor.route, Type::TEXT),
+                    (&limit, Type::INT8),
+                ],
             )
             .await;
         let rows = match result {
@@ -512,12 +667,8 @@ impl Store for PostgresStore {
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
         // The fingerprint parameter only feeds the `takeover` column, which a plain read ignores.
         let no_fingerprint: &[u8] = &[];
-        let rows = self
-            .query(
-                READ_SQL,
-                &[&id.key_hash.as_slice(), &id.scope_hash.as_slice(), &id.method, &id.route, &no_fingerprint],
-            )
-            .await?;
+        let [p1, p2, p3, p4] = id_params(id);
+        let rows = self.query(&self.statements.read, &[p1, p2, p3, p4, (&no_fingerprint, Type::BYTEA)]).await?;
         match rows.first() {
             Some(row) if !row.try_get::<_, bool>("expired").map_err(decode_failed)? => Ok(Some(record_from_row(row)?)),
             _ => Ok(None),
@@ -527,7 +678,10 @@ impl Store for PostgresStore {
 
 /// Stores the response in the transaction that claimed the record and commits it, pipelined: the `COMMIT` is
 /// sent without waiting for the `UPDATE`'s answer (if the `UPDATE` failed, the aborted transaction rolls back).
+/// The `UPDATE` is unnamed: a statement prepared (and cached) inside one transaction would be missing in the next
+/// transaction of a pooler, which may run on another backend.
 pub(super) async fn complete_and_commit(
+    store: &PostgresStore,
     client: &deadpool_postgres::Client,
     lease: &Lease,
     response: &StoredResponse,
@@ -536,24 +690,28 @@ pub(super) async fn complete_and_commit(
     let completing = Completing::new(lease, response, ttl);
     let params = completing.params();
     // The handler's own SQL may have failed and left the transaction aborted: every statement then fails with
-    // 25P02 (the prepare too, on a connection that has not prepared it yet), and the COMMIT rolls back.
+    // 25P02, and the COMMIT rolls back.
     let in_aborted_transaction = |error: tokio_postgres::Error| {
         if error.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) {
-            StoreError::new(StoreErrorKind::TransactionAborted, error)
+            failed(StoreErrorKind::TransactionAborted, error)
         } else {
             query_failed(error)
         }
     };
-    let statement = client.prepare_cached(COMPLETE_SQL).await.map_err(in_aborted_transaction)?;
-    let (stored, committed) =
-        futures_util::future::join(client.query(&statement, &params), client.batch_execute("COMMIT")).await;
+    let (stored, committed) = futures_util::future::join(
+        postgres_statement::query(client, store.mode(), &store.statements().complete, &params),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
     let stored = stored.map_err(in_aborted_transaction)?;
     committed.map_err(query_failed)?;
     let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
     if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
         let digest = crate::digest::to_hex(&lease.id.digest());
-        if let Err(error) = client.execute(NOTIFY_SQL, &[&digest]).await {
-            tracing::warn!(%error, "could not wake the waiters of a completed record; they wait until their timeout");
+        if let Err(error) =
+            postgres_statement::execute(client, store.mode(), NOTIFY_SQL, &[(&digest, Type::TEXT)]).await
+        {
+            tracing::warn!(error = %query_failed(error), "could not wake the waiters of a completed record; they find out at their next look");
         }
     }
     Ok(())
@@ -562,45 +720,40 @@ pub(super) async fn complete_and_commit(
 /// The parameters `$1` to `$8` of every claim statement, shared by the plain and the transactional claim.
 pub(super) struct Claiming<'a> {
     request: &'a ClaimRequest,
-    key_hash: &'a [u8],
-    scope_hash: &'a [u8],
-    fingerprint: &'a [u8],
     lease_secs: f64,
     ttl_secs: f64,
 }
 
 impl<'a> Claiming<'a> {
     pub(super) fn new(request: &'a ClaimRequest) -> Self {
-        Self {
-            request,
-            key_hash: &request.id.key_hash,
-            scope_hash: &request.id.scope_hash,
-            fingerprint: &request.fingerprint,
-            lease_secs: request.lease.as_secs_f64(),
-            ttl_secs: request.ttl.as_secs_f64(),
-        }
+        Self { request, lease_secs: request.lease.as_secs_f64(), ttl_secs: request.ttl.as_secs_f64() }
     }
 
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 8] {
-        let id = &self.request.id;
+    pub(super) fn params(&self) -> [Param<'_>; 8] {
+        let request = self.request;
+        let [p1, p2, p3, p4] = id_params(&request.id);
         [
-            &self.key_hash,
-            &self.scope_hash,
-            &id.method,
-            &id.route,
-            &self.fingerprint,
-            &self.request.token,
-            &self.lease_secs,
-            &self.ttl_secs,
+            p1,
+            p2,
+            p3,
+            p4,
+            (&request.fingerprint, Type::BYTEA),
+            (&request.token, Type::INT8),
+            (&self.lease_secs, Type::FLOAT8),
+            (&self.ttl_secs, Type::FLOAT8),
         ]
+    }
+
+    /// The parameters of the take-over statement: the claim's, and the token the record carries now (`$9`).
+    pub(super) fn takeover_params<'b>(&'b self, current: &'b i64) -> [Param<'b>; 9] {
+        let [p1, p2, p3, p4, p5, p6, p7, p8] = self.params();
+        [p1, p2, p3, p4, p5, p6, p7, p8, (current, Type::INT8)]
     }
 }
 
 /// The parameters of [`COMPLETE_SQL`], shared by the plain and the transactional completion.
 struct Completing<'a> {
     lease: &'a Lease,
-    key_hash: &'a [u8],
-    scope_hash: &'a [u8],
     status: i16,
     names: Vec<&'a str>,
     values: Vec<&'a [u8]>,
@@ -612,8 +765,6 @@ impl<'a> Completing<'a> {
     fn new(lease: &'a Lease, response: &'a StoredResponse, ttl: Duration) -> Self {
         Self {
             lease,
-            key_hash: &lease.id.key_hash,
-            scope_hash: &lease.id.scope_hash,
             status: i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX),
             names: response.headers.iter().map(|(name, _)| name.as_str()).collect(),
             values: response.headers.iter().map(|(_, value)| value.as_bytes()).collect(),
@@ -622,19 +773,19 @@ impl<'a> Completing<'a> {
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
-        let id = &self.lease.id;
+    fn params(&self) -> [Param<'_>; 10] {
+        let [p1, p2, p3, p4] = id_params(&self.lease.id);
         [
-            &self.key_hash,
-            &self.scope_hash,
-            &id.method,
-            &id.route,
-            &self.lease.token,
-            &self.ttl_secs,
-            &self.status,
-            &self.names,
-            &self.values,
-            &self.body,
+            p1,
+            p2,
+            p3,
+            p4,
+            (&self.lease.token, Type::INT8),
+            (&self.ttl_secs, Type::FLOAT8),
+            (&self.status, Type::INT2),
+            (&self.names, Type::TEXT_ARRAY),
+            (&self.values, Type::BYTEA_ARRAY),
+            (&self.body, Type::BYTEA),
         ]
     }
 }
@@ -666,20 +817,12 @@ pub(super) fn record_from_row(row: &Row) -> Result<Record, StoreError> {
     Ok(Record { fingerprint, state })
 }
 
-fn unavailable(error: deadpool_postgres::PoolError) -> StoreError {
-    let kind = match error {
-        deadpool_postgres::PoolError::Timeout(_) => StoreErrorKind::Timeout,
-        _ => StoreErrorKind::Unavailable,
-    };
-    StoreError::new(kind, error)
+pub(super) fn query_failed(error: tokio_postgres::Error) -> StoreError {
+    failed(StoreErrorKind::Unavailable, error)
 }
 
-fn query_failed(error: tokio_postgres::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Unavailable, error)
-}
-
-fn decode_failed(error: tokio_postgres::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, error)
+pub(super) fn decode_failed(error: tokio_postgres::Error) -> StoreError {
+    failed(StoreErrorKind::Corrupt, error)
 }
 
 fn corrupt(message: impl Into<String>) -> StoreError {

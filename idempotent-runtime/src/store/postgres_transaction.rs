@@ -5,14 +5,18 @@
 //! that cannot get it is in flight (409 at once), or, in wait mode, waits for it under `lock_timeout` and then
 //! finds the committed record. `BEGIN` and the claim are pipelined, as are the response's `UPDATE` and `COMMIT`,
 //! so a transactional route costs the same two round trips of latency as any other.
+//!
+//! Everything here is transaction-scoped (the advisory lock, `SET LOCAL lock_timeout`) and every statement is
+//! unnamed, so a transaction-mode pooler may hand each transaction to any backend.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::Type;
 
-use super::postgres::{Claiming, PostgresStore, READ_SQL, TAKEOVER_SQL, record_from_row};
+use super::postgres::{PostgresStore, Statements, record_from_row};
+use super::postgres_statement::{self, Param, StatementMode};
 use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore, rollback};
 use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
 
@@ -24,7 +28,7 @@ macro_rules! claim_in_transaction_sql {
         concat!(
             "WITH lock AS (", $lock, "),
 inserted AS (
-    INSERT INTO idempotency_records
+    INSERT INTO {table}
         (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
     SELECT $1, $2, $3, $4, $5, $6, 'in_progress',
            now() + make_interval(secs => $7), now() + make_interval(secs => $8)
@@ -39,7 +43,7 @@ SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.t
            AS takeover,
        r.status, r.header_names, r.header_values, r.body
 FROM lock
-LEFT JOIN idempotency_records r
+LEFT JOIN {table} r
     ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
    AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4"
         )
@@ -47,12 +51,12 @@ LEFT JOIN idempotency_records r
 }
 
 /// A duplicate of an uncommitted claim gets `got = false` at once (409).
-const TRY_CLAIM_SQL: &str =
-    claim_in_transaction_sql!("SELECT pg_try_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9) AS got");
+pub(super) const TRY_CLAIM_SQL: &str =
+    claim_in_transaction_sql!("SELECT pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9) AS got");
 
 /// Wait mode: the lock is waited for, bounded by the transaction's `lock_timeout`.
-const WAIT_CLAIM_SQL: &str = claim_in_transaction_sql!(
-    "SELECT true AS got FROM (SELECT pg_advisory_xact_lock('idempotency_records'::regclass::oid::int, $9)) AS waited"
+pub(super) const WAIT_CLAIM_SQL: &str = claim_in_transaction_sql!(
+    "SELECT true AS got FROM (SELECT pg_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)) AS waited"
 );
 
 #[async_trait]
@@ -66,7 +70,8 @@ impl TransactionalStore for PostgresStore {
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);
-        let step = match tokio::time::timeout_at(deadline, claim(&connection, request, wait)).await {
+        let claiming = TransactionalClaimer { statements: self.statements(), mode: self.mode() };
+        let step = match tokio::time::timeout_at(deadline, claiming.claim(&connection, request, wait)).await {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {
                 rollback(connection).await;
@@ -81,7 +86,7 @@ impl TransactionalStore for PostgresStore {
             Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(
                 connection,
                 Lease { id: request.id.clone(), token: request.token },
-                self.timeout(),
+                self.clone(),
             ))),
             Step::Existing(record) => {
                 tokio::spawn(rollback(connection));
@@ -101,77 +106,98 @@ enum Step {
     Busy,
 }
 
-async fn claim(
-    client: &deadpool_postgres::Client,
-    request: &ClaimRequest,
-    wait: Option<Duration>,
-) -> Result<Step, StoreError> {
-    let id = &request.id;
-    // Advisory locks are per database: the table's oid (first key) keeps two schemas' records apart, and 32 bits
-    // of the record's digest (second key) name the record. A rare collision only makes a duplicate wait or 409.
-    let lock_key = i32::from_be_bytes(id.digest()[..4].try_into().unwrap_or_default());
-    let claiming = Claiming::new(request);
-    let [p1, p2, p3, p4, p5, p6, p7, p8] = claiming.params();
-    let params: [&(dyn ToSql + Sync); 9] = [p1, p2, p3, p4, p5, p6, p7, p8, &lock_key];
-    let begin = match wait {
-        // SET LOCAL takes no parameters; the value is an integer we format ourselves.
-        Some(wait) => format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)),
-        None => "BEGIN".to_owned(),
-    };
-    let sql = if wait.is_some() { WAIT_CLAIM_SQL } else { TRY_CLAIM_SQL };
-    let statement = client.prepare_cached(sql).await.map_err(failed)?;
-    let (begun, claimed) =
-        futures_util::future::join(client.batch_execute(&begin), client.query(&statement, &params)).await;
-    begun.map_err(failed)?;
-    let rows = match claimed {
-        Ok(rows) => rows,
-        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(Step::Busy),
-        Err(error) => return Err(failed(error)),
-    };
-    let row = rows.first().ok_or_else(|| failed_message("the claim returned no row"))?;
-    if !row.try_get::<_, bool>("got").map_err(decode)? {
-        return Ok(Step::Busy);
-    }
-    if row.try_get::<_, bool>("acquired").map_err(decode)? {
-        return Ok(Step::Acquired);
-    }
-    // The record exists. Its row may be invisible to the claim's snapshot (committed while this statement waited
-    // for the lock): then read it with a new statement, which sees every committed row.
-    let row = if row.try_get::<_, Option<Vec<u8>>>("fingerprint").map_err(decode)?.is_some() {
-        row.clone()
-    } else {
-        let read = client.prepare_cached(READ_SQL).await.map_err(failed)?;
-        let rows = client.query(&read, &params[..5]).await.map_err(failed)?;
-        match rows.into_iter().next() {
-            Some(row) => row,
-            // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
-            None => return claim_again(client, &params).await,
-        }
-    };
-    if row.try_get::<_, bool>("takeover").map_err(decode)? {
-        let current: i64 = row.try_get("token").map_err(decode)?;
-        let takeover = client.prepare_cached(TAKEOVER_SQL).await.map_err(failed)?;
-        let takeover_params: [&(dyn ToSql + Sync); 9] =
-            [params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], &current];
-        let taken = client.execute(&takeover, &takeover_params).await.map_err(failed)?;
-        return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
-    }
-    Ok(Step::Existing(record_from_row(&row)?))
+/// What a transactional claim runs its statements with.
+struct TransactionalClaimer<'a> {
+    statements: &'a Statements,
+    mode: StatementMode,
 }
 
-/// Inserts the claim under the lock already held (the record was released between the claim and the read).
-async fn claim_again(
-    client: &deadpool_postgres::Client,
-    params: &[&(dyn ToSql + Sync); 9],
-) -> Result<Step, StoreError> {
-    let statement = client.prepare_cached(TRY_CLAIM_SQL).await.map_err(failed)?;
-    let rows = client.query(&statement, params).await.map_err(failed)?;
-    let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;
-    Ok(if acquired == Some(true) { Step::Acquired } else { Step::Busy })
+impl TransactionalClaimer<'_> {
+    async fn claim(
+        &self,
+        client: &deadpool_postgres::Client,
+        request: &ClaimRequest,
+        wait: Option<Duration>,
+    ) -> Result<Step, StoreError> {
+        let id = &request.id;
+        // Advisory locks are per database: the table's oid (first key) keeps two schemas' records apart, and 32
+        // bits of the record's digest (second key) name the record. A rare collision only makes a duplicate wait
+        // or 409.
+        let lock_key = i32::from_be_bytes(id.digest()[..4].try_into().unwrap_or_default());
+        let claiming = super::postgres::Claiming::new(request);
+        let [p1, p2, p3, p4, p5, p6, p7, p8] = claiming.params();
+        let params: [Param<'_>; 9] = [p1, p2, p3, p4, p5, p6, p7, p8, (&lock_key, Type::INT4)];
+        let begin = match wait {
+            // SET LOCAL takes no parameters; the value is an integer we format ourselves. It ends with the
+            // transaction, so it leaves nothing on a pooled backend.
+            Some(wait) => format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)),
+            None => "BEGIN".to_owned(),
+        };
+        let statements = self.statements;
+        let sql =
+            if wait.is_some() { &statements.wait_claim_in_transaction } else { &statements.try_claim_in_transaction };
+        let (begun, claimed) = futures_util::future::join(
+            client.batch_execute(&begin),
+            postgres_statement::query(client, self.mode, sql, &params),
+        )
+        .await;
+        begun.map_err(failed)?;
+        let rows = match claimed {
+            Ok(rows) => rows,
+            Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(Step::Busy),
+            Err(error) => return Err(failed(error)),
+        };
+        let row = rows.first().ok_or_else(|| failed_message("the claim returned no row"))?;
+        if !row.try_get::<_, bool>("got").map_err(decode)? {
+            return Ok(Step::Busy);
+        }
+        if row.try_get::<_, bool>("acquired").map_err(decode)? {
+            return Ok(Step::Acquired);
+        }
+        // The record exists. Its row may be invisible to the claim's snapshot (committed while this statement
+        // waited for the lock): then read it with a new statement, which sees every committed row.
+        let row = if row.try_get::<_, Option<Vec<u8>>>("fingerprint").map_err(decode)?.is_some() {
+            row.clone()
+        } else {
+            let rows =
+                postgres_statement::query(client, self.mode, &statements.read, &params[..5]).await.map_err(failed)?;
+            match rows.into_iter().next() {
+                Some(row) => row,
+                // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
+                None => return self.claim_again(client, &params).await,
+            }
+        };
+        if row.try_get::<_, bool>("takeover").map_err(decode)? {
+            let current: i64 = row.try_get("token").map_err(decode)?;
+            let taken = postgres_statement::execute(
+                client,
+                self.mode,
+                &statements.takeover,
+                &claiming.takeover_params(&current),
+            )
+            .await
+            .map_err(failed)?;
+            return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
+        }
+        Ok(Step::Existing(record_from_row(&row)?))
+    }
+
+    /// Inserts the claim under the lock already held (the record was released between the claim and the read).
+    async fn claim_again(
+        &self,
+        client: &deadpool_postgres::Client,
+        params: &[Param<'_>; 9],
+    ) -> Result<Step, StoreError> {
+        let rows = postgres_statement::query(client, self.mode, &self.statements.try_claim_in_transaction, params)
+            .await
+            .map_err(failed)?;
+        let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;
+        Ok(if acquired == Some(true) { Step::Acquired } else { Step::Busy })
+    }
 }
 
 fn failed(error: tokio_postgres::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Unavailable, error)
+    postgres_statement::failed(StoreErrorKind::Unavailable, error)
 }
 
 fn failed_message(message: &'static str) -> StoreError {
@@ -179,5 +205,5 @@ fn failed_message(message: &'static str) -> StoreError {
 }
 
 fn decode(error: tokio_postgres::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, error)
+    postgres_statement::failed(StoreErrorKind::Corrupt, error)
 }

@@ -38,7 +38,8 @@ pub enum TransactionalClaim {
 pub struct OpenTransaction {
     connection: Option<Arc<TransactionConnection>>,
     lease: Lease,
-    timeout: Duration,
+    /// The store that opened it: its statements and timeout finish it.
+    store: super::PostgresStore,
 }
 
 impl std::fmt::Debug for OpenTransaction {
@@ -48,8 +49,8 @@ impl std::fmt::Debug for OpenTransaction {
 }
 
 impl OpenTransaction {
-    pub(crate) fn new(connection: TransactionConnection, lease: Lease, timeout: Duration) -> Self {
-        Self { connection: Some(Arc::new(connection)), lease, timeout }
+    pub(crate) fn new(connection: TransactionConnection, lease: Lease, store: super::PostgresStore) -> Self {
+        Self { connection: Some(Arc::new(connection)), lease, store }
     }
 
     /// The handle the handler receives.
@@ -63,8 +64,8 @@ impl OpenTransaction {
     pub async fn commit_with(mut self, response: &StoredResponse, ttl: Duration) -> Result<(), StoreError> {
         let connection = self.take_connection()?;
         let committed = tokio::time::timeout(
-            self.timeout,
-            super::postgres::complete_and_commit(&connection, &self.lease, response, ttl),
+            self.store.timeout(),
+            super::postgres::complete_and_commit(&self.store, &connection, &self.lease, response, ttl),
         )
         .await;
         match committed {

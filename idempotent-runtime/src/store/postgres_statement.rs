@@ -1,0 +1,130 @@
+//! How the PostgreSQL store sends its statements, so that they work through a transaction-mode pooler
+//! (PgBouncer, RDS Proxy, Supavisor): by default every statement is sent unnamed, with its parameter types, in one
+//! round trip (`Parse`/`Bind`/`Execute`/`Sync`), so nothing outlives the round trip on the server. A named statement
+//! prepared once per connection (today's `prepare_cached`) breaks behind such a pooler, where the next round trip
+//! may reach another backend; it stays available as an opt-in for direct connections.
+//!
+//! Errors keep what the server said: the SQLSTATE and its message, not tokio-postgres' bare `db error`.
+
+use std::fmt;
+
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::{StoreError, StoreErrorKind};
+
+/// One statement parameter and its PostgreSQL type (an unnamed statement is not described before it runs).
+pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// How statements reach the server; see [`crate::PostgresStore::with_prepared_statements`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum StatementMode {
+    /// Unnamed statements: correct through any pooler.
+    #[default]
+    Unnamed,
+    /// Named statements prepared once per connection: direct connections only.
+    Prepared,
+}
+
+/// Runs a statement and returns its rows.
+pub(crate) async fn query(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    match mode {
+        StatementMode::Unnamed => client.query_typed(sql, params).await,
+        StatementMode::Prepared => {
+            let statement = client.prepare_typed_cached(sql, &types(params)).await?;
+            client.query(&statement, &values(params)).await
+        }
+    }
+}
+
+/// Runs a statement and returns the number of rows it changed.
+pub(crate) async fn execute(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    match mode {
+        StatementMode::Unnamed => client.execute_typed(sql, params).await,
+        StatementMode::Prepared => {
+            let statement = client.prepare_typed_cached(sql, &types(params)).await?;
+            client.execute(&statement, &values(params)).await
+        }
+    }
+}
+
+fn types(params: &[Param<'_>]) -> Vec<Type> {
+    params.iter().map(|(_, ty)| ty.clone()).collect()
+}
+
+fn values<'a>(params: &[Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|(value, _)| *value).collect()
+}
+
+/// A [`StoreError`] of `kind` that says what went wrong in PostgreSQL's own words.
+pub(crate) fn failed(kind: StoreErrorKind, error: tokio_postgres::Error) -> StoreError {
+    StoreError::new(kind, PostgresError(error))
+}
+
+/// A pool that could not hand out a connection, with the server's reason when it has one.
+pub(crate) fn pool_failed(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Timeout(_) => StoreError::new(StoreErrorKind::Timeout, error),
+        deadpool_postgres::PoolError::Backend(error) => failed(StoreErrorKind::Unavailable, error),
+        error => StoreError::new(StoreErrorKind::Unavailable, error),
+    }
+}
+
+/// A tokio-postgres error whose text carries the server's SQLSTATE and message (or the underlying I/O error),
+/// which tokio-postgres' own `Display` leaves out.
+#[derive(Debug)]
+struct PostgresError(tokio_postgres::Error);
+
+impl fmt::Display for PostgresError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            write!(f, "SQLSTATE {}: {}: {}", db.code().code(), db.severity(), db.message())?;
+            if let Some(detail) = db.detail() {
+                write!(f, " (detail: {detail})")?;
+            }
+            return Ok(());
+        }
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PostgresError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_name_their_cause() {
+        // A closed port: the connection error carries the operating system's reason.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let error = runtime
+            .block_on(tokio_postgres::connect("postgres://nobody@127.0.0.1:1/none", tokio_postgres::NoTls))
+            .err()
+            .expect("nothing listens on port 1");
+        let text = failed(StoreErrorKind::Unavailable, error).to_string();
+        assert!(text.starts_with("idempotency store unavailable: error connecting to server: "), "{text}");
+        assert!(text.len() > "idempotency store unavailable: error connecting to server: ".len(), "{text}");
+    }
+}

@@ -1,0 +1,175 @@
+//! A private PgBouncer in transaction pooling mode (what most managed PostgreSQL offerings run), in front of a
+//! PostgreSQL server, so the suites can prove the library correct behind a pooler.
+//!
+//! Each instance has its own folder (ini, userlist, log, pid file) and a free port. PgBouncer refuses to run as
+//! root, so as root it runs as the `postgres` user (`runuser`). It is stopped by its PID, never by name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A running private PgBouncer; stopped and its folder deleted when dropped.
+pub struct PgBouncer {
+    dir: PathBuf,
+    pub port: u16,
+    process: Mutex<Option<Running>>,
+}
+
+struct Running {
+    /// `runuser` (as root) or PgBouncer itself.
+    child: Child,
+    /// PgBouncer's own PID, from its pid file (once it wrote it).
+    pid: Option<u32>,
+}
+
+/// The server connections PgBouncer keeps per database: fewer than the clients' pools, so that consecutive
+/// round trips of one client land on different backends (what breaks named prepared statements).
+pub const SERVER_POOL_SIZE: usize = 6;
+
+impl PgBouncer {
+    /// Starts a PgBouncer in front of the server at `host:port` (trust auth, user `postgres`), or panics saying
+    /// what is missing. `search_path`, when given, is set on every server connection (`connect_query`), as a
+    /// deployment would with `ALTER ROLE ... SET search_path`: for example processes whose own tables must land
+    /// in a test's schema.
+    pub fn start(host: &str, port: u16, search_path: Option<&str>) -> Self {
+        let binary = binary();
+        let dir =
+            std::env::temp_dir().join(format!("idempotent-pgbouncer-{}-{}", std::process::id(), fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).expect("create the PgBouncer folder");
+        let listen_port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let connect_query =
+            search_path.map(|schema| format!(" connect_query='SET search_path TO {schema}'")).unwrap_or_default();
+        let ini = format!(
+            "[databases]\n\
+             postgres = host={host} port={port} dbname=postgres{connect_query}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {listen_port}\n\
+             unix_socket_dir =\n\
+             auth_type = trust\n\
+             auth_file = {dir}/userlist.txt\n\
+             pool_mode = transaction\n\
+             default_pool_size = {SERVER_POOL_SIZE}\n\
+             max_client_conn = 1000\n\
+             server_login_retry = 1\n\
+             query_wait_timeout = 30\n\
+             ignore_startup_parameters = extra_float_digits\n\
+             logfile = {dir}/pgbouncer.log\n\
+             pidfile = {dir}/pgbouncer.pid\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
+        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").expect("write userlist.txt");
+        if running_as_root() {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+            assert!(status.is_ok_and(|status| status.success()), "could not chown {} to postgres", dir.display());
+        }
+        let bouncer = Self { dir, port: listen_port, process: Mutex::new(None) };
+        bouncer.launch(&binary);
+        bouncer
+    }
+
+    /// Starts a PgBouncer in front of the server `DATABASE_URL` names.
+    pub fn in_front_of_database_url(search_path: Option<&str>) -> Self {
+        let config: tokio_postgres::Config = super::postgres::database_url().parse().expect("DATABASE_URL parses");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        Self::start(&host, port, search_path)
+    }
+
+    /// A `postgres://` URL through this PgBouncer.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops PgBouncer at once (SIGTERM: every client and server connection is cut).
+    pub fn stop(&self) {
+        let Some(mut running) = self.process.lock().unwrap().take() else { return };
+        match running.pid {
+            Some(pid) => {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            }
+            None => {
+                let _ = running.child.kill();
+            }
+        }
+        let _ = running.child.wait();
+        let _ = std::fs::remove_file(self.dir.join("pgbouncer.pid"));
+    }
+
+    /// Starts it again on the same port, after [`PgBouncer::stop`].
+    pub fn resume(&self) {
+        self.launch(&binary());
+    }
+
+    fn launch(&self, binary: &Path) {
+        let ini = self.dir.join("pgbouncer.ini");
+        let mut command = if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        };
+        let child = command
+            .arg(&ini)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("could not start {}: {error}", binary.display()));
+        *self.process.lock().unwrap() = Some(Running { child, pid: None });
+        let started = Instant::now();
+        let pid_file = self.dir.join("pgbouncer.pid");
+        loop {
+            let pid = std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse::<u32>().ok());
+            let listening = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if let (Some(pid), Some(running)) = (pid, self.process.lock().unwrap().as_mut()) {
+                running.pid = Some(pid);
+            }
+            if pid.is_some() && listening {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                self.stop();
+                panic!(
+                    "PgBouncer did not start within 10 s; its log:\n{}",
+                    std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn binary() -> PathBuf {
+    if let Ok(binary) = std::env::var("PGBOUNCER") {
+        return PathBuf::from(binary);
+    }
+    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "PgBouncer not found: the pooler suites need it. Install it with\n    apt-get install -y pgbouncer\n\
+                 or set PGBOUNCER to its binary"
+            )
+        })
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"))
+}
