@@ -21,6 +21,8 @@ pub const LEASE_TAKEOVER: &str = "idempotent_lease_takeovers_total";
 pub const FENCED: &str = "idempotent_fenced_completions_total";
 /// Store operations that failed (unreachable, timeout, corrupt record).
 pub const STORE_ERRORS: &str = "idempotent_store_errors_total";
+/// Requests on `fail_open` routes whose handler ran unprotected because the store was unavailable.
+pub const FAIL_OPEN: &str = "idempotent_fail_open_total";
 /// Expired records deleted by the purge.
 pub const PURGED: &str = "idempotent_purged_total";
 /// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).
@@ -49,6 +51,8 @@ pub(crate) enum Outcome {
     StoreUnavailable,
     /// 500: the handler panicked or its body failed.
     Failed,
+    /// The store was unavailable and the route fails open: the handler ran unprotected.
+    FailOpen,
 }
 
 impl Outcome {
@@ -64,6 +68,7 @@ impl Outcome {
             Self::Misconfigured => "misconfigured",
             Self::StoreUnavailable => "store_unavailable",
             Self::Failed => "failed",
+            Self::FailOpen => "fail_open",
         }
     }
 
@@ -74,6 +79,7 @@ impl Outcome {
             Self::InFlight => CONFLICT,
             Self::KeyReused => MISMATCH,
             Self::StoreUnavailable => STORE_ERRORS,
+            Self::FailOpen => FAIL_OPEN,
             _ => return,
         };
         increment(name, route);
