@@ -76,8 +76,10 @@ async fn status(probe: web::Data<Probe>, request: HttpRequest, code: web::Path<u
     ran(run, StatusCode::from_u16(*code).expect("test sends valid codes"), b"")
 }
 
+// The deprecated spelling of `store_responses = "all"` keeps working (with a deprecation warning).
 #[post("/status-stored/{code}")]
 #[idempotent(store_server_errors = true)]
+#[allow(deprecated)]
 async fn status_stored(probe: web::Data<Probe>, request: HttpRequest, code: web::Path<u16>) -> HttpResponse {
     let run = probe.enter(&request).await;
     ran(run, StatusCode::from_u16(*code).expect("test sends valid codes"), b"")
@@ -965,3 +967,8 @@ async fn unreadable_body_is_a_problem(store: &StoreUnderTest) {
     assert!(answer.contains("https://idempotent.rs/problems/body-unreadable"), "{answer}");
     assert_eq!(app.probe.runs(), 0);
 }
+
+/// The contract's open ends (issue 14): the app's error format, Retry-After, fingerprint options, store policy,
+/// namespaces, the replay hook, fail-open routes.
+#[path = "conformance/http_contract.rs"]
+mod http_contract;

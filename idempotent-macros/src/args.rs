@@ -57,6 +57,18 @@ pub(crate) enum Key {
     Derived,
 }
 
+/// Which handler responses are stored (the `store_responses` option).
+pub(crate) enum StoreResponses {
+    /// `"final"`: all but 5xx, 408, 425 and 429 (the default).
+    Final,
+    /// `"all"`: every response (Stripe's choice).
+    All,
+    /// `"success"`: 1xx to 3xx only.
+    Success,
+    /// A path to a `fn(StatusCode) -> bool`, kept as written so type errors land on it.
+    Function(syn::Path),
+}
+
 /// The attribute's options; `None` means "not written, use the runtime's default".
 #[derive(Default)]
 pub(crate) struct Args {
@@ -82,6 +94,16 @@ pub(crate) struct Args {
     pub(crate) on_conflict: Option<Setting<OnConflict>>,
     /// `wait`, in seconds: how long `on_conflict = "wait"` waits.
     pub(crate) wait: Option<Setting<u64>>,
+    /// `store_responses`: which handler responses are stored.
+    pub(crate) store_responses: Option<Setting<StoreResponses>>,
+    /// `fingerprint_headers`: request headers (lowercase names) that are part of the fingerprint.
+    pub(crate) fingerprint_headers: Option<Setting<Vec<String>>>,
+    /// `fingerprint`: a path to the route's own `fn(&HttpRequest, &[u8]) -> Vec<u8>`.
+    pub(crate) fingerprint: Option<Setting<syn::Path>>,
+    /// `namespace`: the stable name that replaces the route pattern in the record's identity.
+    pub(crate) namespace: Option<Setting<String>>,
+    /// `fail_open`: run unprotected when the store is unavailable.
+    pub(crate) fail_open: Option<Setting<bool>>,
     /// The keywords written, valid or not: cross-option checks stay quiet about an option whose own value was
     /// already refused, so one mistake gives one error.
     pub(crate) written: Vec<&'static str>,
@@ -116,12 +138,17 @@ enum Opt {
     MaxResponseBody,
     OnConflict,
     Wait,
+    StoreResponses,
+    FingerprintHeaders,
+    Fingerprint,
+    Namespace,
+    FailOpen,
     Crate,
 }
 
 impl Opt {
     /// Every option; the single source of truth for the keyword list.
-    const ALL: [Opt; 11] = [
+    const ALL: [Opt; 16] = [
         Opt::Ttl,
         Opt::Scope,
         Opt::Key,
@@ -132,6 +159,11 @@ impl Opt {
         Opt::MaxResponseBody,
         Opt::OnConflict,
         Opt::Wait,
+        Opt::StoreResponses,
+        Opt::FingerprintHeaders,
+        Opt::Fingerprint,
+        Opt::Namespace,
+        Opt::FailOpen,
         Opt::Crate,
     ];
 
@@ -148,6 +180,11 @@ impl Opt {
             Opt::MaxResponseBody => "max_response_body",
             Opt::OnConflict => "on_conflict",
             Opt::Wait => "wait",
+            Opt::StoreResponses => "store_responses",
+            Opt::FingerprintHeaders => "fingerprint_headers",
+            Opt::Fingerprint => "fingerprint",
+            Opt::Namespace => "namespace",
+            Opt::FailOpen => "fail_open",
             Opt::Crate => "crate",
         }
     }
@@ -165,6 +202,11 @@ impl Opt {
             Opt::MaxResponseBody => r#"max_response_body = "1MiB""#,
             Opt::OnConflict => r#"on_conflict = "wait""#,
             Opt::Wait => r#"wait = "5s""#,
+            Opt::StoreResponses => r#"store_responses = "all""#,
+            Opt::FingerprintHeaders => r#"fingerprint_headers = ["X-Account-Id"]"#,
+            Opt::Fingerprint => "fingerprint = crate::fingerprint_of",
+            Opt::Namespace => r#"namespace = "payments.create""#,
+            Opt::FailOpen => "fail_open = true",
             Opt::Crate => r#"crate = "my_runtime""#,
         }
     }
@@ -189,6 +231,9 @@ fn unknown_hint(name: &str) -> Option<&'static str> {
         "header" | "key_header" => Some(r#": did you mean `key = "header:Name"`?"#),
         "optional" => Some(": did you mean `required = false`?"),
         "krate" | "runtime" => Some(r#": did you mean `crate = "path"`?"#),
+        "store" | "store_policy" | "store_errors" => Some(r#": did you mean `store_responses = "all"`?"#),
+        "fingerprint_header" | "headers" => Some(r#": did you mean `fingerprint_headers = ["Name"]`?"#),
+        "fail_closed" | "fail_open_on_store_error" => Some(": did you mean `fail_open = true`?"),
         _ => None,
     }
 }
@@ -297,6 +342,15 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             }
             Opt::OnConflict => args.on_conflict = errors.ok(on_conflict_value(&value)).map(|value| site.with(value)),
             Opt::Wait => args.wait = errors.ok(duration_value(opt, &value)).map(|value| site.with(value)),
+            Opt::StoreResponses => {
+                args.store_responses = errors.ok(store_responses_value(&value)).map(|value| site.with(value));
+            }
+            Opt::FingerprintHeaders => {
+                args.fingerprint_headers = errors.ok(fingerprint_headers_value(&value)).map(|value| site.with(value));
+            }
+            Opt::Fingerprint => args.fingerprint = errors.ok(fingerprint_value(&value)).map(|value| site.with(value)),
+            Opt::Namespace => args.namespace = errors.ok(namespace_value(&value)).map(|value| site.with(value)),
+            Opt::FailOpen => args.fail_open = errors.ok(bool_value(opt, &value)).map(|value| site.with(value)),
             Opt::Crate => args.krate = errors.ok(crate_value(&value)).map(|value| site.with(value)),
         }
     }
@@ -351,7 +405,7 @@ fn duration_value(opt: Opt, value: &TokenStream) -> syn::Result<u64> {
     }
 }
 
-/// `required` and `store_server_errors`: a bool literal.
+/// `required`, `store_server_errors` and `fail_open`: a bool literal.
 fn bool_value(opt: Opt, value: &TokenStream) -> syn::Result<bool> {
     match literal(value) {
         Some(Lit::Bool(lit)) => Ok(lit.value),
@@ -494,6 +548,119 @@ fn size_value(value: &TokenStream) -> syn::Result<u64> {
     Ok(bytes)
 }
 
+/// What `store_responses` accepts, for its errors.
+const STORE_RESPONSES_EXPECTED: &str = r#"expected "final" (all but 5xx, 408, 425 and 429), "all" (5xx too), "success" (1xx to 3xx only) or a path to a `fn(StatusCode) -> bool`"#;
+
+/// `store_responses`: a policy name or a path to a function.
+fn store_responses_value(value: &TokenStream) -> syn::Result<StoreResponses> {
+    match literal(value) {
+        Some(Lit::Str(lit)) => match lit.value().as_str() {
+            "final" => Ok(StoreResponses::Final),
+            "all" => Ok(StoreResponses::All),
+            "success" => Ok(StoreResponses::Success),
+            other => {
+                Err(syn::Error::new(lit.span(), format!("unknown store policy {other:?}; {STORE_RESPONSES_EXPECTED}")))
+            }
+        },
+        Some(_) => Err(value_error(value, STORE_RESPONSES_EXPECTED)),
+        None => syn::parse2::<syn::Path>(value.clone())
+            .map(StoreResponses::Function)
+            .map_err(|_| value_error(value, STORE_RESPONSES_EXPECTED)),
+    }
+}
+
+/// What `fingerprint_headers` accepts, for its errors.
+const FINGERPRINT_HEADERS_EXPECTED: &str =
+    r#"expected a list of request header names, as in `fingerprint_headers = ["X-Account-Id", "Accept-Language"]`"#;
+
+/// `fingerprint_headers`: a non-empty list of distinct header names, lowercased.
+fn fingerprint_headers_value(value: &TokenStream) -> syn::Result<Vec<String>> {
+    if let Some(Lit::Str(lit)) = literal(value) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("put the header names in brackets: `fingerprint_headers = [{:?}]`", lit.value()),
+        ));
+    }
+    let Ok(list) = syn::parse2::<syn::ExprArray>(value.clone()) else {
+        return Err(value_error(value, FINGERPRINT_HEADERS_EXPECTED));
+    };
+    if list.elems.is_empty() {
+        return Err(value_error(
+            value,
+            format!("the list is empty: name at least one header; {FINGERPRINT_HEADERS_EXPECTED}"),
+        ));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for element in &list.elems {
+        let syn::Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) = element else {
+            return Err(syn::Error::new_spanned(
+                element,
+                format!("expected a header name in a string; {FINGERPRINT_HEADERS_EXPECTED}"),
+            ));
+        };
+        let text = lit.value();
+        if text.is_empty() {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("the header name is empty; {FINGERPRINT_HEADERS_EXPECTED}"),
+            ));
+        }
+        let name = header_name(lit, &text, FINGERPRINT_HEADERS_EXPECTED)?;
+        if names.contains(&name) {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("`{text}` is listed twice (header names are case-insensitive)"),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// What `fingerprint` accepts, for its errors.
+const FINGERPRINT_EXPECTED: &str =
+    "expected a path to a `fn(&HttpRequest, &[u8]) -> Vec<u8>`, as in `fingerprint = crate::payments::fingerprint_of`";
+
+/// `fingerprint`: a path to the route's own fingerprint function.
+fn fingerprint_value(value: &TokenStream) -> syn::Result<syn::Path> {
+    if let Some(Lit::Str(lit)) = literal(value) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("name the function without quotes: `fingerprint = {}`; {FINGERPRINT_EXPECTED}", lit.value()),
+        ));
+    }
+    syn::parse2::<syn::Path>(value.clone()).map_err(|_| value_error(value, FINGERPRINT_EXPECTED))
+}
+
+/// The longest namespace accepted.
+const MAX_NAMESPACE_LEN: usize = 128;
+
+/// What `namespace` accepts, for its errors.
+const NAMESPACE_EXPECTED: &str = r#"expected a stable name of letters, digits and `.`, `_`, `-`, `:` or `/` that does not start with `/`, as in `namespace = "payments.create"`"#;
+
+/// `namespace`: a stable name that can never be mistaken for a route pattern (those start with `/`).
+fn namespace_value(value: &TokenStream) -> syn::Result<String> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(value_error(value, format!("expected a string; {NAMESPACE_EXPECTED}")));
+    };
+    let text = lit.value();
+    let problem = if text.is_empty() {
+        Some("the namespace is empty".to_owned())
+    } else if text.starts_with('/') {
+        Some("a namespace cannot start with `/`, so that it never meets a route pattern".to_owned())
+    } else if text.len() > MAX_NAMESPACE_LEN {
+        Some(format!("the namespace is longer than {MAX_NAMESPACE_LEN} characters"))
+    } else {
+        text.chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || "._-:/".contains(c)))
+            .map(|bad| format!("`{}` is not allowed in a namespace", bad.escape_debug()))
+    };
+    match problem {
+        Some(problem) => Err(syn::Error::new(lit.span(), format!("{problem}; {NAMESPACE_EXPECTED}"))),
+        None => Ok(text),
+    }
+}
+
 /// `crate`: a path in a string, parsed with the literal's span.
 fn crate_value(value: &TokenStream) -> syn::Result<syn::Path> {
     const EXPECTED: &str = r#"expected the runtime crate's path in a string, as in `crate = "my_runtime"`"#;
@@ -597,7 +764,8 @@ mod tests {
         assert_eq!(
             parse_err(quote!(foo = 1)),
             ["unknown option `foo`; expected one of: ttl, scope, key, required, lease, \
-              store_server_errors, max_request_body, max_response_body, on_conflict, wait, crate"]
+              store_server_errors, max_request_body, max_response_body, on_conflict, wait, store_responses, \
+              fingerprint_headers, fingerprint, namespace, fail_open, crate"]
         );
     }
 
@@ -716,6 +884,52 @@ mod tests {
         assert!(parse_err(quote!(max_response_body = 10u8))[0].starts_with("a byte count has no suffix"));
         assert!(parse_err(quote!(max_response_body = 99999999999999999999999))[0].starts_with("the size is too large"));
         assert_eq!(parse_ok(quote!(max_request_body = 10usize)).max_request_body.map(|s| s.value), Some(10));
+    }
+
+    #[test]
+    fn contract_options() {
+        let args = parse_ok(quote!(
+            store_responses = "success",
+            fingerprint_headers = ["X-Account-Id", "accept-language"],
+            namespace = "payments.create:v1",
+            fail_open = true,
+        ));
+        assert!(matches!(args.store_responses.map(|s| s.value), Some(super::StoreResponses::Success)));
+        assert_eq!(
+            args.fingerprint_headers.map(|s| s.value),
+            Some(vec!["x-account-id".into(), "accept-language".into()])
+        );
+        assert_eq!(args.namespace.map(|s| s.value).as_deref(), Some("payments.create:v1"));
+        assert_eq!(args.fail_open.map(|s| s.value), Some(true));
+        let args = parse_ok(quote!(store_responses = crate::policy::stores, fingerprint = fingerprint_of));
+        assert!(matches!(args.store_responses.map(|s| s.value), Some(super::StoreResponses::Function(_))));
+        assert!(args.fingerprint.is_some());
+    }
+
+    #[test]
+    fn contract_option_errors() {
+        assert!(
+            parse_err(quote!(store_responses = "everything"))[0].starts_with("unknown store policy \"everything\"")
+        );
+        assert!(parse_err(quote!(store_responses = true))[0].starts_with("expected \"final\""));
+        assert_eq!(
+            parse_err(quote!(fingerprint_headers = "X-A")),
+            [r#"put the header names in brackets: `fingerprint_headers = ["X-A"]`"#]
+        );
+        assert!(parse_err(quote!(fingerprint_headers = []))[0].starts_with("the list is empty"));
+        assert!(parse_err(quote!(fingerprint_headers = [1]))[0].starts_with("expected a header name in a string"));
+        assert!(parse_err(quote!(fingerprint_headers = ["X A"]))[0].starts_with("` ` is not allowed in a header name"));
+        assert!(parse_err(quote!(fingerprint_headers = ["X-A", "x-a"]))[0].starts_with("`x-a` is listed twice"));
+        assert!(parse_err(quote!(fingerprint_headers = x))[0].starts_with("expected a list of request header names"));
+        assert!(
+            parse_err(quote!(fingerprint = "f"))[0].starts_with("name the function without quotes: `fingerprint = f`")
+        );
+        assert!(parse_err(quote!(fingerprint = 3))[0].starts_with("expected a path to a `fn(&HttpRequest"));
+        assert!(parse_err(quote!(namespace = ""))[0].starts_with("the namespace is empty"));
+        assert!(parse_err(quote!(namespace = "/pay"))[0].starts_with("a namespace cannot start with `/`"));
+        assert!(parse_err(quote!(namespace = "pay ments"))[0].starts_with("` ` is not allowed in a namespace"));
+        assert!(parse_err(quote!(namespace = pay))[0].starts_with("expected a string"));
+        assert_eq!(parse_err(quote!(fail_open = "true")), ["remove the quotes: write `fail_open = true`"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use quote::{ToTokens as _, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 use syn::{Attribute, FnArg, LitStr, Meta, PatType, ReturnType, Signature, Type};
 
-use crate::args::{self, Args, Key, OnConflict, Scope, Setting};
+use crate::args::{self, Args, Key, OnConflict, Scope, Setting, StoreResponses};
 use crate::errors::Errors;
 use crate::handler::HandlerFn;
 use crate::validate;
@@ -41,6 +41,7 @@ fn try_idempotent(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStre
     let handler = syn::parse2::<HandlerFn>(item);
     if let Ok(handler) = &handler {
         validate::check_fn(handler, &mut errors);
+        validate::check_args_with_fn(&args, handler, &mut errors);
     }
     let handler = errors.finish(handler)?;
     Ok(emit(&args, &handler))
@@ -258,6 +259,36 @@ fn builder_calls(args: &Args, private: &TokenStream) -> Vec<TokenStream> {
             let value = syn::LitBool::new(setting.value, setting.value_span);
             call(&setting.keyword, name, quote!(#value));
         }
+    }
+    if let Some(policy) = &args.store_responses {
+        let value = match &policy.value {
+            StoreResponses::Final => quote!(#private::StorePolicy::Final),
+            StoreResponses::All => quote!(#private::StorePolicy::All),
+            StoreResponses::Success => quote!(#private::StorePolicy::Success),
+            StoreResponses::Function(path) => {
+                // On the user's path: a wrong signature underlines the path, as for `scope`.
+                let span = path.span();
+                let variant = respan(quote!(#private::StorePolicy::Function), span);
+                quote_spanned!(span=> #variant(#path))
+            }
+        };
+        call(&policy.keyword, "store_responses", value);
+    }
+    if let Some(headers) = &args.fingerprint_headers {
+        let names = headers.value.iter().map(|name| LitStr::new(name, headers.value_span));
+        call(&headers.keyword, "fingerprint_headers", quote!(&[#(#names),*]));
+    }
+    if let Some(function) = &args.fingerprint {
+        let path = &function.value;
+        call(&function.keyword, "fingerprint", quote_spanned!(path.span()=> #path));
+    }
+    if let Some(namespace) = &args.namespace {
+        let name = LitStr::new(&namespace.value, namespace.value_span);
+        call(&namespace.keyword, "namespace", quote!(#name));
+    }
+    if let Some(fail_open) = &args.fail_open {
+        let value = syn::LitBool::new(fail_open.value, fail_open.value_span);
+        call(&fail_open.keyword, "fail_open", quote!(#value));
     }
     for (setting, name) in
         [(&args.max_request_body, "max_request_body"), (&args.max_response_body, "max_response_body")]

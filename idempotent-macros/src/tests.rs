@@ -247,7 +247,8 @@ fn errors_keep_the_original_item() {
     assert_eq!(
         errors(quote!(bogus = 1), item),
         ["unknown option `bogus`; expected one of: ttl, scope, key, required, lease, store_server_errors, \
-          max_request_body, max_response_body, on_conflict, wait, crate"]
+          max_request_body, max_response_body, on_conflict, wait, store_responses, fingerprint_headers, fingerprint, \
+          namespace, fail_open, crate"]
     );
 }
 

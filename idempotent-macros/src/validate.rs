@@ -60,6 +60,20 @@ pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
         )),
         _ => {}
     }
+    if let (Some(_), Some(headers)) = (&args.fingerprint, &args.fingerprint_headers) {
+        errors.push(syn::Error::new(
+            headers.keyword.span(),
+            "`fingerprint_headers` has no effect with a `fingerprint` function: the function reads the headers it \
+             needs from the request; remove one of the two",
+        ));
+    }
+    if let (Some(_), Some(old)) = (&args.store_responses, &args.store_server_errors) {
+        errors.push(syn::Error::new(
+            old.keyword.span(),
+            "`store_server_errors` is replaced by `store_responses`: remove it (`store_server_errors = true` is \
+             `store_responses = \"all\"`)",
+        ));
+    }
     if let (Some(ttl), Some(lease)) = (&args.ttl, &args.lease)
         && lease.value >= ttl.value
     {
@@ -71,6 +85,20 @@ pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
                 format_seconds(lease.value),
                 format_seconds(ttl.value),
             ),
+        ));
+    }
+}
+
+/// Checks of options against the handler.
+pub(crate) fn check_args_with_fn(args: &Args, handler: &HandlerFn, errors: &mut Errors) {
+    if let Some(fail_open) = &args.fail_open
+        && fail_open.value
+        && handler.transaction_types().next().is_some()
+    {
+        errors.push(syn::Error::new(
+            fail_open.keyword.span(),
+            "`fail_open = true` cannot apply to a transactional route: its handler's `Tx` is a transaction of the \
+             store, which is what is unavailable; remove `fail_open` or the `Tx` parameter",
         ));
     }
 }

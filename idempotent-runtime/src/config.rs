@@ -3,11 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
-use actix_web::http::header::HeaderName;
+use actix_web::http::Uri;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
 
+use crate::problem::{ProblemDetails, ProblemStyle};
+use crate::replay::{ReplayHook, ReplayedResponse};
 use crate::scope::UserResolver;
 use crate::store::Store;
+use crate::store_policy::StorePolicy;
 
 /// The default time a completed response is replayed.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -73,6 +77,9 @@ pub(crate) struct Settings {
     pub(crate) denied_headers: Vec<HeaderName>,
     pub(crate) store_retry_after: Duration,
     pub(crate) key_reused_status: actix_web::http::StatusCode,
+    pub(crate) problems: ProblemStyle,
+    pub(crate) replay_hook: Option<ReplayHook>,
+    pub(crate) store_policy: StorePolicy,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -86,6 +93,8 @@ impl std::fmt::Debug for Idempotency {
             .field("key_header", &settings.key_header)
             .field("user_resolver", &settings.user_resolver.is_some())
             .field("denied_headers", &settings.denied_headers)
+            .field("problem_type_base", &settings.problems.type_base)
+            .field("store_policy", &settings.store_policy)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +119,9 @@ impl Idempotency {
                 denied_headers: Vec::new(),
                 store_retry_after: DEFAULT_STORE_RETRY_AFTER,
                 key_reused_status: actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                problems: ProblemStyle::DEFAULT,
+                replay_hook: None,
+                store_policy: StorePolicy::Final,
             },
         }
     }
@@ -191,6 +203,85 @@ impl IdempotencyBuilder {
     /// IETF draft. Some APIs prefer 409 or 400.
     pub fn key_reused_status(mut self, status: actix_web::http::StatusCode) -> Self {
         self.settings.key_reused_status = status;
+        self
+    }
+
+    /// The base of every problem `type` URI (default [`crate::PROBLEM_TYPE_BASE`]), so that `type` points at the
+    /// app's own documentation: with `"https://api.example.com/errors/"`, a reused key's problem has the type
+    /// `https://api.example.com/errors/key-reused`. The slugs ([`crate::ProblemKind::slug`]) stay the same.
+    pub fn problem_type_base(mut self, base: impl Into<String>) -> Self {
+        self.settings.problems.type_base = std::borrow::Cow::Owned(base.into());
+        self
+    }
+
+    /// Adds `Link: <uri>; rel="describedby"` to every answer of the library (400, 401, 409, 413, 422, 500, 503), so
+    /// a client can find the app's idempotency documentation, as the IETF draft suggests for a missing key.
+    pub fn docs_link(mut self, uri: Uri) -> Self {
+        // A `Uri` is printable ASCII without spaces, so the header value is always valid.
+        let value = HeaderValue::try_from(format!("<{uri}>; rel=\"describedby\"")).ok();
+        self.settings.problems.link = value;
+        self
+    }
+
+    /// Renders every answer of the library (400 `key-missing` / `key-invalid`, 401, 409, 413, 422, 500, 503, the
+    /// body of a `response-not-stored` replay) in the app's own error format, instead of `application/problem+json`.
+    ///
+    /// The renderer gets the [`ProblemDetails`] (kind, status, `type` URI, title, detail, headers) and returns the
+    /// response; the library then sets the status and its own headers on it (`Cache-Control: no-store`,
+    /// `Retry-After`, `Link`), so clients see the same statuses and headers whatever the format. For example,
+    /// Stripe's error format:
+    ///
+    /// ```
+    /// use actix_web::HttpResponse;
+    /// use idempotent_runtime::{Idempotency, MemoryStore, ProblemKind};
+    ///
+    /// let idempotency = Idempotency::builder(MemoryStore::new())
+    ///     .render_problems(|problem| {
+    ///         let kind = match problem.kind() {
+    ///             ProblemKind::KeyReused | ProblemKind::InFlight => "idempotency_error",
+    ///             ProblemKind::StoreUnavailable => "api_error",
+    ///             _ => "invalid_request_error",
+    ///         };
+    ///         HttpResponse::build(problem.status()).json(serde_json::json!({
+    ///             "error": {"type": kind, "code": problem.kind().slug(), "message": problem.detail()}
+    ///         }))
+    ///     })
+    ///     .build();
+    /// # drop(idempotency);
+    /// ```
+    pub fn render_problems(
+        mut self,
+        renderer: impl Fn(&ProblemDetails<'_>) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.problems.renderer = Some(Arc::new(renderer));
+        self
+    }
+
+    /// Called with every replayed response before it is sent: the hook may add or change headers of this
+    /// response (say, a request id) and record metrics; it cannot change the status or the body, and the stored
+    /// record is never touched.
+    ///
+    /// ```
+    /// use actix_web::http::header::{HeaderName, HeaderValue};
+    /// use idempotent_runtime::{Idempotency, MemoryStore};
+    ///
+    /// let idempotency = Idempotency::builder(MemoryStore::new())
+    ///     .on_replay(|replayed| {
+    ///         let served_by = HeaderValue::from_static("replica-3");
+    ///         replayed.headers_mut().insert(HeaderName::from_static("x-served-by"), served_by);
+    ///     })
+    ///     .build();
+    /// # drop(idempotency);
+    /// ```
+    pub fn on_replay(mut self, hook: impl Fn(&mut ReplayedResponse<'_>) + Send + Sync + 'static) -> Self {
+        self.settings.replay_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Which handler responses are stored on routes without `store_responses` (default [`StorePolicy::Final`]:
+    /// all but 5xx, 408, 425 and 429). [`StorePolicy::All`] is Stripe's store-everything.
+    pub fn store_responses(mut self, policy: StorePolicy) -> Self {
+        self.settings.store_policy = policy;
         self
     }
 

@@ -7,12 +7,30 @@ pub type Digest = [u8; 32];
 
 /// Hashes length-prefixed parts, so that `("ab", "c")` and `("a", "bc")` never collide.
 pub(crate) fn hash_parts(parts: &[&[u8]]) -> Digest {
-    let mut hasher = Sha256::new();
+    let mut hasher = PartsHasher::new();
     for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
+        hasher.part(part);
     }
-    hasher.finalize().into()
+    hasher.finish()
+}
+
+/// [`hash_parts`] one part at a time, for a number of parts known only while hashing (the same digest).
+pub(crate) struct PartsHasher(Sha256);
+
+impl PartsHasher {
+    pub(crate) fn new() -> Self {
+        Self(Sha256::new())
+    }
+
+    /// Adds one length-prefixed part.
+    pub(crate) fn part(&mut self, part: &[u8]) {
+        self.0.update((part.len() as u64).to_be_bytes());
+        self.0.update(part);
+    }
+
+    pub(crate) fn finish(self) -> Digest {
+        self.0.finalize().into()
+    }
 }
 
 /// Lowercase hex, for logs and operator output (sha2 0.11 digests no longer implement `LowerHex`).

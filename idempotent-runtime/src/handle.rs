@@ -1,4 +1,4 @@
-//! The request flow of an `#[idempotent]` route (CONTRACT sections 2 to 5), shared by every store.
+//! The request flow of an `#[idempotent]` route (docs/contract.md, sections 2 to 5), shared by every store.
 //!
 //! Order of checks: configuration, key presence (an optional key that is absent runs the handler unprotected),
 //! scope (401 before 400, as authentication comes first), key validity, body cap, then one claim. Only a claimed
@@ -24,9 +24,9 @@ use crate::fingerprint::fingerprint;
 use crate::key::{IdempotencyKey, KeyError};
 use crate::key_source::{KeyLookup, lookup_in_form};
 use crate::observe::{self, Outcome};
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemKind, style_of};
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
-use crate::replay::{replay, to_stored};
+use crate::replay::{replay_to, to_stored};
 use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
@@ -59,22 +59,32 @@ where
     let answer = serve(route, &request, &route_label, payload, handler).instrument(span.clone()).await;
     span.record("outcome", answer.outcome.as_str());
     answer.outcome.count(&route_label);
-    answer.response
+    match answer.reply {
+        Reply::Response(response) => response,
+        // Rendered here, once, in the app's style (the configuration may be what is missing).
+        Reply::Problem(problem) => problem.into_response(style_of(&request)),
+    }
 }
 
 /// A response and how the request ended.
 struct Answer {
-    response: HttpResponse,
+    reply: Reply,
     outcome: Outcome,
+}
+
+/// What the client gets: a response, or one of the library's problems, still to be rendered.
+enum Reply {
+    Response(HttpResponse),
+    Problem(Problem),
 }
 
 impl Answer {
     fn new(response: HttpResponse, outcome: Outcome) -> Self {
-        Self { response, outcome }
+        Self { reply: Reply::Response(response), outcome }
     }
 
     fn problem(problem: Problem, outcome: Outcome) -> Self {
-        Self::new(problem.into_response(), outcome)
+        Self { reply: Reply::Problem(problem), outcome }
     }
 }
 
@@ -176,7 +186,7 @@ where
         other => other,
     };
 
-    let fingerprint = fingerprint(request, route_label, &body);
+    let fingerprint = fingerprint(request, route, route_label, &body);
     let (key_hash, key) = match &source {
         KeySource::Given(key) => (hash_parts(&[key.as_str().as_bytes()]), key.redacted()),
         // The same request from the same scope is the same key: a double-submit guard (CONTRACT section 1).
@@ -189,7 +199,8 @@ where
             scope_hash,
             key_hash,
             method: request.method().as_str().to_owned(),
-            route: route_label.to_owned(),
+            // A namespace names the record whatever the route is called in this deploy.
+            route: route.namespace.unwrap_or(route_label).to_owned(),
         },
         token: fastrand::i64(..),
         lease: route.effective_lease(settings),
@@ -214,9 +225,11 @@ where
     let wait_until = context.route.wait.and_then(|wait| Instant::now().checked_add(wait));
     loop {
         let record = match observe::timed("claim", store.claim(&claim)).await {
+            Err(error) if fails_open(context, &error) => return fail_open(context, &error, body, handler).await,
             Err(error) => return store_failed(context, &error),
             Ok(Claim::Acquired { took_over }) => {
                 acquired(context, took_over);
+                let started = Instant::now();
                 let lease = Lease { id: claim.id.clone(), token: claim.token };
                 let watch = Arc::new(crate::lease::LeaseWatch::claimed(claim.lease));
                 let guard = ClaimGuard::new(Arc::clone(store), lease.clone(), Arc::clone(&watch));
@@ -225,16 +238,22 @@ where
                 // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
                 // (with its retries).
                 let run_and_settle = async { settle(context, claimed, work.await).await };
-                return crate::lease::while_renewing(&**store, &lease, claim.lease, &watch, run_and_settle).await;
+                let answer = crate::lease::while_renewing(&**store, &lease, claim.lease, &watch, run_and_settle).await;
+                // As long as a duplicate would have waited: the next 409s of this route say so.
+                context.route.usual_duration.record(started.elapsed());
+                return answer;
             }
             Ok(Claim::Existing(record)) => record,
         };
         // on_conflict = "wait": a duplicate of a request in flight sleeps until the original completes or
         // releases (or its lease lapses, when this request may take over), then looks again.
         let Some(until_change) = crate::lease::wait_before_claiming_again(&record, &claim, wait_until) else {
-            return answer_existing(record, &claim, context.settings);
+            return answer_existing(context, record, &claim);
         };
         if let Err(error) = observe::timed("wait", store.wait(&claim.id, until_change)).await {
+            if fails_open(context, &error) {
+                return fail_open(context, &error, body, handler).await;
+            }
             return store_failed(context, &error);
         }
     }
@@ -257,16 +276,20 @@ where
     };
     let open = match observe::timed("claim", store.claim_in_transaction(&claim, context.route.wait)).await {
         Err(error) => return store_failed(context, &error),
-        Ok(TransactionalClaim::Busy) => return in_flight(Duration::from_secs(1)),
-        Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim, context.settings),
+        // The original's lease is not visible through its open transaction: the route's lease bounds it.
+        Ok(TransactionalClaim::Busy) => return in_flight(context, claim.lease),
+        Ok(TransactionalClaim::Existing(record)) => return answer_existing(context, record, &claim),
         Ok(TransactionalClaim::Acquired(open)) => open,
     };
     acquired(context, false);
+    let started = Instant::now();
     context.request.extensions_mut().insert(TxSlot(open.tx()));
     let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
     context.request.extensions_mut().remove::<TxSlot>();
-    settle(context, TransactionClaim { open, ttl: claim.ttl }, ran).await
+    let answer = settle(context, TransactionClaim { open, ttl: claim.ttl }, ran).await;
+    context.route.usual_duration.record(started.elapsed());
+    answer
 }
 
 fn acquired(context: &Context<'_>, took_over: bool) {
@@ -344,7 +367,8 @@ async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread:
         }
         Ok(Ran::Responded(response)) => response,
     };
-    if response.status().is_server_error() && !context.route.store_server_errors {
+    // Answers that are not final (5xx, 408, 425, 429 by default) release the key: a retry runs again.
+    if !context.route.effective_store_policy(context.settings).stores(response.status()) {
         claimed.abandon().await;
         return Answer::new(response, Outcome::Released);
     }
@@ -416,7 +440,8 @@ where
 
 /// The answer to a request whose key has a live record it does not own: 422 for another request (checked before
 /// the in-flight check), the replay of a completed one, or 409 until the lease lapses.
-fn answer_existing(record: Record, claim: &ClaimRequest, settings: &Settings) -> Answer {
+fn answer_existing(context: &Context<'_>, record: Record, claim: &ClaimRequest) -> Answer {
+    let settings = context.settings;
     if record.fingerprint != claim.fingerprint {
         let problem = Problem::new(
             ProblemKind::KeyReused,
@@ -426,17 +451,45 @@ fn answer_existing(record: Record, claim: &ClaimRequest, settings: &Settings) ->
         return Answer::problem(problem.with_status(settings.key_reused_status), Outcome::KeyReused);
     }
     match record.state {
-        RecordState::Completed(stored) => Answer::new(replay(&stored), Outcome::Replayed),
-        RecordState::InProgress { lease_remaining } => in_flight(lease_remaining),
+        RecordState::Completed(stored) => {
+            let response = replay_to(context.request, context.route_label, &stored, settings);
+            Answer::new(response, Outcome::Replayed)
+        }
+        RecordState::InProgress { lease_remaining } => in_flight(context, lease_remaining),
     }
 }
 
-fn in_flight(retry_after: Duration) -> Answer {
+/// 409: the original is still running. `Retry-After` is how long this route's requests usually take, at least
+/// 1 s and at most the original's remaining lease.
+fn in_flight(context: &Context<'_>, lease_remaining: Duration) -> Answer {
     let problem = Problem::new(
         ProblemKind::InFlight,
         "a request with this idempotency key is still being processed; retry after the given delay",
     );
+    let retry_after = context.route.usual_duration.retry_after(lease_remaining);
     Answer::problem(problem.retry_after(retry_after), Outcome::InFlight)
+}
+
+/// Whether this failure lets the route run its handler unprotected (`fail_open = true`, and the store is
+/// unreachable or timing out; a corrupt record or a missing set-up still answers).
+fn fails_open(context: &Context<'_>, error: &StoreError) -> bool {
+    context.route.fail_open && matches!(error.kind(), StoreErrorKind::Unavailable | StoreErrorKind::Timeout)
+}
+
+/// `fail_open = true` and the store is unavailable: the handler runs without protection, logged and counted.
+async fn fail_open<F, Args>(context: &Context<'_>, error: &StoreError, body: Bytes, handler: F) -> Answer
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    observe::increment(observe::STORE_ERRORS, context.route_label);
+    tracing::warn!(
+        key = %context.key,
+        %error,
+        "idempotency store unavailable; this route fails open: the handler runs unprotected (a retry may run it again)"
+    );
+    Answer::new(run_unprotected(context.request, Payload::from(body), handler).await, Outcome::FailOpen)
 }
 
 fn store_failed(context: &Context<'_>, error: &StoreError) -> Answer {

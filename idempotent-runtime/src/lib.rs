@@ -46,7 +46,9 @@ mod route;
 mod scope;
 mod status;
 mod store;
+mod store_policy;
 mod transaction;
+mod usual_duration;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -62,11 +64,13 @@ pub use crate::config::{
     Idempotency, IdempotencyBuilder, REPLAYED_HEADER,
 };
 pub use crate::digest::{Digest, to_hex};
+pub use crate::fingerprint::FingerprintFn;
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::key_source::KeySpec;
-pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemKind};
+pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
+pub use crate::replay::ReplayedResponse;
 pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
 pub use crate::status::{status_lookup, status_lookup_scoped};
@@ -75,4 +79,5 @@ pub use crate::store::{
     OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim,
     TransactionalStore,
 };
+pub use crate::store_policy::StorePolicy;
 pub use crate::transaction::Tx;

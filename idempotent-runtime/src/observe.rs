@@ -24,6 +24,8 @@ pub const STORE_ERRORS: &str = "idempotent_store_errors_total";
 /// Responses that could not be stored even after retrying while the lease held (the store stayed down, or the
 /// lease was lost): the handler ran, and a retry after the lease runs it again.
 pub const ABANDONED_COMPLETIONS: &str = "idempotent_abandoned_completions_total";
+/// Requests on `fail_open` routes whose handler ran unprotected because the store was unavailable.
+pub const FAIL_OPEN: &str = "idempotent_fail_open_total";
 /// Expired records deleted by the purge.
 pub const PURGED: &str = "idempotent_purged_total";
 /// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).
@@ -52,6 +54,8 @@ pub(crate) enum Outcome {
     StoreUnavailable,
     /// 500: the handler panicked or its body failed.
     Failed,
+    /// The store was unavailable and the route fails open: the handler ran unprotected.
+    FailOpen,
 }
 
 impl Outcome {
@@ -67,6 +71,7 @@ impl Outcome {
             Self::Misconfigured => "misconfigured",
             Self::StoreUnavailable => "store_unavailable",
             Self::Failed => "failed",
+            Self::FailOpen => "fail_open",
         }
     }
 
@@ -77,6 +82,7 @@ impl Outcome {
             Self::InFlight => CONFLICT,
             Self::KeyReused => MISMATCH,
             Self::StoreUnavailable => STORE_ERRORS,
+            Self::FailOpen => FAIL_OPEN,
             _ => return,
         };
         increment(name, route);

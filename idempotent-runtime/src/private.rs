@@ -9,6 +9,7 @@ pub use crate::handle::handle;
 pub use crate::key_source::KeySpec;
 pub use crate::route::RouteOptions;
 pub use crate::scope::ScopeSpec;
+pub use crate::store_policy::StorePolicy;
 
 /// The identity on an extractor's value, as a function pointer: `#[idempotent]` passes each handler argument
 /// through `extracted::<DeclaredType>()(value)`, spanned on the declared type.

@@ -1,13 +1,18 @@
 //! Error responses as RFC 9457 `application/problem+json` documents.
 //!
 //! Every response the library itself produces (as opposed to the handler's) is a problem document with a stable
-//! `type` URI under [`PROBLEM_TYPE_BASE`], so clients can branch on it without parsing prose.
+//! `type` URI under [`PROBLEM_TYPE_BASE`] (or the app's own base), so clients can branch on it without parsing
+//! prose. An app that answers errors in its own format registers a renderer
+//! ([`crate::IdempotencyBuilder::render_problems`]): it gets each answer as a [`ProblemDetails`] and returns the
+//! response; the status and the library's headers (`Retry-After`, `Cache-Control`, `Link`) are kept.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, RETRY_AFTER};
 use serde::Serialize;
 
 /// The base every problem `type` URI starts with; the slug of a [`ProblemKind`] follows it.
@@ -109,6 +114,80 @@ impl ProblemKind {
     }
 }
 
+/// One answer of the library as the app's renderer sees it (see [`crate::IdempotencyBuilder::render_problems`]).
+///
+/// The response the renderer returns keeps [`ProblemDetails::status`] and the library's headers
+/// ([`ProblemDetails::headers`]: `Cache-Control: no-store`, `Retry-After` on 409 and 503, and `Link` when the app
+/// set [`crate::IdempotencyBuilder::docs_link`]); everything else (body, content type) is the renderer's.
+#[derive(Debug)]
+pub struct ProblemDetails<'a> {
+    kind: ProblemKind,
+    status: StatusCode,
+    type_uri: &'a str,
+    detail: &'a str,
+    headers: &'a HeaderMap,
+}
+
+impl ProblemDetails<'_> {
+    /// What happened; its [`ProblemKind::slug`] is stable, to map onto the app's own error codes.
+    pub fn kind(&self) -> ProblemKind {
+        self.kind
+    }
+
+    /// The status of the answer (the renderer cannot change it).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `type` URI: the configured base followed by the kind's slug.
+    pub fn type_uri(&self) -> &str {
+        self.type_uri
+    }
+
+    /// The kind's short, constant summary (e.g. `Idempotency key reused`).
+    pub fn title(&self) -> &'static str {
+        self.kind.title()
+    }
+
+    /// What this caller should do, in a sentence.
+    pub fn detail(&self) -> &str {
+        self.detail
+    }
+
+    /// The headers the answer carries whatever the renderer returns.
+    pub fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+
+    /// `Retry-After` in whole seconds, on the answers that have one (409 `in-flight`, 503 `store-unavailable`).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers.get(RETRY_AFTER)?.to_str().ok()?.parse().ok()
+    }
+}
+
+/// The app's renderer of problems.
+pub(crate) type ProblemRenderer = Arc<dyn Fn(&ProblemDetails<'_>) -> HttpResponse + Send + Sync>;
+
+/// How the app wants the library's answers rendered: problem `type` base, documentation link, renderer.
+pub(crate) struct ProblemStyle {
+    pub(crate) type_base: Cow<'static, str>,
+    /// The whole `Link` header value, built once at startup.
+    pub(crate) link: Option<HeaderValue>,
+    pub(crate) renderer: Option<ProblemRenderer>,
+}
+
+impl ProblemStyle {
+    /// The library's defaults, for answers given before any configuration is found.
+    pub(crate) const DEFAULT: ProblemStyle =
+        ProblemStyle { type_base: Cow::Borrowed(PROBLEM_TYPE_BASE), link: None, renderer: None };
+}
+
+/// The style of the app that `request` belongs to, or the defaults.
+pub(crate) fn style_of(request: &actix_web::HttpRequest) -> &ProblemStyle {
+    const DEFAULT: &ProblemStyle = &ProblemStyle::DEFAULT;
+    request.app_data::<crate::Idempotency>().map_or(DEFAULT, |config| &config.settings().problems)
+}
+
 /// One problem occurrence: a kind plus the detail that helps this caller.
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
@@ -122,7 +201,7 @@ pub(crate) struct Problem {
 #[derive(Serialize)]
 struct ProblemDocument<'a> {
     #[serde(rename = "type")]
-    type_uri: String,
+    type_uri: &'a str,
     title: &'static str,
     status: u16,
     detail: &'a str,
@@ -146,35 +225,66 @@ impl Problem {
     }
 
     /// The JSON document for a response with the given status.
-    pub(crate) fn body(&self, status: StatusCode) -> String {
-        let document = ProblemDocument {
-            type_uri: self.kind.type_uri(),
-            title: self.kind.title(),
-            status: status.as_u16(),
-            detail: &self.detail,
-        };
+    fn body(&self, status: StatusCode, type_uri: &str) -> String {
+        let document =
+            ProblemDocument { type_uri, title: self.kind.title(), status: status.as_u16(), detail: &self.detail };
         // Serializing a struct of strings and integers cannot fail.
         serde_json::to_string(&document).unwrap_or_default()
     }
 
-    pub(crate) fn into_response(self) -> HttpResponse {
-        let status = self.status.unwrap_or_else(|| self.kind.status());
-        let mut response = HttpResponse::build(status);
-        response
-            .insert_header((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)))
-            .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    /// The status this problem answers with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status.unwrap_or_else(|| self.kind.status())
+    }
+
+    /// The response, in the app's style.
+    pub(crate) fn into_response(self, style: &ProblemStyle) -> HttpResponse {
+        let status = self.status();
+        self.render(status, style)
+    }
+
+    /// The response with `status` and the library's headers, in the app's style.
+    pub(crate) fn render(&self, status: StatusCode, style: &ProblemStyle) -> HttpResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(after) = self.retry_after {
-            response.insert_header((RETRY_AFTER, retry_after_seconds(after)));
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(after)));
         }
-        response.body(self.body(status))
+        if let Some(link) = &style.link {
+            headers.insert(LINK, link.clone());
+        }
+        let type_uri = format!("{}{}", style.type_base, self.kind.slug());
+        let mut response = match &style.renderer {
+            Some(render) => {
+                let details = ProblemDetails {
+                    kind: self.kind,
+                    status,
+                    type_uri: &type_uri,
+                    detail: &self.detail,
+                    headers: &headers,
+                };
+                let mut response = render(&details);
+                *response.status_mut() = status;
+                response
+            }
+            None => {
+                let mut response = HttpResponse::with_body(status, self.body(status, &type_uri)).map_into_boxed_body();
+                response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+                response
+            }
+        };
+        for (name, value) in headers.iter() {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
     }
 }
 
 impl Problem {
     /// As an actix error whose response is this problem.
-    pub(crate) fn into_error(self) -> actix_web::Error {
+    pub(crate) fn into_error(self, style: &ProblemStyle) -> actix_web::Error {
         let detail = self.detail.clone();
-        actix_web::error::InternalError::from_response(detail, self.into_response()).into()
+        actix_web::error::InternalError::from_response(detail, self.into_response(style)).into()
     }
 }
 
@@ -199,8 +309,10 @@ mod tests {
     #[test]
     fn problem_document_names_type_title_status_and_detail() {
         let problem = Problem::new(ProblemKind::KeyReused, "different body");
-        let document: serde_json::Value =
-            serde_json::from_str(&problem.body(StatusCode::UNPROCESSABLE_ENTITY)).unwrap();
+        let document: serde_json::Value = serde_json::from_str(
+            &problem.body(StatusCode::UNPROCESSABLE_ENTITY, "https://idempotent.rs/problems/key-reused"),
+        )
+        .unwrap();
         assert_eq!(document["type"], "https://idempotent.rs/problems/key-reused");
         assert_eq!(document["title"], "Idempotency key reused");
         assert_eq!(document["status"], 422);
@@ -209,11 +321,39 @@ mod tests {
 
     #[test]
     fn response_is_problem_json_and_not_cacheable() {
-        let response =
-            Problem::new(ProblemKind::InFlight, "busy").retry_after(Duration::from_millis(1500)).into_response();
+        let response = Problem::new(ProblemKind::InFlight, "busy")
+            .retry_after(Duration::from_millis(1500))
+            .into_response(&ProblemStyle::DEFAULT);
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), PROBLEM_CONTENT_TYPE);
         assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
         assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "2");
+        assert!(response.headers().get(LINK).is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_renderer_shapes_the_body_but_keeps_status_and_headers() {
+        let renderer: ProblemRenderer = Arc::new(|problem: &ProblemDetails<'_>| {
+            assert_eq!(problem.retry_after(), Some(2));
+            HttpResponse::ImATeapot().insert_header((RETRY_AFTER, "999")).body(format!(
+                "{}|{}|{}",
+                problem.kind().slug(),
+                problem.type_uri(),
+                problem.detail()
+            ))
+        });
+        let style = ProblemStyle {
+            type_base: Cow::Borrowed("https://api.example.com/errors/"),
+            link: Some(HeaderValue::from_static("<https://api.example.com/docs/idempotency>; rel=\"describedby\"")),
+            renderer: Some(renderer),
+        };
+        let response =
+            Problem::new(ProblemKind::InFlight, "busy").retry_after(Duration::from_millis(1500)).into_response(&style);
+        assert_eq!(response.status(), StatusCode::CONFLICT, "the renderer cannot change the status");
+        assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "2", "nor the library's headers");
+        assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+        assert!(response.headers().get(LINK).unwrap().to_str().unwrap().ends_with("rel=\"describedby\""));
+        let body = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+        assert_eq!(body, "in-flight|https://api.example.com/errors/in-flight|busy");
     }
 }

@@ -1,12 +1,62 @@
 //! Turning a handler's response into a stored one, and a stored one back into a response.
 
-use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
 use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
 
 use crate::config::{REPLAYED_HEADER, Settings};
-use crate::problem::{PROBLEM_CONTENT_TYPE, Problem, ProblemKind};
+use crate::problem::{Problem, ProblemKind, ProblemStyle};
 use crate::record::StoredResponse;
+
+/// The app's replay hook ([`crate::IdempotencyBuilder::on_replay`]).
+pub(crate) type ReplayHook = Arc<dyn Fn(&mut ReplayedResponse<'_>) + Send + Sync>;
+
+/// A replayed response on its way out, as the app's replay hook sees it: the request it answers, the stored
+/// response (read-only), and the headers of this one response (writable).
+#[derive(Debug)]
+pub struct ReplayedResponse<'a> {
+    request: &'a HttpRequest,
+    route: &'a str,
+    stored: &'a StoredResponse,
+    response: &'a mut HttpResponse,
+}
+
+impl ReplayedResponse<'_> {
+    /// The retry being answered.
+    pub fn request(&self) -> &HttpRequest {
+        self.request
+    }
+
+    /// The route pattern (e.g. `/payments/{id}`), a bounded label for metrics.
+    pub fn route(&self) -> &str {
+        self.route
+    }
+
+    /// The stored status (what the client gets).
+    pub fn status(&self) -> StatusCode {
+        self.stored.status
+    }
+
+    /// The stored response: status, headers and body bytes as first sent (the body is `None` when it was over
+    /// the response cap).
+    pub fn stored(&self) -> &StoredResponse {
+        self.stored
+    }
+
+    /// The headers this replay is sent with (the stored ones plus `Idempotent-Replayed: true`).
+    pub fn headers(&self) -> &HeaderMap {
+        self.response.headers()
+    }
+
+    /// The headers this replay is sent with, to add or change some: only this response changes, never the
+    /// stored record.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.response.headers_mut()
+    }
+}
 
 /// What to store of a response: its status, the headers that may be replayed, in order, and the body if it fit.
 pub(crate) fn to_stored(head: &HttpResponse<()>, body: Option<Bytes>, settings: &Settings) -> StoredResponse {
@@ -21,7 +71,7 @@ pub(crate) fn to_stored(head: &HttpResponse<()>, body: Option<Bytes>, settings: 
 
 /// The stored response, byte for byte, marked `Idempotent-Replayed: true`. A completion stored without its body
 /// (over the cap) replays its status and headers with a `response-not-stored` problem as the body.
-pub(crate) fn replay(stored: &StoredResponse) -> HttpResponse {
+pub(crate) fn replay(stored: &StoredResponse, style: &ProblemStyle) -> HttpResponse {
     let mut response = HttpResponse::build(stored.status);
     for (name, value) in &stored.headers {
         response.append_header((name.clone(), value.clone()));
@@ -35,12 +85,30 @@ pub(crate) fn replay(stored: &StoredResponse) -> HttpResponse {
                 "the original request completed, but its response body was too large to store; \
                  the status and headers are the original ones and the request was not run again",
             );
-            response
-                .insert_header((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)))
-                .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")));
-            response.body(problem.body(stored.status))
+            // The app's rendering of the problem gives the content type and the body; status and headers stay
+            // the stored ones.
+            let rendered = problem.render(stored.status, style);
+            if let Some(content_type) = rendered.headers().get(CONTENT_TYPE) {
+                response.insert_header((CONTENT_TYPE, content_type.clone()));
+            }
+            response.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+            response.body(rendered.into_body())
         }
     }
+}
+
+/// The replay of `stored` for `request`, shown to the app's hook if it has one.
+pub(crate) fn replay_to(
+    request: &HttpRequest,
+    route: &str,
+    stored: &StoredResponse,
+    settings: &Settings,
+) -> HttpResponse {
+    let mut response = replay(stored, &settings.problems);
+    if let Some(hook) = &settings.replay_hook {
+        hook(&mut ReplayedResponse { request, route, stored, response: &mut response });
+    }
+    response
 }
 
 #[cfg(test)]
@@ -79,7 +147,7 @@ mod tests {
             headers: vec![(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))],
             body: Some(Bytes::from_static(b"\x00\xffbody")),
         };
-        let response = replay(&stored);
+        let response = replay(&stored, &ProblemStyle::DEFAULT);
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         assert_eq!(response.headers().get(REPLAYED_HEADER).unwrap(), "true");
         assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), "application/octet-stream");
@@ -89,9 +157,9 @@ mod tests {
     #[actix_web::test]
     async fn a_completion_without_body_replays_status_headers_and_a_problem() {
         let stored = StoredResponse { status: StatusCode::OK, headers: vec![], body: None };
-        let response = replay(&stored);
+        let response = replay(&stored, &ProblemStyle::DEFAULT);
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), PROBLEM_CONTENT_TYPE);
+        assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), crate::PROBLEM_CONTENT_TYPE);
         let body = to_bytes(response.into_body()).await.unwrap();
         assert!(std::str::from_utf8(&body).unwrap().contains("response-not-stored"));
     }

@@ -4,8 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::Settings;
+use crate::fingerprint::FingerprintFn;
 use crate::key_source::KeySpec;
 use crate::scope::ScopeSpec;
+use crate::store_policy::StorePolicy;
+use crate::usual_duration::UsualDuration;
 
 /// One route's options; unset values fall back to the application's [`crate::Idempotency`].
 ///
@@ -17,7 +20,18 @@ pub struct RouteOptions {
     pub(crate) scope: ScopeSpec,
     pub(crate) key: KeySpec,
     pub(crate) required: bool,
-    pub(crate) store_server_errors: bool,
+    /// `store_responses` (or the deprecated `store_server_errors`); `None` follows the app's policy.
+    pub(crate) store_policy: Option<StorePolicy>,
+    /// `fingerprint_headers`: lowercase names of request headers that are part of the fingerprint.
+    pub(crate) fingerprint_headers: &'static [&'static str],
+    /// `fingerprint = path`: what of the body counts, as the app decides.
+    pub(crate) fingerprint_fn: Option<FingerprintFn>,
+    /// `namespace`: replaces the route pattern in the record's identity and fingerprint.
+    pub(crate) namespace: Option<&'static str>,
+    /// `fail_open`: run the handler unprotected when the store is unavailable, instead of answering 503.
+    pub(crate) fail_open: bool,
+    /// How long this route's requests usually take: the `Retry-After` of its 409s.
+    pub(crate) usual_duration: UsualDuration,
     pub(crate) max_request_body: Option<usize>,
     pub(crate) max_response_body: Option<usize>,
     /// `on_conflict = "wait"`: how long a duplicate waits for the original's result before its 409.
@@ -36,7 +50,8 @@ impl Default for RouteOptions {
 }
 
 impl RouteOptions {
-    /// The defaults of CONTRACT section 1: user scope, the `Idempotency-Key` header, key required, 5xx not stored.
+    /// The defaults of the contract (docs/contract.md, section 1): user scope, the `Idempotency-Key` header, key
+    /// required, the app's store policy.
     pub const fn new() -> Self {
         Self {
             ttl: None,
@@ -44,7 +59,12 @@ impl RouteOptions {
             scope: ScopeSpec::User,
             key: KeySpec::Header,
             required: true,
-            store_server_errors: false,
+            store_policy: None,
+            fingerprint_headers: &[],
+            fingerprint_fn: None,
+            namespace: None,
+            fail_open: false,
+            usual_duration: UsualDuration::new(),
             max_request_body: None,
             max_response_body: None,
             wait: None,
@@ -83,9 +103,43 @@ impl RouteOptions {
         self
     }
 
-    /// `store_server_errors = ...`.
+    /// `store_server_errors = ...`: `true` is `store_responses = "all"`, `false` is `store_responses = "final"`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "write `store_responses = \"all\"` (store 5xx too) or `store_responses = \"final\"` (the default)"
+    )]
     pub const fn store_server_errors(mut self, store: bool) -> Self {
-        self.store_server_errors = store;
+        self.store_policy = Some(if store { StorePolicy::All } else { StorePolicy::Final });
+        self
+    }
+
+    /// `store_responses = ...`: which handler responses are stored; the others release the key.
+    pub const fn store_responses(mut self, policy: StorePolicy) -> Self {
+        self.store_policy = Some(policy);
+        self
+    }
+
+    /// `fingerprint_headers = [...]`: these request headers (lowercase names) are part of the fingerprint.
+    pub const fn fingerprint_headers(mut self, names: &'static [&'static str]) -> Self {
+        self.fingerprint_headers = names;
+        self
+    }
+
+    /// `fingerprint = path`: the function's bytes replace the body in the fingerprint.
+    pub const fn fingerprint(mut self, function: FingerprintFn) -> Self {
+        self.fingerprint_fn = Some(function);
+        self
+    }
+
+    /// `namespace = "..."`: a stable name that replaces the route pattern in the record's identity.
+    pub const fn namespace(mut self, namespace: &'static str) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+
+    /// `fail_open = ...`: with `true`, a store that is unavailable lets the handler run unprotected.
+    pub const fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
         self
     }
 
@@ -120,6 +174,10 @@ impl RouteOptions {
 
     pub(crate) fn effective_lease(&self, settings: &Settings) -> Duration {
         self.lease.unwrap_or(settings.default_lease)
+    }
+
+    pub(crate) fn effective_store_policy(&self, settings: &Settings) -> StorePolicy {
+        self.store_policy.unwrap_or(settings.store_policy)
     }
 
     pub(crate) fn effective_max_request_body(&self, settings: &Settings) -> usize {

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::config::Idempotency;
 use crate::digest::hash_parts;
 use crate::key::IdempotencyKey;
-use crate::problem::{Problem, ProblemKind, retry_after_seconds};
+use crate::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
 use crate::record::KeyState;
 use crate::scope::{ScopeError, ScopeSpec};
 
@@ -37,24 +37,25 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     let Some(config) = request.app_data::<Idempotency>() else {
         tracing::error!("the status lookup needs the Idempotency configuration registered as app data");
         return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response();
+            .into_response(&ProblemStyle::DEFAULT);
     };
     let settings = config.settings();
+    let style = &settings.problems;
     let scope = request.app_data::<StatusScope>().map_or(ScopeSpec::User, |scope| scope.0);
     let scope_hash = match scope.resolve(&request, settings.user_resolver.as_ref()) {
         Ok(scope_hash) => scope_hash,
         Err(ScopeError::NoResolver) => {
             tracing::error!("the status lookup is scoped by user but no user resolver is registered");
             return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_response();
+                .into_response(style);
         }
         Err(ScopeError::Unauthenticated) => {
             return Problem::new(ProblemKind::Unauthenticated, "looking a key up needs an authenticated caller")
-                .into_response();
+                .into_response(style);
         }
         Err(ScopeError::MissingHeader(name)) => {
             return Problem::new(ProblemKind::ScopeMissing, format!("keys are scoped by the {name} header; send it"))
-                .into_response();
+                .into_response(style);
         }
     };
     let raw = request.match_info().get("key").unwrap_or_default();
@@ -62,7 +63,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
         Ok(key) => key,
         Err(error) => {
             return Problem::new(ProblemKind::KeyInvalid, format!("the key in the path is invalid: {error}"))
-                .into_response();
+                .into_response(style);
         }
     };
     let status = match settings.store.lookup(&scope_hash, &hash_parts(&[key.as_str().as_bytes()])).await {
@@ -71,7 +72,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
             tracing::error!(%error, "idempotency store failed during a status lookup");
             return Problem::new(ProblemKind::StoreUnavailable, "the idempotency store is unavailable; retry later")
                 .retry_after(settings.store_retry_after)
-                .into_response();
+                .into_response(style);
         }
     };
     let (found, document) = match status {

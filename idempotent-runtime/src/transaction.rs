@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemKind, style_of};
 use crate::store::TransactionConnection;
 
 /// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
@@ -82,7 +82,7 @@ impl FromRequest for Tx {
                 "a handler takes `Tx` but no transaction was opened: put #[idempotent] on it, with one `Tx` parameter"
             );
             Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_error()
+                .into_error(style_of(request))
         }))
     }
 }
