@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
 
+use crate::issued_key::KeyIssuer;
 use crate::scope::UserResolver;
 use crate::store::Store;
 
@@ -73,6 +74,8 @@ pub(crate) struct Settings {
     pub(crate) denied_headers: Vec<HeaderName>,
     pub(crate) store_retry_after: Duration,
     pub(crate) key_reused_status: actix_web::http::StatusCode,
+    /// Signs and verifies server-issued keys (`issue_keys`, `issued_only` routes).
+    pub(crate) key_issuer: Option<KeyIssuer>,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -110,6 +113,7 @@ impl Idempotency {
                 denied_headers: Vec::new(),
                 store_retry_after: DEFAULT_STORE_RETRY_AFTER,
                 key_reused_status: actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                key_issuer: None,
             },
         }
     }
@@ -191,6 +195,13 @@ impl IdempotencyBuilder {
     /// IETF draft. Some APIs prefer 409 or 400.
     pub fn key_reused_status(mut self, status: actix_web::http::StatusCode) -> Self {
         self.settings.key_reused_status = status;
+        self
+    }
+
+    /// Issues keys through [`crate::issue_keys`] and verifies them on `issued_only` routes and in the status
+    /// lookup. Required by both: without it they answer 500 `misconfigured`.
+    pub fn key_issuer(mut self, issuer: KeyIssuer) -> Self {
+        self.settings.key_issuer = Some(issuer);
         self
     }
 

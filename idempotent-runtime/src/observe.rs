@@ -23,6 +23,8 @@ pub const FENCED: &str = "idempotent_fenced_completions_total";
 pub const STORE_ERRORS: &str = "idempotent_store_errors_total";
 /// Expired records deleted by the purge.
 pub const PURGED: &str = "idempotent_purged_total";
+/// Keys issued by the key-issuing service (`issue_keys`), labelled by its path pattern.
+pub const ISSUED: &str = "idempotent_keys_issued_total";
 /// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).
 pub const STORE_SECONDS: &str = "idempotent_store_duration_seconds";
 
