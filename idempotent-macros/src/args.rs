@@ -82,6 +82,8 @@ pub(crate) struct Args {
     pub(crate) on_conflict: Option<Setting<OnConflict>>,
     /// `wait`, in seconds: how long `on_conflict = "wait"` waits.
     pub(crate) wait: Option<Setting<u64>>,
+    /// `issued_only`: only keys the server issued to the caller.
+    pub(crate) issued_only: Option<Setting<bool>>,
     /// The keywords written, valid or not: cross-option checks stay quiet about an option whose own value was
     /// already refused, so one mistake gives one error.
     pub(crate) written: Vec<&'static str>,
@@ -116,12 +118,13 @@ enum Opt {
     MaxResponseBody,
     OnConflict,
     Wait,
+    IssuedOnly,
     Crate,
 }
 
 impl Opt {
     /// Every option; the single source of truth for the keyword list.
-    const ALL: [Opt; 11] = [
+    const ALL: [Opt; 12] = [
         Opt::Ttl,
         Opt::Scope,
         Opt::Key,
@@ -132,6 +135,7 @@ impl Opt {
         Opt::MaxResponseBody,
         Opt::OnConflict,
         Opt::Wait,
+        Opt::IssuedOnly,
         Opt::Crate,
     ];
 
@@ -148,6 +152,7 @@ impl Opt {
             Opt::MaxResponseBody => "max_response_body",
             Opt::OnConflict => "on_conflict",
             Opt::Wait => "wait",
+            Opt::IssuedOnly => "issued_only",
             Opt::Crate => "crate",
         }
     }
@@ -165,6 +170,7 @@ impl Opt {
             Opt::MaxResponseBody => r#"max_response_body = "1MiB""#,
             Opt::OnConflict => r#"on_conflict = "wait""#,
             Opt::Wait => r#"wait = "5s""#,
+            Opt::IssuedOnly => "issued_only = true",
             Opt::Crate => r#"crate = "my_runtime""#,
         }
     }
@@ -189,6 +195,7 @@ fn unknown_hint(name: &str) -> Option<&'static str> {
         "header" | "key_header" => Some(r#": did you mean `key = "header:Name"`?"#),
         "optional" => Some(": did you mean `required = false`?"),
         "krate" | "runtime" => Some(r#": did you mean `crate = "path"`?"#),
+        "issued" | "issued_keys" | "server_issued" => Some(": did you mean `issued_only = true`?"),
         _ => None,
     }
 }
@@ -297,6 +304,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             }
             Opt::OnConflict => args.on_conflict = errors.ok(on_conflict_value(&value)).map(|value| site.with(value)),
             Opt::Wait => args.wait = errors.ok(duration_value(opt, &value)).map(|value| site.with(value)),
+            Opt::IssuedOnly => args.issued_only = errors.ok(bool_value(opt, &value)).map(|value| site.with(value)),
             Opt::Crate => args.krate = errors.ok(crate_value(&value)).map(|value| site.with(value)),
         }
     }
@@ -597,7 +605,7 @@ mod tests {
         assert_eq!(
             parse_err(quote!(foo = 1)),
             ["unknown option `foo`; expected one of: ttl, scope, key, required, lease, \
-              store_server_errors, max_request_body, max_response_body, on_conflict, wait, crate"]
+              store_server_errors, max_request_body, max_response_body, on_conflict, wait, issued_only, crate"]
         );
     }
 

@@ -33,6 +33,8 @@ mod fingerprint;
 mod handle;
 mod issue_service;
 mod issued_key;
+#[cfg(test)]
+mod issued_route_tests;
 mod key;
 mod key_source;
 mod lease;

@@ -4,6 +4,7 @@
 
 pub mod cancellation;
 pub mod example_process;
+pub mod fault_proxy;
 pub mod postgres;
 pub mod private_cluster;
 pub mod probe;
