@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
-use common::{create_tables, delay_of, json_config, postgres_config, postgres_pool, problem, unauthenticated, user_of};
+use common::{
+    create_tables, delay_of, json_config, key_issuer, postgres_config, postgres_pool, problem, unauthenticated, user_of,
+};
 use deadpool_postgres::Pool;
-use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent, status_lookup};
+use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent, issue_keys, status_lookup};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
@@ -125,7 +127,8 @@ async fn index() -> impl Responder {
         "idempotent payments example\n\
          POST /payments  (Authorization: Bearer <user>, Idempotency-Key: <key>, JSON {amount, currency, delay_ms?})\n\
          GET  /payments  (Authorization: Bearer <user>)\n\
-         GET  /idempotency/{key}  (Authorization: Bearer <user>): what happened to that key\n",
+         GET  /idempotency/{key}  (Authorization: Bearer <user>): what happened to that key\n\
+         POST /idempotency-keys  (Authorization: Bearer <user>): a key issued by the server\n",
     )
 }
 
@@ -172,7 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(_) => (Idempotency::builder(MemoryStore::new()), Payments::Memory(Mutex::default()), "in-memory"),
     };
-    let idempotency = builder.user_resolver(user_of).build();
+    let idempotency = builder.user_resolver(user_of).key_issuer(key_issuer()?).build();
     let payments = web::Data::new(payments);
 
     let server = HttpServer::new(move || {
@@ -184,6 +187,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(create_payment)
             .service(list_payments)
             .service(status_lookup("/idempotency/{key}"))
+            .service(issue_keys("/idempotency-keys"))
     })
     .bind(&bind)?;
     println!("payments example: {store_name} store, listening on http://{bind}");

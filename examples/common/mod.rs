@@ -82,3 +82,14 @@ pub(crate) fn delay_of(body: &serde_json::Value) -> Result<std::time::Duration, 
             .ok_or("`delay_ms` must be an integer in 0..=60000"),
     }
 }
+
+/// The secret of server-issued keys: `IDEMPOTENCY_KEY_SECRET` (at least 32 bytes, shared by every process of the
+/// app), or a random one for this process (its keys are then refused after a restart).
+pub(crate) fn key_issuer() -> Result<idempotent_runtime::KeyIssuer, String> {
+    let secret = match std::env::var("IDEMPOTENCY_KEY_SECRET") {
+        Ok(secret) => secret.into_bytes(),
+        // Two UUID v4s: 244 bits from the operating system's random source.
+        Err(_) => format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()).into_bytes(),
+    };
+    idempotent_runtime::KeyIssuer::new(secret).map_err(|error| format!("IDEMPOTENCY_KEY_SECRET: {error}"))
+}

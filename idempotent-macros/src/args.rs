@@ -104,6 +104,8 @@ pub(crate) struct Args {
     pub(crate) namespace: Option<Setting<String>>,
     /// `fail_open`: run unprotected when the store is unavailable.
     pub(crate) fail_open: Option<Setting<bool>>,
+    /// `issued_only`: only keys the server issued to the caller.
+    pub(crate) issued_only: Option<Setting<bool>>,
     /// The keywords written, valid or not: cross-option checks stay quiet about an option whose own value was
     /// already refused, so one mistake gives one error.
     pub(crate) written: Vec<&'static str>,
@@ -143,12 +145,13 @@ enum Opt {
     Fingerprint,
     Namespace,
     FailOpen,
+    IssuedOnly,
     Crate,
 }
 
 impl Opt {
     /// Every option; the single source of truth for the keyword list.
-    const ALL: [Opt; 16] = [
+    const ALL: [Opt; 17] = [
         Opt::Ttl,
         Opt::Scope,
         Opt::Key,
@@ -164,6 +167,7 @@ impl Opt {
         Opt::Fingerprint,
         Opt::Namespace,
         Opt::FailOpen,
+        Opt::IssuedOnly,
         Opt::Crate,
     ];
 
@@ -185,6 +189,7 @@ impl Opt {
             Opt::Fingerprint => "fingerprint",
             Opt::Namespace => "namespace",
             Opt::FailOpen => "fail_open",
+            Opt::IssuedOnly => "issued_only",
             Opt::Crate => "crate",
         }
     }
@@ -207,6 +212,7 @@ impl Opt {
             Opt::Fingerprint => "fingerprint = crate::fingerprint_of",
             Opt::Namespace => r#"namespace = "payments.create""#,
             Opt::FailOpen => "fail_open = true",
+            Opt::IssuedOnly => "issued_only = true",
             Opt::Crate => r#"crate = "my_runtime""#,
         }
     }
@@ -234,6 +240,7 @@ fn unknown_hint(name: &str) -> Option<&'static str> {
         "store" | "store_policy" | "store_errors" => Some(r#": did you mean `store_responses = "all"`?"#),
         "fingerprint_header" | "headers" => Some(r#": did you mean `fingerprint_headers = ["Name"]`?"#),
         "fail_closed" | "fail_open_on_store_error" => Some(": did you mean `fail_open = true`?"),
+        "issued" | "issued_keys" | "server_issued" => Some(": did you mean `issued_only = true`?"),
         _ => None,
     }
 }
@@ -351,6 +358,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             Opt::Fingerprint => args.fingerprint = errors.ok(fingerprint_value(&value)).map(|value| site.with(value)),
             Opt::Namespace => args.namespace = errors.ok(namespace_value(&value)).map(|value| site.with(value)),
             Opt::FailOpen => args.fail_open = errors.ok(bool_value(opt, &value)).map(|value| site.with(value)),
+            Opt::IssuedOnly => args.issued_only = errors.ok(bool_value(opt, &value)).map(|value| site.with(value)),
             Opt::Crate => args.krate = errors.ok(crate_value(&value)).map(|value| site.with(value)),
         }
     }
@@ -765,7 +773,7 @@ mod tests {
             parse_err(quote!(foo = 1)),
             ["unknown option `foo`; expected one of: ttl, scope, key, required, lease, \
               store_server_errors, max_request_body, max_response_body, on_conflict, wait, store_responses, \
-              fingerprint_headers, fingerprint, namespace, fail_open, crate"]
+              fingerprint_headers, fingerprint, namespace, fail_open, issued_only, crate"]
         );
     }
 

@@ -254,7 +254,11 @@ fn builder_calls(args: &Args, private: &TokenStream) -> Vec<TokenStream> {
         };
         call(&key.keyword, "key", value);
     }
-    for (setting, name) in [(&args.required, "required"), (&args.store_server_errors, "store_server_errors")] {
+    for (setting, name) in [
+        (&args.required, "required"),
+        (&args.store_server_errors, "store_server_errors"),
+        (&args.issued_only, "issued_only"),
+    ] {
         if let Some(setting) = setting {
             let value = syn::LitBool::new(setting.value, setting.value_span);
             call(&setting.keyword, name, quote!(#value));

@@ -76,6 +76,7 @@ use proc_macro::TokenStream;
 /// | `max_response_body` | a size string or an integer number of bytes | runtime config |
 /// | `on_conflict` | `"reject"`, `"wait"` (with `wait`) | `"reject"` |
 /// | `wait` | a duration string, with `on_conflict = "wait"` only | none |
+/// | `issued_only` | `true`, `false` | `false` |
 /// | `crate` | a path in a string | `"::idempotent_runtime"` |
 ///
 /// - **`ttl = "24h"`**: how long a completed response is kept and replayed. After it, the same key is a fresh
@@ -115,6 +116,11 @@ use proc_macro::TokenStream;
 ///   makes the route **transactional**: the claim, the handler's own SQL through `tx`, and the stored response
 ///   commit in one PostgreSQL transaction, so a crash anywhere leaves either everything or nothing. At most one
 ///   `Tx` per handler.
+/// - **`issued_only = true`**: only keys the server issued to this caller are accepted (from the runtime's
+///   `issue_keys` service, which answers `POST` with a key bound to the caller's scope), so the server knows every
+///   operation a client started. A forged key, another caller's key, or an issued key whose time to be used
+///   expired is refused with 400 `key-not-issued`. Needs keys from the client: refused with `key = "derived"`
+///   and with `required = false`.
 /// - **`crate = "my_runtime"`**: the path of the runtime crate, when it is renamed in `Cargo.toml` or
 ///   re-exported by another crate.
 ///

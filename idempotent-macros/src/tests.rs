@@ -248,7 +248,7 @@ fn errors_keep_the_original_item() {
         errors(quote!(bogus = 1), item),
         ["unknown option `bogus`; expected one of: ttl, scope, key, required, lease, store_server_errors, \
           max_request_body, max_response_body, on_conflict, wait, store_responses, fingerprint_headers, fingerprint, \
-          namespace, fail_open, crate"]
+          namespace, fail_open, issued_only, crate"]
     );
 }
 
@@ -460,4 +460,24 @@ fn durations_are_capped_and_derived_keys_need_a_real_scope() {
             .to_string()
             .contains("Derived")
     );
+}
+
+#[test]
+fn issued_only_is_emitted_and_needs_keys_from_the_client() {
+    let item = quote! { async fn create() -> HttpResponse { todo!() } };
+    assert!(
+        crate::expand::idempotent(quote!(issued_only = true), item.clone())
+            .to_string()
+            .contains(". issued_only (true)")
+    );
+    assert!(errors(quote!(issued_only = "true"), item.clone())[0].contains("remove the quotes"));
+    assert!(
+        errors(quote!(issued_only = true, key = "derived"), item.clone())[0].contains("needs keys from the client")
+    );
+    assert!(
+        errors(quote!(issued_only = true, required = false), item.clone())[0].contains("remove `required = false`")
+    );
+    assert!(errors(quote!(issued = true), item.clone())[0].contains("did you mean `issued_only = true`"));
+    let allowed = crate::expand::idempotent(quote!(issued_only = false, key = "derived"), item).to_string();
+    assert!(!allowed.contains("compile_error"), "{allowed}");
 }

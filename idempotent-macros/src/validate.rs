@@ -43,6 +43,21 @@ pub(crate) fn check_args(args: &Args, errors: &mut Errors) {
             r#"`required` has no effect with `key = "derived"`: every request has a derived key; remove it"#,
         ));
     }
+    if args.issued_only.as_ref().is_some_and(|issued_only| issued_only.value) {
+        if let Some(key) = args.key.as_ref().filter(|key| key.value == Key::Derived) {
+            errors.push(syn::Error::new(
+                key.value_span,
+                r#"`issued_only = true` needs keys from the client, and `key = "derived"` makes them from the request: use `key = "header"` (the default), or remove `issued_only`"#,
+            ));
+        }
+        if let Some(required) = args.required.as_ref().filter(|required| !required.value) {
+            errors.push(syn::Error::new(
+                required.value_span,
+                "`issued_only = true` with `required = false` would run requests without a key unprotected, so the \
+                 server would not know every operation a client started: remove `required = false`",
+            ));
+        }
+    }
     match (&args.on_conflict, &args.wait) {
         (Some(policy), None) if policy.value == OnConflict::Wait && !args.wrote("wait") => {
             errors.push(syn::Error::new(

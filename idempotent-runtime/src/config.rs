@@ -7,6 +7,7 @@ use actix_web::http::Uri;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::issued_key::KeyIssuer;
 use crate::problem::{ProblemDetails, ProblemStyle};
 use crate::replay::{ReplayHook, ReplayedResponse};
 use crate::scope::UserResolver;
@@ -80,6 +81,8 @@ pub(crate) struct Settings {
     pub(crate) problems: ProblemStyle,
     pub(crate) replay_hook: Option<ReplayHook>,
     pub(crate) store_policy: StorePolicy,
+    /// Signs and verifies server-issued keys (`issue_keys`, `issued_only` routes).
+    pub(crate) key_issuer: Option<KeyIssuer>,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -122,6 +125,7 @@ impl Idempotency {
                 problems: ProblemStyle::DEFAULT,
                 replay_hook: None,
                 store_policy: StorePolicy::Final,
+                key_issuer: None,
             },
         }
     }
@@ -282,6 +286,13 @@ impl IdempotencyBuilder {
     /// all but 5xx, 408, 425 and 429). [`StorePolicy::All`] is Stripe's store-everything.
     pub fn store_responses(mut self, policy: StorePolicy) -> Self {
         self.settings.store_policy = policy;
+        self
+    }
+
+    /// Issues keys through [`crate::issue_keys`] and verifies them on `issued_only` routes and in the status
+    /// lookup. Required by both: without it they answer 500 `misconfigured`.
+    pub fn key_issuer(mut self, issuer: KeyIssuer) -> Self {
+        self.settings.key_issuer = Some(issuer);
         self
     }
 

@@ -9,7 +9,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
@@ -21,6 +21,7 @@ use crate::claim_guard::ClaimGuard;
 use crate::config::{Idempotency, Settings};
 use crate::digest::hash_parts;
 use crate::fingerprint::fingerprint;
+use crate::issued_key::Verdict;
 use crate::key::{IdempotencyKey, KeyError};
 use crate::key_source::{KeyLookup, lookup_in_form};
 use crate::observe::{self, Outcome};
@@ -185,6 +186,23 @@ where
         },
         other => other,
     };
+    // issued_only: the key must be one this server issued to this caller; refused before anything is claimed.
+    let issued_key_expired = match (&source, route.issued_only) {
+        (_, false) => false,
+        (KeySource::Given(key), true) => match check_issued(settings, key, &scope_hash) {
+            Ok(expired) => expired,
+            Err(NotAccepted::NoIssuer) => {
+                return misconfigured(
+                    route,
+                    route_label,
+                    "this route has `issued_only = true` but no key issuer is registered: call \
+                     `.key_issuer(KeyIssuer::new(secret)?)` on the Idempotency builder",
+                );
+            }
+            Err(NotAccepted::NotIssued) => return Answer::problem(not_issued(), Outcome::Refused),
+        },
+        (KeySource::InBody(_) | KeySource::Derived, true) => return Answer::problem(not_issued(), Outcome::Refused),
+    };
 
     let fingerprint = fingerprint(request, route, route_label, &body);
     let (key_hash, key) = match &source {
@@ -207,6 +225,21 @@ where
         ttl: route.effective_ttl(settings),
     };
     let context = Context { route, settings, request, route_label, key };
+    if issued_key_expired {
+        // An expired issued key may still retry the request it started (within the route's ttl): only a first use
+        // needs a key within its time.
+        return match observe::timed("read", settings.store.read(&claim.id)).await {
+            Ok(Some(record)) => answer_existing(&context, record, &claim),
+            Ok(None) => {
+                let problem = Problem::new(
+                    ProblemKind::KeyNotIssued,
+                    "this issued idempotency key expired before it was used; get a new one from the key-issuing service",
+                );
+                Answer::problem(problem, Outcome::Refused)
+            }
+            Err(error) => store_failed(&context, &error),
+        };
+    }
     if route.transactional {
         serve_transactional(&context, body, handler, claim).await
     } else {
@@ -514,6 +547,37 @@ fn key_invalid(route: &RouteOptions, settings: &Settings, error: &KeyError) -> A
     let source = route.key.describe(&settings.key_header);
     let detail = format!("the idempotency key in {source} is invalid: {error}");
     Answer::problem(Problem::new(ProblemKind::KeyInvalid, detail), Outcome::Refused)
+}
+
+/// Why an `issued_only` route does not accept a key.
+enum NotAccepted {
+    /// The app registered no key issuer (a configuration error).
+    NoIssuer,
+    /// Not issued to this caller: forged, altered, another caller's.
+    NotIssued,
+}
+
+/// `issued_only = true`: `Ok(false)` for a key issued to this caller and within its time, `Ok(true)` for one whose
+/// time expired (it may only retry what it started).
+fn check_issued(
+    settings: &Settings,
+    key: &IdempotencyKey,
+    scope_hash: &crate::digest::Digest,
+) -> Result<bool, NotAccepted> {
+    let issuer = settings.key_issuer.as_ref().ok_or(NotAccepted::NoIssuer)?;
+    match issuer.verify(key.as_str(), scope_hash, SystemTime::now()) {
+        Verdict::Valid { .. } => Ok(false),
+        Verdict::Expired => Ok(true),
+        Verdict::NotIssued => Err(NotAccepted::NotIssued),
+    }
+}
+
+fn not_issued() -> Problem {
+    Problem::new(
+        ProblemKind::KeyNotIssued,
+        "this route only accepts idempotency keys the server issued to you (POST to its key-issuing service); this \
+         key was not issued to you",
+    )
 }
 
 fn misconfigured(route: &RouteOptions, route_label: &str, fix: &str) -> Answer {

@@ -31,6 +31,10 @@ mod config;
 mod digest;
 mod fingerprint;
 mod handle;
+mod issue_service;
+mod issued_key;
+#[cfg(test)]
+mod issued_route_tests;
 mod key;
 mod key_source;
 mod lease;
@@ -50,6 +54,11 @@ mod store_policy;
 mod transaction;
 mod usual_duration;
 
+/// The client half (feature `client`): a reqwest middleware that keeps one key across retries. See the
+/// `idempotent-client` crate.
+#[cfg(feature = "client")]
+pub use idempotent_client as client;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
@@ -65,6 +74,8 @@ pub use crate::config::{
 };
 pub use crate::digest::{Digest, to_hex};
 pub use crate::fingerprint::FingerprintFn;
+pub use crate::issue_service::{issue_keys, issue_keys_scoped};
+pub use crate::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::key_source::KeySpec;
 pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};

@@ -28,6 +28,8 @@ pub const ABANDONED_COMPLETIONS: &str = "idempotent_abandoned_completions_total"
 pub const FAIL_OPEN: &str = "idempotent_fail_open_total";
 /// Expired records deleted by the purge.
 pub const PURGED: &str = "idempotent_purged_total";
+/// Keys issued by the key-issuing service (`issue_keys`), labelled by its path pattern.
+pub const ISSUED: &str = "idempotent_keys_issued_total";
 /// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).
 pub const STORE_SECONDS: &str = "idempotent_store_duration_seconds";
 

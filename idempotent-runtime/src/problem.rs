@@ -51,6 +51,9 @@ pub enum ProblemKind {
     StoreUnavailable,
     /// Replay of a response whose body was too large to store (status and headers are the original ones).
     ResponseNotStored,
+    /// 400: the route takes only keys the server issued, and this one was not issued to this caller (forged,
+    /// altered, another caller's) or its time to be used expired.
+    KeyNotIssued,
 }
 
 impl ProblemKind {
@@ -70,6 +73,7 @@ impl ProblemKind {
             Self::ResponseFailed => "response-failed",
             Self::StoreUnavailable => "store-unavailable",
             Self::ResponseNotStored => "response-not-stored",
+            Self::KeyNotIssued => "key-not-issued",
         }
     }
 
@@ -89,6 +93,7 @@ impl ProblemKind {
             Self::ResponseFailed => "Response failed",
             Self::StoreUnavailable => "Idempotency store unavailable",
             Self::ResponseNotStored => "Response not stored",
+            Self::KeyNotIssued => "Idempotency key not issued",
         }
     }
 
@@ -105,6 +110,7 @@ impl ProblemKind {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeyNotIssued => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -355,5 +361,62 @@ mod tests {
         assert!(response.headers().get(LINK).unwrap().to_str().unwrap().ends_with("rel=\"describedby\""));
         let body = actix_web::body::to_bytes(response.into_body()).await.unwrap();
         assert_eq!(body, "in-flight|https://api.example.com/errors/in-flight|busy");
+    }
+}
+
+/// The client's typed problems (feature `client`) know every problem the server answers, by the same slug.
+#[cfg(all(test, feature = "client"))]
+mod client_agreement {
+    use idempotent_client::ProblemType;
+
+    use super::ProblemKind;
+
+    /// Exhaustive on purpose: a new `ProblemKind` does not compile until the client knows it.
+    fn client_type(kind: ProblemKind) -> ProblemType {
+        match kind {
+            ProblemKind::KeyMissing => ProblemType::KeyMissing,
+            ProblemKind::KeyInvalid => ProblemType::KeyInvalid,
+            ProblemKind::ScopeMissing => ProblemType::ScopeMissing,
+            ProblemKind::Unauthenticated => ProblemType::Unauthenticated,
+            ProblemKind::InFlight => ProblemType::InFlight,
+            ProblemKind::BodyTooLarge => ProblemType::BodyTooLarge,
+            ProblemKind::BodyUnreadable => ProblemType::BodyUnreadable,
+            ProblemKind::KeyReused => ProblemType::KeyReused,
+            ProblemKind::Misconfigured => ProblemType::Misconfigured,
+            ProblemKind::HandlerPanicked => ProblemType::HandlerPanicked,
+            ProblemKind::ResponseFailed => ProblemType::ResponseFailed,
+            ProblemKind::StoreUnavailable => ProblemType::StoreUnavailable,
+            ProblemKind::ResponseNotStored => ProblemType::ResponseNotStored,
+            ProblemKind::KeyNotIssued => ProblemType::KeyNotIssued,
+        }
+    }
+
+    #[test]
+    fn every_server_problem_has_its_client_type() {
+        let server_kinds = ProblemType::ALL.map(|client| {
+            let kind = [
+                ProblemKind::KeyMissing,
+                ProblemKind::KeyInvalid,
+                ProblemKind::ScopeMissing,
+                ProblemKind::Unauthenticated,
+                ProblemKind::InFlight,
+                ProblemKind::BodyTooLarge,
+                ProblemKind::BodyUnreadable,
+                ProblemKind::KeyReused,
+                ProblemKind::Misconfigured,
+                ProblemKind::HandlerPanicked,
+                ProblemKind::ResponseFailed,
+                ProblemKind::StoreUnavailable,
+                ProblemKind::ResponseNotStored,
+                ProblemKind::KeyNotIssued,
+            ]
+            .into_iter()
+            .find(|kind| client_type(*kind) == client)
+            .expect("every client type is a server kind");
+            assert_eq!(kind.slug(), client.slug());
+            assert_eq!(ProblemType::from_type_uri(&kind.type_uri()), Some(client));
+            kind
+        });
+        assert_eq!(server_kinds.len(), ProblemType::ALL.len());
     }
 }

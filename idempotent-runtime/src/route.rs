@@ -38,6 +38,8 @@ pub struct RouteOptions {
     pub(crate) wait: Option<Duration>,
     /// The handler takes `Tx`: claim, handler writes and response commit in one transaction.
     pub(crate) transactional: bool,
+    /// `issued_only = true`: only keys the server issued to the caller are accepted.
+    pub(crate) issued_only: bool,
     /// Set once this route has logged a configuration error, so a misconfigured app logs the fix once, not per
     /// request.
     misconfiguration_logged: AtomicBool,
@@ -69,6 +71,7 @@ impl RouteOptions {
             max_response_body: None,
             wait: None,
             transactional: false,
+            issued_only: false,
             misconfiguration_logged: AtomicBool::new(false),
         }
     }
@@ -165,6 +168,12 @@ impl RouteOptions {
     /// The handler takes a `Tx` parameter (set by the macro when it sees one).
     pub const fn transactional(mut self) -> Self {
         self.transactional = true;
+        self
+    }
+
+    /// `issued_only = ...`: refuse keys the server did not issue to the caller (see [`crate::issue_keys`]).
+    pub const fn issued_only(mut self, issued_only: bool) -> Self {
+        self.issued_only = issued_only;
         self
     }
 

@@ -7,13 +7,18 @@
 //! `GET /idempotency/{key}` answers `{"state": "in_progress", ...}` or `{"state": "completed", "status": 201,
 //! "completed_at": "...", ...}` (200), or `{"state": "unknown"}` (404). The key is looked up in the caller's
 //! scope, resolved as the routes resolve it: another user's key is `unknown`, never a hint that it exists.
+//! A key the server issued to this caller ([`crate::issue_keys`]) that no request has used yet is
+//! `{"state": "issued", "expires_at": "..."}` (200) until it expires.
+
+use std::time::SystemTime;
 
 use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::config::Idempotency;
-use crate::digest::hash_parts;
+use crate::config::{Idempotency, Settings};
+use crate::digest::{Digest, hash_parts};
+use crate::issued_key::Verdict;
 use crate::key::IdempotencyKey;
 use crate::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
 use crate::record::KeyState;
@@ -42,21 +47,9 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     let settings = config.settings();
     let style = &settings.problems;
     let scope = request.app_data::<StatusScope>().map_or(ScopeSpec::User, |scope| scope.0);
-    let scope_hash = match scope.resolve(&request, settings.user_resolver.as_ref()) {
+    let scope_hash = match caller_scope(&request, settings, scope, "looking a key up") {
         Ok(scope_hash) => scope_hash,
-        Err(ScopeError::NoResolver) => {
-            tracing::error!("the status lookup is scoped by user but no user resolver is registered");
-            return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_response(style);
-        }
-        Err(ScopeError::Unauthenticated) => {
-            return Problem::new(ProblemKind::Unauthenticated, "looking a key up needs an authenticated caller")
-                .into_response(style);
-        }
-        Err(ScopeError::MissingHeader(name)) => {
-            return Problem::new(ProblemKind::ScopeMissing, format!("keys are scoped by the {name} header; send it"))
-                .into_response(style);
-        }
+        Err(problem) => return problem.into_response(style),
     };
     let raw = request.match_info().get("key").unwrap_or_default();
     let key = match IdempotencyKey::parse(raw.as_bytes()) {
@@ -76,7 +69,16 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
         }
     };
     let (found, document) = match status {
-        None => (false, json!({"state": "unknown"})),
+        // No record: the key may still be one this server issued to this caller and nobody used yet.
+        None => {
+            match settings.key_issuer.as_ref().map(|issuer| issuer.verify(key.as_str(), &scope_hash, SystemTime::now()))
+            {
+                Some(Verdict::Valid { expires_at }) => {
+                    (true, json!({"state": "issued", "expires_at": rfc3339(expires_at)}))
+                }
+                _ => (false, json!({"state": "unknown"})),
+            }
+        }
         Some(status) => {
             let started_at = rfc3339(status.created_at);
             let document = match status.state {
@@ -103,9 +105,33 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     response.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store"))).json(document)
 }
 
+/// The hashed scope of the caller of a service mounted beside the routes (the status lookup, the key issuer),
+/// resolved as the routes resolve it; or the problem that says why there is none. `doing` completes
+/// "... needs an authenticated caller".
+pub(crate) fn caller_scope(
+    request: &HttpRequest,
+    settings: &Settings,
+    scope: ScopeSpec,
+    doing: &str,
+) -> Result<Digest, Problem> {
+    match scope.resolve(request, settings.user_resolver.as_ref()) {
+        Ok(scope_hash) => Ok(scope_hash),
+        Err(ScopeError::NoResolver) => {
+            tracing::error!("{doing} is scoped by user but no user resolver is registered");
+            Err(Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete"))
+        }
+        Err(ScopeError::Unauthenticated) => {
+            Err(Problem::new(ProblemKind::Unauthenticated, format!("{doing} needs an authenticated caller")))
+        }
+        Err(ScopeError::MissingHeader(name)) => {
+            Err(Problem::new(ProblemKind::ScopeMissing, format!("keys are scoped by the {name} header; send it")))
+        }
+    }
+}
+
 /// RFC 3339 for the years humantime formats (1970 to 9999); `null` for a stored time outside them (a damaged
 /// row must not turn a lookup into a panic).
-fn rfc3339(time: std::time::SystemTime) -> Option<String> {
+pub(crate) fn rfc3339(time: std::time::SystemTime) -> Option<String> {
     const YEAR_10000: std::time::Duration = std::time::Duration::from_secs(253_402_300_800);
     let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
     (since_epoch < YEAR_10000).then(|| humantime::format_rfc3339_seconds(time).to_string())

@@ -4,6 +4,7 @@
 
 pub mod cancellation;
 pub mod example_process;
+pub mod fault_proxy;
 pub mod outage;
 pub mod pgbouncer;
 pub mod postgres;
