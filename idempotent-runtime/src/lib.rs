@@ -74,4 +74,6 @@ pub use crate::store::{
     Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MemoryStore, OpenTransaction,
     PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
 };
+#[cfg(feature = "redis")]
+pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use crate::transaction::Tx;

@@ -8,6 +8,8 @@ mod listener;
 mod memory;
 mod postgres;
 mod postgres_transaction;
+#[cfg(feature = "redis")]
+mod redis;
 mod transaction_connection;
 mod transactional;
 
@@ -18,6 +20,8 @@ use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
 pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL};
+#[cfg(feature = "redis")]
+pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub(crate) use self::transaction_connection::TransactionConnection;
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
