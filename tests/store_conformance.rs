@@ -49,8 +49,8 @@ on_every_store!(
     waiter_is_woken_by_completion_without_polling,
     waiter_is_woken_by_release,
     waiter_returns_at_its_timeout,
-    purge_deletes_only_expired_records,
-    claims_stay_exact_when_retries_dominate,
+    claims_stay_exact_when_retries_dominate;
+    purge: purge_deletes_only_expired_records,
 );
 
 async fn one_claim_wins_and_the_record_is_replayed_after_completion(store: &dyn Store) {

@@ -90,5 +90,7 @@ pub use crate::store::{
     OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim,
     TransactionalStore,
 };
+#[cfg(feature = "redis")]
+pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use crate::store_policy::StorePolicy;
 pub use crate::transaction::Tx;

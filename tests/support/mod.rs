@@ -10,11 +10,13 @@ pub mod pgbouncer;
 pub mod postgres;
 pub mod private_cluster;
 pub mod probe;
+pub mod redis_cluster;
+pub mod redis_node;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idempotent_runtime::{MemoryStore, PostgresStore, Store};
+use idempotent_runtime::{MemoryStore, PostgresStore, RedisStore, Store};
 
 use self::pgbouncer::PgBouncer;
 use self::postgres::TestSchema;
@@ -36,11 +38,13 @@ pub struct StoreUnderTest {
     schema: Option<TestSchema>,
     /// The pooler the store goes through, if any (stopped when dropped).
     bouncer: Option<PgBouncer>,
+    /// The key prefix of a test on the shared Redis, deleted at cleanup.
+    redis_prefix: Option<String>,
 }
 
 impl StoreUnderTest {
     pub async fn memory() -> Self {
-        Self { store: Arc::new(MemoryStore::new()), schema: None, bouncer: None }
+        Self { store: Arc::new(MemoryStore::new()), schema: None, bouncer: None, redis_prefix: None }
     }
 
     /// A `PostgresStore` on a fresh, migrated schema.
@@ -48,7 +52,7 @@ impl StoreUnderTest {
         let schema = TestSchema::create().await;
         let store = PostgresStore::new(schema.pool(16)).with_listener(schema.config());
         store.migrate().await.expect("migrate the test schema");
-        Self { store: Arc::new(store), schema: Some(schema), bouncer: None }
+        Self { store: Arc::new(store), schema: Some(schema), bouncer: None, redis_prefix: None }
     }
 
     /// A `PostgresStore` through a private PgBouncer in transaction mode, on a fresh schema named by the store
@@ -72,13 +76,39 @@ impl StoreUnderTest {
             }
         };
         store.migrate().await.expect("migrate the test schema through PgBouncer");
-        Self { store: Arc::new(store), schema: Some(schema), bouncer: Some(bouncer) }
+        Self { store: Arc::new(store), schema: Some(schema), bouncer: Some(bouncer), redis_prefix: None }
     }
 
-    /// Drops the test's schema; call at the end of a passing test.
+    /// A `RedisStore` on the shared Redis node, under a key prefix of its own.
+    pub async fn redis() -> Self {
+        let prefix = redis_node::unique_prefix();
+        let store = RedisStore::node(redis_node::redis_url())
+            .key_prefix(prefix.clone())
+            .connect()
+            .await
+            .unwrap_or_else(|error| redis_node::unreachable_redis(&error));
+        Self { store: Arc::new(store), schema: None, bouncer: None, redis_prefix: Some(prefix) }
+    }
+
+    /// A `RedisStore` on the Redis Cluster the suites share (3 masters, 3 replicas; started on first use).
+    pub async fn redis_cluster() -> Self {
+        let cluster =
+            tokio::task::spawn_blocking(redis_cluster::RedisCluster::shared).await.expect("start the cluster");
+        let store = RedisStore::cluster(cluster.nodes())
+            .key_prefix(redis_node::unique_prefix())
+            .connect()
+            .await
+            .expect("connect to the test's Redis Cluster");
+        Self { store: Arc::new(store), schema: None, bouncer: None, redis_prefix: None }
+    }
+
+    /// Drops the test's schema (or Redis keys); call at the end of a passing test.
     pub async fn cleanup(self) {
         if let Some(schema) = self.schema {
             schema.drop_schema().await;
+        }
+        if let Some(prefix) = self.redis_prefix {
+            redis_node::delete_prefix(&prefix).await;
         }
     }
 }
@@ -163,37 +193,30 @@ pub fn report_figure(line: &str) {
     }
 }
 
-/// Runs each listed `async fn` once on the memory store, once on PostgreSQL (a fresh schema) and once on
-/// PostgreSQL through a private PgBouncer in transaction mode, as tests `memory::name`, `postgres::name` and
-/// `pgbouncer::name`. `store => expression` says what each function receives, given the
-/// [`StoreUnderTest`] bound to `store`. Use with `#[macro_use] mod support;`.
+/// Runs each listed `async fn` once on every store: the memory store, PostgreSQL (a fresh schema), PostgreSQL
+/// through a private PgBouncer in transaction mode, Redis (one node) and a Redis Cluster, as tests `memory::name`,
+/// `postgres::name`, `pgbouncer::name`, `redis::name` and `redis_cluster::name`. `store => expression` says what
+/// each function receives, given the [`StoreUnderTest`] bound to `store`. Tests listed after `purge:` need a store
+/// with a purge and run on the memory store and PostgreSQL (direct and pooled) only (Redis expires its records
+/// itself). Use with `#[macro_use] mod support;`.
 macro_rules! on_every_store {
-    ($store:ident => $argument:expr; $($test:ident),* $(,)?) => {
-        mod memory {
+    ($store:ident => $argument:expr; $($test:ident),* $(,)? $(; purge: $($purge_test:ident),* $(,)?)?) => {
+        on_store!(memory, $store => $argument; $($test,)* $($($purge_test,)*)?);
+        on_store!(postgres, $store => $argument; $($test,)* $($($purge_test,)*)?);
+        on_store!(pgbouncer, $store => $argument; $($test,)* $($($purge_test,)*)?);
+        on_store!(redis, $store => $argument; $($test,)*);
+        on_store!(redis_cluster, $store => $argument; $($test,)*);
+    };
+}
+
+/// One module of [`on_every_store!`]: each test on the store that `StoreUnderTest::$kind()` makes.
+macro_rules! on_store {
+    ($kind:ident, $store:ident => $argument:expr; $($test:ident,)*) => {
+        mod $kind {
             $(
                 #[actix_web::test]
                 async fn $test() {
-                    let $store = crate::support::StoreUnderTest::memory().await;
-                    super::$test($argument).await;
-                    $store.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let $store = crate::support::StoreUnderTest::postgres().await;
-                    super::$test($argument).await;
-                    $store.cleanup().await;
-                }
-            )*
-        }
-        mod pgbouncer {
-            $(
-                #[actix_web::test]
-                async fn $test() {
-                    let $store = crate::support::StoreUnderTest::pgbouncer().await;
+                    let $store = crate::support::StoreUnderTest::$kind().await;
                     super::$test($argument).await;
                     $store.cleanup().await;
                 }

@@ -10,6 +10,8 @@ mod postgres;
 mod postgres_statement;
 mod postgres_table;
 mod postgres_transaction;
+#[cfg(feature = "redis")]
+mod redis;
 mod transaction_connection;
 mod transactional;
 
@@ -23,6 +25,8 @@ pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, MAX_WAIT_POLL_INTERVAL, Post
 pub(crate) use self::postgres_statement::{
     StatementMode, failed as postgres_failed, pool_failed, query as postgres_query,
 };
+#[cfg(feature = "redis")]
+pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub(crate) use self::transaction_connection::TransactionConnection;
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
