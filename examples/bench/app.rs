@@ -13,7 +13,11 @@
 //!   for `new_tx` (claim, handler and stored response in one transaction, one commit);
 //! - `POST /floor_tx`: the floor of a transactional route, `floor_new_tx`: `BEGIN` + the `INSERT`, the body, the
 //!   `UPDATE` + `COMMIT`, on one connection (each pair pipelined, as the library does);
-//! - `POST /lib_big` (`max_request_body = "2MiB"`): the library's route of the memory measurement.
+//! - `POST /lib_big` (`max_request_body = "2MiB"`): the library's route of the memory measurement;
+//! - `POST /prepared/lib` and `POST /prepared/lib_tx`: `/lib` and `/lib_tx` on a store built with
+//!   `PostgresStore::with_prepared_statements()` (named statements prepared once per connection, direct
+//!   connections only), for `new_prepared`, `replay_prepared` and `new_tx_prepared`: what the pooler-safe
+//!   default (unnamed statements) costs against them, in the same run.
 
 use std::time::Duration;
 
@@ -33,6 +37,8 @@ pub(crate) const BARE_PATH: &str = "/bare";
 pub(crate) const LIB_PATH: &str = "/lib";
 pub(crate) const LIB_BIG_PATH: &str = "/lib_big";
 pub(crate) const LIB_TX_PATH: &str = "/lib_tx";
+pub(crate) const LIB_PREPARED_PATH: &str = "/prepared/lib";
+pub(crate) const LIB_TX_PREPARED_PATH: &str = "/prepared/lib_tx";
 pub(crate) const FLOOR_PATH: &str = "/floor";
 pub(crate) const FLOOR_TX_PATH: &str = "/floor_tx";
 /// Routes a `POST /floor` to the floor's replay handler.
@@ -109,6 +115,7 @@ impl Server {
 /// the worker's runtime, which then drives them.
 pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
     let idempotency = Idempotency::builder(PostgresStore::new(pool.clone())).build();
+    let prepared = Idempotency::builder(PostgresStore::new(pool.clone()).with_prepared_statements()).build();
     let floor = web::Data::new(Floor { pool });
     let server = HttpServer::new(move || {
         App::new()
@@ -118,6 +125,7 @@ pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
             .service(lib)
             .service(lib_big)
             .service(lib_tx)
+            .service(web::scope("/prepared").app_data(prepared.clone()).service(lib).service(lib_tx))
             .route(FLOOR_TX_PATH, web::post().to(floor_new_tx))
             .service(
                 web::resource(FLOOR_PATH)

@@ -217,6 +217,11 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
             plan: Ok(Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed()),
         },
         Scenario { name: "replay", plan: Ok(Plan::new(app::LIB_PATH, cycle()).replayed()) },
+        // The same routes on named prepared statements (`with_prepared_statements`): what the pooler-safe default
+        // costs on a direct connection.
+        Scenario { name: "new_prepared", plan: Ok(Plan::new(app::LIB_PREPARED_PATH, Keys::Fresh)) },
+        Scenario { name: "new_tx_prepared", plan: Ok(Plan::new(app::LIB_TX_PREPARED_PATH, Keys::Fresh)) },
+        Scenario { name: "replay_prepared", plan: Ok(Plan::new(app::LIB_PREPARED_PATH, cycle()).replayed()) },
     ]
 }
 

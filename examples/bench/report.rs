@@ -234,6 +234,10 @@ impl Results {
             ("new_tx/floor_new_tx", "new_tx", "floor_new_tx"),
             ("new_tx/floor_new", "new_tx", "floor_new"),
             ("new/bare", "new", "bare"),
+            // The pooler-safe default (unnamed statements) against named prepared statements, direct connection.
+            ("new/new_prepared", "new", "new_prepared"),
+            ("new_tx/new_tx_prepared", "new_tx", "new_tx_prepared"),
+            ("replay/replay_prepared", "replay", "replay_prepared"),
         ]
         .into_iter()
         .filter_map(|(label, library, floor)| Some((label, Ratio::of(self.measured(library)?, self.measured(floor)?))))

@@ -1,8 +1,11 @@
 -- The idempotency records table of idempotent-runtime.
 --
 -- Apply it with your migration tool of choice, or call `PostgresStore::migrate()`, which runs this file.
--- The table lives in the connection's search_path: set `search_path` (or the pool's `options`) to put it in
--- another schema. The file is idempotent: applying it twice changes nothing.
+-- The table is created in the connection's search_path. To keep it in another schema, give the store that
+-- schema (`PostgresStore::with_schema("billing")`: every statement then names "billing".idempotency_records, and
+-- `migrate()` creates the schema and runs this file there), and apply this file with that schema first in the
+-- search_path (`SET LOCAL search_path TO billing` in your migration's transaction). A startup option such as
+-- `options=-csearch_path=...` does not pass PgBouncer. The file is idempotent: applying it twice changes nothing.
 
 CREATE TABLE IF NOT EXISTS idempotency_records (
     -- Identity (CONTRACT section 2). Scope and key are SHA-256 digests: the raw values are never stored.

@@ -14,10 +14,14 @@ use crate::problem::{Problem, ProblemKind, style_of};
 use crate::store::TransactionConnection;
 
 /// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
-/// (`tx.execute(..)`, `tx.query(..)`, `tx.prepare_cached(..)`). It commits together with the stored response when
+/// (`tx.execute(..)`, `tx.query(..)`, `tx.query_typed(..)`). It commits together with the stored response when
 /// the handler's response is stored, and rolls back on 5xx, `Err`, panic, cancellation or crash.
 ///
 /// Do not `COMMIT` or `ROLLBACK` through it yourself: the library owns the transaction's end.
+///
+/// Behind a transaction-mode pooler (PgBouncer), `tx.execute`/`tx.query` are fine (a statement prepared inside the
+/// transaction is used and closed on its backend), but not `tx.prepare_cached`: the cached statement outlives the
+/// transaction, and the connection's next transaction may run on another backend, where it does not exist.
 ///
 /// **When to choose it**: when the handler's side effect is a write to the same PostgreSQL database (an order, a
 /// ledger entry). Then a crash at any point leaves either everything (claim, rows, stored response) or nothing,
