@@ -380,6 +380,10 @@ FROM idempotency_records";
 
 /// Lists records in progress that have not expired, oldest first, at most `limit` of them; with `stuck_only`, only
 /// those whose lease lapsed.
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached, the query fails, or a row does not decode.
 pub async fn list_in_flight(pool: &Pool, stuck_only: bool, limit: usize) -> Result<InFlightPage, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = query(pool, LIST_SQL, &[&stuck_only, &limit]).await?;
@@ -406,6 +410,10 @@ pub async fn list_in_flight(pool: &Pool, stuck_only: bool, limit: usize) -> Resu
 }
 
 /// Every record that matches the selector, expired ones included, ordered by route and method.
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached, the query fails, or a row does not decode.
 pub async fn show(pool: &Pool, selector: &Selector) -> Result<Vec<RecordDetails>, StoreError> {
     Ok(select(pool, selector).await?.into_iter().map(|(details, _token)| details).collect())
 }
@@ -416,6 +424,11 @@ pub async fn show(pool: &Pool, selector: &Selector) -> Result<Vec<RecordDetails>
 /// Only a [`State::Stuck`] record is released unless `force` is set: see [`Refusal`] for what forcing risks. A
 /// forced release of a record whose handler still runs is safe for the table (that handler's completion is then
 /// fenced and discarded), but its retry runs the handler a second time.
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached or a statement fails. Finding nothing, finding several
+/// records, or refusing to release one are not errors: they are [`ReleaseOutcome`]s.
 pub async fn release(pool: &Pool, selector: &Selector, force: bool) -> Result<ReleaseOutcome, StoreError> {
     let mut matches = select(pool, selector).await?;
     let (record, token) = match matches.len() {
@@ -454,6 +467,10 @@ pub async fn release(pool: &Pool, selector: &Selector, force: bool) -> Result<Re
 }
 
 /// Counts the records in each [`State`] (one scan of the table).
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached or the query fails.
 pub async fn counts(pool: &Pool) -> Result<Counts, StoreError> {
     let rows = query(pool, COUNTS_SQL, &[]).await?;
     let row = rows.first().ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "the count returned no row"))?;

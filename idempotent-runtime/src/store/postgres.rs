@@ -213,6 +213,11 @@ impl PostgresStore {
     }
 
     /// Creates the table if it does not exist ([`SCHEMA_SQL`]); safe to call from many processes at once.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database cannot be reached within the store's timeout or a statement fails
+    /// (for instance, the role may not create tables).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.bounded(async {
             let mut client = self.pool.get().await.map_err(unavailable)?;
