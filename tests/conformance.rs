@@ -1,5 +1,5 @@
-//! The contract (CONTRACT sections 2 and 4) proved over real HTTP, once per store: every test below runs against
-//! the in-memory store and against PostgreSQL (a fresh schema per test).
+//! The contract (docs/contract.md, sections 2 and 4) proved over real HTTP, once per store: every test below runs
+//! against the in-memory store and against PostgreSQL (a fresh schema per test).
 
 #[macro_use]
 mod support;

@@ -28,7 +28,7 @@ mod auth {
     scope = tenant_of,
     key = "header:X-Request-Id",
     required = false,
-    store_server_errors = true,
+    store_responses = "all",
     max_request_body = "512KiB",
     max_response_body = "4MiB",
     on_conflict = "wait",
@@ -64,7 +64,7 @@ async fn empty() -> HttpResponse {
 }
 
 #[post("/user")]
-#[idempotent(scope = "user", key = "header", required = true, store_server_errors = false)]
+#[idempotent(scope = "user", key = "header", required = true, store_responses = "final")]
 async fn user() -> HttpResponse {
     HttpResponse::Created().finish()
 }
@@ -99,6 +99,33 @@ async fn below() -> HttpResponse {
     HttpResponse::Created().finish()
 }
 
+/// The body as it is, for `fingerprint = ...`.
+fn whole_body(_request: &HttpRequest, body: &[u8]) -> Vec<u8> {
+    body.to_vec()
+}
+
+/// Stores successes only, for `store_responses = ...`.
+fn successes(status: actix_web::http::StatusCode) -> bool {
+    status.is_success()
+}
+
+#[post("/contract")]
+#[idempotent(
+    fingerprint_headers = ["X-Account-Id"],
+    namespace = "contract.create",
+    fail_open = true,
+    store_responses = successes
+)]
+async fn contract(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
+#[post("/fingerprint")]
+#[idempotent(fingerprint = whole_body, store_responses = "success")]
+async fn fingerprint(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
 #[test]
 fn every_option_combination_registers() {
     let _app = App::new()
@@ -112,5 +139,7 @@ fn every_option_combination_registers() {
         .service(tenant)
         .service(account)
         .service(raw)
-        .service(below);
+        .service(below)
+        .service(contract)
+        .service(fingerprint);
 }

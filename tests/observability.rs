@@ -1,4 +1,4 @@
-//! Metrics and tracing (CONTRACT section 6): every counter moves when its event happens, store latency is
+//! Metrics and tracing (docs/contract.md, section 6): every counter moves when its event happens, store latency is
 //! recorded, and each request's span carries its route, outcome and a redacted key, never the key itself.
 //!
 //! One test: the metrics recorder and the tracing subscriber are process-wide, and the server runs on its own
@@ -13,7 +13,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, post, web};
 use idempotent_runtime::observe::{
-    CLAIMED, CONFLICT, FENCED, LEASE_TAKEOVER, MISMATCH, PURGED, REPLAYED, STORE_ERRORS, STORE_SECONDS,
+    CLAIMED, CONFLICT, FAIL_OPEN, FENCED, LEASE_TAKEOVER, MISMATCH, PURGED, REPLAYED, STORE_ERRORS, STORE_SECONDS,
 };
 use idempotent_runtime::purge::purge_expired;
 use idempotent_runtime::{
@@ -36,6 +36,12 @@ async fn observed(gate: web::Data<Gate>, request: HttpRequest, body: String) -> 
         gate.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         gate.permits.acquire().await.expect("open gate").forget();
     }
+    HttpResponse::Created().body(body)
+}
+
+#[post("/observed-open")]
+#[idempotent(scope = "global", fail_open = true)]
+async fn observed_open(body: String) -> HttpResponse {
     HttpResponse::Created().body(body)
 }
 
@@ -99,7 +105,11 @@ fn counter(snapshotter: &Snapshotter, name: &str) -> u64 {
 
 fn server(store: Arc<dyn Store>, gate: web::Data<Gate>) -> actix_test::TestServer {
     actix_test::start(move || {
-        App::new().app_data(Idempotency::builder_shared(store.clone()).build()).app_data(gate.clone()).service(observed)
+        App::new()
+            .app_data(Idempotency::builder_shared(store.clone()).build())
+            .app_data(gate.clone())
+            .service(observed)
+            .service(observed_open)
     })
 }
 
@@ -165,6 +175,11 @@ async fn counters_latency_and_spans_report_what_happened() {
     let broken = server(Arc::new(unreachable), gate.clone());
     assert_eq!(post(&broken, "k", "a", false).await, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(counter(&snapshotter, STORE_ERRORS), 1);
+    // A fail-open route runs its handler anyway: counted, and its span says so.
+    let open = broken.post("/observed-open").insert_header(("Idempotency-Key", "k")).send_body("a").await;
+    assert_eq!(open.expect("answer").status(), StatusCode::CREATED);
+    assert_eq!(counter(&snapshotter, FAIL_OPEN), 1);
+    assert_eq!(counter(&snapshotter, STORE_ERRORS), 2, "the store did fail");
 
     let report = purge_expired(&*store, 100).await.expect("purge");
     assert!(report.deleted >= 1, "{report:?}");
@@ -186,7 +201,8 @@ async fn counters_latency_and_spans_report_what_happened() {
 
     let logs = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("route=/observed"), "{logs}");
-    for outcome in ["executed", "replayed", "key_reused", "store_unavailable"] {
+    assert!(logs.contains("this route fails open"), "the unprotected run is logged: {logs}");
+    for outcome in ["executed", "replayed", "key_reused", "store_unavailable", "fail_open"] {
         assert!(
             logs.contains(&format!("outcome=\"{outcome}\"")) || logs.contains(&format!("outcome={outcome}")),
             "span outcome {outcome} in {logs}"

@@ -1,5 +1,5 @@
-//! CONTRACT section 4, "store unreachable or timing out": 503 `store-unavailable` with `Retry-After`, and the
-//! handler does NOT run. Proved against a port where nothing listens, a server that never answers, and a real
+//! docs/contract.md, section 4, "store unreachable or timing out": 503 `store-unavailable` with `Retry-After`, and
+//! the handler does NOT run. Proved against a port where nothing listens, a server that never answers, and a real
 //! PostgreSQL stopped while the app serves (then started again: service resumes on its own).
 
 mod support;

@@ -1,4 +1,4 @@
-//! Transactional routes (CONTRACT section 5) against real PostgreSQL: the claim, the handler's own write through
+//! Transactional routes (docs/contract.md, section 5) against real PostgreSQL: the claim, the handler's own write through
 //! `Tx` and the stored response commit together, or nothing does.
 
 #[macro_use]

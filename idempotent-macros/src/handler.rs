@@ -52,7 +52,7 @@ impl Parse for HandlerFn {
 
 impl HandlerFn {
     /// The parameter types that are the runtime's transaction (`Tx`, by the last segment of their path): such a
-    /// parameter makes the route transactional (CONTRACT section 5).
+    /// parameter makes the route transactional (docs/contract.md, section 5).
     pub(crate) fn transaction_types(&self) -> impl Iterator<Item = &syn::Type> {
         self.sig.inputs.iter().filter_map(|input| match input {
             syn::FnArg::Typed(syn::PatType { ty, .. }) if is_transaction_type(ty) => Some(&**ty),

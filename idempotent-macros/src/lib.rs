@@ -71,11 +71,16 @@ use proc_macro::TokenStream;
 /// | `scope` | `"user"`, `"global"`, `"header:Name"`, or a path to a function | `"user"` |
 /// | `key` | `"header"`, `"header:Name"`, `"query:name"`, `"form:name"`, `"derived"` | `"header"` |
 /// | `required` | `true`, `false` | `true` |
-/// | `store_server_errors` | `true`, `false` | `false` |
+/// | `store_responses` | `"final"`, `"all"`, `"success"`, or a path to a function | runtime config (`"final"`) |
+/// | `store_server_errors` | deprecated: `true` is `store_responses = "all"` | |
 /// | `max_request_body` | a size string or an integer number of bytes | runtime config |
 /// | `max_response_body` | a size string or an integer number of bytes | runtime config |
 /// | `on_conflict` | `"reject"`, `"wait"` (with `wait`) | `"reject"` |
 /// | `wait` | a duration string, with `on_conflict = "wait"` only | none |
+/// | `fingerprint_headers` | a list of header names: `["X-Account-Id"]` | none |
+/// | `fingerprint` | a path to a function (not with `fingerprint_headers`) | the body as received |
+/// | `namespace` | a stable name, e.g. `"payments.create"` | the route pattern |
+/// | `fail_open` | `true`, `false` (not on a transactional route) | `false` |
 /// | `issued_only` | `true`, `false` | `false` |
 /// | `crate` | a path in a string | `"::idempotent_runtime"` |
 ///
@@ -99,9 +104,31 @@ use proc_macro::TokenStream;
 ///   identical request within the ttl is treated as the same one.
 /// - **`required = true`**: with `true`, a request without a key is refused (400). With `false` it runs the
 ///   handler without protection, for routes that older clients call without a key.
-/// - **`store_server_errors = false`**: with `false`, a 5xx from the handler is passed through and the key is
-///   released, so a retry runs the handler again. With `true`, the 5xx is stored and replayed like any response
-///   (Stripe's choice).
+/// - **`store_responses = "final"`**: which of the handler's responses are stored and replayed; the others pass
+///   through and release the key, so a retry runs the handler again. `"final"` (the default, unless the app set
+///   another with `IdempotencyBuilder::store_responses`) stores everything except 5xx and the transient 408,
+///   425 and 429: a rate-limited request runs when retried instead of replaying "too many requests" for the whole
+///   ttl. `"all"` stores every response, 5xx included (Stripe's choice). `"success"` stores 1xx to 3xx only. A
+///   path, unquoted, names your own `fn(StatusCode) -> bool` (`true` stores).
+/// - **`store_server_errors = true`**: deprecated, still accepted (with a deprecation warning on the keyword):
+///   `true` is `store_responses = "all"`, `false` is `store_responses = "final"`. Refused together with
+///   `store_responses`.
+/// - **`fingerprint_headers = ["X-Account-Id", "Accept-Language"]`**: request headers that are part of the
+///   fingerprint (besides method, route, path, query and body), so the same key sent with another value of one
+///   of them is a reused key (422). Names are checked and case-insensitive; every instance of a header counts,
+///   in order, and an absent header differs from an empty one.
+/// - **`fingerprint = path::to_fn`**: your own `fn(&HttpRequest, &[u8]) -> Vec<u8>`, given the request and the
+///   body as received; the bytes it returns stand for the body in the fingerprint. Use it to leave out a
+///   volatile field (a client timestamp) that changes on every retry. It cannot be combined with
+///   `fingerprint_headers` (the function reads the headers it needs).
+/// - **`namespace = "payments.create"`**: a stable name that replaces the route pattern in the record's
+///   identity and in the fingerprint (where the values of the path's parameters replace the path), so renaming
+///   or re-mounting the route in a deploy does not make in-flight retries run again. Letters, digits and
+///   `._-:/`, at most 128 characters, not starting with `/` (so it never equals a route pattern).
+/// - **`fail_open = true`**: when the store is unavailable (unreachable or timing out), run the handler without
+///   protection instead of answering 503, for routes where availability beats exactly-once. Each such request is
+///   logged (warning) and counted (`idempotent_fail_open_total`). Fail closed (503, the handler does not run) is
+///   the default. Refused on a transactional route, whose `Tx` lives in the store.
 /// - **`max_request_body = "1MiB"`**, **`max_response_body = "1MiB"`**: caps on what is buffered. Units `B`,
 ///   `KB` (1000), `KiB` (1024), `MB`, `MiB`, `GB`, `GiB`, case-sensitive, with at most one space: `"512KiB"`,
 ///   `"10 MB"`; or an integer number of bytes: `65536`. A request over the cap is refused with 413. A response
@@ -127,8 +154,10 @@ use proc_macro::TokenStream;
 /// # Errors
 ///
 /// What a caller of an idempotent route may get besides the handler's own responses. Every one is an
-/// `application/problem+json` body (RFC 9457) with a stable `type` (`https://idempotent.rs/problems/<problem>`), a
-/// `title`, a `detail` that says what to do, and `Cache-Control: no-store`.
+/// `application/problem+json` body (RFC 9457) with a stable `type` (`https://idempotent.rs/problems/<problem>`,
+/// or under the app's own base), a `title`, a `detail` that says what to do, and `Cache-Control: no-store`,
+/// unless the app renders them in its own format (`IdempotencyBuilder::render_problems`), with the same
+/// statuses and headers.
 ///
 /// | status | problem | meaning for the caller |
 /// |---|---|---|
@@ -136,7 +165,7 @@ use proc_macro::TokenStream;
 /// | 400 | `key-invalid` | the key is malformed, longer than 255 characters, or sent twice: fix the client |
 /// | 400 | `scope-missing` | `scope = "header:Name"` and the request lacks that header: send it |
 /// | 401 | `unauthenticated` | `scope = "user"` (or a scope function) found no caller: authenticate first |
-/// | 409 | `in-flight` | a request with this key is still running: retry after `Retry-After` seconds |
+/// | 409 | `in-flight` | a request with this key is still running: retry after `Retry-After` seconds (the route's usual duration, at least 1, at most the remaining lease) |
 /// | 413 | `body-too-large` | the request body is over `max_request_body`: nothing ran |
 /// | 422 | `key-reused` | the key was already used for a different request: use a new key |
 /// | 500 | `misconfigured` | the app did not register the runtime's configuration, or `scope = "user"` has no user resolver |
@@ -151,10 +180,12 @@ use proc_macro::TokenStream;
 ///
 /// The handler's extractors keep their own errors (a 400 for bad JSON, a 415 for a wrong content type); in that
 /// case the handler never started and the key is released. A 5xx from the handler is passed through and releases
-/// the key, unless `store_server_errors = true`.
+/// the key, as do 408, 425 and 429, unless `store_responses` says otherwise.
 ///
-/// At compile time, the attribute refuses unknown or repeated options, malformed values, a `lease` not shorter than `ttl`, `on_conflict = "wait"` without `wait` (or
-/// `wait` without it), two `Tx` parameters, a function
+/// At compile time, the attribute refuses unknown or repeated options, malformed values, a `lease` not shorter
+/// than `ttl`, `on_conflict = "wait"` without `wait` (or `wait` without it), `fingerprint` with
+/// `fingerprint_headers`, `store_responses` with `store_server_errors`, `fail_open` on a transactional route, two
+/// `Tx` parameters, a function
 /// that is not a free, non-generic `async fn`, and arguments it cannot pass on (references, `impl Trait`,
 /// `#[cfg]` on an argument, more than 16). Each error points at the token to fix; independent mistakes are all
 /// reported at once. An argument type that is not an extractor, or a return type that is not a `Responder`, is
@@ -164,36 +195,86 @@ use proc_macro::TokenStream;
 ///
 /// The defaults: key from the `Idempotency-Key` header, scoped to the authenticated user, required.
 ///
-/// ```ignore
+/// ```
 /// use actix_web::{post, web, HttpResponse, Responder};
 /// use idempotent_runtime::idempotent;
+/// # #[derive(serde::Deserialize)] struct NewPayment { amount: u64 }
+/// # struct Pool;
+/// # impl Pool { async fn insert_payment(&self, payment: &NewPayment) -> u64 { payment.amount } }
 ///
 /// #[post("/payments")]
 /// #[idempotent]
 /// async fn create_payment(body: web::Json<NewPayment>, db: web::Data<Pool>) -> impl Responder {
 ///     let payment = db.insert_payment(&body).await;
-///     HttpResponse::Created().json(payment)
+///     HttpResponse::Created().body(payment.to_string())
 /// }
+/// # let _app = actix_web::App::new().service(create_payment);
 /// ```
 ///
 /// Every option:
 ///
-/// ```ignore
+/// ```
+/// use actix_web::{post, web, HttpRequest, HttpResponse};
+/// use actix_web::http::StatusCode;
+/// use idempotent_runtime::idempotent;
+/// # #[derive(serde::Deserialize)] struct NewOrder { item: String }
+///
+/// mod auth {
+///     pub fn tenant_of(request: &actix_web::HttpRequest) -> Option<String> {
+///         request.headers().get("x-tenant")?.to_str().ok().map(str::to_owned)
+///     }
+/// }
+///
+/// /// Stores successes and 404s; everything else may be retried.
+/// fn stores(status: StatusCode) -> bool {
+///     status.is_success() || status == StatusCode::NOT_FOUND
+/// }
+///
 /// #[idempotent(
 ///     ttl = "7d",
 ///     lease = "1m",
-///     scope = crate::auth::tenant_of,
+///     scope = auth::tenant_of,
 ///     key = "header:X-Request-Id",
 ///     required = false,
-///     store_server_errors = true,
+///     store_responses = stores,
 ///     max_request_body = "512KiB",
 ///     max_response_body = "4MiB",
-///     crate = "my_app::idempotent_runtime",
+///     on_conflict = "wait",
+///     wait = "10s",
+///     fingerprint_headers = ["X-Account-Id"],
+///     namespace = "orders.create",
+///     fail_open = true,
+///     crate = "idempotent_runtime",
 /// )]
 /// #[post("/orders")]
 /// async fn create_order(web::Json(order): web::Json<NewOrder>) -> HttpResponse {
-///     // ...
+///     HttpResponse::Created().body(order.item)
 /// }
+/// # let _app = actix_web::App::new().service(create_order);
+/// ```
+///
+/// A fingerprint that leaves out a volatile field (a client timestamp in a JSON body):
+///
+/// ```
+/// use actix_web::{post, web, HttpRequest, HttpResponse};
+/// use idempotent_runtime::idempotent;
+///
+/// fn without_sent_at(_request: &HttpRequest, body: &[u8]) -> Vec<u8> {
+///     match serde_json::from_slice::<serde_json::Value>(body) {
+///         Ok(serde_json::Value::Object(mut fields)) => {
+///             fields.remove("sent_at");
+///             serde_json::to_vec(&fields).unwrap_or_default()
+///         }
+///         _ => body.to_vec(),
+///     }
+/// }
+///
+/// #[post("/transfers")]
+/// #[idempotent(fingerprint = without_sent_at)]
+/// async fn create_transfer(body: web::Bytes) -> HttpResponse {
+///     HttpResponse::Created().body(body)
+/// }
+/// # let _app = actix_web::App::new().service(create_transfer);
 /// ```
 ///
 /// A mistake is reported on its token:

@@ -381,6 +381,10 @@ FROM {table}";
 
 /// Lists records in progress that have not expired, oldest first, at most `limit` of them; with `stuck_only`, only
 /// those whose lease lapsed.
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached, the query fails, or a row does not decode.
 pub async fn list_in_flight(store: &PostgresStore, stuck_only: bool, limit: usize) -> Result<InFlightPage, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = query(store, LIST_SQL, &[(&stuck_only, Type::BOOL), (&limit, Type::INT8)]).await?;
@@ -407,6 +411,10 @@ pub async fn list_in_flight(store: &PostgresStore, stuck_only: bool, limit: usiz
 }
 
 /// Every record that matches the selector, expired ones included, ordered by route and method.
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached, the query fails, or a row does not decode.
 pub async fn show(store: &PostgresStore, selector: &Selector) -> Result<Vec<RecordDetails>, StoreError> {
     Ok(select(store, selector).await?.into_iter().map(|(details, _token)| details).collect())
 }
@@ -417,6 +425,11 @@ pub async fn show(store: &PostgresStore, selector: &Selector) -> Result<Vec<Reco
 /// Only a [`State::Stuck`] record is released unless `force` is set: see [`Refusal`] for what forcing risks. A
 /// forced release of a record whose handler still runs is safe for the table (that handler's completion is then
 /// fenced and discarded), but its retry runs the handler a second time.
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached or a statement fails. Finding nothing, finding several
+/// records, or refusing to release one are not errors: they are [`ReleaseOutcome`]s.
 pub async fn release(store: &PostgresStore, selector: &Selector, force: bool) -> Result<ReleaseOutcome, StoreError> {
     let mut matches = select(store, selector).await?;
     let (record, token) = match matches.len() {
@@ -463,6 +476,10 @@ pub async fn release(store: &PostgresStore, selector: &Selector, force: bool) ->
 }
 
 /// Counts the records in each [`State`] (one scan of the table).
+///
+/// # Errors
+///
+/// A [`StoreError`] when the database cannot be reached or the query fails.
 pub async fn counts(store: &PostgresStore) -> Result<Counts, StoreError> {
     let rows = query(store, COUNTS_SQL, &[]).await?;
     let row = rows.first().ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt, "the count returned no row"))?;

@@ -207,7 +207,8 @@ where
     let fingerprint = fingerprint(request, route, route_label, &body);
     let (key_hash, key) = match &source {
         KeySource::Given(key) => (hash_parts(&[key.as_str().as_bytes()]), key.redacted()),
-        // The same request from the same scope is the same key: a double-submit guard (CONTRACT section 1).
+        // The same request from the same scope is the same key: a double-submit guard (docs/contract.md,
+        // section 2).
         KeySource::Derived | KeySource::InBody(_) => (hash_parts(&[b"derived", &fingerprint]), "derived".to_owned()),
     };
     tracing::Span::current().record("key", key.as_str());
@@ -292,7 +293,7 @@ where
     }
 }
 
-/// A transactional route (CONTRACT section 5): claim, handler writes and stored response commit together.
+/// A transactional route (docs/contract.md, section 5): claim, handler writes and stored response commit together.
 async fn serve_transactional<F, Args>(context: &Context<'_>, body: Bytes, handler: F, claim: ClaimRequest) -> Answer
 where
     F: Handler<Args>,
@@ -381,7 +382,7 @@ impl Claimed for TransactionClaim {
     }
 }
 
-/// Applies the outcome policy (CONTRACT section 4) to what the handler did.
+/// Applies the outcome policy (docs/contract.md, section 4) to what the handler did.
 async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread::Result<Ran>) -> Answer {
     let response = match ran {
         Err(_) => {

@@ -1,4 +1,4 @@
-//! The idempotency key's grammar (CONTRACT section 2).
+//! The idempotency key's grammar (docs/contract.md, section 2).
 //!
 //! A value that starts with `"` is an RFC 8941 sf-string (printable ASCII, only `\"` and `\\` escapes); any other
 //! value is taken as it is and must be printable ASCII without `"`, `,` or `\`. After unquoting the key has 1..=255
@@ -16,6 +16,11 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     /// Parses a raw key value: surrounding spaces and tabs (HTTP's optional whitespace) are ignored.
+    ///
+    /// # Errors
+    ///
+    /// A [`KeyError`] saying what breaks the grammar: empty, longer than [`MAX_KEY_LEN`] characters, a character
+    /// outside printable ASCII (or `"`, `,`, `\` in a bare key), or a malformed quoted string.
     pub fn parse(raw: &[u8]) -> Result<Self, KeyError> {
         let raw = trim_optional_whitespace(raw);
         let key = match raw.first() {

@@ -1,14 +1,34 @@
 //! Idempotency keys for actix-web: a handler runs once per key, and every retry gets its response replayed byte
 //! for byte.
 //!
-//! ```ignore
-//! use actix_web::{post, web, Responder};
-//! use idempotent_runtime::idempotent;
+//! ```no_run
+//! use actix_web::{App, HttpRequest, HttpResponse, HttpServer, post, web};
+//! use idempotent_runtime::{Idempotency, MemoryStore, idempotent};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct NewPayment {
+//!     amount: u64,
+//! }
 //!
 //! #[post("/payments")]
 //! #[idempotent(ttl = "24h", scope = "user")]
-//! async fn create_payment(body: web::Json<NewPayment>) -> impl Responder {
-//!     // runs once per Idempotency-Key and user
+//! async fn create_payment(body: web::Json<NewPayment>) -> HttpResponse {
+//!     // runs once per Idempotency-Key and user; retries get this response replayed
+//!     HttpResponse::Created().body(format!("charged {}", body.amount))
+//! }
+//!
+//! fn user_of(request: &HttpRequest) -> Option<String> {
+//!     request.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned)
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // PostgresStore::new(pool) in production; the memory store keeps the same rules within one process.
+//!     let idempotency = Idempotency::builder(MemoryStore::new()).user_resolver(user_of).build();
+//!     HttpServer::new(move || App::new().app_data(idempotency.clone()).service(create_payment))
+//!         .bind(("127.0.0.1", 8080))?
+//!         .run()
+//!         .await
 //! }
 //! ```
 //!
@@ -24,6 +44,12 @@
 //!
 //! Off HTTP, a [`Receiver`] runs any async closure once per key (a message consumer with at-least-once delivery)
 //! and hands its stored result to redeliveries: see [`receiver`].
+//!
+//! What a client and an application can rely on, status by status, is the contract: [`docs/contract.md`] in the
+//! repository. The choices it leaves open are in [`docs/decisions.md`].
+//!
+//! [`docs/contract.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md
+//! [`docs/decisions.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/decisions.md
 
 pub mod admin;
 mod claim_guard;

@@ -23,6 +23,10 @@ pub struct PurgeReport {
 }
 
 /// Sweeps the whole store once, `batch` records at a time, deleting the expired ones.
+///
+/// # Errors
+///
+/// The first [`StoreError`] of a batch; the batches before it stay done.
 pub async fn purge_expired(store: &dyn Store, batch: usize) -> Result<PurgeReport, StoreError> {
     let mut report = PurgeReport::default();
     loop {

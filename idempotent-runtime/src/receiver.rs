@@ -21,8 +21,8 @@
 //! # }).unwrap();
 //! ```
 //!
-//! The semantics are those of an `#[idempotent]` route (CONTRACT section 4), with a message's key for the
-//! `Idempotency-Key` and its payload for the request:
+//! The semantics are those of an `#[idempotent]` route ([the contract, section 4][contract]), with a message's key
+//! for the `Idempotency-Key` and its payload for the request:
 //!
 //! | situation | [`Receiver::run`] answers | the record |
 //! |---|---|---|
@@ -48,6 +48,8 @@
 //! The raw key and payload are never stored. The result is stored as a response with status 200, no headers and
 //! the result bytes as body; there is no size cap (PostgreSQL's `bytea` holds up to 1 GB), so keep results small:
 //! an id or a receipt rather than a document.
+//!
+//! [contract]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md#4-outcomes
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -209,6 +211,12 @@ impl Receiver {
     /// `namespace` separates consumers (e.g. `"orders-consumer"`); `key` is the message's id; `payload` is what
     /// must be the same on a redelivery (the message body), fingerprinted. A panic in `work` releases the claim,
     /// then resumes in the caller. Dropping the returned future while `work` runs releases the claim too.
+    ///
+    /// # Errors
+    ///
+    /// [`ReceiveError::KeyReused`] when the key was used with another payload, [`ReceiveError::InFlight`] while
+    /// another delivery runs it, [`ReceiveError::Failed`] with `work`'s own error (the key is released), and
+    /// [`ReceiveError::StoreUnavailable`] when the store fails before `work` could run.
     pub async fn run<F, Fut, T, E>(
         &self,
         namespace: &str,
@@ -228,6 +236,11 @@ impl Receiver {
 
     /// [`Receiver::run`] for a result stored as JSON: the first run returns `work`'s value, a redelivery gets it
     /// deserialized from the store.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::run`], plus [`ReceiveError::Json`] when `work`'s result does not serialize (the claim is
+    /// released) or a stored result does not deserialize as `T`.
     pub async fn run_json<F, Fut, T, E>(
         &self,
         namespace: &str,

@@ -8,7 +8,10 @@ use actix_web::web::Bytes;
 
 use crate::digest::Digest;
 
-/// A record's identity (CONTRACT section 2): (scope, method, route pattern, key), scope and key hashed.
+/// A record's identity ([the contract, section 2]): (scope, method, route pattern or namespace, key), scope and key
+/// hashed.
+///
+/// [the contract, section 2]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md#2-the-key-and-the-scope
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordId {
     /// SHA-256 of the scope (see [`crate::ScopeSpec`]); the raw scope is never stored.
@@ -98,6 +101,11 @@ pub struct CorruptRecord(pub String);
 impl StoredResponse {
     /// Rebuilds a response from its stored columns, validating each part (a store must never turn a damaged row
     /// into a panic or into an invalid HTTP response).
+    ///
+    /// # Errors
+    ///
+    /// [`CorruptRecord`] naming the part that does not decode: a status outside 100..=999, header names and values
+    /// of different counts, an invalid header name or value.
     pub fn from_parts(
         status: i64,
         names: &[impl AsRef<[u8]>],

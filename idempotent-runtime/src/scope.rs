@@ -1,4 +1,4 @@
-//! The key's namespace: whose keys a record belongs to (CONTRACT section 2).
+//! The key's namespace: whose keys a record belongs to (docs/contract.md, section 2).
 //!
 //! Two users who send the same key never meet, because the scope is part of the record's identity. The scope
 //! value is hashed before it is stored, with a tag per kind so that, say, user `42` and tenant `42` differ.

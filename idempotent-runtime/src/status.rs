@@ -1,7 +1,12 @@
-//! "What happened to my key?": a mountable lookup for callers that timed out (CONTRACT section 6).
+//! "What happened to my key?": a mountable lookup for callers that timed out (docs/contract.md, section 6).
 //!
-//! ```ignore
-//! App::new().app_data(idempotency.clone()).service(status_lookup("/idempotency/{key}"))
+//! ```
+//! use actix_web::App;
+//! use idempotent_runtime::{Idempotency, MemoryStore, status_lookup};
+//!
+//! let idempotency = Idempotency::builder(MemoryStore::new()).user_resolver(|_| Some("alice".into())).build();
+//! let app = App::new().app_data(idempotency.clone()).service(status_lookup("/idempotency/{key}"));
+//! # drop(app);
 //! ```
 //!
 //! `GET /idempotency/{key}` answers `{"state": "in_progress", ...}` or `{"state": "completed", "status": 201,

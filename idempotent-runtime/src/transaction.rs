@@ -1,4 +1,4 @@
-//! `Tx`: the handler parameter that makes a route transactional (CONTRACT section 5).
+//! `Tx`: the handler parameter that makes a route transactional (docs/contract.md, section 5).
 //!
 //! The claim, the handler's own SQL through `Tx`, and the stored response commit in ONE PostgreSQL transaction:
 //! a crash anywhere rolls all of it back and frees the key at once, so the business rows exist exactly once.
@@ -37,12 +37,37 @@ use crate::store::TransactionConnection;
 /// still take another connection from the pool for work that must commit regardless (an audit log), at the cost
 /// of a second connection.
 ///
-/// ```ignore
+/// ```no_run
+/// use actix_web::{App, HttpResponse, HttpServer, error, post, web};
+/// use idempotent_runtime::{Idempotency, PostgresStore, Tx, idempotent};
+///
+/// #[derive(serde::Deserialize)]
+/// struct NewOrder {
+///     item: String,
+///     qty: i32,
+/// }
+///
 /// #[post("/orders")]
 /// #[idempotent(scope = "user")]
-/// async fn create_order(tx: Tx, order: web::Json<NewOrder>) -> HttpResponse {
-///     tx.execute("INSERT INTO orders (item, qty) VALUES ($1, $2)", &[&order.item, &order.qty]).await?;
-///     HttpResponse::Created().finish()
+/// async fn create_order(tx: Tx, order: web::Json<NewOrder>) -> actix_web::Result<HttpResponse> {
+///     tx.execute("INSERT INTO orders (item, qty) VALUES ($1, $2)", &[&order.item, &order.qty])
+///         .await
+///         .map_err(error::ErrorInternalServerError)?; // a 5xx rolls the insert back with the claim
+///     Ok(HttpResponse::Created().finish())
+/// }
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let mut config = deadpool_postgres::Config::new();
+///     config.url = Some("postgres://postgres@127.0.0.1:5432/postgres".into());
+///     let pool = config.create_pool(None, tokio_postgres::NoTls).expect("a valid pool configuration");
+///     let store = PostgresStore::new(pool);
+///     store.migrate().await.expect("the idempotency table");
+///     let idempotency = Idempotency::builder(store).user_resolver(|_| Some("alice".into())).build();
+///     HttpServer::new(move || App::new().app_data(idempotency.clone()).service(create_order))
+///         .bind(("127.0.0.1", 8080))?
+///         .run()
+///         .await
 /// }
 /// ```
 pub struct Tx {

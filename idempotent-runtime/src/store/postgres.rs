@@ -293,6 +293,11 @@ impl PostgresStore {
 
     /// Creates the table (and the schema given to [`PostgresStore::with_schema`]) if it does not exist
     /// ([`SCHEMA_SQL`]); safe to call from many processes at once, and through a transaction-mode pooler.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database cannot be reached within the store's timeout or a statement fails
+    /// (for instance, the role may not create tables).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.bounded(async {
             let mut client = self.pool.get().await.map_err(pool_failed)?;

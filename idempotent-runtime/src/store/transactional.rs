@@ -61,6 +61,11 @@ impl OpenTransaction {
     /// Stores the response and commits everything (claim, handler writes, response) at once, within the store's
     /// timeout. A handler whose own SQL failed left the transaction aborted: then nothing is committed and the
     /// error says so ([`StoreErrorKind::TransactionAborted`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::TransactionAborted`] as above; any other [`StoreError`] when the statement or the commit
+    /// fails or times out, in which case nothing was committed either.
     pub async fn commit_with(mut self, response: &StoredResponse, ttl: Duration) -> Result<(), StoreError> {
         let connection = self.take_connection()?;
         let committed = tokio::time::timeout(

@@ -27,7 +27,7 @@ mod auth {
     scope = tenant_of,
     key = "header:X-Request-Id",
     required = false,
-    store_server_errors = true,
+    store_responses = "all",
     max_request_body = "512KiB",
     max_response_body = "4MiB",
     on_conflict = "wait",
@@ -63,7 +63,7 @@ async fn empty() -> HttpResponse {
 }
 
 #[post("/user")]
-#[idempotent(scope = "user", key = "header", required = true, store_server_errors = false)]
+#[idempotent(scope = "user", key = "header", required = true, store_responses = "final")]
 async fn user() -> HttpResponse {
     HttpResponse::Created().finish()
 }

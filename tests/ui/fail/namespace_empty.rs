@@ -1,0 +1,9 @@
+use actix_web::HttpResponse;
+use idempotent_runtime::idempotent;
+
+#[idempotent(namespace = "")]
+async fn create() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+fn main() {}

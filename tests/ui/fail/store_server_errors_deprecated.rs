@@ -1,0 +1,11 @@
+#![deny(deprecated)]
+
+use actix_web::HttpResponse;
+use idempotent_runtime::idempotent;
+
+#[idempotent(store_server_errors = true)]
+async fn create() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+fn main() {}
