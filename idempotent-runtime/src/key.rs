@@ -43,12 +43,17 @@ impl IdempotencyKey {
     /// A form of the key that is safe for logs: its first four characters and its length, or only its length
     /// when the key is too short for a prefix to leave most of it hidden.
     pub fn redacted(&self) -> String {
-        if self.0.len() < 12 {
-            return format!("…({} chars)", self.0.len());
-        }
-        let prefix: String = self.0.chars().take(4).collect();
-        format!("{prefix}…({} chars)", self.0.len())
+        redact(&self.0)
     }
+}
+
+/// A key as logs show it (see [`IdempotencyKey::redacted`]), for keys that come from elsewhere (a message).
+pub(crate) fn redact(key: &str) -> String {
+    if key.len() < 12 {
+        return format!("…({} chars)", key.len());
+    }
+    let prefix: String = key.chars().take(4).collect();
+    format!("{prefix}…({} chars)", key.len())
 }
 
 /// Keys are client secrets of a sort (a guessed key could read a replay in `global` scope), so `Debug` redacts.

@@ -65,6 +65,7 @@ use serde::de::DeserializeOwned;
 use crate::claim_guard::ClaimGuard;
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
+use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
 use crate::store::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
 
@@ -193,6 +194,16 @@ impl Receiver {
     /// The store the receiver claims keys in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
+    /// [`NotTransactional`] when the store has no transactions.
+    pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {
+        let receiver = TransactionalReceiver::shared(Arc::clone(&self.store))?.ttl(self.ttl);
+        Ok(match self.wait {
+            Some(wait) => receiver.on_conflict_wait(wait),
+            None => receiver,
+        })
     }
 
     /// The record a delivery of `key` in `namespace` claims, e.g. to [`Store::read`] it.
@@ -365,7 +376,7 @@ impl Receiver {
 
 /// The answer to a delivery whose key has a live record it does not own: key reused (checked first, as over
 /// HTTP), the stored result, or in flight.
-fn answer_existing<T, E>(
+pub(crate) fn answer_existing<T, E>(
     record: Record,
     claim: &ClaimRequest,
     decode: impl FnOnce(Bytes) -> Result<T, serde_json::Error>,
@@ -386,7 +397,7 @@ fn answer_existing<T, E>(
     }
 }
 
-fn store_failed<E>(id: &RecordId, error: StoreError) -> ReceiveError<E> {
+pub(crate) fn store_failed<E>(id: &RecordId, error: StoreError) -> ReceiveError<E> {
     tracing::error!(namespace = %id.route, %error, "idempotency store failed; the receiver's work did not run");
     ReceiveError::StoreUnavailable(error)
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub, unused_macros)] // Each suite uses a different part of the support code.
 
+pub mod brokers;
 pub mod cancellation;
 pub mod example_process;
 pub mod fault_proxy;

@@ -10,6 +10,12 @@ use crate::record::{Record, StoredResponse};
 use crate::transaction::Tx;
 
 /// A store that can open a transaction, claim a record in it, and hand the transaction to the handler.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot share a transaction with the consumer's writes",
+    label = "this store has no transactions",
+    note = "a transactional receiver (the inbox) needs a store with transactions, such as `PostgresStore`; with \
+            this store, use `Receiver::run`, whose closure takes no `Tx`"
+)]
 #[async_trait]
 pub trait TransactionalStore: Send + Sync {
     /// Begins a transaction and claims the record inside it. A concurrent duplicate is answered at once with

@@ -1,0 +1,199 @@
+//! What `inbox_amqp` and `inbox_nats` share: settings from the environment, the ledger table, the transfers a
+//! `publish` run sends, and how one message is applied through the transactional receiver.
+#![allow(dead_code)] // Each example uses part of it.
+
+use std::time::Duration;
+
+use idempotent_runtime::inbox::Disposition;
+use idempotent_runtime::{PostgresStore, ReceiveError, Received, TransactionalReceiver};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{create_tables, postgres_config, postgres_pool};
+
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The receiver's namespace: the consumer's one job, applying transfers to `inbox_ledger`.
+pub(crate) const NAMESPACE: &str = "inbox_ledger";
+
+/// The ledger, created at start (by every process: under a lock, `IF NOT EXISTS`).
+const LEDGER_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS inbox_ledger (message_id text, account text, amount bigint, applied_at timestamptz)";
+
+/// What a message's body says to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Transfer {
+    pub(crate) account: String,
+    pub(crate) amount: i64,
+}
+
+/// One broker message of a `publish` run: a copy of a logical transfer.
+pub(crate) struct Copy {
+    /// The transfer's key, the same on all its copies.
+    pub(crate) key: String,
+    /// Which copy of the transfer this is (1, 2 or 3).
+    pub(crate) copy: usize,
+    pub(crate) body: Vec<u8>,
+}
+
+/// `n` logical transfers, each sent 1 to 3 times, shuffled. Keys carry a per-run prefix, so a second run on the
+/// same database applies its own transfers instead of replaying the first run's.
+pub(crate) fn copies_to_publish(n: usize) -> (String, Vec<Copy>) {
+    let run = format!("{:08x}", fastrand::u32(..));
+    let mut copies = Vec::new();
+    for number in 1..=n {
+        let transfer = Transfer { account: format!("acct-{}", fastrand::u8(1..=9)), amount: fastrand::i64(1..10_000) };
+        let body = serde_json::to_vec(&transfer).expect("a transfer serializes");
+        let key = format!("transfer-{run}-{number:05}");
+        for copy in 1..=fastrand::usize(1..=3) {
+            copies.push(Copy { key: key.clone(), copy, body: body.clone() });
+        }
+    }
+    fastrand::shuffle(&mut copies);
+    (run, copies)
+}
+
+/// `publish N` or `consume`, from the command line.
+pub(crate) enum Command {
+    Publish(usize),
+    Consume,
+}
+
+pub(crate) fn command(example: &str) -> Result<Command, String> {
+    let usage = format!("usage: cargo run --example {example} -- publish N | consume");
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    match arguments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["publish", n] => n.parse().map(Command::Publish).map_err(|_| format!("N must be a number: {n}\n{usage}")),
+        ["consume"] => Ok(Command::Consume),
+        _ => Err(usage),
+    }
+}
+
+/// A variable's value, or its default.
+pub(crate) fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// A duration in milliseconds from the environment.
+pub(crate) fn millis_from_env(name: &str, default: u64) -> Result<Duration, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(Duration::from_millis(default)),
+        Ok(value) => value
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{name} must be a number of milliseconds, got {value:?}")),
+    }
+}
+
+/// The consumer's side of PostgreSQL: the idempotency table, the ledger, and the transactional receiver.
+pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceiver, String> {
+    let url = std::env::var("DATABASE_URL").map_err(|_| {
+        format!(
+            "{example} consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
+             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example {example} -- consume"
+        )
+    })?;
+    let pool = postgres_pool(postgres_config(&url)?)?;
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table at DATABASE_URL: {error}"))?;
+    create_tables(&pool, LEDGER_SCHEMA).await.map_err(|error| error.to_string())?;
+    Ok(TransactionalReceiver::new(store))
+}
+
+/// Applies one message: one ledger row, written in the receiver's transaction, then `delay` (still inside it: the
+/// window in which a crash must roll the row back). Prints `writing <key>` once the row is written.
+pub(crate) async fn apply(
+    inbox: &TransactionalReceiver,
+    key: &str,
+    body: &[u8],
+    delay: Duration,
+) -> Result<Received, ReceiveError<ApplyError>> {
+    inbox
+        .run(NAMESPACE, key, body, |tx| async move {
+            let transfer: Transfer = serde_json::from_slice(body).map_err(ApplyError::NotATransfer)?;
+            tx.execute(
+                "INSERT INTO inbox_ledger (message_id, account, amount, applied_at) VALUES ($1, $2, $3, now())",
+                &[&key, &transfer.account, &transfer.amount],
+            )
+            .await
+            .map_err(ApplyError::Database)?;
+            println!("writing {key}");
+            tokio::time::sleep(delay).await;
+            Ok::<_, ApplyError>(format!("applied {} to {}", transfer.amount, transfer.account).into_bytes())
+        })
+        .await
+}
+
+/// Why applying a message failed; rolled back either way.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// The body is not a transfer: it never will be.
+    NotATransfer(serde_json::Error),
+    /// The ledger write failed: may work later.
+    Database(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotATransfer(error) => write!(f, "the message is not a transfer: {error}"),
+            Self::Database(error) => write!(f, "the ledger write failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// This app's choice for its own errors: a body that is not a transfer is dead-lettered, a failed write is tried
+/// again a second later.
+pub(crate) fn on_failed(error: &ApplyError) -> Disposition {
+    match error {
+        ApplyError::NotATransfer(error) => Disposition::DeadLetter { reason: format!("not a transfer: {error}") },
+        ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
+    }
+}
+
+/// The word a consumer prints for what became of a delivery (one line per delivery: `<word> <key>`).
+pub(crate) fn outcome_word(answer: &Result<Received, ReceiveError<ApplyError>>) -> &'static str {
+    match answer {
+        Ok(Received { replayed: false, .. }) => "applied",
+        Ok(Received { replayed: true, .. }) => "replayed",
+        Err(ReceiveError::InFlight { .. }) => "in-flight",
+        Err(ReceiveError::KeyReused) => "key-reused",
+        Err(ReceiveError::StoreUnavailable(_)) => "store-unavailable",
+        Err(ReceiveError::Failed(_)) => "failed",
+        Err(_) => "refused",
+    }
+}
+
+/// What one consumer process saw.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) deliveries: usize,
+    pub(crate) applied: usize,
+    pub(crate) replayed: usize,
+    pub(crate) redelivered: usize,
+    pub(crate) dead_lettered: usize,
+    pub(crate) reconnects: usize,
+}
+
+impl Tally {
+    pub(crate) fn count(&mut self, answer: &Result<Received, ReceiveError<ApplyError>>, disposition: &Disposition) {
+        self.deliveries += 1;
+        match (answer, disposition) {
+            (Ok(Received { replayed: false, .. }), _) => self.applied += 1,
+            (Ok(Received { replayed: true, .. }), _) => self.replayed += 1,
+            (_, Disposition::Redeliver { .. }) => self.redelivered += 1,
+            (_, Disposition::DeadLetter { .. }) => self.dead_lettered += 1,
+            (Err(_), Disposition::Ack) => {}
+        }
+    }
+
+    /// The last line a consumer prints (tools parse it): `deliveries D, applied A, replayed R, redelivered X,
+    /// dead-lettered Y, reconnects Z`.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "deliveries {}, applied {}, replayed {}, redelivered {}, dead-lettered {}, reconnects {}",
+            self.deliveries, self.applied, self.replayed, self.redelivered, self.dead_lettered, self.reconnects
+        )
+    }
+}

@@ -1,0 +1,268 @@
+//! The inbox: a [`Receiver`] whose closure writes through the store's own transaction ([`Tx`]), so that the dedup
+//! record, the consumer's writes and the stored result commit in ONE PostgreSQL transaction (CONTRACT sections 5
+//! and 7). The message consumer's PostgreSQL writes then happen exactly once, however often the broker delivers.
+//!
+//! ```no_run
+//! use idempotent_runtime::{PostgresStore, TransactionalReceiver};
+//!
+//! # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
+//! let inbox = TransactionalReceiver::new(PostgresStore::new(pool));
+//! let (key, payload) = ("transfer-17", br#"{"account": "acct-1", "amount": 1000}"#);
+//! let applied = inbox
+//!     .run("ledger-consumer", key, payload, |tx| async move {
+//!         tx.execute("INSERT INTO ledger (message_id, amount) VALUES ($1, 1000)", &[&key]).await?;
+//!         Ok::<_, tokio_postgres::Error>(b"entry written".to_vec())
+//!     })
+//!     .await?;
+//! // Only now, after the commit: acknowledge the broker message.
+//! # let _ = applied;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What changes against the plain [`Receiver`] (whose table of outcomes otherwise holds):
+//!
+//! | situation | plain [`Receiver::run`] | [`TransactionalReceiver::run`] |
+//! |---|---|---|
+//! | the process dies (or its connection drops) mid-closure | the key stays claimed until the lease lapses; the redelivery then runs again, and the closure's writes may exist twice | everything rolls back; the key is free at once; the redelivery runs once |
+//! | the store fails when the result is stored | `Ok`: the work is done, its writes stay | [`ReceiveError::StoreUnavailable`]: nothing was committed, not even the closure's writes; redeliver |
+//! | the closure returns `Err`, panics or is cancelled | claim released | its writes and the claim roll back together |
+//! | the closure's own SQL failed but it returned `Ok` anyway | - | [`ReceiveError::StoreUnavailable`] with [`StoreErrorKind::TransactionAborted`]: nothing committed; redeliver |
+//! | another delivery of the key is running | [`ReceiveError::InFlight`] with the remaining lease | [`ReceiveError::InFlight`] with one second (its transaction holds the key; it ends when its closure does) |
+//!
+//! `Ok` is answered only after the commit succeeded: acknowledge the message then, and only then. When the commit's
+//! answer is lost (a timeout), the answer is [`ReceiveError::StoreUnavailable`]: the redelivery finds out (stored
+//! result, or a fresh run), so nothing is applied twice or lost.
+//!
+//! Records are those of the plain receiver (same identity: [`Receiver::record_id`]), so operator tools see them
+//! alike. Do not use a plain and a transactional receiver on one namespace: a plain claim of a key whose
+//! transaction is open waits for that transaction instead of answering at once.
+//!
+//! The closure receives [`Tx`] by value, as a transactional route's handler does: it is `!Send`, so the future of
+//! [`TransactionalReceiver::run`] is too. Run deliveries one after another or several at once in one task
+//! (`StreamExt::for_each_concurrent`, a `LocalSet`), as actix-web runs handlers.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use futures_util::FutureExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
+use crate::digest::hash_parts;
+use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, store_failed};
+use crate::record::StoredResponse;
+use crate::store::{
+    ClaimRequest, OpenTransaction, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
+};
+use crate::transaction::Tx;
+
+/// How long a delivery that found its key held by an open transaction is told to wait before a redelivery.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Runs closures once per (namespace, key) inside the store's transaction, and replays their stored results; see
+/// the [module](self) docs.
+///
+/// Cheap to clone (the store is shared).
+#[derive(Clone)]
+pub struct TransactionalReceiver {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    wait: Option<Duration>,
+}
+
+impl std::fmt::Debug for TransactionalReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionalReceiver")
+            .field("ttl", &self.ttl)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store of a [`Receiver`] cannot share a transaction with the consumer's writes (the memory store, or a
+/// third-party store without [`TransactionalStore`] support).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotTransactional;
+
+impl std::fmt::Display for NotTransactional {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "this receiver's store cannot share a transaction with the consumer's writes: build the receiver on a \
+             PostgresStore (TransactionalReceiver::new), or use Receiver::run, whose closure takes no `Tx`",
+        )
+    }
+}
+
+impl std::error::Error for NotTransactional {}
+
+impl TransactionalReceiver {
+    /// A transactional receiver on `store`, with a ttl of [`DEFAULT_TTL`] and [`ReceiveError::InFlight`] for
+    /// concurrent deliveries. Only a store with transactions is accepted (a `MemoryStore` is a compile error).
+    pub fn new<S: Store + TransactionalStore>(store: S) -> Self {
+        Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None }
+    }
+
+    /// A transactional receiver on a store shared with other code (e.g. the `Idempotency` configuration's), or
+    /// [`NotTransactional`] when that store has no transactions.
+    pub fn shared(store: Arc<dyn Store>) -> Result<Self, NotTransactional> {
+        if store.transactional().is_none() {
+            return Err(NotTransactional);
+        }
+        Ok(Self { store, ttl: DEFAULT_TTL, wait: None })
+    }
+
+    /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// A delivery that finds the key held by another delivery's open transaction waits up to `timeout` for that
+    /// transaction to end instead of answering [`ReceiveError::InFlight`]: it then gets the stored result
+    /// (`replayed: true`), or runs the closure itself if the other one rolled back. The wait holds a connection.
+    #[must_use]
+    pub fn on_conflict_wait(mut self, timeout: Duration) -> Self {
+        self.wait = Some(timeout);
+        self
+    }
+
+    /// The store the receiver claims keys in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Runs `work` once per (`namespace`, `key`) inside one transaction with the key's record, and commits its `Ok`
+    /// result with it; a redelivery with the same `payload` gets the stored bytes without running it. Arguments
+    /// as for [`Receiver::run`]. `work` writes through the [`Tx`] it is given.
+    pub async fn run<F, Fut, T, E>(
+        &self,
+        namespace: &str,
+        key: impl AsRef<[u8]>,
+        payload: impl AsRef<[u8]>,
+        work: F,
+    ) -> Result<Received<Bytes>, ReceiveError<E>>
+    where
+        F: FnOnce(Tx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Into<Bytes>,
+    {
+        let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
+        let work = |tx| async move { work(tx).await.map(Into::into) };
+        self.receive(claim, work, |bytes: &Bytes| Ok(bytes.clone()), Ok).await
+    }
+
+    /// [`TransactionalReceiver::run`] for a result stored as JSON.
+    pub async fn run_json<F, Fut, T, E>(
+        &self,
+        namespace: &str,
+        key: impl AsRef<[u8]>,
+        payload: impl AsRef<[u8]>,
+        work: F,
+    ) -> Result<Received<T>, ReceiveError<E>>
+    where
+        F: FnOnce(Tx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Serialize + DeserializeOwned,
+    {
+        let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
+        let encode = |value: &T| serde_json::to_vec(value).map(Bytes::from);
+        let decode = |bytes: Bytes| serde_json::from_slice(&bytes);
+        self.receive(claim, work, encode, decode).await
+    }
+
+    fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
+        ClaimRequest {
+            id: Receiver::record_id(namespace, key),
+            fingerprint: hash_parts(&[payload]),
+            token: fastrand::i64(..),
+            // The claim row is invisible to others until it commits completed, and other deliveries meet the
+            // transaction's lock, not the lease: the lease only matters for a plain receiver on the namespace.
+            lease: DEFAULT_LEASE,
+            ttl: self.ttl,
+        }
+    }
+
+    async fn receive<F, Fut, T, E>(
+        &self,
+        claim: ClaimRequest,
+        work: F,
+        encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
+        decode: impl FnOnce(Bytes) -> Result<T, serde_json::Error>,
+    ) -> Result<Received<T>, ReceiveError<E>>
+    where
+        F: FnOnce(Tx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let Some(store) = self.store.transactional() else {
+            // Unreachable through the constructors, which check it; answered rather than panicking.
+            let error = StoreError::new(StoreErrorKind::Unsupported, NotTransactional.to_string());
+            return Err(store_failed(&claim.id, error));
+        };
+        let open = match store.claim_in_transaction(&claim, self.wait).await {
+            Err(error) => return Err(store_failed(&claim.id, error)),
+            Ok(TransactionalClaim::Busy) => return Err(ReceiveError::InFlight { retry_after: BUSY_RETRY_AFTER }),
+            Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim, decode),
+            Ok(TransactionalClaim::Acquired(open)) => open,
+        };
+        run_in_transaction(open, &claim, work, encode).await
+    }
+}
+
+/// Runs the work on the open transaction, then commits its result with everything it wrote, or rolls all back.
+async fn run_in_transaction<F, Fut, T, E>(
+    open: OpenTransaction,
+    claim: &ClaimRequest,
+    work: F,
+    encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
+) -> Result<Received<T>, ReceiveError<E>>
+where
+    F: FnOnce(Tx) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let namespace = &claim.id.route;
+    let Some(tx) = open.tx() else {
+        let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
+        return Err(store_failed(&claim.id, error));
+    };
+    // Dropped with this future (cancellation), `open` rolls back in a background task; the `Tx` inside the work's
+    // future goes with it.
+    let outcome = AssertUnwindSafe(async move { work(tx).await }).catch_unwind().await;
+    let value = match outcome {
+        Err(panic) => {
+            tracing::error!(%namespace, "the receiver's work panicked; its transaction rolled back, resuming the panic");
+            open.rollback().await;
+            std::panic::resume_unwind(panic);
+        }
+        Ok(Err(error)) => {
+            open.rollback().await;
+            return Err(ReceiveError::Failed(error));
+        }
+        Ok(Ok(value)) => value,
+    };
+    let bytes = match encode(&value) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%namespace, %error, "the receiver's result does not serialize; its transaction rolled back");
+            open.rollback().await;
+            return Err(ReceiveError::Json(error));
+        }
+    };
+    let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
+    match open.commit_with(&stored, claim.ttl).await {
+        Ok(()) => Ok(Received { result: value, replayed: false }),
+        // Nothing was committed (or, on a timeout, nobody knows): the message must not be acknowledged. A
+        // redelivery finds out which: the stored result, or a fresh run on a free key.
+        Err(error) if error.kind() == StoreErrorKind::TransactionAborted => {
+            tracing::warn!(%namespace, %error, "the receiver's work returned Ok but its own SQL failed; nothing was committed");
+            Err(ReceiveError::StoreUnavailable(error))
+        }
+        Err(error) => Err(store_failed(&claim.id, error)),
+    }
+}
