@@ -12,7 +12,10 @@
 //! Run the `curl` twice: the second answer is the first one replayed (`Idempotent-Replayed: true`), and
 //! `GET /payments` still lists one payment. Demo auth: the bearer token is the user id.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -47,7 +50,55 @@ struct Payment {
 /// Where payments are kept: PostgreSQL when `DATABASE_URL` is set, else this process's memory.
 enum Payments {
     Postgres(Pool),
-    Memory(Mutex<Vec<(String, Payment)>>),
+    Memory(MemoryPayments),
+}
+
+/// Users are spread over this many maps, each behind its own lock.
+const PAYMENT_SHARDS: usize = 64;
+/// Payments per chunk of a user's list.
+const PAYMENT_CHUNK: usize = 1024;
+
+/// Payments in this process's memory, kept so that growth never stops the world (as the library's memory store):
+/// users are spread over [`PAYMENT_SHARDS`] maps, so a map's rehash moves a sliver of them and blocks only its own
+/// users, and each user's payments are a list of fixed-size chunks, so a long list grows by one new chunk instead
+/// of copying every payment it holds.
+struct MemoryPayments {
+    next_id: AtomicI64,
+    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<String, Vec<Vec<Payment>>>>]>,
+}
+
+impl MemoryPayments {
+    fn new() -> Self {
+        Self {
+            next_id: AtomicI64::new(1),
+            hasher: RandomState::new(),
+            shards: (0..PAYMENT_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard_of(&self, user: &str) -> &Mutex<HashMap<String, Vec<Vec<Payment>>>> {
+        let shard = usize::try_from(self.hasher.hash_one(user) % PAYMENT_SHARDS as u64).unwrap_or(0);
+        &self.shards[shard]
+    }
+
+    fn record(&self, user: &str, amount: i64, currency: &str) -> Result<Payment, String> {
+        let mut users = self.shard_of(user).lock().map_err(|error| error.to_string())?;
+        let chunks = users.entry(user.to_owned()).or_default();
+        if chunks.last().is_none_or(|chunk| chunk.len() == PAYMENT_CHUNK) {
+            chunks.push(Vec::with_capacity(PAYMENT_CHUNK));
+        }
+        // Numbered under the user's lock, so that a user's list is in id order.
+        let payment =
+            Payment { id: self.next_id.fetch_add(1, Ordering::Relaxed), amount, currency: currency.to_owned() };
+        chunks.last_mut().expect("a chunk with room was just ensured").push(payment.clone());
+        Ok(payment)
+    }
+
+    fn of_user(&self, user: &str) -> Result<Vec<Payment>, String> {
+        let users = self.shard_of(user).lock().map_err(|error| error.to_string())?;
+        Ok(users.get(user).map(|chunks| chunks.iter().flatten().cloned().collect()).unwrap_or_default())
+    }
 }
 
 impl Payments {
@@ -66,12 +117,7 @@ impl Payments {
                     .map_err(|error| error.to_string())?;
                 Ok(Payment { id: row.get(0), amount, currency: currency.to_owned() })
             }
-            Self::Memory(payments) => {
-                let mut payments = payments.lock().map_err(|error| error.to_string())?;
-                let payment = Payment { id: payments.len() as i64 + 1, amount, currency: currency.to_owned() };
-                payments.push((user.to_owned(), payment.clone()));
-                Ok(payment)
-            }
+            Self::Memory(payments) => payments.record(user, amount, currency),
         }
     }
 
@@ -91,10 +137,7 @@ impl Payments {
                     .map(|row| Payment { id: row.get(0), amount: row.get(1), currency: row.get(2) })
                     .collect())
             }
-            Self::Memory(payments) => {
-                let payments = payments.lock().map_err(|error| error.to_string())?;
-                Ok(payments.iter().filter(|(owner, _)| owner == user).map(|(_, payment)| payment.clone()).collect())
-            }
+            Self::Memory(payments) => payments.of_user(user),
         }
     }
 }
@@ -142,7 +185,10 @@ async fn create_payment(request: HttpRequest, body: web::Json<Value>, payments: 
         Err(detail) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-payment", detail),
     };
     // A slow payment provider: the key stays claimed meanwhile, so a duplicate gets 409 instead of a second charge.
-    actix_web::rt::time::sleep(new.delay).await;
+    // No delay asked, no timer: even a zero-length sleep waits for the timer's next tick (about 1 ms).
+    if !new.delay.is_zero() {
+        actix_web::rt::time::sleep(new.delay).await;
+    }
     match payments.record(&user, new.amount, &new.currency).await {
         Ok(payment) => {
             HttpResponse::Created().insert_header(("location", format!("/payments/{}", payment.id))).json(payment)
@@ -173,7 +219,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             create_tables(&pool, PAYMENTS_SCHEMA).await?;
             (Idempotency::builder(store), Payments::Postgres(pool), "PostgreSQL (DATABASE_URL)")
         }
-        Err(_) => (Idempotency::builder(MemoryStore::new()), Payments::Memory(Mutex::default()), "in-memory"),
+        Err(_) => (Idempotency::builder(MemoryStore::new()), Payments::Memory(MemoryPayments::new()), "in-memory"),
     };
     let idempotency = builder.user_resolver(user_of).key_issuer(key_issuer()?).build();
     let payments = web::Data::new(payments);

@@ -51,6 +51,7 @@ on_every_store!(
     waiter_returns_at_its_timeout,
     claims_stay_exact_when_retries_dominate;
     purge: purge_deletes_only_expired_records,
+    purge_sweeps_a_large_store_in_bounded_batches,
 );
 
 async fn one_claim_wins_and_the_record_is_replayed_after_completion(store: &dyn Store) {
@@ -220,6 +221,31 @@ async fn purge_deletes_only_expired_records(store: &dyn Store) {
     assert!(matches!(running_record.state, RecordState::InProgress { .. }));
     let again = purge_expired(store, 7).await.unwrap();
     assert_eq!(again.deleted, 0);
+}
+
+async fn purge_sweeps_a_large_store_in_bounded_batches(store: &dyn Store) {
+    // 600 expired records (spread over many heap pages or shards) and one live one.
+    let short = Duration::from_millis(100);
+    for n in 0..600u16 {
+        let mut claim = request(0, 1, i64::from(n), short, short);
+        claim.id.key_hash = [0xee; 32];
+        claim.id.key_hash[..2].copy_from_slice(&n.to_le_bytes());
+        store.claim(&claim).await.unwrap();
+        store.complete(&lease_of(&claim), &response("expiring"), short).await.unwrap();
+    }
+    let live = request(70, 1, 700, LONG, LONG);
+    store.claim(&live).await.unwrap();
+    store.complete(&lease_of(&live), &response("kept"), LONG).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let first = store.purge_batch(100).await.unwrap();
+    assert!(!first.pass_complete, "one batch of 100 does not sweep 601 records: {first:?}");
+    assert!(first.examined < 601, "a batch is bounded: {first:?}");
+    let rest = purge_expired(store, 100).await.unwrap();
+    assert_eq!(first.deleted + rest.deleted, 600, "{first:?} then {rest:?}");
+    assert!(rest.batches >= 2, "the sweep took several bounded batches: {rest:?}");
+    assert!(store.read(&live.id).await.unwrap().is_some(), "the live record stays");
+    assert_eq!(purge_expired(store, 100).await.unwrap().deleted, 0, "a second pass finds nothing");
 }
 
 async fn claims_stay_exact_when_retries_dominate(store: &dyn Store) {

@@ -18,6 +18,9 @@
 //!   `PostgresStore::with_prepared_statements()` (named statements prepared once per connection, direct
 //!   connections only), for `new_prepared`, `replay_prepared` and `new_tx_prepared`: what the pooler-safe
 //!   default (unnamed statements) costs against them, in the same run.
+//!
+//! A second kind of server, [`start_memory`], serves the same `POST /lib` route on a [`MemoryStore`]: the
+//! memory-store scenarios (`mem_new`, `mem_replay`, and the growth past 10^6 keys).
 
 use std::time::Duration;
 
@@ -28,10 +31,12 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, post, web};
 use deadpool_postgres::{GenericClient as _, Pool};
-use idempotent_runtime::{Idempotency, PostgresStore, Tx, idempotent};
+use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Tx, idempotent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio_postgres::types::ToSql;
+
+use crate::timed_store::TimedStore;
 
 pub(crate) const BARE_PATH: &str = "/bare";
 pub(crate) const LIB_PATH: &str = "/lib";
@@ -141,6 +146,24 @@ pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
     .shutdown_timeout(1)
     .backlog(1024)
     .bind(("127.0.0.1", 0))?;
+    let address = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(Server { base: format!("http://{address}"), handle })
+}
+
+/// Starts a server whose `POST /lib` route keeps its records in a new, empty [`MemoryStore`], each claim and
+/// completion timed ([`TimedStore`]).
+pub(crate) fn start_memory(workers: usize) -> std::io::Result<Server> {
+    let idempotency = Idempotency::builder(TimedStore(MemoryStore::new())).build();
+    let server = HttpServer::new(move || App::new().app_data(idempotency.clone()).service(lib))
+        .workers(workers)
+        .disable_signals()
+        .keep_alive(Duration::from_secs(600))
+        .shutdown_timeout(1)
+        .backlog(1024)
+        .bind(("127.0.0.1", 0))?;
     let address = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();

@@ -202,6 +202,31 @@ pub(crate) async fn drive(
     measure: Duration,
     admin: &Pool,
 ) -> Result<Stats, String> {
+    drive_until(base, plan, concurrency, warm_up, measure, u64::MAX, admin).await
+}
+
+/// Drives one scenario for exactly `count` requests, all measured (no warm-up): e.g. `count` fresh keys, to see
+/// the worst request while a store grows by that many records.
+pub(crate) async fn drive_count(
+    base: &str,
+    plan: &Plan,
+    concurrency: usize,
+    count: u64,
+    admin: &Pool,
+) -> Result<Stats, String> {
+    const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+    drive_until(base, plan, concurrency, Duration::ZERO, NO_DEADLINE, count, admin).await
+}
+
+async fn drive_until(
+    base: &str,
+    plan: &Plan,
+    concurrency: usize,
+    warm_up: Duration,
+    measure: Duration,
+    count: u64,
+    admin: &Pool,
+) -> Result<Stats, String> {
     let client = client(concurrency);
     let uri: Uri = format!("{base}{}", plan.path).parse().map_err(|error| format!("bad URL: {error}"))?;
     let counter = Rc::new(Cell::new(0u64));
@@ -216,6 +241,9 @@ pub(crate) async fn drive(
             let mut first_error = None;
             while Instant::now() < end {
                 let n = counter.get();
+                if n >= count {
+                    break;
+                }
                 counter.set(n + 1);
                 let (key, body) = plan.request(fresh, n);
                 let started = Instant::now();

@@ -18,6 +18,7 @@ mod cpu;
 mod load;
 mod report;
 mod scale;
+mod timed_store;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use idempotent_runtime::PostgresStore;
 
 use crate::load::{Keys, Plan, Stats};
-use crate::report::{Machine, Measured, Outcome};
+use crate::report::{Growth, Machine, Measured, Outcome, StoreOps};
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [options]
@@ -40,10 +41,16 @@ usage: cargo run --release --example bench -- [options]
   --json PATH        write the results as JSON
   --chart PATH       write an SVG bar chart of the results (e.g. docs/bench/throughput.svg)
   --no-memory        skip the peak-RSS measurement (64 concurrent 1 MiB bodies)
-  --only A,B         run only these scenarios (e.g. --only floor_replay,replay, to profile one of them)
+  --only A,B         run only these scenarios (e.g. --only floor_replay,replay, to profile one of them;
+                     mem_growth names the growth measurement)
   --scale            scale mode instead of the scenarios: claims at 10^4 and at --scale-rows pre-loaded records,
                      then a batched purge of expired records running concurrently with claims
   --scale-rows N     the large table size of --scale (default 10000000)
+  --growth-keys N    fresh keys sent to a new memory store to find its worst request while it grows (default
+                     1100000, i.e. past 10^6 records)
+  --no-growth        skip that growth measurement
+  --all              every figure in one run: the scenarios (PostgreSQL and memory store), the growth, the RSS
+                     measurement, then the --scale run (claims at 10^4 and --scale-rows records, and the purge)
 
 DATABASE_URL (required) names the PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -62,6 +69,8 @@ struct Options {
     only: Option<Vec<String>>,
     scale: bool,
     scale_rows: u64,
+    growth_keys: u64,
+    all: bool,
 }
 
 impl Options {
@@ -79,6 +88,8 @@ impl Options {
             only: None,
             scale: false,
             scale_rows: 10_000_000,
+            growth_keys: 1_100_000,
+            all: false,
         };
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -95,6 +106,9 @@ impl Options {
                 "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
                 "--scale" => options.scale = true,
                 "--scale-rows" => options.scale_rows = number(&value("--scale-rows")?, "--scale-rows")?,
+                "--growth-keys" => options.growth_keys = number(&value("--growth-keys")?, "--growth-keys")?,
+                "--no-growth" => options.growth_keys = 0,
+                "--all" => options.all = true,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -201,34 +215,47 @@ struct Scenario {
     name: &'static str,
     /// `None`: not measurable yet, with the reason printed in its row.
     plan: Result<Plan, &'static str>,
+    /// The server that answers it.
+    target: Target,
+}
+
+/// Which server a scenario is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The server of the PostgreSQL scenarios (library routes on `PostgresStore`, the floor, `bare`).
+    Postgres,
+    /// The server whose `POST /lib` runs on a `MemoryStore`.
+    Memory,
 }
 
 /// The scenarios, in the order they run and are reported.
 fn scenarios(options: &Options) -> Vec<Scenario> {
     let cycle = || Keys::Cycle { prefix: fastrand::u32(..), count: options.replay_keys };
+    let on_postgres = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Postgres };
+    let on_memory = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Memory };
     vec![
-        Scenario { name: "bare", plan: Ok(Plan::new(app::BARE_PATH, Keys::Fresh)) },
-        Scenario { name: "floor_new", plan: Ok(Plan::new(app::FLOOR_PATH, Keys::Fresh)) },
-        Scenario { name: "new", plan: Ok(Plan::new(app::LIB_PATH, Keys::Fresh)) },
-        Scenario { name: "floor_new_tx", plan: Ok(Plan::new(app::FLOOR_TX_PATH, Keys::Fresh)) },
+        on_postgres("bare", Plan::new(app::BARE_PATH, Keys::Fresh)),
+        on_postgres("floor_new", Plan::new(app::FLOOR_PATH, Keys::Fresh)),
+        on_postgres("new", Plan::new(app::LIB_PATH, Keys::Fresh)),
+        on_postgres("floor_new_tx", Plan::new(app::FLOOR_TX_PATH, Keys::Fresh)),
         new_tx(),
-        Scenario {
-            name: "floor_replay",
-            plan: Ok(Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed()),
-        },
-        Scenario { name: "replay", plan: Ok(Plan::new(app::LIB_PATH, cycle()).replayed()) },
+        on_postgres("floor_replay", Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed()),
+        on_postgres("replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
+        // The same `#[idempotent(scope = "global")]` route on a MemoryStore: fresh keys, then retries.
+        on_memory("mem_new", Plan::new(app::LIB_PATH, Keys::Fresh)),
+        on_memory("mem_replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
         // The same routes on named prepared statements (`with_prepared_statements`): what the pooler-safe default
         // costs on a direct connection.
-        Scenario { name: "new_prepared", plan: Ok(Plan::new(app::LIB_PREPARED_PATH, Keys::Fresh)) },
-        Scenario { name: "new_tx_prepared", plan: Ok(Plan::new(app::LIB_TX_PREPARED_PATH, Keys::Fresh)) },
-        Scenario { name: "replay_prepared", plan: Ok(Plan::new(app::LIB_PREPARED_PATH, cycle()).replayed()) },
+        on_postgres("new_prepared", Plan::new(app::LIB_PREPARED_PATH, Keys::Fresh)),
+        on_postgres("new_tx_prepared", Plan::new(app::LIB_TX_PREPARED_PATH, Keys::Fresh)),
+        on_postgres("replay_prepared", Plan::new(app::LIB_PREPARED_PATH, cycle()).replayed()),
     ]
 }
 
 /// `new_tx`: a fresh key on a transactional route (claim, handler and stored response in one transaction). A
 /// scenario the runtime cannot serve yet returns `Err(reason)` here instead, printed as its row and `null` in JSON.
 fn new_tx() -> Scenario {
-    Scenario { name: "new_tx", plan: Ok(Plan::new(app::LIB_TX_PATH, Keys::Fresh)) }
+    Scenario { name: "new_tx", plan: Ok(Plan::new(app::LIB_TX_PATH, Keys::Fresh)), target: Target::Postgres }
 }
 
 #[actix_web::main]
@@ -281,13 +308,39 @@ async fn run(options: &Options, schema: &RunSchema) -> Result<(), String> {
         "server: {} ({} worker(s)); client: awc, {} keep-alive connections; schema {}",
         server.base, options.workers, options.concurrency, schema.name
     );
-    let result = if options.scale {
-        scale::run(options, schema, &server, &machine).await
-    } else {
-        scenarios_run(options, schema, &server, &machine).await
-    };
+    let result = async {
+        if options.scale {
+            return scale::run(options, schema, &server, &machine).await;
+        }
+        let mut targets = scenarios_run(options, schema, &server, &machine).await?;
+        if options.all {
+            println!("\n--all: the scale run follows");
+            targets.extend(scale::run(options, schema, &server, &machine).await?);
+        }
+        Ok(targets)
+    }
+    .await;
     server.stop().await;
-    result
+    let targets = result?;
+    if !targets.is_empty() {
+        println!("\nissue 15 targets (this run):");
+        for line in targets {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// Where `--all` writes the scale run's JSON: beside the scenarios' file, `-scale` added to its name.
+pub(crate) fn scale_json_path(options: &Options) -> Option<String> {
+    let path = options.json.as_deref()?;
+    if !options.all {
+        return Some(path.to_owned());
+    }
+    Some(match path.strip_suffix(".json") {
+        Some(stem) => format!("{stem}-scale.json"),
+        None => format!("{path}-scale"),
+    })
 }
 
 async fn scenarios_run(
@@ -295,31 +348,58 @@ async fn scenarios_run(
     schema: &RunSchema,
     server: &app::Server,
     machine: &Machine,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    if let Some(only) = &options.only
+        && !scenarios(options).iter().any(|scenario| only.iter().any(|name| name == scenario.name))
+        && !only.iter().any(|name| name == GROWTH)
+    {
+        return Err(format!("--only {only:?} names no scenario"));
+    }
+    let memory_server =
+        app::start_memory(options.workers).map_err(|error| format!("cannot start the memory-store server: {error}"))?;
+    let result = scenarios_on(options, schema, server, &memory_server, machine).await;
+    memory_server.stop().await;
+    result
+}
+
+async fn scenarios_on(
+    options: &Options,
+    schema: &RunSchema,
+    server: &app::Server,
+    memory_server: &app::Server,
+    machine: &Machine,
+) -> Result<Vec<String>, String> {
     let mut list = scenarios(options);
     if let Some(only) = &options.only {
         list.retain(|scenario| only.iter().any(|name| name == scenario.name));
-        if list.is_empty() {
-            return Err(format!("--only {only:?} names no scenario"));
-        }
     }
+    let base_of = |scenario: &Scenario| match scenario.target {
+        Target::Postgres => &server.base,
+        Target::Memory => &memory_server.base,
+    };
     // Replay scenarios need completed records: made once, through the same routes, before any measurement.
     for scenario in &list {
         if let Ok(plan) = &scenario.plan
             && let Some(setup) = plan.setup()
         {
-            load::precreate(&server.base, &setup, options.concurrency).await?;
+            load::precreate(base_of(scenario), &setup, options.concurrency).await?;
         }
     }
     let mut merged: Vec<Option<Stats>> = list.iter().map(|_| None).collect();
+    // Each round's own figures too: the ratios to the floors are reported per round and as their median.
+    let mut per_round: Vec<Vec<(&'static str, Measured)>> = Vec::new();
+    // The memory store's own operation durations per scenario (all rounds).
+    let mut store_ops: Vec<(&'static str, hdrhistogram::Histogram<u64>)> = Vec::new();
     for round in 0..options.rounds {
         if options.rounds > 1 {
             println!("round {}/{}", round + 1, options.rounds);
         }
+        let mut this_round = Vec::new();
         for (scenario, total) in list.iter().zip(&mut merged) {
             let Ok(plan) = &scenario.plan else { continue };
+            drop(timed_store::take_durations());
             let stats = load::drive(
-                &server.base,
+                base_of(scenario),
                 plan,
                 options.concurrency,
                 options.warm_up(),
@@ -329,12 +409,25 @@ async fn scenarios_run(
             .await
             .map_err(|error| format!("{}: {error}", scenario.name))?;
             println!("  {:<13} {}", scenario.name, stats.summary());
+            if scenario.target == Target::Memory {
+                let durations = timed_store::take_durations();
+                println!("  {:<13} {}", "", StoreOps::from(&durations).summary());
+                match store_ops.iter_mut().find(|(name, _)| *name == scenario.name) {
+                    Some((_, total)) => total.add(&durations).map_err(|error| error.to_string())?,
+                    None => store_ops.push((scenario.name, durations)),
+                }
+            }
+            this_round.push((scenario.name, Measured::from(&stats)));
             match total {
                 Some(total) => total.merge(stats),
                 None => *total = Some(stats),
             }
         }
+        per_round.push(this_round);
     }
+    let growth_wanted = options.only.as_ref().is_none_or(|only| only.iter().any(|name| name == GROWTH));
+    let growth =
+        if options.growth_keys > 0 && growth_wanted { Some(memory_growth(options, schema).await?) } else { None };
     let outcomes: Vec<(&str, Outcome)> = list
         .iter()
         .zip(merged)
@@ -348,7 +441,16 @@ async fn scenarios_run(
         })
         .collect();
     let memory = if options.memory { Some(load::measure_memory(&server.base).await?) } else { None };
-    let results = report::Results { options: options.clone(), machine: machine.clone(), outcomes, memory };
+    let store_ops = store_ops.iter().map(|(name, durations)| (*name, StoreOps::from(durations))).collect();
+    let results = report::Results {
+        options: options.clone(),
+        machine: machine.clone(),
+        outcomes,
+        per_round,
+        store_ops,
+        growth,
+        memory,
+    };
     results.print();
     if let Some(path) = &options.json {
         report::write_file(path, &results.to_json())?;
@@ -358,5 +460,25 @@ async fn scenarios_run(
         report::chart(path, &results)?;
         println!("wrote {path}");
     }
-    Ok(())
+    Ok(results.targets())
+}
+
+/// The name of the memory store's growth measurement (for `--only`).
+const GROWTH: &str = "mem_growth";
+
+/// The worst requests while a new memory store grows by `--growth-keys` records: fresh keys only, every request
+/// measured, on a server of its own (so the store starts empty).
+async fn memory_growth(options: &Options, schema: &RunSchema) -> Result<Growth, String> {
+    let server =
+        app::start_memory(options.workers).map_err(|error| format!("cannot start the memory-store server: {error}"))?;
+    println!("\nmemory store growing from 0 to {} records (fresh keys, every request measured)", options.growth_keys);
+    let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
+    drop(timed_store::take_durations());
+    let stats = load::drive_count(&server.base, &plan, options.concurrency, options.growth_keys, &schema.admin).await;
+    server.stop().await;
+    let stats = stats.map_err(|error| format!("mem_growth: {error}"))?;
+    let store_ops = StoreOps::from(&timed_store::take_durations());
+    println!("  {GROWTH:<13} {}", stats.summary());
+    println!("  {:<13} {}", "", store_ops.summary());
+    Ok(Growth::from_stats(options.growth_keys, &stats, store_ops))
 }

@@ -211,13 +211,85 @@ fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
+/// The memory store's own claims and completions, timed around each call inside the server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreOps {
+    pub(crate) operations: u64,
+    pub(crate) p99_us: f64,
+    pub(crate) max_us: f64,
+}
+
+impl From<&hdrhistogram::Histogram<u64>> for StoreOps {
+    fn from(durations: &hdrhistogram::Histogram<u64>) -> Self {
+        Self {
+            operations: durations.len(),
+            p99_us: durations.value_at_quantile(0.99) as f64 / 1000.0,
+            max_us: durations.max() as f64 / 1000.0,
+        }
+    }
+}
+
+impl StoreOps {
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "store operations (claim, complete): p99 {:.1} us, worst {:.1} us ({} operations)",
+            self.p99_us, self.max_us, self.operations
+        )
+    }
+
+    fn to_json(self) -> Value {
+        json!({ "operations": self.operations, "p99_us": round2(self.p99_us), "max_us": round2(self.max_us) })
+    }
+}
+
+/// The memory store growing from empty: every request of `keys` fresh keys measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Growth {
+    pub(crate) keys: u64,
+    pub(crate) measured: Measured,
+    pub(crate) p999_us: f64,
+    /// The worst single request.
+    pub(crate) max_us: f64,
+    pub(crate) store_ops: StoreOps,
+}
+
+impl Growth {
+    pub(crate) fn from_stats(keys: u64, stats: &Stats, store_ops: StoreOps) -> Self {
+        Self {
+            keys,
+            measured: Measured::from(stats),
+            p999_us: stats.quantile_us(0.999),
+            max_us: stats.histogram.max() as f64 / 1000.0,
+            store_ops,
+        }
+    }
+}
+
+/// The issue's targets for the memory store while it grows (issue 15).
+const TARGET_MEMORY_P99_US: f64 = 5_000.0;
+const TARGET_MEMORY_MAX_US: f64 = 20_000.0;
+/// The issue's target for the library's throughput against its floor (median of the rounds).
+const TARGET_FLOOR_RATIO: f64 = 0.95;
+
 /// Everything a default run measured.
 pub(crate) struct Results {
     pub(crate) options: Options,
     pub(crate) machine: Machine,
     pub(crate) outcomes: Vec<(&'static str, Outcome)>,
+    /// Each round's figures, to report each round's ratio to the floor and their median.
+    pub(crate) per_round: Vec<Vec<(&'static str, Measured)>>,
+    /// The memory store's own operations in the memory scenarios.
+    pub(crate) store_ops: Vec<(&'static str, StoreOps)>,
+    pub(crate) growth: Option<Growth>,
     pub(crate) memory: Option<Memory>,
 }
+
+/// The library-to-floor pairs whose requests/s ratio is reported per round and as the median of the rounds.
+const FLOOR_PAIRS: [(&str, &str, &str); 3] = [
+    ("new/floor_new", "new", "floor_new"),
+    ("replay/floor_replay", "replay", "floor_replay"),
+    ("new_tx/floor_new_tx", "new_tx", "floor_new_tx"),
+];
 
 impl Results {
     fn measured(&self, name: &str) -> Option<Measured> {
@@ -242,6 +314,70 @@ impl Results {
         .into_iter()
         .filter_map(|(label, library, floor)| Some((label, Ratio::of(self.measured(library)?, self.measured(floor)?))))
         .collect()
+    }
+
+    /// Per pair: each round's requests/s ratio, and their median.
+    fn round_ratios(&self) -> Vec<(&'static str, Vec<f64>, f64)> {
+        FLOOR_PAIRS
+            .iter()
+            .filter_map(|(label, library, floor)| {
+                let mut ratios: Vec<f64> = self
+                    .per_round
+                    .iter()
+                    .filter_map(|round| {
+                        let find = |name: &str| round.iter().find(|(scenario, _)| *scenario == name).map(|(_, m)| *m);
+                        Some(find(library)?.rps / find(floor)?.rps)
+                    })
+                    .collect();
+                if ratios.is_empty() {
+                    return None;
+                }
+                let in_order = ratios.clone();
+                ratios.sort_by(f64::total_cmp);
+                let middle = ratios.len() / 2;
+                let median =
+                    if ratios.len() % 2 == 1 { ratios[middle] } else { (ratios[middle - 1] + ratios[middle]) / 2.0 };
+                Some((*label, in_order, median))
+            })
+            .collect()
+    }
+
+    /// The lines that answer issue 15's "Done when" for this run's part (PostgreSQL ratios, memory store).
+    pub(crate) fn targets(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (label, rounds, median) in self.round_ratios() {
+            let each: Vec<String> = rounds.iter().map(|ratio| format!("{ratio:.3}")).collect();
+            lines.push(format!(
+                "{label}: req/s ratio median {median:.3} of {} round(s) [{}] (target >= {TARGET_FLOOR_RATIO}): {}",
+                rounds.len(),
+                each.join(", "),
+                verdict(median >= TARGET_FLOOR_RATIO)
+            ));
+        }
+        if let Some(m) = self.measured("mem_new") {
+            lines.push(format!(
+                "memory store, fresh keys: p99 {:.1} us (target < {TARGET_MEMORY_P99_US:.0} us): {}",
+                m.p99_us,
+                verdict(m.p99_us < TARGET_MEMORY_P99_US)
+            ));
+        }
+        if let Some(growth) = &self.growth {
+            lines.push(format!(
+                "memory store growing 0 -> {} records: p99 {:.1} us (target < {TARGET_MEMORY_P99_US:.0} us): {}; \
+                 worst request {:.1} us (target < {TARGET_MEMORY_MAX_US:.0} us): {}",
+                growth.keys,
+                growth.measured.p99_us,
+                verdict(growth.measured.p99_us < TARGET_MEMORY_P99_US),
+                growth.max_us,
+                verdict(growth.max_us < TARGET_MEMORY_MAX_US)
+            ));
+            lines.push(format!(
+                "  (the store's own worst claim or completion meanwhile: {:.1} us; the rest of a slow request is \
+                 waiting for a core, with {:.2} cores of other load on the machine)",
+                growth.store_ops.max_us, growth.measured.other_cores
+            ));
+        }
+        lines
     }
 
     pub(crate) fn print(&self) {
@@ -280,6 +416,24 @@ impl Results {
                 ratio.rps, ratio.p50, ratio.p99, ratio.server_cpu, ratio.postgres_cpu
             );
         }
+        if let Some(growth) = &self.growth {
+            let m = growth.measured;
+            println!(
+                "\nmemory store growing from 0 to {} records: {:.0} req/s, p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, \
+                 worst request {:.1} us; {}",
+                growth.keys,
+                m.rps,
+                m.p50_us,
+                m.p99_us,
+                growth.p999_us,
+                growth.max_us,
+                growth.store_ops.summary()
+            );
+        }
+        for (label, rounds, median) in self.round_ratios() {
+            let each: Vec<String> = rounds.iter().map(|ratio| format!("{ratio:.3}")).collect();
+            println!("{label:<20} req/s ratio per round [{}], median {median:.3}", each.join(", "));
+        }
         if let Some(memory) = &self.memory {
             println!(
                 "\nmemory: {} concurrent {} KiB bodies, {} bursts: RSS before {:.1} MiB, peak RSS (VmHWM) \
@@ -309,10 +463,31 @@ impl Results {
             .collect();
         let ratios: serde_json::Map<String, Value> =
             self.ratios().into_iter().map(|(label, ratio)| (label.to_owned(), ratio.to_json())).collect();
+        let median_ratios: serde_json::Map<String, Value> = self
+            .round_ratios()
+            .into_iter()
+            .map(|(label, rounds, median)| {
+                let rounds: Vec<f64> = rounds.into_iter().map(round3).collect();
+                (label.to_owned(), json!({ "rps_per_round": rounds, "rps_median": round3(median) }))
+            })
+            .collect();
         let options = &self.options;
         json!({
             "scenarios": scenarios,
             "ratios": ratios,
+            "ratios_median_of_rounds": median_ratios,
+            "memory_growth": self.growth.map(|growth| json!({
+                "keys": growth.keys,
+                "measured": growth.measured.to_json(),
+                "p999_us": round2(growth.p999_us),
+                "max_us": round2(growth.max_us),
+                "store_operations": growth.store_ops.to_json(),
+            })),
+            "memory_store_operations": self
+                .store_ops
+                .iter()
+                .map(|(name, ops)| ((*name).to_owned(), ops.to_json()))
+                .collect::<serde_json::Map<String, Value>>(),
             "memory": self.memory.as_ref().map(|memory| json!({
                 "bodies": memory.bodies,
                 "body_bytes": memory.body_bytes,
@@ -329,10 +504,15 @@ impl Results {
                 "workers": options.workers,
                 "rounds": options.rounds,
                 "replay_keys": options.replay_keys,
+                "growth_keys": options.growth_keys,
             },
             "machine": self.machine.to_json(),
         })
     }
+}
+
+pub(crate) fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
 }
 
 pub(crate) fn mib(kib: u64) -> f64 {
@@ -355,88 +535,130 @@ fn create_parent(path: &str) -> Result<(), String> {
     }
 }
 
-/// The SVG chart: requests/s, p50 and p99 per scenario, one panel each.
+/// The SVG chart. Top row: requests/s, p50 and p99 of the PostgreSQL scenarios. Bottom row: the library's
+/// throughput over its floor's (median of the rounds, with the 0.95 target), and the memory store's requests/s and
+/// p99 / worst-request latencies (with the 5 ms p99 target).
 pub(crate) fn chart(path: &str, results: &Results) -> Result<(), String> {
     use plotters::prelude::*;
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
 
     create_parent(path)?;
-    let names: Vec<&str> = results.outcomes.iter().map(|(name, _)| *name).collect();
-    let measured: Vec<Option<Measured>> = results
+    let postgres: Vec<(&str, Measured)> = results
         .outcomes
         .iter()
-        .map(|(_, outcome)| match outcome {
-            Outcome::Measured(measured) => Some(*measured),
+        .filter(|(name, _)| !name.starts_with("mem_"))
+        .filter_map(|(name, outcome)| match outcome {
+            Outcome::Measured(measured) => Some((*name, *measured)),
             Outcome::NotImplemented(_) => None,
         })
         .collect();
     let options = &results.options;
     let title = format!(
-        "idempotent-runtime on PostgreSQL: {} connections, {} worker(s), {} s per scenario ({} CPUs)",
-        options.concurrency, options.workers, options.seconds, results.machine.cpus
+        "idempotent-runtime: {} connections, {} worker(s), {} s per scenario x {} round(s) ({} CPUs)",
+        options.concurrency, options.workers, options.seconds, options.rounds, results.machine.cpus
     );
-    let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (1500, 1000)).into_drawing_area();
     root.fill(&WHITE).map_err(|error| error.to_string())?;
     let root = root.titled(&title, ("sans-serif", 20)).map_err(|error| error.to_string())?;
-    let panels = root.split_evenly((1, 3));
+    let panels = root.split_evenly((2, 3));
     type Metric = fn(&Measured) -> f64;
     let metrics: [(&str, &str, Metric); 3] = [
-        ("throughput (higher is better)", "requests/s", |m| m.rps),
-        ("p50 latency (lower is better)", "microseconds", |m| m.p50_us),
-        ("p99 latency (lower is better)", "microseconds", |m| m.p99_us),
+        ("PostgreSQL: throughput (higher is better)", "requests/s", |m| m.rps),
+        ("PostgreSQL: p50 latency (lower is better)", "microseconds", |m| m.p50_us),
+        ("PostgreSQL: p99 latency (lower is better)", "microseconds", |m| m.p99_us),
     ];
     for (panel, (caption, unit, metric)) in panels.iter().zip(metrics) {
-        let values: Vec<Option<f64>> = measured.iter().map(|m| m.as_ref().map(metric)).collect();
-        let top = values.iter().flatten().fold(0.0f64, |top, value| top.max(*value)) * 1.15;
-        let top = if top > 0.0 { top } else { 1.0 };
-        let count = u32::try_from(names.len()).unwrap_or(u32::MAX);
-        let mut chart = ChartBuilder::on(panel)
-            .caption(caption, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d((0..count.saturating_sub(1)).into_segmented(), 0.0..top)
-            .map_err(|error| error.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_max_light_lines(1)
-            .y_label_formatter(&|value| format!("{value:.0}"))
-            .y_desc(unit)
-            .x_labels(names.len())
-            .x_label_formatter(&|value| match value {
-                SegmentValue::CenterOf(index) => {
-                    names.get(*index as usize).map_or_else(String::new, |n| (*n).to_owned())
-                }
-                _ => String::new(),
-            })
-            .x_label_style(("sans-serif", 12))
-            .draw()
-            .map_err(|error| error.to_string())?;
-        let bars = values.iter().zip(0u32..).filter_map(|(value, index)| {
-            let value = (*value)?;
-            let color = match names[index as usize] {
-                "bare" => RGBColor(150, 150, 150),
-                name if name.starts_with("floor") => RGBColor(66, 114, 196),
-                _ => RGBColor(230, 126, 34),
-            };
-            let mut bar = Rectangle::new(
-                [(SegmentValue::Exact(index), 0.0), (SegmentValue::Exact(index + 1), value)],
-                color.filled(),
-            );
-            bar.set_margin(0, 0, 10, 10);
-            Some(bar)
-        });
-        chart.draw_series(bars).map_err(|error| error.to_string())?;
-        let labels = values.iter().zip(0u32..).map(|(value, index)| {
-            let (text, y) = match value {
-                Some(value) => (format!("{value:.0}"), *value),
-                None => ("n/a".to_owned(), 0.0),
-            };
-            let style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
-            Text::new(text, (SegmentValue::CenterOf(index), y + top * 0.01), style)
-        });
-        chart.draw_series(labels).map_err(|error| error.to_string())?;
+        let bars: Vec<(String, f64)> = postgres.iter().map(|(name, m)| ((*name).to_owned(), metric(m))).collect();
+        bar_panel(panel, caption, unit, &bars, None)?;
     }
+    let ratios: Vec<(String, f64)> = results
+        .round_ratios()
+        .into_iter()
+        .map(|(label, _, median)| (label.split('/').next().unwrap_or(label).to_owned(), median))
+        .collect();
+    bar_panel(&panels[3], "library / floor, req/s (median of rounds)", "ratio", &ratios, Some(TARGET_FLOOR_RATIO))?;
+    let mut memory_rps = Vec::new();
+    let mut memory_latency = Vec::new();
+    for name in ["mem_new", "mem_replay"] {
+        if let Some(m) = results.measured(name) {
+            memory_rps.push((name.to_owned(), m.rps));
+            memory_latency.push((format!("{name} p99"), m.p99_us));
+        }
+    }
+    if let Some(growth) = &results.growth {
+        memory_rps.push(("mem_growth".to_owned(), growth.measured.rps));
+        memory_latency.push(("growth p99".to_owned(), growth.measured.p99_us));
+        memory_latency.push(("growth worst".to_owned(), growth.max_us));
+    }
+    bar_panel(&panels[4], "memory store: throughput", "requests/s", &memory_rps, None)?;
+    bar_panel(
+        &panels[5],
+        "memory store: p99 and worst (lower is better)",
+        "microseconds",
+        &memory_latency,
+        Some(TARGET_MEMORY_P99_US),
+    )?;
     root.present().map_err(|error| error.to_string())
+}
+
+/// One panel of labelled bars, with an optional dashed target line.
+fn bar_panel<DB: plotters::prelude::DrawingBackend>(
+    panel: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    unit: &str,
+    bars: &[(String, f64)],
+    target: Option<f64>,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+    let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let top = bars.iter().map(|(_, value)| *value).chain(target).fold(0.0f64, f64::max) * 1.15;
+    let top = if top > 0.0 { top } else { 1.0 };
+    let count = u32::try_from(bars.len().max(1)).unwrap_or(u32::MAX);
+    let mut chart = ChartBuilder::on(panel)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0..count.saturating_sub(1)).into_segmented(), 0.0..top)
+        .map_err(failed)?;
+    let precision = if top < 10.0 { 2 } else { 0 };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_max_light_lines(1)
+        .y_label_formatter(&|value| format!("{value:.precision$}"))
+        .y_desc(unit)
+        .x_labels(bars.len())
+        .x_label_formatter(&|value| match value {
+            SegmentValue::CenterOf(index) => bars.get(*index as usize).map_or_else(String::new, |(n, _)| n.clone()),
+            _ => String::new(),
+        })
+        .x_label_style(("sans-serif", 12))
+        .draw()
+        .map_err(failed)?;
+    let rectangles = bars.iter().zip(0u32..).map(|((name, value), index)| {
+        let color = match name.as_str() {
+            "bare" => RGBColor(150, 150, 150),
+            name if name.starts_with("floor") => RGBColor(66, 114, 196),
+            _ => RGBColor(230, 126, 34),
+        };
+        let mut bar = Rectangle::new(
+            [(SegmentValue::Exact(index), 0.0), (SegmentValue::Exact(index + 1), *value)],
+            color.filled(),
+        );
+        bar.set_margin(0, 0, 10, 10);
+        bar
+    });
+    chart.draw_series(rectangles).map_err(failed)?;
+    let labels = bars.iter().zip(0u32..).map(|((_, value), index)| {
+        let style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+        Text::new(format!("{value:.precision$}"), (SegmentValue::CenterOf(index), value + top * 0.01), style)
+    });
+    chart.draw_series(labels).map_err(failed)?;
+    if let Some(target) = target {
+        let line = [(SegmentValue::Exact(0), target), (SegmentValue::Exact(count), target)];
+        chart.draw_series(std::iter::once(PathElement::new(line, RED.stroke_width(2)))).map_err(failed)?;
+    }
+    Ok(())
 }

@@ -3,9 +3,10 @@
 //! 1. COPY 10^4 records into `idempotency_records`, `VACUUM (ANALYZE)`, `CHECKPOINT`, measure `new` (fresh keys);
 //! 2. COPY more records up to `--scale-rows` (10^7 by default), the same settling, measure `new` again;
 //! 3. run a purge in a loop while `new` is measured once more: expired rows deleted per second, and the claims'
-//!    latency meanwhile. Two purges, one after the other: the runtime's own (`Store::purge_batch`, a cursor walk
-//!    over the primary key), then a batched `DELETE ... WHERE ctid = ANY (...)` of expired rows (the statement the
-//!    issue proposed before the runtime had a purge), for comparison.
+//!    latency meanwhile. Two purges, one after the other: the runtime's own (`Store::purge_batch`, a sweep of the
+//!    heap in page ranges, `DELETE ... WHERE ctid >= '(p,0)' AND ctid < '(p+k,0)' AND <expired>`), then a batched
+//!    `DELETE ... WHERE ctid = ANY (...)` of expired rows (the statement issue 7 proposed before the runtime had a
+//!    purge), for comparison.
 //!
 //! The pre-loaded records look like the table of a busy service with a 24 h ttl: completed responses of the
 //! bench route (same scope, method and route, random key digests) created evenly over the last 48 hours in heap
@@ -13,7 +14,6 @@
 
 use std::cell::Cell;
 use std::pin::pin;
-use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::Pool;
@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-use idempotent_runtime::purge::DEFAULT_PURGE_BATCH;
+use idempotent_runtime::purge::{DEFAULT_PURGE_BATCH, DEFAULT_PURGE_REST};
 use idempotent_runtime::{PostgresStore, Store as _};
 
 use crate::app::{self, Server};
@@ -34,6 +34,10 @@ use crate::{Options, RunSchema};
 const SMALL_ROWS: u64 = 10_000;
 /// The p50 ratio the issue sets as the target for 10^7 records over 10^4.
 const TARGET_P50_RATIO: f64 = 1.2;
+/// Issue 15's targets for the purge: expired rows deleted per second, and the claims' p99 while it runs over
+/// their p99 without it.
+const TARGET_PURGE_RATE: f64 = 100_000.0;
+const TARGET_PURGE_P99_RISE: f64 = 1.2;
 
 /// The comparison purge, one batch: expired completed records, at most 5000, skipping rows other sessions hold.
 const CTID_PURGE_SQL: &str = "
@@ -46,8 +50,9 @@ WHERE ctid = ANY (ARRAY(
 
 /// A purge under test.
 enum Purger {
-    /// The runtime's: `Store::purge_batch` on a `PostgresStore` (which keeps the sweep's cursor between batches),
-    /// `DEFAULT_PURGE_BATCH` records examined per batch, as `purge_expired` / `spawn_purger` run it.
+    /// The runtime's: `Store::purge_batch` on a `PostgresStore` (which keeps the sweep's cursor, a heap page,
+    /// between batches), about `DEFAULT_PURGE_BATCH` records examined per batch, as `purge_expired` /
+    /// `spawn_purger` run it.
     Runtime(PostgresStore),
     /// [`CTID_PURGE_SQL`] on a connection of its own.
     Ctid(Pool),
@@ -91,7 +96,7 @@ pub(crate) async fn run(
     schema: &RunSchema,
     server: &Server,
     machine: &Machine,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     // The small table lives in a schema of its own with a server of its own, so that the two sizes can be measured
     // alternately: on a shared machine, two measurements minutes apart differ by more than the table size does.
     let small_schema = RunSchema::create(&schema.url, "_small").await?;
@@ -115,7 +120,7 @@ async fn measure(
     small_schema: &RunSchema,
     small_server: &Server,
     machine: &Machine,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let large_rows = options.scale_rows;
     let window = Duration::from_secs(48 * 3600);
     let now = SystemTime::now();
@@ -147,11 +152,29 @@ async fn measure(
     }
     let (Some(small), Some(large)) = (small, large) else { return Err("no rounds".to_owned()) };
 
+    // The runtime's purge as `spawn_purger` runs it (paced), in rounds alternating with claims alone, so that the
+    // p99 it is compared with is measured under the same load of the rest of the machine; then the statement of
+    // issue 7, flat out, once, for comparison.
     let mut purges = Vec::new();
-    for purger in [Purger::Runtime(PostgresStore::new(schema.pool(1)?)), Purger::Ctid(schema.pool(1)?)] {
-        println!("\npurging expired records ({}) while measuring claims", purger.describe());
-        purges.push(purge_during_claims(options, schema, server, purger).await?);
+    let runtime = Purger::Runtime(PostgresStore::new(schema.pool(1)?));
+    println!("\npurging expired records ({}) while measuring claims, {rounds} rounds alternating", runtime.describe());
+    let mut without: Option<Stats> = None;
+    let mut with: Option<Purge> = None;
+    for _ in 0..rounds {
+        let alone = claims(options, schema, server, "claims without a purge").await?;
+        merge(&mut without, alone);
+        let purge = purge_during_claims(options, schema, server, &runtime, DEFAULT_PURGE_REST).await?;
+        match &mut with {
+            Some(total) => total.merge(purge)?,
+            None => with = Some(purge),
+        }
     }
+    let (Some(without), Some(with)) = (without, with) else { return Err("no rounds".to_owned()) };
+    let without_m = Measured::from(&without);
+    purges.push(with);
+    let ctid = Purger::Ctid(schema.pool(1)?);
+    println!("\npurging expired records ({}) while measuring claims", ctid.describe());
+    purges.push(purge_during_claims(options, schema, server, &ctid, 0.0).await?);
 
     let (small_m, large_m) = (Measured::from(&small), Measured::from(&large));
     let p50_ratio = large_m.p50_us / small_m.p50_us;
@@ -160,6 +183,7 @@ async fn measure(
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut rows = vec![(format!("{SMALL_ROWS} records"), small_m), (format!("{large_rows} records"), large_m)];
+    rows.push((format!("{large_rows} records, claims alone (between the purge rounds)"), without_m));
     for purge in &purges {
         rows.push((format!("{large_rows} records, {} purge running", purge.name), Measured::from(&purge.claims)));
     }
@@ -185,13 +209,14 @@ async fn measure(
     for purge in &purges {
         let during = Measured::from(&purge.claims);
         println!(
-            "purge ({}): {} rows in {} batches over {:.1} s = {:.0} rows/s (batch p50 {:.1} ms, max {:.1} ms; first \
-             batch {:.1} ms, last {:.1} ms){}",
+            "purge ({}): {} rows in {} batches over {:.1} s = {:.0} rows/s, {:.0} rows/s of its busy time (batch p50 \
+             {:.1} ms, max {:.1} ms; first batch {:.1} ms, last {:.1} ms){}",
             purge.name,
             purge.deleted,
             purge.batches,
             purge.seconds,
             purge.deleted as f64 / purge.seconds,
+            purge.deleted as f64 / purge.busy_seconds.max(f64::MIN_POSITIVE),
             purge.batch_us.value_at_quantile(0.5) as f64 / 1000.0,
             purge.batch_us.max() as f64 / 1000.0,
             purge.first_batch_ms,
@@ -201,14 +226,26 @@ async fn measure(
         println!(
             "  claims meanwhile: p99 {:.1} us vs {:.1} us without ({:.2}x), p50 {:.1} us vs {:.1} us",
             during.p99_us,
-            large_m.p99_us,
-            during.p99_us / large_m.p99_us,
+            without_m.p99_us,
+            during.p99_us / without_m.p99_us,
             during.p50_us,
-            large_m.p50_us
+            without_m.p50_us
         );
     }
 
-    if let Some(path) = &options.json {
+    let mut targets = Vec::new();
+    if let Some(purge) = purges.iter().find(|purge| purge.name == "runtime") {
+        let rate = purge.deleted as f64 / purge.seconds;
+        let rise = Measured::from(&purge.claims).p99_us / without_m.p99_us;
+        targets.push(format!(
+            "purge (runtime, {large_rows} records): {rate:.0} expired rows/s (target >= {TARGET_PURGE_RATE:.0}): {}; \
+             claims' p99 {rise:.3}x without it (target < {TARGET_PURGE_P99_RISE}): {}{}",
+            report::verdict(rate >= TARGET_PURGE_RATE),
+            report::verdict(rise < TARGET_PURGE_P99_RISE),
+            if purge.exhausted { " (it ran out of expired rows: the rate is a lower bound)" } else { "" }
+        ));
+    }
+    if let Some(path) = crate::scale_json_path(options) {
         let value = json!({
             "scale": {
                 "small_rows": SMALL_ROWS,
@@ -239,7 +276,11 @@ async fn measure(
                     "last_batch_ms": round3(purge.last_batch_ms),
                     "exhausted": purge.exhausted,
                     "new_during_purge": during.to_json(),
-                    "p99_ratio_during_purge": round3(during.p99_us / large_m.p99_us),
+                    "busy_seconds": round3(purge.busy_seconds),
+                    "rest": purge.rest,
+                    "deleted_per_busy_second": (purge.deleted as f64 / purge.busy_seconds.max(f64::MIN_POSITIVE)).round(),
+                    "new_without_purge": without_m.to_json(),
+                    "p99_ratio_during_purge": round3(during.p99_us / without_m.p99_us),
                 }))
             }).collect::<serde_json::Map<String, serde_json::Value>>(),
             "config": {
@@ -250,13 +291,13 @@ async fn measure(
             },
             "machine": machine.to_json(),
         });
-        report::write_file(path, &value)?;
+        report::write_file(&path, &value)?;
         println!("wrote {path}");
     }
-    if options.chart.is_some() {
+    if options.chart.is_some() && !options.all {
         println!("(--chart draws the scenarios of a default run; the scale mode has no chart)");
     }
-    Ok(())
+    Ok(targets)
 }
 
 fn round3(value: f64) -> f64 {
@@ -399,9 +440,13 @@ async fn table_size(pool: &Pool) -> Result<u64, String> {
 struct Purge {
     name: &'static str,
     how: String,
+    /// The purge's rest after each batch, in multiples of the batch's duration (0: flat out).
+    rest: f64,
     deleted: u64,
     batches: u64,
     seconds: f64,
+    /// Time spent in batches (the rest excluded).
+    busy_seconds: f64,
     /// Batch durations in microseconds.
     batch_us: Histogram<u64>,
     first_batch_ms: f64,
@@ -411,51 +456,93 @@ struct Purge {
     claims: Stats,
 }
 
+impl Purge {
+    /// Adds another round of the same purge.
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.deleted += other.deleted;
+        self.batches += other.batches;
+        self.seconds += other.seconds;
+        self.busy_seconds += other.busy_seconds;
+        self.batch_us.add(&other.batch_us).map_err(|error| error.to_string())?;
+        self.last_batch_ms = other.last_batch_ms;
+        self.exhausted |= other.exhausted;
+        self.claims.merge(other.claims);
+        Ok(())
+    }
+}
+
+fn merge(total: &mut Option<Stats>, stats: Stats) {
+    match total {
+        Some(total) => total.merge(stats),
+        None => *total = Some(stats),
+    }
+}
+
 /// Runs the purge loop on its own connection while `new` is measured (no warm-up: the purge starts with the
-/// measurement and stops with it).
+/// measurement and stops with it). After each batch it sleeps `rest` times the batch's duration, as
+/// `idempotent_runtime::purge::purge_expired_paced` does.
 async fn purge_during_claims(
     options: &Options,
     schema: &RunSchema,
     server: &Server,
-    purger: Purger,
+    purger: &Purger,
+    rest: f64,
 ) -> Result<Purge, String> {
-    let (name, how) = (purger.name(), purger.describe());
-    let stop = Rc::new(Cell::new(false));
-    let task = {
-        let stop = Rc::clone(&stop);
-        actix_web::rt::spawn(async move {
-            let started = Instant::now();
-            let mut batch_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
-            let (mut deleted, mut batches, mut first, mut last) = (0u64, 0u64, 0.0, 0.0);
-            // Successive batches that deleted nothing: after a few, the expired rows are gone.
-            let mut idle = 0;
-            while !stop.get() && idle < 1000 {
-                let batch_started = Instant::now();
-                let rows = purger.batch().await?;
-                let took = batch_started.elapsed();
-                batch_us.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
-                last = took.as_secs_f64() * 1000.0;
-                if batches == 0 {
-                    first = last;
-                }
-                batches += 1;
-                deleted += rows;
-                idle = if rows == 0 { idle + 1 } else { 0 };
-                if rows == 0 && matches!(purger, Purger::Ctid(_)) {
-                    break;
-                }
+    let (name, how) = (purger.name(), format!("{} (rest {rest} x each batch)", purger.describe()));
+    let stop = Cell::new(false);
+    let purging = async {
+        let started = Instant::now();
+        let mut batch_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+        let (mut deleted, mut batches, mut first, mut last, mut busy) = (0u64, 0u64, 0.0, 0.0, 0.0);
+        // Successive batches that deleted nothing: after a few, the expired rows are gone.
+        let mut idle = 0;
+        while !stop.get() && idle < 1000 {
+            let batch_started = Instant::now();
+            let rows = purger.batch().await?;
+            let took = batch_started.elapsed();
+            busy += took.as_secs_f64();
+            batch_us.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+            last = took.as_secs_f64() * 1000.0;
+            if batches == 0 {
+                first = last;
             }
-            let exhausted = !stop.get();
-            Ok::<_, String>((deleted, batches, started.elapsed().as_secs_f64(), batch_us, first, last, exhausted))
-        })
+            batches += 1;
+            deleted += rows;
+            idle = if rows == 0 { idle + 1 } else { 0 };
+            if rows == 0 && matches!(purger, Purger::Ctid(_)) {
+                break;
+            }
+            if rest > 0.0 {
+                actix_web::rt::time::sleep(took.mul_f64(rest)).await;
+            }
+        }
+        let exhausted = !stop.get();
+        Ok::<_, String>((deleted, batches, started.elapsed().as_secs_f64(), busy, batch_us, first, last, exhausted))
     };
     let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
-    let claims =
-        load::drive(&server.base, &plan, options.concurrency, Duration::ZERO, options.measure(), &schema.admin).await;
-    stop.set(true);
-    let (deleted, batches, seconds, batch_us, first_batch_ms, last_batch_ms, exhausted) =
-        task.await.map_err(|error| format!("the purge task failed: {error}"))??;
+    let measuring = async {
+        let claims =
+            load::drive(&server.base, &plan, options.concurrency, Duration::ZERO, options.measure(), &schema.admin)
+                .await;
+        stop.set(true);
+        claims
+    };
+    let (purged, claims) = futures_util::future::join(purging, measuring).await;
+    let (deleted, batches, seconds, busy_seconds, batch_us, first_batch_ms, last_batch_ms, exhausted) = purged?;
     let claims = claims?;
     println!("  {:<24} {}", "claims during the purge", claims.summary());
-    Ok(Purge { name, how, deleted, batches, seconds, batch_us, first_batch_ms, last_batch_ms, exhausted, claims })
+    Ok(Purge {
+        name,
+        how,
+        rest,
+        deleted,
+        batches,
+        seconds,
+        busy_seconds,
+        batch_us,
+        first_batch_ms,
+        last_batch_ms,
+        exhausted,
+        claims,
+    })
 }
