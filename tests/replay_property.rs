@@ -26,7 +26,7 @@ struct Wanted {
 }
 
 #[post("/echo")]
-#[idempotent(scope = "global", store_server_errors = true, max_response_body = "16KiB", max_request_body = "1MiB")]
+#[idempotent(scope = "global", store_responses = "all", max_response_body = "16KiB", max_request_body = "1MiB")]
 async fn echo(wanted: web::Json<Wanted>) -> HttpResponse {
     let wanted = wanted.into_inner();
     let mut response = HttpResponse::build(StatusCode::from_u16(wanted.status).expect("generated valid status"));
