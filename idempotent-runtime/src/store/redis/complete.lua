@@ -1,9 +1,12 @@
 -- Stores the response of an in-progress record if it still carries the attempt's token, and wakes its waiters.
 -- KEYS[1] the record, KEYS[2] the index. ARGV[1] token, ARGV[2] ttl ms, ARGV[3] grace ms, ARGV[4] status,
 -- ARGV[5] headers, ARGV[6] '1' when a body is stored, ARGV[7] body, ARGV[8] publish command, ARGV[9] channel.
--- Returns 1 when stored, 0 when fenced.
+-- Returns 1 when stored, 0 when fenced. A record this token already completed answers 1 and is left alone: a
+-- completion retried after its answer was lost must not be reported fenced (the Store::complete contract).
 local record = redis.call('HMGET', KEYS[1], 's', 't')
-if record[1] ~= 'p' or record[2] ~= ARGV[1] then return 0 end
+if record[2] ~= ARGV[1] then return 0 end
+if record[1] == 'c' then return 1 end
+if record[1] ~= 'p' then return 0 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local expires = now + tonumber(ARGV[2])
