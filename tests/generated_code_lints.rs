@@ -99,6 +99,12 @@ async fn below() -> HttpResponse {
     HttpResponse::Created().finish()
 }
 
+#[post("/issued")]
+#[idempotent(issued_only = true)]
+async fn issued(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
 #[test]
 fn every_option_combination_registers() {
     let _app = App::new()
@@ -112,5 +118,6 @@ fn every_option_combination_registers() {
         .service(tenant)
         .service(account)
         .service(raw)
-        .service(below);
+        .service(below)
+        .service(issued);
 }
