@@ -129,7 +129,8 @@ async fn retry_after_is_followed_within_its_cap_in_both_forms() {
     let seen = harness.server.seen();
     assert_eq!(seen.len(), 4);
     assert!(seen.iter().all(|key| key.as_deref() == Some(call.key())), "every attempt carries the same key: {seen:?}");
-    assert_eq!(response.text().await.unwrap(), r#"{"id":1}"#, "the body survives the middleware's buffering");
+    assert_eq!(response.url().as_str(), harness.url, "the URL survives the middleware's buffering");
+    assert_eq!(response.text().await.unwrap(), r#"{"id":1}"#, "so does the body");
 }
 
 #[actix_web::test]

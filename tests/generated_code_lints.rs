@@ -126,6 +126,12 @@ async fn fingerprint(body: web::Bytes) -> HttpResponse {
     HttpResponse::Created().body(body)
 }
 
+#[post("/issued")]
+#[idempotent(issued_only = true)]
+async fn issued(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created().body(body)
+}
+
 #[test]
 fn every_option_combination_registers() {
     let _app = App::new()
@@ -141,5 +147,6 @@ fn every_option_combination_registers() {
         .service(raw)
         .service(below)
         .service(contract)
-        .service(fingerprint);
+        .service(fingerprint)
+        .service(issued);
 }
