@@ -23,6 +23,8 @@ use support::private_cluster::PrivateCluster;
 struct Outcome {
     status: Option<StatusCode>,
     replayed: bool,
+    /// The `type` of a problem answer.
+    problem: Option<String>,
     retry_after: Option<u64>,
     sent: Instant,
     answered: Instant,
@@ -53,18 +55,22 @@ async fn pay(
     let answered = Instant::now();
     match response {
         Ok(mut response) => {
-            let _ = response.body().await;
+            let body = response.body().await.unwrap_or_default();
+            let problem = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|body| body.get("type")?.as_str().map(str::to_owned));
             let header =
                 |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
             Outcome {
                 status: Some(response.status()),
                 replayed: header("idempotent-replayed").as_deref() == Some("true"),
+                problem,
                 retry_after: header("retry-after").and_then(|value| value.parse().ok()),
                 sent,
                 answered,
             }
         }
-        Err(_) => Outcome { status: None, replayed: false, retry_after: None, sent, answered },
+        Err(_) => Outcome { status: None, replayed: false, problem: None, retry_after: None, sent, answered },
     }
 }
 
@@ -426,6 +432,15 @@ async fn outage_under_load(base: &str, pool: &deadpool_postgres::Pool, outage: O
         .filter(|(_, outcome)| outcome.status != Some(StatusCode::CREATED))
         .map(|(amount, _)| *amount)
         .collect();
+    // The example's own payment INSERT runs outside the idempotency record: when its answer is lost (the connection
+    // cut after the commit), the handler answers 503 `storage-failed`, the library releases the key (5xx is not
+    // stored), and the retry pays again. That is the handler's own at-least-once write (README, "When storing the
+    // response fails": pass the key on, or use a transactional route), not the library's: such keys are noted.
+    let mut handler_failed: std::collections::HashSet<i64> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.problem.as_deref().is_some_and(|kind| kind.ends_with("/storage-failed")))
+        .map(|(amount, _)| *amount)
+        .collect();
     let retry_started = Instant::now();
     let mut pending = failed.clone();
     while !pending.is_empty() {
@@ -434,6 +449,13 @@ async fn outage_under_load(base: &str, pool: &deadpool_postgres::Pool, outage: O
             pending.iter().map(|amount| pay(&client, base, user, format!("outage-{amount}"), *amount, 0)),
         )
         .await;
+        handler_failed.extend(
+            pending
+                .iter()
+                .zip(&results)
+                .filter(|(_, outcome)| outcome.problem.as_deref().is_some_and(|kind| kind.ends_with("/storage-failed")))
+                .map(|(amount, _)| *amount),
+        );
         pending = pending
             .into_iter()
             .zip(results)
@@ -445,10 +467,13 @@ async fn outage_under_load(base: &str, pool: &deadpool_postgres::Pool, outage: O
         }
     }
     let executions = executions_by_amount(pool, user).await;
+    let twice: Vec<i64> = executions.iter().filter(|(_, count)| **count > 1).map(|(amount, _)| *amount).collect();
+    let by_the_library: Vec<i64> = twice.iter().copied().filter(|amount| !handler_failed.contains(amount)).collect();
     support::report_figure(&format!(
         "{} under load (8 clients): {} requests, {} during the 2 s outage (all 503 + Retry-After), first success \
          {first_success_after:?} after it was back; {} failed requests retried, all completed in {:?}; \
-         {} payments for {} keys, none twice; responses {}",
+         {} payments for {} keys; keys paid twice: {} by the library, {} after the handler's own INSERT lost its \
+         answer (503 storage-failed, {} such answers); responses {}",
         outage.what,
         outcomes.len(),
         during.len(),
@@ -456,12 +481,15 @@ async fn outage_under_load(base: &str, pool: &deadpool_postgres::Pool, outage: O
         retry_started.elapsed(),
         executions.values().sum::<i64>(),
         outcomes.len(),
+        by_the_library.len(),
+        twice.len() - by_the_library.len(),
+        handler_failed.len(),
         tally(&outcomes.iter().map(|(_, outcome)| outcome.clone()).collect::<Vec<_>>()),
     ));
     assert_eq!(executions.len(), outcomes.len(), "every key paid");
     assert!(
-        executions.values().all(|&count| count == 1),
-        "no double execution: {:?}",
-        executions.iter().filter(|(_, count)| **count > 1).collect::<Vec<_>>()
+        by_the_library.is_empty(),
+        "no double execution by the library: {:?}",
+        executions.iter().filter(|(amount, _)| by_the_library.contains(amount)).collect::<Vec<_>>()
     );
 }
