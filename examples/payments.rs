@@ -65,8 +65,11 @@ const PAYMENT_CHUNK: usize = 1024;
 struct MemoryPayments {
     next_id: AtomicI64,
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<String, Vec<Vec<Payment>>>>]>,
+    shards: Box<[Mutex<UserPayments>]>,
 }
+
+/// One shard: each of its users' payments, in chunks of [`PAYMENT_CHUNK`].
+type UserPayments = HashMap<String, Vec<Vec<Payment>>>;
 
 impl MemoryPayments {
     fn new() -> Self {
@@ -77,7 +80,7 @@ impl MemoryPayments {
         }
     }
 
-    fn shard_of(&self, user: &str) -> &Mutex<HashMap<String, Vec<Vec<Payment>>>> {
+    fn shard_of(&self, user: &str) -> &Mutex<UserPayments> {
         let shard = usize::try_from(self.hasher.hash_one(user) % PAYMENT_SHARDS as u64).unwrap_or(0);
         &self.shards[shard]
     }
