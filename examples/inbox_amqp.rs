@@ -36,13 +36,17 @@ use futures_util::StreamExt as _;
 use idempotent_runtime::TransactionalReceiver;
 use idempotent_runtime::inbox::{Disposition, amqp};
 use lapin::message::Delivery;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::inbox_common::{Command, Error, Tally, apply, command, copies_to_publish, env_or, inbox_from_env, millis_from_env};
+use crate::inbox_common::{
+    Command, Error, Tally, apply, command, copies_to_publish, env_or, inbox_from_env, millis_from_env,
+};
 
 const EXAMPLE: &str = "inbox_amqp";
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -146,8 +150,9 @@ async fn consume_until_idle(
     let (connection, channel) = connect(url, queue, "consume").await?;
     channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     let tag = format!("{EXAMPLE}-{}", std::process::id());
-    let mut consumer =
-        channel.basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer = channel
+        .basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
     // Messages held back for a delayed redelivery; the queue is not idle while any is.
     let mut held_back = JoinSet::new();
     let mut last_activity = Instant::now();

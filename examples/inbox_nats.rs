@@ -41,7 +41,9 @@ use futures_util::StreamExt as _;
 use idempotent_runtime::TransactionalReceiver;
 use idempotent_runtime::inbox::{Disposition, nats};
 
-use crate::inbox_common::{Command, Error, Tally, apply, command, copies_to_publish, env_or, inbox_from_env, millis_from_env};
+use crate::inbox_common::{
+    Command, Error, Tally, apply, command, copies_to_publish, env_or, inbox_from_env, millis_from_env,
+};
 
 const EXAMPLE: &str = "inbox_nats";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -106,7 +108,9 @@ async fn connect(url: &str, names: &Names) -> Result<(async_nats::Client, jetstr
             ..Default::default()
         })
         .await
-        .map_err(|error| format!("cannot create the JetStream stream {} (is JetStream on? `-js`): {error}", names.stream))?;
+        .map_err(|error| {
+            format!("cannot create the JetStream stream {} (is JetStream on? `-js`): {error}", names.stream)
+        })?;
     Ok((client, stream))
 }
 

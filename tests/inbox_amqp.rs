@@ -69,25 +69,38 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     let (rows, keys): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!((rows, keys), (200, 200), "200 rows with 200 distinct keys; consumers saw {run:?}");
     let killed_key = run.killed_mid.clone().expect("a consumer was killed mid-message");
-    let killed_rows: i64 =
-        client.query_one("SELECT count(*) FROM inbox_ledger WHERE message_id = $1", &[&killed_key]).await.unwrap().get(0);
+    let killed_rows: i64 = client
+        .query_one("SELECT count(*) FROM inbox_ledger WHERE message_id = $1", &[&killed_key])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(killed_rows, 1, "the message the killed consumer was writing was applied once, by another");
     assert_eq!(run.applied_per_key.len(), TRANSFERS, "every transfer was applied by some consumer");
     assert!(run.applied_per_key.values().all(|count| *count == 1), "no transfer was applied twice");
     let b = &run.summaries["b"];
-    assert!(number_after(b, "reconnects") >= 1 && proxied_connections >= 2, "consumer b reconnected after the cut: {b}");
+    assert!(
+        number_after(b, "reconnects") >= 1 && proxied_connections >= 2,
+        "consumer b reconnected after the cut: {b}"
+    );
 
     // The broker: with every consumer gone, an unacknowledged message would be ready again.
     let connection = Connection::connect(&url, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
     let channel = connection.create_channel().await.unwrap();
     let state = channel
-        .queue_declare(queue.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await
         .expect("the suite's queue exists");
     assert_eq!(state.message_count(), 0, "nothing is left in the queue or unacknowledged");
     channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
     connection.close(200, "done".into()).await.unwrap();
 
+    for (consumer, summary) in &run.summaries {
+        println!("consumer {consumer}: {summary}");
+    }
     report_figure(&format!(
         "inbox amqp (RabbitMQ): messages {TRANSFERS} (published as {messages} broker messages), deliveries {}, \
          duplicates delivered {}, consumers killed 1, connections cut 1, rows applied {rows}",

@@ -71,13 +71,19 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     let (rows, keys): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!((rows, keys), (200, 200), "200 rows with 200 distinct keys; consumers saw {run:?}");
     let killed_key = run.killed_mid.clone().expect("a consumer was killed mid-message");
-    let killed_rows: i64 =
-        client.query_one("SELECT count(*) FROM inbox_ledger WHERE message_id = $1", &[&killed_key]).await.unwrap().get(0);
+    let killed_rows: i64 = client
+        .query_one("SELECT count(*) FROM inbox_ledger WHERE message_id = $1", &[&killed_key])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(killed_rows, 1, "the message the killed consumer was writing was applied once, by another");
     assert_eq!(run.applied_per_key.len(), TRANSFERS, "every transfer was applied by some consumer");
     assert!(run.applied_per_key.values().all(|count| *count == 1), "no transfer was applied twice");
     let b = &run.summaries["b"];
-    assert!(number_after(b, "reconnects") >= 1 && proxied_connections >= 2, "consumer b reconnected after the cut: {b}");
+    assert!(
+        number_after(b, "reconnects") >= 1 && proxied_connections >= 2,
+        "consumer b reconnected after the cut: {b}"
+    );
 
     // The broker: nothing pending, nothing delivered and unacknowledged.
     let nats = async_nats::connect(&url).await.expect("connect to NATS");
@@ -85,13 +91,12 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     let mut durable: async_nats::jetstream::consumer::PullConsumer =
         jetstream.get_consumer_from_stream(&consumer, &stream).await.expect("the suite's consumer exists");
     let info = durable.info().await.expect("consumer info");
-    assert_eq!(
-        (info.num_pending, info.num_ack_pending),
-        (0, 0),
-        "nothing is left pending or unacknowledged: {info:?}"
-    );
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "nothing is left pending or unacknowledged: {info:?}");
     jetstream.delete_stream(&stream).await.expect("delete the suite's stream");
 
+    for (consumer, summary) in &run.summaries {
+        println!("consumer {consumer}: {summary}");
+    }
     report_figure(&format!(
         "inbox nats (JetStream): messages {TRANSFERS} (published as {messages} stream messages), deliveries {}, \
          duplicates delivered {}, consumers killed 1, connections cut 1, rows applied {rows}",

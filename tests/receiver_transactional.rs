@@ -46,7 +46,12 @@ impl Inbox {
     }
 
     /// Applies `key` with `payload`: one ledger row, written through the receiver's transaction.
-    async fn apply(&self, key: &str, payload: &[u8], runs: &Runs) -> Result<Received, ReceiveError<tokio_postgres::Error>> {
+    async fn apply(
+        &self,
+        key: &str,
+        payload: &[u8],
+        runs: &Runs,
+    ) -> Result<Received, ReceiveError<tokio_postgres::Error>> {
         self.receiver
             .run(NAMESPACE, key, payload, |tx| async move {
                 runs.0.fetch_add(1, Ordering::SeqCst);
@@ -106,8 +111,7 @@ async fn a_crash_between_the_write_and_the_commit_leaves_no_row_and_frees_the_ke
     let crash = async {
         let backend = written.await.expect("the closure wrote its row");
         let client = inbox.pool.get().await.unwrap();
-        let terminated: bool =
-            client.query_one("SELECT pg_terminate_backend($1)", &[&backend]).await.unwrap().get(0);
+        let terminated: bool = client.query_one("SELECT pg_terminate_backend($1)", &[&backend]).await.unwrap().get(0);
         assert!(terminated, "the consumer's connection was cut");
         let _ = crashed_tx.send(());
     };
@@ -173,7 +177,9 @@ async fn an_error_a_panic_or_a_cancellation_rolls_the_writes_back_and_frees_the_
     let applied = waiting
         .run(NAMESPACE, "m-3", TRANSFER, |tx| async move {
             runs.0.fetch_add(1, Ordering::SeqCst);
-            tx.execute("INSERT INTO ledger (message_id, amount) VALUES ('m-3', 1000)", &[]).await.map(|_| b"ok".to_vec())
+            tx.execute("INSERT INTO ledger (message_id, amount) VALUES ('m-3', 1000)", &[])
+                .await
+                .map(|_| b"ok".to_vec())
         })
         .await
         .expect("the key is free again");

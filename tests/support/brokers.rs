@@ -111,11 +111,7 @@ pub fn publish(example: &str, n: usize, env: &[(&str, String)]) -> String {
         .output()
         .unwrap_or_else(|error| panic!("run {example} publish: {error}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{example} publish failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{example} publish failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
     stdout
 }
 
@@ -195,8 +191,7 @@ pub fn run_competing_consumers(
         Consumer { child, name }
     };
     // `a` sleeps long inside its transaction: the kill lands between its write and its commit.
-    let mut consumers =
-        vec![start("a", direct_url, 2_000), start("b", proxied_url, 10), start("c", direct_url, 10)];
+    let mut consumers = vec![start("a", direct_url, 2_000), start("b", proxied_url, 10), start("c", direct_url, 10)];
     let mut run = ConsumerRun::default();
     let mut open = 3;
     let mut cut = false;
@@ -204,9 +199,9 @@ pub fn run_competing_consumers(
     let began = Instant::now();
     while open > 0 {
         let remaining = deadline.checked_sub(began.elapsed()).unwrap_or_default();
-        let (name, line) = lines.recv_timeout(remaining).unwrap_or_else(|_| {
-            panic!("the consumers did not finish within {deadline:?}; so far: {run:?}")
-        });
+        let (name, line) = lines
+            .recv_timeout(remaining)
+            .unwrap_or_else(|_| panic!("the consumers did not finish within {deadline:?}; so far: {run:?}"));
         let Some(line) = line else {
             open -= 1;
             continue;
