@@ -52,6 +52,18 @@ pub(crate) fn copies_to_publish(n: usize) -> (String, Vec<Copy>) {
     (run, copies)
 }
 
+/// With `PUBLISH_MANIFEST=<path>`, `publish` also writes there how many copies of each key it sent (`<key>
+/// <copies>` lines): the test suites check that every copy was acknowledged after its commit.
+pub(crate) fn write_manifest(copies: &[Copy]) -> Result<(), String> {
+    let Ok(path) = std::env::var("PUBLISH_MANIFEST") else { return Ok(()) };
+    let mut per_key = std::collections::BTreeMap::<&str, usize>::new();
+    for copy in copies {
+        *per_key.entry(copy.key.as_str()).or_default() += 1;
+    }
+    let lines: String = per_key.iter().map(|(key, count)| format!("{key} {count}\n")).collect();
+    std::fs::write(&path, lines).map_err(|error| format!("cannot write PUBLISH_MANIFEST {path}: {error}"))
+}
+
 /// `publish N` or `consume`, from the command line.
 pub(crate) enum Command {
     Publish(usize),
