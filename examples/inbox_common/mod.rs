@@ -100,7 +100,7 @@ pub(crate) fn millis_from_env(name: &str, default: u64) -> Result<Duration, Stri
 pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceiver, String> {
     let url = std::env::var("DATABASE_URL").map_err(|_| {
         format!(
-            "{example} consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
+            "consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
              DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example {example} -- consume"
         )
     })?;
