@@ -25,7 +25,8 @@
 //!
 //! Environment: `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`), `DATABASE_URL` (required by
 //! `consume`), `HANDLER_DELAY_MS` (default 0), `IDLE_EXIT_MS` (default 3000), and `AMQP_QUEUE` (default `ledger`:
-//! the test suite uses a queue of its own so that it never meets a user's run).
+//! the test suite uses a queue of its own so that it never meets a user's run); `PUBLISH_MANIFEST=<path>` makes
+//! `publish` write `<key> <copies>` lines there, for the test suite.
 
 mod common;
 mod inbox_common;
@@ -109,6 +110,7 @@ async fn publish(url: &str, queue: &str, n: usize) -> Result<(), Error> {
         }
     }
     connection.close(200, "published".into()).await?;
+    inbox_common::write_manifest(&copies)?;
     println!("{EXAMPLE}: published {n} transfers as {} messages to queue {queue} (run {run})", copies.len());
     Ok(())
 }

@@ -28,7 +28,7 @@
 //! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `DATABASE_URL` (required by `consume`),
 //! `HANDLER_DELAY_MS` (default 0), `IDLE_EXIT_MS` (default 3000), and, for the test suite's private names,
 //! `NATS_STREAM` (default `LEDGER`), `NATS_SUBJECT` (default `ledger.transfers`), `NATS_CONSUMER` (default
-//! `ledger-consumer`).
+//! `ledger-consumer`); `PUBLISH_MANIFEST=<path>` makes `publish` write `<key> <copies>` lines there.
 
 mod common;
 mod inbox_common;
@@ -130,6 +130,7 @@ async fn publish(url: &str, names: &Names, n: usize) -> Result<(), Error> {
         ack.await?;
     }
     client.flush().await?;
+    inbox_common::write_manifest(&copies)?;
     println!(
         "{EXAMPLE}: published {n} transfers as {} messages to stream {} subject {} (run {run})",
         copies.len(),

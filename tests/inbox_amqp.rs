@@ -13,8 +13,8 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use support::brokers::{
-    CuttingProxy, START_RABBITMQ, address_of, amqp_url, number_after, private_name, publish, require_broker,
-    run_competing_consumers,
+    CuttingProxy, START_RABBITMQ, address_of, amqp_url, number_after, private_name, publish, read_manifest,
+    require_broker, run_competing_consumers,
 };
 use support::postgres::TestSchema;
 use support::report_figure;
@@ -33,13 +33,20 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
         ("IDLE_EXIT_MS", "2500".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ];
+    let manifest =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.manifest", private_name("inbox")));
     let published = tokio::task::spawn_blocking({
-        let env = env.iter().cloned().chain([("AMQP_URL", url.clone())]).collect::<Vec<_>>();
+        let env = env
+            .iter()
+            .cloned()
+            .chain([("PUBLISH_MANIFEST", manifest.display().to_string()), ("AMQP_URL", url.clone())])
+            .collect::<Vec<_>>();
         move || publish("inbox_amqp", TRANSFERS, &env)
     })
     .await
     .unwrap();
     let messages = number_after(&published, "as");
+    assert_eq!(read_manifest(&manifest).values().sum::<usize>(), messages);
     assert!(messages > TRANSFERS, "duplicates were published: {published}");
 
     let proxy = CuttingProxy::start(address_of(&url));
@@ -77,6 +84,13 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     assert_eq!(killed_rows, 1, "the message the killed consumer was writing was applied once, by another");
     assert_eq!(run.applied_per_key.len(), TRANSFERS, "every transfer was applied by some consumer");
     assert!(run.applied_per_key.values().all(|count| *count == 1), "no transfer was applied twice");
+    // Every copy of every key was acknowledged by a consumer that committed (applied) or replayed it; a copy
+    // acknowledged before its commit and lost with the killed consumer would be missing here.
+    assert!(run.acknowledged >= messages, "every published message was acknowledged after its commit: {run:?}");
+    for (key, copies) in read_manifest(&manifest) {
+        let acknowledged = run.acknowledged_per_key.get(&key).copied().unwrap_or(0);
+        assert!(acknowledged >= copies, "{key}: {copies} copies published, {acknowledged} acknowledged after a commit");
+    }
     let b = &run.summaries["b"];
     assert!(
         number_after(b, "reconnects") >= 1 && proxied_connections >= 2,
@@ -98,6 +112,9 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
     connection.close(200, "done".into()).await.unwrap();
 
+    for (consumer, summary) in &run.summaries {
+        println!("consumer {consumer}: {summary}");
+    }
     report_figure(&format!(
         "inbox amqp (RabbitMQ): messages {TRANSFERS} (published as {messages} broker messages), deliveries {}, \
          duplicates delivered {}, consumers killed 1, connections cut 1, rows applied {rows}",

@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use support::brokers::{
-    CuttingProxy, START_NATS, address_of, nats_url, number_after, private_name, publish, require_broker,
+    CuttingProxy, START_NATS, address_of, nats_url, number_after, private_name, publish, read_manifest, require_broker,
     run_competing_consumers,
 };
 use support::postgres::TestSchema;
@@ -36,13 +36,20 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
         ("IDLE_EXIT_MS", "6500".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ];
+    let manifest =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.manifest", private_name("inbox")));
     let published = tokio::task::spawn_blocking({
-        let env = env.iter().cloned().chain([("NATS_URL", url.clone())]).collect::<Vec<_>>();
+        let env = env
+            .iter()
+            .cloned()
+            .chain([("PUBLISH_MANIFEST", manifest.display().to_string()), ("NATS_URL", url.clone())])
+            .collect::<Vec<_>>();
         move || publish("inbox_nats", TRANSFERS, &env)
     })
     .await
     .unwrap();
     let messages = number_after(&published, "as");
+    assert_eq!(read_manifest(&manifest).values().sum::<usize>(), messages);
     assert!(messages > TRANSFERS, "duplicates were published: {published}");
 
     let proxy = CuttingProxy::start(address_of(&url));
@@ -79,6 +86,13 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     assert_eq!(killed_rows, 1, "the message the killed consumer was writing was applied once, by another");
     assert_eq!(run.applied_per_key.len(), TRANSFERS, "every transfer was applied by some consumer");
     assert!(run.applied_per_key.values().all(|count| *count == 1), "no transfer was applied twice");
+    // Every copy of every key was acknowledged by a consumer that committed (applied) or replayed it; a copy
+    // acknowledged before its commit and lost with the killed consumer would be missing here.
+    assert!(run.acknowledged >= messages, "every published message was acknowledged after its commit: {run:?}");
+    for (key, copies) in read_manifest(&manifest) {
+        let acknowledged = run.acknowledged_per_key.get(&key).copied().unwrap_or(0);
+        assert!(acknowledged >= copies, "{key}: {copies} copies published, {acknowledged} acknowledged after a commit");
+    }
     let b = &run.summaries["b"];
     assert!(
         number_after(b, "reconnects") >= 1 && proxied_connections >= 2,
@@ -94,6 +108,9 @@ async fn competing_consumers_apply_every_transfer_exactly_once_through_kills_and
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "nothing is left pending or unacknowledged: {info:?}");
     jetstream.delete_stream(&stream).await.expect("delete the suite's stream");
 
+    for (consumer, summary) in &run.summaries {
+        println!("consumer {consumer}: {summary}");
+    }
     report_figure(&format!(
         "inbox nats (JetStream): messages {TRANSFERS} (published as {messages} stream messages), deliveries {}, \
          duplicates delivered {}, consumers killed 1, connections cut 1, rows applied {rows}",

@@ -269,7 +269,7 @@ async fn a_store_without_transactions_refuses_to_build_a_transactional_receiver(
     let message = refused.to_string();
     assert!(message.contains("PostgresStore") && message.contains("Receiver::run"), "says the fix: {message}");
     assert!(TransactionalReceiver::shared(Arc::new(MemoryStore::new())).is_err());
-    // `TransactionalReceiver::new(MemoryStore::new())` does not compile: tests/ui/fail/inbox_without_transactions.rs.
+    // `TransactionalReceiver::new(MemoryStore::new())` does not compile: the compile_fail doctest on it.
 
     let schema = TestSchema::create().await;
     let store = PostgresStore::new(schema.pool(2));

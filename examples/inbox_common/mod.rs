@@ -52,6 +52,18 @@ pub(crate) fn copies_to_publish(n: usize) -> (String, Vec<Copy>) {
     (run, copies)
 }
 
+/// With `PUBLISH_MANIFEST=<path>`, `publish` also writes there how many copies of each key it sent (`<key>
+/// <copies>` lines): the test suites check that every copy was acknowledged after its commit.
+pub(crate) fn write_manifest(copies: &[Copy]) -> Result<(), String> {
+    let Ok(path) = std::env::var("PUBLISH_MANIFEST") else { return Ok(()) };
+    let mut per_key = std::collections::BTreeMap::<&str, usize>::new();
+    for copy in copies {
+        *per_key.entry(copy.key.as_str()).or_default() += 1;
+    }
+    let lines: String = per_key.iter().map(|(key, count)| format!("{key} {count}\n")).collect();
+    std::fs::write(&path, lines).map_err(|error| format!("cannot write PUBLISH_MANIFEST {path}: {error}"))
+}
+
 /// `publish N` or `consume`, from the command line.
 pub(crate) enum Command {
     Publish(usize),
@@ -88,7 +100,7 @@ pub(crate) fn millis_from_env(name: &str, default: u64) -> Result<Duration, Stri
 pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceiver, String> {
     let url = std::env::var("DATABASE_URL").map_err(|_| {
         format!(
-            "{example} consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
+            "consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
              DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example {example} -- consume"
         )
     })?;

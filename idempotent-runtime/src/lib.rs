@@ -43,7 +43,9 @@
 //! app's own `deadpool_postgres::Pool`; schema in [`SCHEMA_SQL`]), [`MemoryStore`] in tests.
 //!
 //! Off HTTP, a [`Receiver`] runs any async closure once per key (a message consumer with at-least-once delivery)
-//! and hands its stored result to redeliveries: see [`receiver`].
+//! and hands its stored result to redeliveries: see [`receiver`]. The inbox, [`TransactionalReceiver`], runs it in
+//! the store's transaction, so a consumer's PostgreSQL writes commit with the dedup record, exactly once; [`inbox`]
+//! maps its answers to RabbitMQ and NATS JetStream acknowledgements (features `amqp`, `nats`).
 //!
 //! What a client and an application can rely on, status by status, is the contract: [`docs/contract.md`] in the
 //! repository. The choices it leaves open are in [`docs/decisions.md`].

@@ -103,7 +103,12 @@ impl std::error::Error for NotTransactional {}
 
 impl TransactionalReceiver {
     /// A transactional receiver on `store`, with a ttl of [`DEFAULT_TTL`] and [`ReceiveError::InFlight`] for
-    /// concurrent deliveries. Only a store with transactions is accepted (a `MemoryStore` is a compile error).
+    /// concurrent deliveries. Only a store with transactions is accepted: a `MemoryStore` is a compile error
+    /// ("`MemoryStore` cannot share a transaction with the consumer's writes"):
+    ///
+    /// ```compile_fail,E0277
+    /// let inbox = idempotent_runtime::TransactionalReceiver::new(idempotent_runtime::MemoryStore::new());
+    /// ```
     pub fn new<S: Store + TransactionalStore>(store: S) -> Self {
         Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None }
     }

@@ -115,6 +115,15 @@ pub fn publish(example: &str, n: usize, env: &[(&str, String)]) -> String {
     stdout
 }
 
+/// `PUBLISH_MANIFEST` of a publish run: copies sent per key.
+pub fn read_manifest(path: &std::path::Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(path).expect("the publish manifest");
+    text.lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(key, copies)| (key.to_owned(), copies.parse().expect("a copy count")))
+        .collect()
+}
+
 /// The number after `word` in `line` (`"... as 412 messages"`, `word = "as"`).
 pub fn number_after(line: &str, word: &str) -> usize {
     let mut words = line.split(|c: char| c.is_whitespace() || c == ',' || c == ';');
@@ -142,6 +151,11 @@ pub struct ConsumerRun {
     pub deliveries_per_key: HashMap<String, usize>,
     /// `applied` lines per key.
     pub applied_per_key: HashMap<String, usize>,
+    /// Deliveries a surviving consumer applied or replayed, and so acknowledged. Every published message must be
+    /// among them (more when an acknowledgement was lost with a cut connection and the message came back).
+    pub acknowledged: usize,
+    /// Acknowledged deliveries per key.
+    pub acknowledged_per_key: HashMap<String, usize>,
     /// The key the killed consumer was writing when it died.
     pub killed_mid: Option<String>,
     /// The summary line of every consumer that exited (by name).
@@ -221,6 +235,10 @@ pub fn run_competing_consumers(
             "applied" | "replayed" | "in-flight" | "key-reused" | "store-unavailable" | "failed" | "refused" => {
                 run.deliveries += 1;
                 *run.deliveries_per_key.entry(key.to_owned()).or_default() += 1;
+                if word == "applied" || word == "replayed" {
+                    run.acknowledged += 1;
+                    *run.acknowledged_per_key.entry(key.to_owned()).or_default() += 1;
+                }
                 if word == "applied" {
                     *run.applied_per_key.entry(key.to_owned()).or_default() += 1;
                 }
