@@ -36,27 +36,7 @@ impl RedisCluster {
             std::env::temp_dir().join(format!("idempotent-redis-cluster-{}-{}", std::process::id(), fastrand::u32(..)));
         std::fs::create_dir_all(&dir).expect("create the cluster's folder");
         let ports = free_cluster_ports(6);
-        let node_timeout = NODE_TIMEOUT_MS.to_string();
-        let servers = ports
-            .iter()
-            .map(|&port| {
-                let extra = [
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    &node_timeout,
-                    // A replica may take over however long it was cut off (the test kills masters on purpose).
-                    "--cluster-replica-validity-factor",
-                    "0",
-                ]
-                .map(str::to_owned);
-                Some(redis_server(port, &dir, &extra).spawn().unwrap_or_else(|error| {
-                    panic!("start redis-server for the cluster (apt-get install redis-server): {error}")
-                }))
-            })
-            .collect();
+        let servers = ports.iter().map(|&port| Some(spawn_node(port, &dir))).collect();
         let cluster = Self { ports, dir, servers: Mutex::new(servers) };
         for &port in &cluster.ports {
             wait_for_ping(port);
@@ -85,16 +65,16 @@ impl RedisCluster {
         self.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect()
     }
 
-    /// Waits until every node reports `cluster_state:ok` and every master has a connected replica.
+    /// Waits until every node reports `cluster_state:ok` and every master has a replica in sync (`state=online`).
     pub fn wait_until_healthy(&self, within: Duration) {
         let started = Instant::now();
         loop {
             let running: Vec<u16> = self.running_ports();
             let healthy = running.iter().all(|&port| cli(port, &["cluster", "info"]).contains("cluster_state:ok"))
-                && self
-                    .masters()
-                    .iter()
-                    .all(|&port| cli(port, &["info", "replication"]).contains("connected_slaves:1"));
+                && self.masters().iter().all(|&port| {
+                    let replication = cli(port, &["info", "replication"]);
+                    replication.contains("connected_slaves:1") && replication.contains("state=online")
+                });
             if healthy {
                 return;
             }
@@ -135,6 +115,17 @@ impl RedisCluster {
         }
     }
 
+    /// Starts a killed node again on its port and configuration: it rejoins the cluster (a replica of whoever
+    /// took over its slots).
+    pub fn restart(&self, port: u16) {
+        let index = self.ports.iter().position(|&known| known == port).expect("a port of this cluster");
+        let mut servers = self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert!(servers[index].is_none(), "node {port} is running");
+        servers[index] = Some(spawn_node(port, &self.dir));
+        drop(servers);
+        wait_for_ping(port);
+    }
+
     fn running_ports(&self) -> Vec<u16> {
         let servers = self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.ports.iter().zip(servers.iter()).filter(|(_, child)| child.is_some()).map(|(&port, _)| port).collect()
@@ -150,7 +141,9 @@ impl RedisCluster {
             pids = pids.join(" "),
             dir = self.dir.display()
         );
-        Command::new("sh")
+        // Never waited for: the watchdog's job is to outlive this process.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -169,6 +162,24 @@ impl Drop for RedisCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
+    let extra = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        &format!("nodes-{port}.conf"),
+        "--cluster-node-timeout",
+        &NODE_TIMEOUT_MS.to_string(),
+        // A replica may take over however long it was cut off (the tests kill masters on purpose).
+        "--cluster-replica-validity-factor",
+        "0",
+    ]
+    .map(str::to_owned);
+    redis_server(port, dir, &extra)
+        .spawn()
+        .unwrap_or_else(|error| panic!("start redis-server for the cluster (apt-get install redis-server): {error}"))
 }
 
 /// `count` ports whose cluster bus ports (+10000) are free too.
@@ -192,4 +203,22 @@ pub fn cli(port: u16, args: &[&str]) -> String {
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
         .unwrap_or_default()
+}
+
+impl RedisCluster {
+    /// Waits until the running nodes serve every slot again (`cluster_state:ok`), e.g. after a replica took over
+    /// from a killed master.
+    pub fn wait_until_serving(&self, within: Duration) {
+        let started = Instant::now();
+        loop {
+            let running = self.running_ports();
+            let serving = running.iter().all(|&port| cli(port, &["cluster", "info"]).contains("cluster_state:ok"))
+                && self.masters().len() == 3;
+            if serving {
+                return;
+            }
+            assert!(started.elapsed() < within, "the Redis Cluster did not serve every slot within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

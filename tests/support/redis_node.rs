@@ -145,3 +145,39 @@ pub fn wait_for_ping(port: u16) {
     }
     panic!("redis-server on port {port} did not answer PING within 20 s");
 }
+
+impl PrivateRedis {
+    /// How many idempotency records on this server are in `state` (`p` in progress, `c` completed).
+    pub async fn records_in_state(&self, state: &str) -> usize {
+        let client = redis::Client::open(self.url()).expect("a redis:// URL");
+        let mut connection = client.get_multiplexed_async_connection().await.expect("connect to the private Redis");
+        let keys: Vec<Vec<u8>> =
+            redis::cmd("KEYS").arg("*}:r:*").query_async(&mut connection).await.expect("list the records");
+        let mut count = 0;
+        for key in keys {
+            let found: Option<String> =
+                redis::cmd("HGET").arg(key).arg("s").query_async(&mut connection).await.expect("read a record");
+            count += usize::from(found.as_deref() == Some(state));
+        }
+        count
+    }
+}
+
+/// A private server stopped with SIGSTOP: connections stay open and nothing answers; thawed (SIGCONT) on drop.
+pub struct Frozen(u32);
+
+impl PrivateRedis {
+    /// Freezes the server (by PID) until the returned guard is dropped.
+    pub fn freeze(&self) -> Frozen {
+        let pid = self.child.as_ref().expect("the private server is running").id();
+        let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().expect("run kill -STOP");
+        assert!(status.success(), "kill -STOP {pid}");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}

@@ -23,8 +23,11 @@ pub(super) fn encode_headers(response: &StoredResponse) -> Vec<u8> {
     out
 }
 
+/// Header names and values, in order, borrowed from the stored field.
+type HeaderParts<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>);
+
 /// The inverse of [`encode_headers`]: the names and values, or why the field does not decode.
-fn decode_headers(mut field: &[u8]) -> Result<(Vec<&[u8]>, Vec<&[u8]>), StoreError> {
+fn decode_headers(mut field: &[u8]) -> Result<HeaderParts<'_>, StoreError> {
     fn take<'a>(field: &mut &'a [u8], len: usize) -> Result<&'a [u8], StoreError> {
         if field.len() < len {
             return Err(corrupt("the stored headers are truncated"));

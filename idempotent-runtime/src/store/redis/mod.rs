@@ -301,6 +301,13 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Releases a claim this attempt will not use; a failure leaves it to its lease.
+    async fn release_or_log(&self, lease: &Lease) {
+        if let Err(error) = self.release(lease).await {
+            tracing::warn!(%error, "could not release an unused idempotency claim; it is freed when its lease lapses");
+        }
+    }
+
     async fn waiters(&self) -> Result<Arc<Waiters>, StoreError> {
         let inner = &self.inner;
         let waiters = inner
@@ -356,8 +363,17 @@ impl Store for RedisStore {
             .arg(millis(request.ttl))
             .arg(millis(EXPIRY_GRACE))
             .arg(&keys.member);
-        let reply: Value =
-            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        let reply = self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await;
+        let lease = || Lease { id: request.id.clone(), token: request.token };
+        let reply: Value = match reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                // The script may still run (a slow or frozen node answers later): the release follows it on the
+                // same connection, so a claim answered with 503 never lands and blocks the retry.
+                self.release_or_log(&lease()).await;
+                return Err(error);
+            }
+        };
         let claim = match reply {
             Value::Array(items) if items.len() == 2 => {
                 let [_, took_over]: [Value; 2] = items.try_into().map_err(|_| codec::corrupt("claim reply"))?;
@@ -370,10 +386,7 @@ impl Store for RedisStore {
             && let Err(error) = self.acknowledged(&keys.record).await
         {
             // Not durable enough to run the handler on: free the key for a retry, and answer 503.
-            let lease = Lease { id: request.id.clone(), token: request.token };
-            if let Err(release_error) = self.release(&lease).await {
-                tracing::warn!(%release_error, "could not release an unacknowledged claim; it lapses with its lease");
-            }
+            self.release_or_log(&lease()).await;
             return Err(error);
         }
         Ok(claim)
