@@ -2,10 +2,14 @@
 
 /// Attached to every response the middleware returns, as a response extension.
 ///
-/// ```ignore
-/// let response = client.post(url).json(&payment).send().await?;
+/// ```no_run
+/// # use idempotent_client::IdempotentCall;
+/// # async fn example(client: reqwest_middleware::ClientWithMiddleware, url: &str) -> reqwest_middleware::Result<()> {
+/// let response = client.post(url).body(r#"{"amount": 10}"#).send().await?;
 /// let call = IdempotentCall::of(&response).expect("sent through the middleware");
 /// println!("key {} took {} attempts", call.key(), call.attempts());
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotentCall {

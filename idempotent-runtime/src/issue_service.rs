@@ -1,8 +1,17 @@
 //! "Give me a key": a mountable service that issues idempotency keys bound to the caller's scope.
 //!
-//! ```ignore
-//! let idempotency = Idempotency::builder(store).user_resolver(user_of).key_issuer(KeyIssuer::new(secret)?).build();
-//! App::new().app_data(idempotency.clone()).service(issue_keys("/idempotency-keys"))
+//! ```no_run
+//! # use actix_web::{App, HttpRequest};
+//! # use idempotent_runtime::{Idempotency, KeyIssuer, MemoryStore, issue_keys};
+//! # fn user_of(_request: &HttpRequest) -> Option<String> { None }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = std::env::var("IDEMPOTENCY_KEY_SECRET")?; // at least 32 bytes
+//! let idempotency =
+//!     Idempotency::builder(MemoryStore::new()).user_resolver(user_of).key_issuer(KeyIssuer::new(secret)?).build();
+//! let app = App::new().app_data(idempotency.clone()).service(issue_keys("/idempotency-keys"));
+//! # drop(app);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! `POST /idempotency-keys` answers `201 Created` with `{"key": "ik1_...", "expires_at": "2026-11-30T12:00:00Z"}`
