@@ -32,10 +32,10 @@ use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
+use crate::store::TxSlot;
 use crate::store::{
     Claim, ClaimRequest, Completion, Lease, OpenTransaction, StoreError, StoreErrorKind, TransactionalClaim,
 };
-use crate::transaction::TxSlot;
 
 /// Runs `handler` at most once per key, replaying its stored response to retries.
 pub async fn handle<F, Args>(

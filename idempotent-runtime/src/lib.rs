@@ -79,9 +79,8 @@ mod response_body;
 mod route;
 mod scope;
 mod status;
-mod store;
+pub mod store;
 mod store_policy;
-mod transaction;
 mod usual_duration;
 
 /// The client half (feature `client`): a reqwest middleware that keeps one key across retries. See the
@@ -119,9 +118,8 @@ pub use crate::status::{status_lookup, status_lookup_scoped};
 pub use crate::store::{
     Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, MemoryStore,
     OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim,
-    TransactionalStore,
+    TransactionalStore, Tx,
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use crate::store_policy::StorePolicy;
-pub use crate::transaction::Tx;

@@ -57,10 +57,10 @@ use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
 use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, store_failed};
 use crate::record::StoredResponse;
+use crate::store::Tx;
 use crate::store::{
     ClaimRequest, OpenTransaction, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
 };
-use crate::transaction::Tx;
 
 /// How long a delivery that found its key held by an open transaction is told to wait before a redelivery.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);

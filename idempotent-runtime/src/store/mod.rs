@@ -4,15 +4,11 @@
 //! A store makes every decision that must be atomic across processes (claim, take-over, fenced completion). The
 //! HTTP policy (which status is stored, what a conflict answers) lives in [`crate::handle`], once for all stores.
 
-mod listener;
 mod memory;
-mod postgres;
-mod postgres_statement;
-mod postgres_table;
-mod postgres_transaction;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
-mod transaction_connection;
 mod transactional;
 
 use std::fmt;
@@ -21,13 +17,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
-pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, MAX_WAIT_POLL_INTERVAL, PostgresStore, SCHEMA_SQL};
-pub(crate) use self::postgres_statement::{
-    StatementMode, failed as postgres_failed, pool_failed, query as postgres_query,
-};
+#[cfg(feature = "postgres")]
+pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, MAX_WAIT_POLL_INTERVAL, PostgresStore, SCHEMA_SQL, Tx};
+#[cfg(feature = "postgres")]
+pub(crate) use self::postgres::{TransactionConnection, TxSlot};
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
-pub(crate) use self::transaction_connection::TransactionConnection;
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
 use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
@@ -176,20 +171,6 @@ impl StoreError {
     /// The broad reason.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
-    }
-
-    /// The SQLSTATE of the PostgreSQL error behind this one, if the server answered with an error (e.g.
-    /// `"57P01"` when an administrator shut the backend down). The error's text carries it too, with the
-    /// server's message.
-    pub fn sqlstate(&self) -> Option<&str> {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*self.source);
-        while let Some(error) = cause {
-            if let Some(db) = error.downcast_ref::<tokio_postgres::error::DbError>() {
-                return Some(db.code().code());
-            }
-            cause = error.source();
-        }
-        None
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
 use crate::record::{Record, StoredResponse};
-use crate::transaction::Tx;
+use crate::store::Tx;
 
 /// A store that can open a transaction, claim a record in it, and hand the transaction to the handler.
 #[diagnostic::on_unimplemented(

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
+use super::TransactionConnection;
 use crate::problem::{Problem, ProblemKind, style_of};
-use crate::store::TransactionConnection;
 
 /// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
 /// (`tx.execute(..)`, `tx.query(..)`, `tx.query_typed(..)`). It commits together with the stored response when
