@@ -32,7 +32,6 @@ use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
-use crate::store::TxSlot;
 use crate::store::{
     Claim, ClaimRequest, Completion, Lease, OpenTransaction, StoreError, StoreErrorKind, TransactionalClaim,
 };
@@ -317,10 +316,10 @@ where
     };
     acquired(context, false);
     let started = Instant::now();
-    context.request.extensions_mut().insert(TxSlot(open.tx()));
+    open.lend(&mut context.request.extensions_mut());
     let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
-    context.request.extensions_mut().remove::<TxSlot>();
+    open.take_back(&mut context.request.extensions_mut());
     let answer = settle(context, TransactionClaim { open, ttl: claim.ttl }, ran).await;
     context.route.usual_duration.record(started.elapsed());
     answer

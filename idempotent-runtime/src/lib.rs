@@ -71,6 +71,7 @@ pub mod observe;
 mod problem;
 pub mod purge;
 pub mod receiver;
+#[cfg(feature = "postgres")]
 pub mod receiver_transactional;
 mod record;
 mod replay;
@@ -109,6 +110,7 @@ pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::key_source::KeySpec;
 pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
+#[cfg(feature = "postgres")]
 pub use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 pub use crate::replay::ReplayedResponse;
@@ -116,10 +118,11 @@ pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
 pub use crate::status::{status_lookup, status_lookup_scoped};
 pub use crate::store::{
-    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, MemoryStore,
-    OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim,
-    TransactionalStore, Tx,
+    Claim, ClaimRequest, ClaimTransaction, Completion, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, MemoryStore,
+    OpenTransaction, PurgeBatch, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use crate::store::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL, Tx};
 pub use crate::store_policy::StorePolicy;

@@ -65,6 +65,7 @@ use serde::de::DeserializeOwned;
 use crate::claim_guard::ClaimGuard;
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
+#[cfg(feature = "postgres")]
 use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
 use crate::store::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
@@ -196,6 +197,7 @@ impl Receiver {
         &self.store
     }
 
+    #[cfg(feature = "postgres")]
     /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
     /// [`NotTransactional`] when the store has no transactions.
     pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {

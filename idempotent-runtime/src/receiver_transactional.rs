@@ -232,7 +232,9 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let namespace = &claim.id.route;
-    let Some(tx) = open.tx() else {
+    let mut lent = actix_web::dev::Extensions::new();
+    open.lend(&mut lent);
+    let Some(tx) = lent.remove::<Tx>() else {
         let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
         return Err(store_failed(&claim.id, error));
     };

@@ -6,6 +6,7 @@
 //! state, so the store works through a transaction-mode pooler ([`super::postgres_statement`]).
 
 pub(crate) mod admin_queries;
+mod claim_transaction;
 mod connection;
 mod listener;
 mod record_store;
@@ -32,7 +33,6 @@ use self::sql::Statements;
 use self::statement::{Param, StatementMode, pool_failed};
 use self::table::Table;
 pub use self::tx::Tx;
-pub(crate) use self::tx::TxSlot;
 use super::{StoreError, StoreErrorKind};
 
 /// The schema the store needs, as shipped in `sql/schema.sql`; apply it with any migration tool, or call
@@ -49,13 +49,6 @@ const ASSUMED_RECORDS_PER_PAGE: u64 = 16;
 /// A statement that found nothing to return may have lost a race with a concurrent insert its snapshot cannot see;
 /// a few attempts settle it (each one observes a newer committed state).
 const MAX_CLAIM_ATTEMPTS: usize = 8;
-
-/// Polling for a waited record's change (no listening connection, or it failed): the first look after this long,
-/// then each interval twice the last, up to [`MAX_WAIT_POLL_INTERVAL`].
-const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// The longest a polling waiter sleeps between two looks: the bound on how late it learns of a completion.
-pub const MAX_WAIT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// With a listening connection, a waiter still looks every this long, so that a notification lost anyway (the
 /// listening configuration names a pooler, say) costs at most this much, not the whole wait.
@@ -142,7 +135,7 @@ impl PostgresStore {
     /// Makes `on_conflict = "wait"` wake waiting requests by notification (`LISTEN`) on one dedicated connection
     /// made with this configuration, within milliseconds of a completion. It must reach PostgreSQL directly (not
     /// through a transaction-mode pooler, which does not deliver notifications). Without it, or while it cannot
-    /// connect, waiting requests poll the record instead, at most [`MAX_WAIT_POLL_INTERVAL`] apart.
+    /// connect, waiting requests poll the record instead, at most [`crate::store::MAX_WAIT_POLL_INTERVAL`] apart.
     pub fn with_listener(mut self, config: tokio_postgres::Config) -> Self {
         self.listener = Some(Arc::new(Listener::new(config)));
         self

@@ -11,11 +11,11 @@ use super::listener::Listener;
 use super::rows::{Claiming, Completing, corrupt, decode_failed, id_params, record_from_row};
 use super::sql::*;
 use super::{
-    ClaimStep, EXISTING_SHARE_SCALE, EXISTING_SHARE_WEIGHT, FIRST_POLL_INTERVAL, LISTENING_SAFETY_POLL,
-    MAX_CLAIM_ATTEMPTS, MAX_WAIT_POLL_INTERVAL, PostgresStore, lock,
+    ClaimStep, EXISTING_SHARE_SCALE, EXISTING_SHARE_WEIGHT, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore,
+    lock,
 };
 use crate::digest::Digest;
-use crate::record::{KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
+use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
 use crate::store::{
     Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
     TransactionalStore,
@@ -110,36 +110,11 @@ impl PostgresStore {
             if tokio::time::timeout_at(look_at, woken.as_mut()).await.is_ok() || look_at >= deadline {
                 return Some(Ok(()));
             }
-            match self.settled(id).await {
+            match crate::store::settled(self, id).await {
                 Ok(false) => {}
                 settled => return Some(settled.map(|_| ())),
             }
         }
-    }
-
-    /// Looks at the record with growing intervals until it is no longer held by a live lease, or `deadline`.
-    async fn poll(&self, id: &RecordId, deadline: tokio::time::Instant) -> Result<(), StoreError> {
-        let mut interval = FIRST_POLL_INTERVAL;
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep_until(deadline.min(now + interval)).await;
-            if self.settled(id).await? {
-                return Ok(());
-            }
-            interval = (interval * 2).min(MAX_WAIT_POLL_INTERVAL);
-        }
-    }
-
-    /// Whether the record is no longer in progress under a live lease (completed, released, expired, or its lease
-    /// lapsed so that the waiter may take it over).
-    async fn settled(&self, id: &RecordId) -> Result<bool, StoreError> {
-        Ok(match self.read(id).await? {
-            Some(Record { state: RecordState::InProgress { lease_remaining }, .. }) => lease_remaining.is_zero(),
-            _ => true,
-        })
     }
 }
 
@@ -230,7 +205,7 @@ impl Store for PostgresStore {
         {
             return waited;
         }
-        self.poll(id, deadline).await
+        crate::store::poll_until_settled(self, id, deadline).await
     }
 
     fn transactional(&self) -> Option<&dyn TransactionalStore> {

@@ -17,11 +17,12 @@ use tokio_postgres::types::Type;
 
 use super::PostgresStore;
 use super::TransactionConnection;
+use super::claim_transaction::{PostgresTransaction, rollback};
 use super::rows::{Claiming, record_from_row};
 use super::sql::Statements;
 use super::statement::{self, Param, StatementMode};
-use crate::store::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore, rollback};
 use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+use crate::store::{OpenTransaction, TransactionalClaim, TransactionalStore};
 
 /// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The two
 /// variants differ only in how the lock is taken. The lock is keyed by (table, record) so that tables in
@@ -86,11 +87,11 @@ impl TransactionalStore for PostgresStore {
             }
         };
         match step {
-            Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(
+            Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(PostgresTransaction::new(
                 connection,
                 Lease { id: request.id.clone(), token: request.token },
                 self.clone(),
-            ))),
+            )))),
             Step::Existing(record) => {
                 tokio::spawn(rollback(connection));
                 Ok(TransactionalClaim::Existing(record))
