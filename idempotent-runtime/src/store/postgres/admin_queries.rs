@@ -21,6 +21,8 @@ WHERE state = 'in_progress' AND (locked_until > now() OR expires_at > now())
 ORDER BY created_at, key_hash, scope_hash, method, route
 LIMIT $2";
 
+/// `condition` names the states of [`crate::admin::State`] by the take-over rule of [`crate::store::takeover`]:
+/// in progress while the lease holds, stuck once it lapsed (a retry may take over), expired past `expires_at`.
 const SHOW_SQL: &str = "
 SELECT route, method, key_hash, scope_hash, token, status, created_at, completed_at, locked_until, expires_at,
        greatest(0, extract(epoch FROM now() - created_at))::float8 AS age_secs,
@@ -40,16 +42,20 @@ ORDER BY route, method";
 
 /// Deletes the record read by `SHOW_SQL` if it still carries the same token and (unless forced) is still stuck, and
 /// wakes requests that wait for it, as a release by its owner does.
-const RELEASE_SQL: &str = "
+const RELEASE_SQL: &str = concat!(
+    "
 WITH done AS (
     DELETE FROM {table}
     WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5
       AND ($6 OR (state = 'in_progress' AND locked_until <= now() AND expires_at > now()))
     RETURNING has_waiters
 ), woken AS (
-    SELECT pg_notify('idempotency_records', $7) FROM done WHERE has_waiters
+    SELECT pg_notify('",
+    notify_channel!(),
+    "', $7) FROM done WHERE has_waiters
 )
-SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken";
+SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM woken) AS woken"
+);
 // `woken` is referenced above on purpose: PostgreSQL skips a SELECT CTE nobody reads.
 
 const COUNTS_SQL: &str = "

@@ -20,7 +20,7 @@ use crate::digest::Digest;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// The channel completions and releases notify on.
-pub(crate) const CHANNEL: &str = "idempotency_records";
+pub(crate) const CHANNEL: &str = notify_channel!();
 
 /// After a failed connection attempt, waiters poll for this long before the listener tries again (so that an
 /// unreachable listening server costs one attempt per pause, not one per waiter).

@@ -5,6 +5,14 @@
 //! statement, so any number of processes may share the table. Statements are sent unnamed and hold no session
 //! state, so the store works through a transaction-mode pooler ([`super::postgres_statement`]).
 
+/// The channel every waiter listens on and every completion, release and operator release notifies (the payload
+/// names the record): one literal, so that the SQL strings can include it with `concat!`.
+macro_rules! notify_channel {
+    () => {
+        "idempotency_records"
+    };
+}
+
 pub(crate) mod admin_queries;
 mod claim_transaction;
 mod connection;
@@ -71,7 +79,7 @@ pub struct PostgresStore {
 
 /// The first statement of a claim.
 #[derive(Clone, Copy)]
-enum ClaimStep {
+enum FirstStatement {
     /// `INSERT ... ON CONFLICT DO NOTHING`, returning the existing record if there is one.
     Insert,
     /// A plain read by primary key (then an insert if there is no record).

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use tokio_postgres::types::Type;
 
 use super::listener::Listener;
-use super::rows::{Claiming, Completing, corrupt, decode_failed, id_params, record_from_row};
+use super::rows::{ClaimParams, CompleteParams, corrupt, decode_failed, id_params, record_from_row};
 use super::sql::*;
 use super::{
-    ClaimStep, EXISTING_SHARE_SCALE, EXISTING_SHARE_WEIGHT, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore,
-    lock,
+    EXISTING_SHARE_SCALE, EXISTING_SHARE_WEIGHT, FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS,
+    PostgresStore, lock,
 };
 use crate::digest::Digest;
 use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
@@ -23,21 +23,21 @@ use crate::store::{
 
 impl PostgresStore {
     /// Claims by inserting or by reading first; each step that finds nothing conclusive moves to the other.
-    async fn claim_from(&self, request: &ClaimRequest, first: ClaimStep) -> Result<Claim, StoreError> {
-        let claiming = Claiming::new(request);
+    async fn claim_from(&self, request: &ClaimRequest, first: FirstStatement) -> Result<Claim, StoreError> {
+        let claiming = ClaimParams::new(request);
         let params = claiming.params();
         let mut step = first;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
-                ClaimStep::Insert => self.query(&self.statements.claim, &params).await?,
-                ClaimStep::Read => self.query(&self.statements.read, &params[..5]).await?,
+                FirstStatement::Insert => self.query(&self.statements.claim, &params).await?,
+                FirstStatement::Read => self.query(&self.statements.read, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
                 // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
                 // record (or it vanished since): insert.
                 step = match step {
-                    ClaimStep::Insert => ClaimStep::Read,
-                    ClaimStep::Read => ClaimStep::Insert,
+                    FirstStatement::Insert => FirstStatement::Read,
+                    FirstStatement::Read => FirstStatement::Insert,
                 };
                 continue;
             };
@@ -50,7 +50,7 @@ impl PostgresStore {
                     return Ok(Claim::Acquired { took_over: true });
                 }
                 // Another request took it over first, or its owner finished: look again.
-                step = ClaimStep::Insert;
+                step = FirstStatement::Insert;
                 continue;
             }
             return Ok(Claim::Existing(record_from_row(row)?));
@@ -125,9 +125,9 @@ impl Store for PostgresStore {
         // statement for an existing record. Mostly fresh keys (the usual case): insert first, the only statement
         // a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
         let first = if self.existing_share.load(Ordering::Relaxed) > EXISTING_SHARE_SCALE / 2 {
-            ClaimStep::Read
+            FirstStatement::Read
         } else {
-            ClaimStep::Insert
+            FirstStatement::Insert
         };
         let claim = self.claim_from(request, first).await?;
         let sample = if matches!(claim, Claim::Existing(_)) { EXISTING_SHARE_SCALE } else { 0 };
@@ -143,7 +143,7 @@ impl Store for PostgresStore {
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        let completing = Completing::new(lease, response, ttl);
+        let completing = CompleteParams::new(lease, response, ttl);
         let rows = self.query(&self.statements.complete, &completing.params()).await?;
         let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
         if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {

@@ -24,7 +24,7 @@ pub(crate) async fn complete_and_commit(
     response: &StoredResponse,
     ttl: Duration,
 ) -> Result<(), StoreError> {
-    let completing = Completing::new(lease, response, ttl);
+    let completing = CompleteParams::new(lease, response, ttl);
     let params = completing.params();
     // The handler's own SQL may have failed and left the transaction aborted: every statement then fails with
     // 25P02, and the COMMIT rolls back.
@@ -53,13 +53,13 @@ pub(crate) async fn complete_and_commit(
 }
 
 /// The parameters `$1` to `$8` of every claim statement, shared by the plain and the transactional claim.
-pub(super) struct Claiming<'a> {
+pub(super) struct ClaimParams<'a> {
     request: &'a ClaimRequest,
     lease_secs: f64,
     ttl_secs: f64,
 }
 
-impl<'a> Claiming<'a> {
+impl<'a> ClaimParams<'a> {
     pub(super) fn new(request: &'a ClaimRequest) -> Self {
         Self { request, lease_secs: request.lease.as_secs_f64(), ttl_secs: request.ttl.as_secs_f64() }
     }
@@ -87,7 +87,7 @@ impl<'a> Claiming<'a> {
 }
 
 /// The parameters of [`COMPLETE_SQL`], shared by the plain and the transactional completion.
-pub(super) struct Completing<'a> {
+pub(super) struct CompleteParams<'a> {
     lease: &'a Lease,
     status: i16,
     names: Vec<&'a str>,
@@ -96,7 +96,7 @@ pub(super) struct Completing<'a> {
     ttl_secs: f64,
 }
 
-impl<'a> Completing<'a> {
+impl<'a> CompleteParams<'a> {
     pub(super) fn new(lease: &'a Lease, response: &'a StoredResponse, ttl: Duration) -> Self {
         Self {
             lease,

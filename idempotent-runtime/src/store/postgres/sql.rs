@@ -72,7 +72,7 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token
 RETURNING has_waiters";
 
 /// Wakes the waiters of a record (`on_conflict = "wait"`), after its completion or release.
-pub(super) const NOTIFY_SQL: &str = "SELECT pg_notify('idempotency_records', $1)";
+pub(super) const NOTIFY_SQL: &str = concat!("SELECT pg_notify('", notify_channel!(), "', $1)");
 
 /// The most recent live record of a key in a scope (the primary key's prefix serves it).
 pub(super) const LOOKUP_SQL: &str = "

@@ -18,7 +18,7 @@ use tokio_postgres::types::Type;
 use super::PostgresStore;
 use super::TransactionConnection;
 use super::claim_transaction::{PostgresTransaction, rollback};
-use super::rows::{Claiming, record_from_row};
+use super::rows::{ClaimParams, record_from_row};
 use super::sql::Statements;
 use super::statement::{self, Param, StatementMode};
 use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
@@ -74,7 +74,7 @@ impl TransactionalStore for PostgresStore {
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);
-        let claiming = TransactionalClaimer { statements: self.statements(), mode: self.mode() };
+        let claiming = TransactionalClaimRun { statements: self.statements(), mode: self.mode() };
         let step = match tokio::time::timeout_at(deadline, claiming.claim(&connection, request, wait)).await {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {
@@ -111,12 +111,12 @@ enum Step {
 }
 
 /// What a transactional claim runs its statements with.
-struct TransactionalClaimer<'a> {
+struct TransactionalClaimRun<'a> {
     statements: &'a Statements,
     mode: StatementMode,
 }
 
-impl TransactionalClaimer<'_> {
+impl TransactionalClaimRun<'_> {
     async fn claim(
         &self,
         client: &deadpool_postgres::Client,
@@ -128,7 +128,7 @@ impl TransactionalClaimer<'_> {
         // bits of the record's digest (second key) name the record. A rare collision only makes a duplicate wait
         // or 409.
         let lock_key = i32::from_be_bytes(id.digest()[..4].try_into().unwrap_or_default());
-        let claiming = Claiming::new(request);
+        let claiming = ClaimParams::new(request);
         let [p1, p2, p3, p4, p5, p6, p7, p8] = claiming.params();
         let params: [Param<'_>; 9] = [p1, p2, p3, p4, p5, p6, p7, p8, (&lock_key, Type::INT4)];
         let begin = match wait {
