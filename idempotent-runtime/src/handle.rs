@@ -328,7 +328,7 @@ where
 fn acquired(context: &Context<'_>, took_over: bool) {
     observe::increment(observe::CLAIMED, context.route_label);
     if took_over {
-        observe::increment(observe::LEASE_TAKEOVER, context.route_label);
+        observe::increment(observe::TAKEOVERS, context.route_label);
         tracing::info!(key = %context.key, "took over an expired or abandoned idempotency claim");
     }
 }
