@@ -14,6 +14,7 @@ pub mod postgres;
 mod primitives;
 #[cfg(feature = "redis")]
 mod redis;
+mod shared;
 mod transactional;
 
 use std::time::Duration;
@@ -166,5 +167,14 @@ pub trait Store: Send + Sync + 'static {
     /// The store's support for transactional routes, if it has any (PostgreSQL does; the memory store does not).
     fn transactional(&self) -> Option<&dyn TransactionalStore> {
         None
+    }
+
+    /// The store behind an `Arc`, as the runtime keeps it. Constructors call it, so that they take any store,
+    /// including one already shared (`Arc<dyn Store>`, which does not get a second `Arc`). Keep the default.
+    fn into_shared(self) -> std::sync::Arc<dyn Store>
+    where
+        Self: Sized,
+    {
+        std::sync::Arc::new(self)
     }
 }
