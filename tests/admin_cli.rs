@@ -14,10 +14,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, post, test as actix_test};
 use idempotent_runtime::admin::{self, SCOPE_FORMS, Scope};
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Idempotency, Lease, PostgresStore, RecordId, Store, StoredResponse, idempotent,
-    to_hex,
-};
+use idempotent_runtime::store::{Claim, ClaimRequest, Completion, Lease, RecordId, StoredResponse};
+use idempotent_runtime::{Idempotency, PostgresStore, Store, idempotent, to_hex};
 use serde_json::Value;
 use support::example_process::free_port;
 use support::postgres::{TestSchema, database_url};

@@ -16,10 +16,10 @@ use idempotent_runtime::observe::{
     CLAIMED, FAIL_OPEN, FENCED, IN_FLIGHT, KEY_REUSED, PURGED, REPLAYED, STORE_ERRORS, STORE_SECONDS, TAKEOVERS,
 };
 use idempotent_runtime::purge::purge_expired;
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Idempotency, KeyStatus, Lease, LeaseState, MemoryStore, PostgresStore, PurgeBatch,
-    Record, RecordId, Store, StoreError, StoredResponse, async_trait, idempotent,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
 };
+use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, StoreError, async_trait, idempotent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::sync::Semaphore;
 

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
+use idempotent_runtime::Store;
 use idempotent_runtime::purge::purge_expired;
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, RecordId, RecordState, Store,
-    StoredResponse,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, RecordId, RecordState, StoredResponse,
 };
 use support::{Listening, StoreUnderTest};
 

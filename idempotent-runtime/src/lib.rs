@@ -107,22 +107,16 @@ pub use crate::fingerprint::FingerprintFn;
 pub use crate::issue_service::{issue_keys, issue_keys_scoped};
 pub use crate::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
-pub use crate::key_source::KeySpec;
 pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
 #[cfg(feature = "postgres")]
 pub use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
-pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 pub use crate::replay::ReplayedResponse;
-pub use crate::route::RouteOptions;
-pub use crate::scope::{ScopeSpec, UserResolver};
+pub use crate::scope::UserResolver;
 pub use crate::status::{status_lookup, status_lookup_scoped};
-pub use crate::store::{
-    Claim, ClaimRequest, ClaimTransaction, Completion, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, MemoryStore,
-    OpenTransaction, PurgeBatch, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
-};
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
+pub use crate::store::{MemoryStore, Store, StoreError, StoreErrorKind};
 #[cfg(feature = "postgres")]
-pub use crate::store::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL, Tx};
+pub use crate::store::{PostgresStore, SCHEMA_SQL, Tx};
 pub use crate::store_policy::StorePolicy;

@@ -2,8 +2,8 @@
 //! record, releasing a stuck one, and counts by state. The `idempotent-admin` binary (feature `cli`) is a thin
 //! front end over this module; the functions are public so that an app can expose the same answers elsewhere.
 //!
-//! Every function takes the app's [`PostgresStore`] and uses its pool, its table (the schema given to
-//! [`PostgresStore::with_schema`], else the connection's `search_path`) and its timeout; like the store's own,
+//! Every function takes the app's [`crate::PostgresStore`] and uses its pool, its table (the schema given to
+//! [`crate::PostgresStore::with_schema`], else the connection's `search_path`) and its timeout; like the store's own,
 //! the statements are unnamed, so they work through a transaction-mode pooler. Purging is
 //! [`crate::purge::purge_expired`] on the same store.
 //!

@@ -38,14 +38,14 @@ impl fmt::Display for State {
     }
 }
 
-/// One record in progress, as [`list_in_flight`] returns it.
+/// One record in progress, as [`list_in_flight`](crate::admin::list_in_flight) returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
     /// The route pattern.
     pub route: String,
     /// The HTTP method.
     pub method: String,
-    /// The key's digest ([`to_hex`] for display).
+    /// The key's digest ([`crate::to_hex`] for display).
     pub key_hash: Digest,
     /// The scope's digest.
     pub scope_hash: Digest,
@@ -59,7 +59,7 @@ pub struct InFlight {
     pub stuck: bool,
 }
 
-/// A page of [`list_in_flight`]: the oldest records first, and how many matched in all.
+/// A page of [`list_in_flight`](crate::admin::list_in_flight): the oldest records first, and how many matched in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlightPage {
     /// At most the requested number of records, oldest first.
@@ -113,7 +113,7 @@ impl RecordDetails {
     }
 }
 
-/// Records per state, as [`counts`] finds them.
+/// Records per state, as [`counts`](crate::admin::counts) finds them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// [`State::InProgress`].
@@ -126,7 +126,7 @@ pub struct Counts {
     pub expired: u64,
 }
 
-/// Why [`release`] left a record alone.
+/// Why [`release`](crate::admin::release) left a record alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The lease still holds: the handler may still be running, and releasing would let a retry run it twice.
@@ -157,7 +157,7 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// What [`release`] did.
+/// What [`release`](crate::admin::release) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReleaseOutcome {
     /// The record was deleted: the next request with its key runs the handler.

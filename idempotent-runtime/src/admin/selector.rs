@@ -106,7 +106,7 @@ impl fmt::Display for Scope {
     }
 }
 
-/// Which records [`show`] and [`release`] act on: a key and a scope (as digests), optionally narrowed to one route
+/// Which records [`show`](crate::admin::show) and [`release`](crate::admin::release) act on: a key and a scope (as digests), optionally narrowed to one route
 /// and method when the same key was used on several.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {

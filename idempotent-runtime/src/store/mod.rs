@@ -34,7 +34,7 @@ pub use self::primitives::{Claim, ClaimRequest, Completion, Lease, LeaseState, P
 pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use self::transactional::{ClaimTransaction, OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
-use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 
 /// The storage of idempotency records: the few primitives the runtime needs to be atomic.
 ///
@@ -77,10 +77,10 @@ use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::time::Duration;
 ///
-/// use idempotent_runtime::{
-///     Claim, ClaimRequest, Completion, Digest, Idempotency, KeyStatus, Lease, LeaseState, MemoryStore, Record,
-///     RecordId, Store, StoreError, StoredResponse, async_trait,
+/// use idempotent_runtime::store::{
+///     Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, Record, RecordId, StoredResponse,
 /// };
+/// use idempotent_runtime::{Digest, Idempotency, MemoryStore, Store, StoreError, async_trait};
 ///
 /// /// Counts the claims it forwards.
 /// struct Counted<S> {

@@ -43,7 +43,7 @@ pub struct Lease {
     pub token: i64,
 }
 
-/// The answer to [`Store::complete`].
+/// The answer to [`Store::complete`](super::Store::complete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
     /// The response is stored and will be replayed.
@@ -52,7 +52,7 @@ pub enum Completion {
     Fenced,
 }
 
-/// The answer to [`Store::heartbeat`].
+/// The answer to [`Store::heartbeat`](super::Store::heartbeat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseState {
     /// The lease was renewed: the record is still this attempt's.
@@ -61,7 +61,7 @@ pub enum LeaseState {
     Lost,
 }
 
-/// What one [`Store::purge_batch`] did.
+/// What one [`Store::purge_batch`](super::Store::purge_batch) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeBatch {
     /// Records looked at (at most the batch size).

@@ -1,9 +1,9 @@
-//! The PostgreSQL [`Store`], on the application's own `deadpool_postgres::Pool`.
+//! The PostgreSQL [`Store`](crate::Store), on the application's own `deadpool_postgres::Pool`.
 //!
 //! Round trips per request: a fresh key costs two statements (claim, complete), a replay or a conflict one (the
 //! claim statement returns the existing record when it inserts nothing). Every decision is made by one atomic
 //! statement, so any number of processes may share the table. Statements are sent unnamed and hold no session
-//! state, so the store works through a transaction-mode pooler ([`super::postgres_statement`]).
+//! state, so the store works through a transaction-mode pooler (`statement`).
 
 /// The channel every waiter listens on and every completion, release and operator release notifies (the payload
 /// names the record): one literal, so that the SQL strings can include it with `concat!`.

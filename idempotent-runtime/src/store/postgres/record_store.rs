@@ -212,7 +212,7 @@ impl Store for PostgresStore {
         Some(self)
     }
 
-    /// Sweeps the heap in page ranges sized to hold about `limit` records ([`PURGE_SQL`]); the pass is complete
+    /// Sweeps the heap in page ranges sized to hold about `limit` records (`PURGE_SQL`); the pass is complete
     /// when a range reaches the table's last page.
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         let limit = u64::try_from(limit.max(1)).unwrap_or(u64::MAX);
