@@ -14,6 +14,8 @@ pub mod postgres;
 mod primitives;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transactional;
 
 use std::time::Duration;
