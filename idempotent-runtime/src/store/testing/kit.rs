@@ -58,6 +58,7 @@ cases!(
     waiter_is_woken_by_completion_without_polling(shared),
     waiter_is_woken_by_release(shared),
     waiter_returns_at_its_timeout(shared),
+    waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses(shared),
     waiter_of_a_dead_worker_takes_over_once_the_lease_lapses(shared),
     waiter_on_a_taken_over_record_is_woken_by_the_new_attempts_completion(shared),
     // Reads, lookups and expiry.

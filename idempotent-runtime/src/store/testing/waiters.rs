@@ -1,10 +1,9 @@
 //! Waiters (`on_conflict = "wait"`): woken by the completion or the release of the record they wait on, back at
 //! their timeout otherwise, and never stranded by a worker that died.
 //!
-//! What `Store::wait` promises: it returns once the record is no longer in progress (completed, released, gone) or
-//! at its timeout, whichever comes first; returning early is allowed (the caller claims again to learn the state).
-//! A dead worker's record stays in progress until it is taken over, so the runtime bounds each wait by the lease
-//! remaining and claims again: the cases below do the same.
+//! What `Store::wait` promises: it returns once the record is no longer in progress under a live lease (completed,
+//! released, expired, or its lease lapsed so that the waiter may take over), or at its timeout; returning early is
+//! allowed (the caller claims again to learn the state).
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +64,24 @@ pub async fn waiter_returns_at_its_timeout(store: &dyn Store) {
         waited >= Duration::from_millis(300) && waited < WOKEN_WITHIN,
         "a waiter returns at its 300 ms timeout: waited {waited:?}"
     );
+}
+
+/// Rule: a waiter on a dead worker's claim returns once the lease lapsed (so that it may take the record over),
+/// long before its own timeout.
+pub async fn waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses(store: &dyn Store) {
+    let scope = Scope::random();
+    let dead = scope.request(12, 1, 121, SHORT_LEASE, LONG);
+    store.claim(&dead).await.unwrap();
+    let started = Instant::now();
+    store.wait(&dead.id, WAIT).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < WOKEN_WITHIN,
+        "a waiter must return once the {SHORT_LEASE:?} lease of a dead worker lapsed, not at its 20 s timeout: \
+         waited {waited:?}"
+    );
+    let retry = scope.request(12, 1, 122, LONG, LONG);
+    assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true }, "then it takes over");
 }
 
 /// Rule: a waiter on a dead worker's claim is not stranded. Waiting as the runtime does (each wait bounded by the
