@@ -78,6 +78,36 @@ in_parallel_on_every_store!(
     concurrent_take_overs_of_a_lapsed_claim_acquire_exactly_once,
 );
 
+/// A waiter on a dead worker's claim returns once the lease lapsed, on every store, as tests
+/// `waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses::memory` etc. Ignored on Redis: `RedisStore::wait`
+/// waits for a completion or a release only, so a dead worker's waiter returns at its timeout (the runtime bounds
+/// each wait by the lease remaining, so requests are not stranded, but the `Store::wait` contract is not kept).
+mod waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses {
+    macro_rules! on {
+        ($($(#[$attribute:meta])* $kind:ident),*) => {
+            $(
+                $(#[$attribute])*
+                #[actix_web::test]
+                async fn $kind() {
+                    let store = crate::support::StoreUnderTest::$kind().await;
+                    super::waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses(&*store.store).await;
+                    store.cleanup().await;
+                }
+            )*
+        };
+    }
+
+    on!(
+        memory,
+        postgres,
+        pgbouncer,
+        #[ignore = "RedisStore::wait does not return when the lease lapses"]
+        redis,
+        #[ignore = "RedisStore::wait does not return when the lease lapses"]
+        redis_cluster
+    );
+}
+
 /// The whole kit in one run on one store (cases sharing it), as a third-party store runs it.
 #[test]
 fn the_whole_kit_passes_on_the_memory_store_in_one_run() {
