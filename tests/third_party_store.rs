@@ -2,7 +2,8 @@
 //! the example) that a third party can implement a `Store` and test it in a few lines.
 //!
 //! The store keeps its records in one `Mutex<HashMap>` and wakes waiters with a `tokio::sync::Notify` per record.
-//! It has no purge (`purge_batch` answers `Unsupported`, which the kit accepts) and no transactional routes.
+//! It keeps the trait's default `purge_batch` (it answers `Unsupported`, which the kit accepts: expired records
+//! stay until they are claimed again) and has no transactional routes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use idempotent_runtime::store::testing;
 use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Digest, KeyState, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId,
-    RecordState, Store, StoreError, StoreErrorKind, StoredResponse, async_trait,
+    Claim, ClaimRequest, Completion, Digest, KeyState, KeyStatus, Lease, LeaseState, Record, RecordId, RecordState,
+    Store, StoreError, StoredResponse, async_trait,
 };
 use tokio::sync::Notify;
 
@@ -172,9 +173,13 @@ impl Store for HashMapStore {
         }))
     }
 
+    /// Until the record is completed or released (notified), or its lease lapses (the waiter may take over).
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
-        let waiters = match self.records().get(id) {
-            Some(entry) if entry.is_in_progress() => Arc::clone(&entry.waiters),
+        let now = Instant::now();
+        let (waiters, lease_remaining) = match self.records().get(id) {
+            Some(Entry { state: State::InProgress { locked_until }, waiters, .. }) if *locked_until > now => {
+                (Arc::clone(waiters), *locked_until - now)
+            }
             _ => return Ok(()),
         };
         let woken = waiters.notified();
@@ -182,15 +187,8 @@ impl Store for HashMapStore {
         // Registered before looking again: a completion from now on wakes this waiter.
         woken.as_mut().enable();
         if self.records().get(id).is_some_and(Entry::is_in_progress) {
-            let _timed_out = tokio::time::timeout(timeout, woken).await;
+            let _timed_out = tokio::time::timeout(timeout.min(lease_remaining), woken).await;
         }
         Ok(())
-    }
-
-    async fn purge_batch(&self, _limit: usize) -> Result<PurgeBatch, StoreError> {
-        Err(StoreError::new(
-            StoreErrorKind::Unsupported,
-            "this store keeps expired records until they are claimed again",
-        ))
     }
 }
