@@ -15,6 +15,8 @@ mod primitives;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transactional;
 
 use std::time::Duration;

@@ -254,12 +254,13 @@ impl Store for RedisStore {
         // Subscribed (confirmed by the server) before the record is read: a completion from now on wakes this
         // waiter, and one before it shows in the read.
         woken.as_mut().enable();
-        let in_progress = matches!(
-            self.read_record(&keys).await?,
-            Some(Record { state: crate::record::RecordState::InProgress { .. }, .. })
-        );
-        if in_progress {
-            let _timed_out = tokio::time::timeout(timeout, woken).await;
+        // A lapse publishes nothing, so the wait ends with the lease at the latest: a dead worker's record may then
+        // be taken over by the waiter (the trait's promise).
+        if let Some(Record { state: crate::record::RecordState::InProgress { lease_remaining }, .. }) =
+            self.read_record(&keys).await?
+            && !lease_remaining.is_zero()
+        {
+            let _timed_out = tokio::time::timeout(timeout.min(lease_remaining), woken).await;
         }
         Ok(())
     }
