@@ -154,8 +154,10 @@ pub trait Store: Send + Sync + 'static {
         poll_until_settled(self, id, tokio::time::Instant::now() + timeout).await
     }
 
-    /// Deletes expired records among the next `limit` records of a sweep through the store. Each batch is bounded
-    /// in work and locks only the rows it deletes; calling it repeatedly sweeps the whole store.
+    /// Deletes expired records among about the next `limit` records of a sweep through the store. Each batch is
+    /// bounded in work and locks only the rows it deletes; calling it repeatedly sweeps the whole store. A store
+    /// may bound a batch by its own unit: PostgreSQL walks heap pages, as many as `limit` records filled at the
+    /// density its last batch measured, so a batch over a stretch thinned by deletions may examine more.
     ///
     /// The default answers [`StoreErrorKind::Unsupported`]: right for a store that expires records itself.
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
