@@ -410,14 +410,18 @@ struct Failover {
     throughput_before: f64,
     p50_before: Duration,
     window: Duration,
+    took_over: Duration,
+    rejoined: Duration,
     unavailable: usize,
+    unavailable_after_takeover: usize,
     twice_answered_before_kill: usize,
     twice_in_flight: usize,
     twice_after_kill: usize,
 }
 
 /// A private 3-master, 3-replica cluster; 8 clients of fresh keys; one master killed (-9) once 300 keys completed;
-/// load until 300 more completed after every slot is served again; then every key sent again until it completes.
+/// its replica takes over; the killed node is started again and rejoins as a replica; load until 300 more keys
+/// completed after that; then every key is sent again until it completes.
 async fn master_failover_under_load(replica_acks: bool) -> Failover {
     let cluster = Arc::new(tokio::task::spawn_blocking(RedisCluster::start).await.expect("start a private cluster"));
     let schema = TestSchema::create().await;
@@ -452,16 +456,27 @@ async fn master_failover_under_load(replica_acks: bool) -> Failover {
         tokio::task::spawn_blocking(move || watching.wait_until_serving(Duration::from_secs(30)))
             .await
             .expect("the replica took over");
+        let took_over = killed_at.elapsed();
+        // The killed node is started again (empty: no persistence) and rejoins as the new master's replica. Until
+        // it has, the shard has no replica: with WAIT its claims are not acknowledged and answered 503.
+        let watching = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || {
+            watching.restart(victim);
+            watching.wait_until_healthy(Duration::from_secs(30));
+        })
+        .await
+        .expect("the killed node rejoined as a replica");
+        let rejoined = killed_at.elapsed();
         let completed = executions_by_amount(&pool, user).await.len();
-        let serving = Instant::now();
+        let healthy = Instant::now();
         while executions_by_amount(&pool, user).await.len() < completed + 300 {
-            assert!(serving.elapsed() < Duration::from_secs(30), "no service after the failover");
+            assert!(healthy.elapsed() < Duration::from_secs(30), "no service after the failover");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stop.store(true, Ordering::SeqCst);
-        (killed_at, before)
+        (killed_at, before, took_over, rejoined)
     };
-    let (outcomes, (killed_at, before)) = tokio::join!(load, timeline);
+    let (outcomes, (killed_at, before, took_over, rejoined)) = tokio::join!(load, timeline);
     let stray = outcomes.iter().filter(|(_, o)| {
         o.status.is_none_or(|status| status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE)
     });
@@ -485,6 +500,8 @@ async fn master_failover_under_load(replica_acks: bool) -> Failover {
         assert!(outcome.retry_after.is_some(), "503 with Retry-After: {outcome:?}");
     }
     let window = unavailable.iter().map(|outcome| outcome.answered.saturating_duration_since(killed_at)).max();
+    let unavailable_after_takeover =
+        unavailable.iter().filter(|outcome| outcome.sent.saturating_duration_since(killed_at) > took_over).count();
 
     let amounts: Vec<i64> = outcomes.iter().map(|(amount, _)| *amount).collect();
     let _ = retry_until_created(&client, &process.base, user, &amounts, 0).await;
@@ -503,7 +520,10 @@ async fn master_failover_under_load(replica_acks: bool) -> Failover {
         throughput_before: answered_before.len() as f64 / before.as_secs_f64(),
         p50_before: latencies.get(latencies.len() / 2).copied().unwrap_or_default(),
         window: window.unwrap_or_default(),
+        took_over,
+        rejoined,
         unavailable: unavailable.len(),
+        unavailable_after_takeover,
         twice_answered_before_kill,
         twice_in_flight,
         twice_after_kill: twice.len() - twice_answered_before_kill - twice_in_flight,
@@ -523,14 +543,19 @@ async fn cluster_master_killed_under_load_measures_the_503_window_and_double_exe
         let run = master_failover_under_load(replica_acks).await;
         support::report_figure(&format!(
             "Redis Cluster (3+3, cluster-node-timeout 1 s), {}: kill -9 of a master under load (8 clients, {} \
-             requests): before the kill {:.0} requests/s, p50 {:?}; 503 window {:?} after the kill ({} answers 503 + \
-             Retry-After); keys run twice: {} answered 201 before the kill, {} in flight at the kill, {} sent after it",
+             requests): before the kill {:.0} requests/s, p50 {:?}; the replica served the slots {:?} after the \
+             kill, the restarted node was a replica in sync {:?} after it; 503 + Retry-After: {} answers, the last \
+             {:?} after the kill ({} of them sent after the take-over); keys run twice: {} answered 201 before the \
+             kill, {} in flight at the kill, {} sent after it",
             if replica_acks { "WAIT 1 replica (500 ms)" } else { "no WAIT" },
             run.requests,
             run.throughput_before,
             run.p50_before,
-            run.window,
+            run.took_over,
+            run.rejoined,
             run.unavailable,
+            run.window,
+            run.unavailable_after_takeover,
             run.twice_answered_before_kill,
             run.twice_in_flight,
             run.twice_after_kill,
