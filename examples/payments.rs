@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --example payments                      # in-memory store and payments
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example payments
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example payments   # idempotency records in Redis
+//! REDIS_CLUSTER_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 cargo run --example payments
 //!
 //! curl -i -X POST localhost:8080/payments -H 'Authorization: Bearer alice' \
 //!      -H 'Idempotency-Key: 8e03978e-40d5-43e8-bc93-6894a57f9324' \
@@ -11,6 +13,12 @@
 //!
 //! Run the `curl` twice: the second answer is the first one replayed (`Idempotent-Replayed: true`), and
 //! `GET /payments` still lists one payment. Demo auth: the bearer token is the user id.
+//!
+//! Payments are kept where `DATABASE_URL` says (PostgreSQL, else memory). The idempotency records go with them,
+//! unless `REDIS_URL` (one Redis or Valkey node) or `REDIS_CLUSTER_NODES` (some nodes of a Redis Cluster, comma
+//! separated) puts them in Redis. With Redis, `REDIS_REPLICA_ACKS=N` waits until N replicas acknowledged each claim
+//! and each stored response (`WAIT`, at most `REDIS_REPLICA_ACKS_TIMEOUT_MS`, default 500), and `REDIS_KEY_PREFIX`
+//! sets the records' key prefix.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
@@ -24,7 +32,9 @@ use common::{
     create_tables, delay_of, json_config, key_issuer, postgres_config, postgres_pool, problem, unauthenticated, user_of,
 };
 use deadpool_postgres::Pool;
-use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, idempotent, issue_keys, status_lookup};
+use idempotent_runtime::{
+    Idempotency, MemoryStore, PostgresStore, RedisStore, RedisStoreBuilder, idempotent, issue_keys, status_lookup,
+};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
@@ -209,20 +219,73 @@ async fn list_payments(request: HttpRequest, payments: web::Data<Payments>) -> H
     }
 }
 
+/// The Redis store that `REDIS_URL` or `REDIS_CLUSTER_NODES` asks for (not both), and its name for the start-up
+/// line; `None` when neither is set.
+fn redis_store() -> Result<Option<(RedisStoreBuilder, String)>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    let (builder, mut name) = match (var("REDIS_URL"), var("REDIS_CLUSTER_NODES")) {
+        (Some(_), Some(_)) => return Err("set REDIS_URL or REDIS_CLUSTER_NODES, not both".to_owned()),
+        (None, None) => return Ok(None),
+        (Some(url), None) => (RedisStore::node(url), "Redis (REDIS_URL)".to_owned()),
+        (None, Some(nodes)) => {
+            let nodes: Vec<String> =
+                nodes.split(',').map(str::trim).filter(|node| !node.is_empty()).map(str::to_owned).collect();
+            let name = format!("Redis Cluster (REDIS_CLUSTER_NODES, {} seed nodes)", nodes.len());
+            (RedisStore::cluster(nodes), name)
+        }
+    };
+    let builder = match var("REDIS_KEY_PREFIX") {
+        Some(prefix) => builder.key_prefix(prefix),
+        None => builder,
+    };
+    let builder = match var("REDIS_REPLICA_ACKS") {
+        Some(replicas) => {
+            let replicas: usize = replicas.parse().map_err(|_| "REDIS_REPLICA_ACKS must be a number of replicas")?;
+            let timeout: u64 = var("REDIS_REPLICA_ACKS_TIMEOUT_MS")
+                .map_or(Ok(500), |timeout| timeout.parse())
+                .map_err(|_| "REDIS_REPLICA_ACKS_TIMEOUT_MS must be milliseconds")?;
+            name.push_str(&format!(", WAIT for {replicas} replica(s), at most {timeout} ms"));
+            builder.replica_acks(replicas, Duration::from_millis(timeout))
+        }
+        None => builder,
+    };
+    Ok(Some((builder, name)))
+}
+
+async fn connect(redis: RedisStoreBuilder) -> Result<RedisStore, String> {
+    redis.connect().await.map_err(|error| format!("cannot reach Redis: {error}"))
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
 
-    let (builder, payments, store_name) = match std::env::var("DATABASE_URL") {
-        Ok(url) => {
+    let redis = redis_store()?;
+    let (builder, payments, store_name) = match (std::env::var("DATABASE_URL"), redis) {
+        (Ok(url), redis) => {
             let pool = postgres_pool(postgres_config(&url)?)?;
-            let store = PostgresStore::new(pool.clone());
-            store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
             create_tables(&pool, PAYMENTS_SCHEMA).await?;
-            (Idempotency::builder(store), Payments::Postgres(pool), "PostgreSQL (DATABASE_URL)")
+            let payments = Payments::Postgres(pool.clone());
+            match redis {
+                Some((redis, name)) => (Idempotency::builder(connect(redis).await?), payments, name),
+                None => {
+                    let store = PostgresStore::new(pool);
+                    store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
+                    (Idempotency::builder(store), payments, "PostgreSQL (DATABASE_URL)".to_owned())
+                }
+            }
         }
-        Err(_) => (Idempotency::builder(MemoryStore::new()), Payments::Memory(MemoryPayments::new()), "in-memory"),
+        (Err(_), Some((redis, name))) => {
+            (Idempotency::builder(connect(redis).await?), Payments::Memory(MemoryPayments::new()), name)
+        }
+        (Err(_), None) => {
+            (Idempotency::builder(MemoryStore::new()), Payments::Memory(MemoryPayments::new()), "in-memory".to_owned())
+        }
+    };
+    let payments_name = match &payments {
+        Payments::Postgres(_) => "PostgreSQL",
+        Payments::Memory(_) => "in-memory",
     };
     let idempotency = builder.user_resolver(user_of).key_issuer(key_issuer()?).build();
     let payments = web::Data::new(payments);
@@ -239,7 +302,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(issue_keys("/idempotency-keys"))
     })
     .bind(&bind)?;
-    println!("payments example: {store_name} store, listening on http://{bind}");
+    println!("payments example: {store_name} store, {payments_name} payments, listening on http://{bind}");
     server.run().await?;
     Ok(())
 }

@@ -20,7 +20,8 @@
 //!   default (unnamed statements) costs against them, in the same run.
 //!
 //! A second kind of server, [`start_memory`], serves the same `POST /lib` route on a [`MemoryStore`]: the
-//! memory-store scenarios (`mem_new`, `mem_replay`, and the growth past 10^6 keys).
+//! memory-store scenarios (`mem_new`, `mem_replay`, and the growth past 10^6 keys). A third, in `redis_app`, serves
+//! it on a `RedisStore` next to a Redis floor (`redis_new`, `redis_replay`, `redis_floor_new`, `redis_floor_replay`).
 
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub(crate) const FLOOR_REPLAY_HEADER: (&str, &str) = ("x-bench-floor", "replay")
 
 /// The request body of every scenario (unknown fields such as `note` are skipped without being copied).
 #[derive(Deserialize)]
-struct Order {
+pub(crate) struct Order {
     amount: u64,
     currency: String,
     reference: String,
@@ -67,7 +68,7 @@ struct Reply<'a> {
 }
 
 /// The handler body of every scenario: a JSON reply of about 100 bytes.
-fn respond(order: &Order) -> HttpResponse {
+pub(crate) fn respond(order: &Order) -> HttpResponse {
     HttpResponse::Ok().json(Reply {
         ok: true,
         n: order.amount,
@@ -86,7 +87,7 @@ async fn bare(order: web::Json<Order>) -> HttpResponse {
 /// resolver call and a header parse that the floor would then have to copy; the floor's point is the store work.
 #[post("/lib")]
 #[idempotent(scope = "global")]
-async fn lib(order: web::Json<Order>) -> HttpResponse {
+pub(crate) async fn lib(order: web::Json<Order>) -> HttpResponse {
     respond(&order)
 }
 
@@ -107,7 +108,7 @@ async fn lib_big(order: web::Json<Order>) -> HttpResponse {
 /// The server under test.
 pub(crate) struct Server {
     pub(crate) base: String,
-    handle: ServerHandle,
+    pub(crate) handle: ServerHandle,
 }
 
 impl Server {
@@ -224,16 +225,16 @@ struct Floor {
 
 /// What any layer must compute per request: the record's identity and the request's fingerprint, with the same
 /// SHA-256 over length-prefixed parts as the library.
-struct Identity {
-    key_hash: [u8; 32],
-    scope_hash: [u8; 32],
-    method: String,
-    route: String,
-    fingerprint: [u8; 32],
+pub(crate) struct Identity {
+    pub(crate) key_hash: [u8; 32],
+    pub(crate) scope_hash: [u8; 32],
+    pub(crate) method: String,
+    pub(crate) route: String,
+    pub(crate) fingerprint: [u8; 32],
 }
 
 impl Identity {
-    fn of(request: &HttpRequest, body: &[u8]) -> Option<Self> {
+    pub(crate) fn of(request: &HttpRequest, body: &[u8]) -> Option<Self> {
         let key = request.headers().get("idempotency-key")?.to_str().ok()?.trim();
         if key.is_empty() || key.len() > 255 {
             return None;
@@ -272,7 +273,7 @@ impl Floor {
 }
 
 /// Headers a layer must not store (hop-by-hop, transmission, cookies), as the library's contract says.
-fn storable(name: &HeaderName) -> bool {
+pub(crate) fn storable(name: &HeaderName) -> bool {
     !matches!(
         name.as_str(),
         "connection"

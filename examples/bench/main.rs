@@ -6,6 +6,8 @@
 //!     cargo run --release --example bench -- --seconds 5 --concurrency 16 --json bench.json --chart docs/bench/throughput.svg
 //! DATABASE_URL=... cargo run --release --example bench -- --scale                    # 10^4 and 10^7 rows, purge
 //! DATABASE_URL=... cargo run --release --example bench -- --scale --scale-rows 1000000  # a quicker check
+//! DATABASE_URL=... REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example bench -- --redis \
+//!     --only redis_floor_new,redis_new,redis_floor_replay,redis_replay --rounds 3 --no-memory
 //! ```
 //!
 //! Everything runs in this process: actix apps on `127.0.0.1:0` (one worker by default), driven over real HTTP on
@@ -16,6 +18,7 @@
 mod app;
 mod cpu;
 mod load;
+mod redis_app;
 mod report;
 mod scale;
 mod timed_store;
@@ -49,8 +52,11 @@ usage: cargo run --release --example bench -- [options]
   --growth-keys N    fresh keys sent to a new memory store to find its worst request while it grows (default
                      1100000, i.e. past 10^6 records)
   --no-growth        skip that growth measurement
-  --all              every figure in one run: the scenarios (PostgreSQL and memory store), the growth, the RSS
-                     measurement, then the --scale run (claims at 10^4 and --scale-rows records, and the purge)
+  --redis            add the Redis scenarios: redis_floor_new, redis_new, redis_floor_replay, redis_replay (the
+                     library's RedisStore against a hand-written floor on the same Redis; REDIS_URL, default
+                     redis://127.0.0.1:6379); with --only, name them to run them alone
+  --all              every figure in one run: the scenarios (PostgreSQL, memory store and Redis), the growth, the
+                     RSS measurement, then the --scale run (claims at 10^4 and --scale-rows records, and the purge)
 
 DATABASE_URL (required) names the PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -70,6 +76,7 @@ struct Options {
     scale: bool,
     scale_rows: u64,
     growth_keys: u64,
+    redis: bool,
     all: bool,
 }
 
@@ -89,6 +96,7 @@ impl Options {
             scale: false,
             scale_rows: 10_000_000,
             growth_keys: 1_100_000,
+            redis: false,
             all: false,
         };
         while let Some(arg) = args.next() {
@@ -108,6 +116,7 @@ impl Options {
                 "--scale-rows" => options.scale_rows = number(&value("--scale-rows")?, "--scale-rows")?,
                 "--growth-keys" => options.growth_keys = number(&value("--growth-keys")?, "--growth-keys")?,
                 "--no-growth" => options.growth_keys = 0,
+                "--redis" => options.redis = true,
                 "--all" => options.all = true,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
@@ -226,6 +235,8 @@ enum Target {
     Postgres,
     /// The server whose `POST /lib` runs on a `MemoryStore`.
     Memory,
+    /// The server whose `POST /lib` runs on a `RedisStore`, and `POST /floor` on the Redis floor.
+    Redis,
 }
 
 /// The scenarios, in the order they run and are reported.
@@ -233,7 +244,8 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
     let cycle = || Keys::Cycle { prefix: fastrand::u32(..), count: options.replay_keys };
     let on_postgres = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Postgres };
     let on_memory = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Memory };
-    vec![
+    let on_redis = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Redis };
+    let mut list = vec![
         on_postgres("bare", Plan::new(app::BARE_PATH, Keys::Fresh)),
         on_postgres("floor_new", Plan::new(app::FLOOR_PATH, Keys::Fresh)),
         on_postgres("new", Plan::new(app::LIB_PATH, Keys::Fresh)),
@@ -249,7 +261,20 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         on_postgres("new_prepared", Plan::new(app::LIB_PREPARED_PATH, Keys::Fresh)),
         on_postgres("new_tx_prepared", Plan::new(app::LIB_TX_PREPARED_PATH, Keys::Fresh)),
         on_postgres("replay_prepared", Plan::new(app::LIB_PREPARED_PATH, cycle()).replayed()),
-    ]
+    ];
+    if options.redis || options.all {
+        // The same `/lib` route on a RedisStore, and the floor on the same Redis (see `redis_app`).
+        list.extend([
+            on_redis("redis_floor_new", Plan::new(app::FLOOR_PATH, Keys::Fresh)),
+            on_redis("redis_new", Plan::new(app::LIB_PATH, Keys::Fresh)),
+            on_redis(
+                "redis_floor_replay",
+                Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed(),
+            ),
+            on_redis("redis_replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
+        ]);
+    }
+    list
 }
 
 /// `new_tx`: a fresh key on a transactional route (claim, handler and stored response in one transaction). A
@@ -357,8 +382,26 @@ async fn scenarios_run(
     }
     let memory_server =
         app::start_memory(options.workers).map_err(|error| format!("cannot start the memory-store server: {error}"))?;
-    let result = scenarios_on(options, schema, server, &memory_server, machine).await;
+    let redis_wanted = scenarios(options).iter().any(|scenario| {
+        scenario.target == Target::Redis
+            && options.only.as_ref().is_none_or(|only| only.iter().any(|n| n == scenario.name))
+    });
+    let redis_server = if redis_wanted {
+        match redis_app::start(options.workers).await {
+            Ok(server) => Some(server),
+            Err(error) => {
+                memory_server.stop().await;
+                return Err(error);
+            }
+        }
+    } else {
+        None
+    };
+    let result = scenarios_on(options, schema, server, &memory_server, redis_server.as_ref(), machine).await;
     memory_server.stop().await;
+    if let Some(redis_server) = redis_server {
+        redis_server.stop().await;
+    }
     result
 }
 
@@ -367,16 +410,21 @@ async fn scenarios_on(
     schema: &RunSchema,
     server: &app::Server,
     memory_server: &app::Server,
+    redis_server: Option<&redis_app::RedisServer>,
     machine: &Machine,
 ) -> Result<Vec<String>, String> {
     let mut list = scenarios(options);
     if let Some(only) = &options.only {
         list.retain(|scenario| only.iter().any(|name| name == scenario.name));
     }
+    let redis_base = redis_server.map(|redis| redis.server.base.clone()).unwrap_or_default();
     let base_of = |scenario: &Scenario| match scenario.target {
         Target::Postgres => &server.base,
         Target::Memory => &memory_server.base,
+        Target::Redis => &redis_base,
     };
+    // Redis's own CPU per scenario (all rounds): seconds and requests.
+    let mut redis_cpu: Vec<(&'static str, f64, u64)> = Vec::new();
     // Replay scenarios need completed records: made once, through the same routes, before any measurement.
     for scenario in &list {
         if let Ok(plan) = &scenario.plan
@@ -398,6 +446,11 @@ async fn scenarios_on(
         for (scenario, total) in list.iter().zip(&mut merged) {
             let Ok(plan) = &scenario.plan else { continue };
             drop(timed_store::take_durations());
+            let redis_url = redis_server.filter(|_| scenario.target == Target::Redis).map(|redis| redis.url.as_str());
+            let redis_cpu_before = match redis_url {
+                Some(url) => redis_app::redis_cpu_seconds(url).await,
+                None => None,
+            };
             let stats = load::drive(
                 base_of(scenario),
                 plan,
@@ -409,8 +462,28 @@ async fn scenarios_on(
             .await
             .map_err(|error| format!("{}: {error}", scenario.name))?;
             println!("  {:<13} {}", scenario.name, stats.summary());
-            if scenario.target == Target::Memory {
-                let durations = timed_store::take_durations();
+            if let (Some(url), Some(before)) = (redis_url, redis_cpu_before)
+                && let Some(after) = redis_app::redis_cpu_seconds(url).await
+            {
+                // Counted from the end of the warm-up would be more exact; the warm-up's share is the same for
+                // the library and the floor, so this line compares them, it does not give absolute figures.
+                let seconds = after - before;
+                println!(
+                    "  {:<13} Redis CPU {:.1} us/req (warm-up included)",
+                    "",
+                    seconds * 1e6 / stats.requests as f64
+                );
+                match redis_cpu.iter_mut().find(|(name, _, _)| *name == scenario.name) {
+                    Some((_, total, requests)) => {
+                        *total += seconds;
+                        *requests += stats.requests;
+                    }
+                    None => redis_cpu.push((scenario.name, seconds, stats.requests)),
+                }
+            }
+            let durations = timed_store::take_durations();
+            // The library's store is timed on the memory and Redis servers (not the floors).
+            if !durations.is_empty() {
                 println!("  {:<13} {}", "", StoreOps::from(&durations).summary());
                 match store_ops.iter_mut().find(|(name, _)| *name == scenario.name) {
                     Some((_, total)) => total.add(&durations).map_err(|error| error.to_string())?,
@@ -452,6 +525,12 @@ async fn scenarios_on(
         memory,
     };
     results.print();
+    for (name, seconds, requests) in &redis_cpu {
+        println!(
+            "{name:<20} Redis server CPU {:.1} us/req (all rounds, warm-ups included)",
+            seconds * 1e6 / *requests as f64
+        );
+    }
     if let Some(path) = &options.json {
         report::write_file(path, &results.to_json())?;
         println!("wrote {path}");

@@ -1,0 +1,653 @@
+//! Never twice, never stuck, on Redis: the payments example run as real server processes with its idempotency
+//! records in Redis (`REDIS_URL`, `REDIS_CLUSTER_NODES`) and its payments in PostgreSQL, under concurrency,
+//! `kill -9` of the app, a Redis restart and the failover of a Redis Cluster master. Each test prints its figures
+//! (`cargo test --test redis_reliability -- --nocapture`; also appended to `target/tmp/figures.txt`).
+//!
+//! Executions are counted where they happen: one payment row per handler run, and every key carries a unique
+//! amount, so `count(*) GROUP BY amount` shows any double execution. Nothing waits on a guessed duration: each step
+//! waits for an observed state (records in progress, a server answering, the cluster serving every slot), except the
+//! retries after a lease, which poll until the key completes.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+use support::example_process::{ExampleProcess, free_port};
+use support::postgres::TestSchema;
+use support::redis_cluster::RedisCluster;
+use support::redis_node::{PrivateRedis, delete_prefix, redis_url, unique_prefix};
+
+/// The payments example's lease.
+const LEASE: Duration = Duration::from_secs(5);
+
+/// The outcome of one request as the client saw it.
+#[derive(Debug, Clone)]
+struct Outcome {
+    status: Option<StatusCode>,
+    replayed: bool,
+    retry_after: Option<u64>,
+    sent: Instant,
+    answered: Instant,
+}
+
+impl Outcome {
+    fn created(&self) -> bool {
+        self.status == Some(StatusCode::CREATED)
+    }
+}
+
+fn client(connections: usize) -> awc::Client {
+    awc::Client::builder().connector(awc::Connector::new().limit(connections)).timeout(Duration::from_secs(60)).finish()
+}
+
+/// `POST /payments` as `user` with `key`, paying `amount` after `delay_ms`. A transport error (the process was
+/// killed) is an outcome without status.
+async fn pay(
+    client: &awc::Client,
+    base: &str,
+    user: &str,
+    key: impl AsRef<str>,
+    amount: i64,
+    delay_ms: u64,
+) -> Outcome {
+    let key = key.as_ref();
+    let sent = Instant::now();
+    let response = client
+        .post(format!("{base}/payments"))
+        .insert_header(("Authorization", format!("Bearer {user}")))
+        .insert_header(("Idempotency-Key", key))
+        .send_json(&json!({"amount": amount, "currency": "EUR", "delay_ms": delay_ms}))
+        .await;
+    let answered = Instant::now();
+    match response {
+        Ok(mut response) => {
+            let _body = response.body().await;
+            let header =
+                |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            Outcome {
+                status: Some(response.status()),
+                replayed: header("idempotent-replayed").as_deref() == Some("true"),
+                retry_after: header("retry-after").and_then(|value| value.parse().ok()),
+                sent,
+                answered,
+            }
+        }
+        Err(_) => Outcome { status: None, replayed: false, retry_after: None, sent, answered },
+    }
+}
+
+/// Payment rows per amount for a user.
+async fn executions_by_amount(pool: &deadpool_postgres::Pool, user: &str) -> HashMap<i64, i64> {
+    let client = pool.get().await.expect("connect");
+    client
+        .query("SELECT amount, count(*) FROM payments WHERE user_id = $1 GROUP BY amount", &[&user])
+        .await
+        .expect("count payments")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn tally<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> String {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for outcome in outcomes {
+        let label = match outcome.status {
+            Some(status) if outcome.replayed => format!("{} replayed", status.as_u16()),
+            Some(status) => status.as_u16().to_string(),
+            None => "no answer".to_owned(),
+        };
+        *counts.entry(label).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    counts.iter().map(|(label, count)| format!("{label}: {count}")).collect::<Vec<_>>().join(", ")
+}
+
+fn key_of(amount: i64) -> String {
+    format!("key-{amount}")
+}
+
+/// Sends every amount's key again (the same request: same body, same fingerprint) until each answers 201 (a claim left in progress lapses with its lease, and the
+/// retry after it runs the handler); returns the first answer of each, and how long it took.
+async fn retry_until_created(
+    client: &awc::Client,
+    base: &str,
+    user: &str,
+    amounts: &[i64],
+    delay_ms: u64,
+) -> (HashMap<i64, Outcome>, Duration) {
+    let started = Instant::now();
+    let mut first = HashMap::new();
+    let mut pending = amounts.to_vec();
+    while !pending.is_empty() {
+        assert!(
+            started.elapsed() < LEASE * 6,
+            "keys still not completed after {:?}: {}",
+            started.elapsed(),
+            pending.len()
+        );
+        let mut outcomes = Vec::new();
+        for batch in pending.chunks(64) {
+            outcomes.extend(
+                futures_util::future::join_all(
+                    batch.iter().map(|&amount| pay(client, base, user, key_of(amount), amount, delay_ms)),
+                )
+                .await,
+            );
+        }
+        let mut still = Vec::new();
+        for (amount, outcome) in pending.into_iter().zip(outcomes) {
+            let created = outcome.created();
+            first.entry(amount).or_insert(outcome);
+            if !created {
+                still.push(amount);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    (first, started.elapsed())
+}
+
+#[actix_web::test]
+async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_on_one_redis_run_fifty_times() {
+    const KEYS: i64 = 50;
+    const REQUESTS_PER_KEY: i64 = 20;
+    let schema = TestSchema::create().await;
+    let prefix = unique_prefix();
+    let env = [("REDIS_URL", redis_url()), ("REDIS_KEY_PREFIX", prefix.clone())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let first = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    let second = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    assert!(first.banner.contains("Redis (REDIS_URL) store, PostgreSQL payments"), "{:?}", first.banner);
+    let bases = [first.base.clone(), second.base.clone()];
+    let client = client(2_000);
+
+    let started = Instant::now();
+    let outcomes = futures_util::future::join_all((0..KEYS * REQUESTS_PER_KEY).map(|request| {
+        let amount = request % KEYS + 1;
+        let base = &bases[usize::from(request % 2 == 1)];
+        let client = &client;
+        async move { pay(client, base, "load", key_of(amount), amount, 200).await }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+
+    let executions = executions_by_amount(&schema.pool(1), "load").await;
+    support::report_figure(&format!(
+        "Redis, 1000 concurrent requests, 50 keys, 2 processes: {} executions in {elapsed:?}; responses {}",
+        executions.values().sum::<i64>(),
+        tally(&outcomes)
+    ));
+    assert_eq!(executions.len(), KEYS as usize, "every key executed");
+    assert!(executions.values().all(|&count| count == 1), "no key executed twice: {executions:?}");
+    for outcome in &outcomes {
+        let status = outcome.status.expect("answered (no dropped connection)");
+        assert!(status == StatusCode::CREATED || status == StatusCode::CONFLICT, "0 5xx: {outcome:?}");
+    }
+    // Afterwards every key replays its one result, from either process.
+    for amount in 1..=KEYS {
+        let outcome = pay(&client, &bases[(amount % 2) as usize], "load", key_of(amount), amount, 200).await;
+        assert!(outcome.replayed && outcome.created(), "{outcome:?}");
+    }
+    drop((first, second));
+    delete_prefix(&prefix).await;
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn kill_dash_nine_mid_handler_on_redis_runs_each_key_once_after_the_lease() {
+    const KILLS: usize = 5;
+    const KEYS_PER_KILL: usize = 3;
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(2);
+    let redis = PrivateRedis::start(&[]);
+    let env = [("REDIS_URL", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let port = free_port();
+    let client = client(64);
+    let start = || ExampleProcess::start_with_env("payments", port, Some(&schema.database_url()), &env);
+    let mut process = Some(start());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut amounts = Vec::new();
+    let mut max_retry_after = 0;
+
+    for kill in 0..KILLS {
+        // Slow payments (3 s, inside the 5 s lease), killed while their handlers run.
+        let cycle: Vec<i64> = (0..KEYS_PER_KILL).map(|slot| (kill * KEYS_PER_KILL + slot + 1) as i64).collect();
+        let in_flight = futures_util::future::join_all(
+            cycle.iter().map(|&amount| pay(&client, &base, "crash", key_of(amount), amount, 3_000)),
+        );
+        let kill_when_running = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while redis.records_in_state("p").await < (kill + 1) * KEYS_PER_KILL {
+                assert!(Instant::now() < deadline, "the handlers did not start");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            process.take().expect("running").kill();
+        };
+        let (outcomes, ()) = tokio::join!(in_flight, kill_when_running);
+        assert!(outcomes.iter().all(|outcome| outcome.status.is_none()), "killed mid-handler: {outcomes:?}");
+
+        // Restarted on the same port, the retry finds the dead claim: 409 with a Retry-After within the lease.
+        process = Some(start());
+        let retry = pay(&client, &base, "crash", key_of(cycle[0]), cycle[0], 3_000).await;
+        assert_eq!(retry.status, Some(StatusCode::CONFLICT), "{retry:?}");
+        let retry_after = retry.retry_after.expect("Retry-After");
+        assert!((1..=LEASE.as_secs()).contains(&retry_after), "Retry-After {retry_after} exceeds the lease");
+        max_retry_after = max_retry_after.max(retry_after);
+        amounts.extend(cycle);
+    }
+    assert_eq!(executions_by_amount(&pool, "crash").await.len(), 0, "no killed handler got to pay");
+
+    // After the lease, every key completes on retry, exactly once.
+    let (_, recovery) = retry_until_created(&client, &base, "crash", &amounts, 3_000).await;
+    let executions = executions_by_amount(&pool, "crash").await;
+    support::report_figure(&format!(
+        "Redis, kill -9 x{KILLS} with {KEYS_PER_KILL} payments in flight each: {} keys, {} executions after \
+         recovery ({recovery:?} after the last kill), max Retry-After right after restart {max_retry_after} s \
+         (lease {} s)",
+        amounts.len(),
+        executions.values().sum::<i64>(),
+        LEASE.as_secs()
+    ));
+    assert_eq!(executions.len(), amounts.len(), "every key completed");
+    assert!(executions.values().all(|&count| count == 1), "exactly once each: {executions:?}");
+    drop(process);
+    schema.drop_schema().await;
+}
+
+/// Load of fresh keys (a unique amount each) from `workers` clients until `stop` is set.
+async fn fresh_key_load(
+    client: &awc::Client,
+    base: &str,
+    user: &str,
+    workers: usize,
+    stop: &AtomicBool,
+    down_at: &OnceLock<Instant>,
+    answered_while_down: &AtomicUsize,
+) -> Vec<(i64, Outcome)> {
+    let next_amount = AtomicI64::new(1);
+    let worker = |_| {
+        let next_amount = &next_amount;
+        async move {
+            let mut outcomes = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let amount = next_amount.fetch_add(1, Ordering::SeqCst);
+                let outcome = pay(client, base, user, key_of(amount), amount, 0).await;
+                if down_at.get().is_some_and(|down| outcome.sent > *down) {
+                    answered_while_down.fetch_add(1, Ordering::SeqCst);
+                }
+                outcomes.push((amount, outcome));
+            }
+            outcomes
+        }
+    };
+    futures_util::future::join_all((0..workers).map(worker)).await.into_iter().flatten().collect()
+}
+
+/// The private node keeps an append-only file synced on every write (`--appendonly yes --appendfsync always`): a
+/// record Redis acknowledged survives its `kill -9`. Without persistence a restarted node is empty, every record
+/// is gone, and every key would run again: no store can promise anything across that.
+#[actix_web::test]
+async fn redis_restart_under_load_gives_only_503_and_no_completed_key_runs_twice() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(2);
+    let mut redis = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let appendonly = support::redis_cluster::cli(redis.port, &["config", "get", "appendonly"]);
+    assert!(appendonly.contains("yes"), "the private node persists: {appendonly:?}");
+    let env = [("REDIS_URL", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let process = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    let client = client(64);
+    let user = "restart";
+    let stop = AtomicBool::new(false);
+    let down_at = OnceLock::<Instant>::new();
+    let answered_while_down = AtomicUsize::new(0);
+
+    let load = fresh_key_load(&client, &process.base, user, 8, &stop, &down_at, &answered_while_down);
+    let timeline = async {
+        // Some completed keys first (observed, not timed).
+        while executions_by_amount(&pool, user).await.len() < 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        redis.kill();
+        let down = Instant::now();
+        let _ = down_at.set(down);
+        // Down until 16 requests sent since were answered (and at least 1 s).
+        while answered_while_down.load(Ordering::SeqCst) < 16 || down.elapsed() < Duration::from_secs(1) {
+            assert!(down.elapsed() < Duration::from_secs(20), "no answers while Redis was down");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let resuming = Instant::now();
+        redis.resume(); // returns once it answers PING (the append-only file loaded)
+        let back = Instant::now();
+        // Load until 200 more keys completed after it is back.
+        let before = executions_by_amount(&pool, user).await.len();
+        while executions_by_amount(&pool, user).await.len() < before + 200 {
+            assert!(back.elapsed() < Duration::from_secs(20), "no service after Redis came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        (down, resuming, back)
+    };
+    let (outcomes, (down, resuming, back)) = tokio::join!(load, timeline);
+
+    // Sent while Redis was down and answered before it was started again: only 503 + Retry-After.
+    let during: Vec<&Outcome> =
+        outcomes.iter().map(|(_, outcome)| outcome).filter(|o| o.sent > down && o.answered < resuming).collect();
+    assert!(!during.is_empty(), "requests were made while Redis was down");
+    for outcome in &during {
+        assert_eq!(outcome.status, Some(StatusCode::SERVICE_UNAVAILABLE), "{outcome:?}");
+        assert!(outcome.retry_after.is_some(), "503 with Retry-After: {outcome:?}");
+    }
+    let stray = outcomes.iter().filter(|(_, o)| {
+        o.status.is_none_or(|status| status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE)
+    });
+    assert_eq!(stray.count(), 0, "no 5xx other than 503, no dropped connection");
+    let first_success_after = outcomes
+        .iter()
+        .map(|(_, outcome)| outcome)
+        .filter(|outcome| outcome.sent >= back && outcome.created())
+        .map(|outcome| outcome.answered - back)
+        .min()
+        .expect("service came back");
+
+    // Every key is sent again: a key completed before the crash replays (its record survived), a key left in
+    // progress runs after its lease, a key whose claim failed runs now.
+    let amounts: Vec<i64> = outcomes.iter().map(|(amount, _)| *amount).collect();
+    let (again, recovery) = retry_until_created(&client, &process.base, user, &amounts, 0).await;
+    let executions = executions_by_amount(&pool, user).await;
+    let by_amount: HashMap<i64, &Outcome> = outcomes.iter().map(|(amount, outcome)| (*amount, outcome)).collect();
+    let completed_before_crash: Vec<i64> = amounts
+        .iter()
+        .copied()
+        .filter(|amount| by_amount[amount].created() && by_amount[amount].answered < down)
+        .collect();
+    let in_flight_at_crash: HashSet<i64> = amounts
+        .iter()
+        .copied()
+        .filter(|amount| by_amount[amount].sent < down && by_amount[amount].answered >= down)
+        .collect();
+    let twice: Vec<i64> = executions.iter().filter(|(_, count)| **count > 1).map(|(amount, _)| *amount).collect();
+    let replayed = again.values().filter(|outcome| outcome.replayed).count();
+    support::report_figure(&format!(
+        "Redis restart (kill -9, append-only file fsynced always) under load (8 clients): {} requests, {} sent \
+         while down ({:.1?}; all 503 + Retry-After), first success {first_success_after:?} after it answered PING; \
+         every key sent again: {replayed} replayed, all completed in {recovery:?}; {} keys completed before the \
+         crash, 0 of them ran again; keys run twice: {} (all in flight at the crash: their completion could not be \
+         stored, the documented case); responses {}",
+        outcomes.len(),
+        during.len(),
+        resuming - down,
+        completed_before_crash.len(),
+        twice.len(),
+        tally(outcomes.iter().map(|(_, outcome)| outcome)),
+    ));
+    assert_eq!(executions.len(), amounts.len(), "every key paid");
+    for amount in &completed_before_crash {
+        assert_eq!(executions[amount], 1, "key {amount}, completed before the crash, ran again");
+        assert!(again[amount].replayed, "key {amount}, completed before the crash, replays: {:?}", again[amount]);
+    }
+    assert!(
+        twice.iter().all(|amount| in_flight_at_crash.contains(amount)),
+        "only keys in flight at the crash may run twice: {twice:?}"
+    );
+    drop(process);
+    schema.drop_schema().await;
+}
+
+/// What one failover run measured.
+struct Failover {
+    requests: usize,
+    throughput_before: f64,
+    p50_before: Duration,
+    window: Duration,
+    took_over: Duration,
+    rejoined: Duration,
+    unavailable: usize,
+    unavailable_after_takeover: usize,
+    twice_answered_before_kill: usize,
+    twice_in_flight: usize,
+    twice_after_kill: usize,
+}
+
+/// A private 3-master, 3-replica cluster; 8 clients of fresh keys; one master killed (-9) once 300 keys completed;
+/// its replica takes over; the killed node is started again and rejoins as a replica; load until 300 more keys
+/// completed after that; then every key is sent again until it completes.
+async fn master_failover_under_load(replica_acks: bool) -> Failover {
+    let cluster = Arc::new(tokio::task::spawn_blocking(RedisCluster::start).await.expect("start a private cluster"));
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(2);
+    let mut env = vec![("REDIS_CLUSTER_NODES", cluster.nodes().join(","))];
+    if replica_acks {
+        env.push(("REDIS_REPLICA_ACKS", "1".to_owned()));
+        env.push(("REDIS_REPLICA_ACKS_TIMEOUT_MS", "500".to_owned()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let process = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    assert!(process.banner.contains("Redis Cluster"), "{:?}", process.banner);
+    let client = client(64);
+    let user = "failover";
+    let stop = AtomicBool::new(false);
+    let down_at = OnceLock::<Instant>::new();
+    let answered_while_down = AtomicUsize::new(0);
+    let started = Instant::now();
+
+    let load = fresh_key_load(&client, &process.base, user, 8, &stop, &down_at, &answered_while_down);
+    let timeline = async {
+        while executions_by_amount(&pool, user).await.len() < 300 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let victim = cluster.masters()[0];
+        let before = started.elapsed();
+        cluster.kill(victim);
+        let killed_at = Instant::now();
+        let _ = down_at.set(killed_at);
+        // Polls the nodes with redis-cli: blocking, so off the test's runtime.
+        let watching = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || watching.wait_until_serving(Duration::from_secs(30)))
+            .await
+            .expect("the replica took over");
+        let took_over = killed_at.elapsed();
+        // The killed node is started again (empty: no persistence) and rejoins as the new master's replica. Until
+        // it has, the shard has no replica: with WAIT its claims are not acknowledged and answered 503.
+        let watching = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || {
+            watching.restart(victim);
+            watching.wait_until_healthy(Duration::from_secs(30));
+        })
+        .await
+        .expect("the killed node rejoined as a replica");
+        let rejoined = killed_at.elapsed();
+        let completed = executions_by_amount(&pool, user).await.len();
+        let healthy = Instant::now();
+        while executions_by_amount(&pool, user).await.len() < completed + 300 {
+            assert!(healthy.elapsed() < Duration::from_secs(30), "no service after the failover");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        (killed_at, before, took_over, rejoined)
+    };
+    let (outcomes, (killed_at, before, took_over, rejoined)) = tokio::join!(load, timeline);
+    let stray = outcomes.iter().filter(|(_, o)| {
+        o.status.is_none_or(|status| status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE)
+    });
+    assert_eq!(
+        stray.count(),
+        0,
+        "no 5xx other than 503, no dropped connection: {}",
+        tally(outcomes.iter().map(|(_, o)| o))
+    );
+
+    let answered_before: Vec<&Outcome> =
+        outcomes.iter().map(|(_, outcome)| outcome).filter(|outcome| outcome.answered < killed_at).collect();
+    let mut latencies: Vec<Duration> = answered_before.iter().map(|o| o.answered - o.sent).collect();
+    latencies.sort();
+    let unavailable: Vec<&Outcome> = outcomes
+        .iter()
+        .map(|(_, outcome)| outcome)
+        .filter(|outcome| outcome.status == Some(StatusCode::SERVICE_UNAVAILABLE))
+        .collect();
+    for outcome in &unavailable {
+        assert!(outcome.retry_after.is_some(), "503 with Retry-After: {outcome:?}");
+    }
+    let window = unavailable.iter().map(|outcome| outcome.answered.saturating_duration_since(killed_at)).max();
+    let unavailable_after_takeover =
+        unavailable.iter().filter(|outcome| outcome.sent.saturating_duration_since(killed_at) > took_over).count();
+
+    let amounts: Vec<i64> = outcomes.iter().map(|(amount, _)| *amount).collect();
+    let _ = retry_until_created(&client, &process.base, user, &amounts, 0).await;
+    let executions = executions_by_amount(&pool, user).await;
+    assert_eq!(executions.len(), amounts.len(), "every key paid");
+    let by_amount: HashMap<i64, &Outcome> = outcomes.iter().map(|(amount, outcome)| (*amount, outcome)).collect();
+    let twice: Vec<i64> = executions.iter().filter(|(_, count)| **count > 1).map(|(amount, _)| *amount).collect();
+    let twice_answered_before_kill =
+        twice.iter().filter(|amount| by_amount[amount].created() && by_amount[amount].answered < killed_at).count();
+    let twice_in_flight = twice
+        .iter()
+        .filter(|amount| by_amount[amount].sent < killed_at && by_amount[amount].answered >= killed_at)
+        .count();
+    let result = Failover {
+        requests: outcomes.len(),
+        throughput_before: answered_before.len() as f64 / before.as_secs_f64(),
+        p50_before: latencies.get(latencies.len() / 2).copied().unwrap_or_default(),
+        window: window.unwrap_or_default(),
+        took_over,
+        rejoined,
+        unavailable: unavailable.len(),
+        unavailable_after_takeover,
+        twice_answered_before_kill,
+        twice_in_flight,
+        twice_after_kill: twice.len() - twice_answered_before_kill - twice_in_flight,
+    };
+    drop(process);
+    drop(cluster);
+    schema.drop_schema().await;
+    result
+}
+
+/// The failover of a master, without and then with replica acknowledgements (`WAIT 1`), each on a private cluster
+/// (run one after the other: two clusters at once would share the 2 cores and blur the window).
+#[actix_web::test]
+async fn cluster_master_killed_under_load_measures_the_503_window_and_double_executions_with_and_without_wait() {
+    let mut runs = Vec::new();
+    for replica_acks in [false, true] {
+        let run = master_failover_under_load(replica_acks).await;
+        support::report_figure(&format!(
+            "Redis Cluster (3+3, cluster-node-timeout 1 s), {}: kill -9 of a master under load (8 clients, {} \
+             requests): before the kill {:.0} requests/s, p50 {:?}; the replica served the slots {:?} after the \
+             kill, the restarted node was a replica in sync {:?} after it; 503 + Retry-After: {} answers, the last \
+             {:?} after the kill ({} of them sent after the take-over); keys run twice: {} answered 201 before the \
+             kill, {} in flight at the kill, {} sent after it",
+            if replica_acks { "WAIT 1 replica (500 ms)" } else { "no WAIT" },
+            run.requests,
+            run.throughput_before,
+            run.p50_before,
+            run.took_over,
+            run.rejoined,
+            run.unavailable,
+            run.window,
+            run.unavailable_after_takeover,
+            run.twice_answered_before_kill,
+            run.twice_in_flight,
+            run.twice_after_kill,
+        ));
+        if replica_acks {
+            // The claim and the response were on the replica before the handler ran and the response was sent.
+            assert_eq!(run.twice_answered_before_kill, 0, "with WAIT, an acknowledged response survives the failover");
+        }
+        runs.push(run);
+    }
+    let (without, with) = (&runs[0], &runs[1]);
+    support::report_figure(&format!(
+        "Redis Cluster failover runs, the example before the kill: {:.0} requests/s without WAIT, {:.0} with (p50 \
+         {:?} -> {:?}); each request also commits a payment to PostgreSQL, which bounds these (WAIT's own cost: \
+         replica_acknowledgements_cost_on_a_healthy_cluster)",
+        without.throughput_before, with.throughput_before, without.p50_before, with.p50_before
+    ));
+}
+
+/// What `WAIT` costs by itself: the library's `RedisStore` on a healthy private cluster, 16 concurrent loops of a
+/// fresh key's store work (claim, then complete), without and with `replica_acks(1, 500 ms)`, interleaved over 3
+/// rounds of 2 s. (The failover test's throughput goes through the example's PostgreSQL payments, which hide it.)
+#[actix_web::test]
+async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
+    use idempotent_runtime::{Claim, ClaimRequest, Lease, RecordId, RedisStore, Store, StoredResponse};
+    const LOOPS: usize = 16;
+    const ROUNDS: usize = 3;
+    const ROUND: Duration = Duration::from_secs(2);
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("start a private cluster");
+    let connect = |acks: bool| {
+        let builder = RedisStore::cluster(cluster.nodes());
+        let builder = if acks { builder.replica_acks(1, Duration::from_millis(500)) } else { builder };
+        builder.connect()
+    };
+    let stores = [connect(false).await.expect("connect"), connect(true).await.expect("connect with WAIT")];
+    let response = StoredResponse { status: StatusCode::CREATED, headers: Vec::new(), body: Some("{}".into()) };
+    // Per store: fresh keys completed, time spent, latencies of claim + complete.
+    let mut totals = [(0usize, Duration::ZERO, Vec::new()), (0usize, Duration::ZERO, Vec::new())];
+    for _ in 0..ROUNDS {
+        for (store, total) in stores.iter().zip(&mut totals) {
+            let started = Instant::now();
+            let loops = (0..LOOPS).map(|_| {
+                let response = &response;
+                async move {
+                    let mut latencies = Vec::new();
+                    while started.elapsed() < ROUND {
+                        let id = RecordId {
+                            scope_hash: [7; 32],
+                            key_hash: std::array::from_fn(|_| fastrand::u8(..)),
+                            method: "POST".to_owned(),
+                            route: "/payments".to_owned(),
+                        };
+                        let request = ClaimRequest {
+                            id: id.clone(),
+                            fingerprint: [1; 32],
+                            token: fastrand::i64(..),
+                            lease: LEASE,
+                            ttl: Duration::from_secs(60),
+                        };
+                        let sent = Instant::now();
+                        let claim = store.claim(&request).await.expect("claim on a healthy cluster");
+                        assert!(matches!(claim, Claim::Acquired { .. }), "{claim:?}");
+                        let lease = Lease { id, token: request.token };
+                        store.complete(&lease, response, request.ttl).await.expect("complete on a healthy cluster");
+                        latencies.push(sent.elapsed());
+                    }
+                    latencies
+                }
+            });
+            let latencies: Vec<Duration> = futures_util::future::join_all(loops).await.into_iter().flatten().collect();
+            total.0 += latencies.len();
+            total.1 += started.elapsed();
+            total.2.extend(latencies);
+        }
+    }
+    let summary = |(keys, elapsed, latencies): &mut (usize, Duration, Vec<Duration>)| {
+        latencies.sort();
+        let rate = *keys as f64 / elapsed.as_secs_f64();
+        (rate, latencies[latencies.len() / 2], latencies[latencies.len() * 99 / 100])
+    };
+    let (without, with) = (summary(&mut totals[0]), summary(&mut totals[1]));
+    support::report_figure(&format!(
+        "Redis Cluster (3+3), the store alone, {LOOPS} concurrent fresh keys (claim + complete), {ROUNDS} x {ROUND:?} \
+         each, debug build: without WAIT {:.0} keys/s (p50 {:?}, p99 {:?}); with WAIT 1 replica {:.0} keys/s (p50 {:?}, \
+         p99 {:?}): WAIT costs {:.0}% of throughput",
+        without.0,
+        without.1,
+        without.2,
+        with.0,
+        with.1,
+        with.2,
+        100.0 * (1.0 - with.0 / without.0)
+    ));
+    drop(cluster);
+}
