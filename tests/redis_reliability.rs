@@ -580,7 +580,8 @@ async fn cluster_master_killed_under_load_measures_the_503_window_and_double_exe
 /// rounds of 2 s. (The failover test's throughput goes through the example's PostgreSQL payments, which hide it.)
 #[actix_web::test]
 async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
-    use idempotent_runtime::{Claim, ClaimRequest, Lease, RecordId, RedisStore, Store, StoredResponse};
+    use idempotent_runtime::store::{Claim, ClaimRequest, Lease, RecordId, StoredResponse};
+    use idempotent_runtime::{RedisStore, Store};
     const LOOPS: usize = 16;
     const ROUNDS: usize = 3;
     const ROUND: Duration = Duration::from_secs(2);

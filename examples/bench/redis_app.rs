@@ -19,10 +19,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, web};
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Digest, Idempotency, KeyStatus, Lease, LeaseState, Record, RecordId, RedisStore,
-    Store, StoreError, StoredResponse, async_trait, to_hex,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, Record, RecordId, StoredResponse,
 };
+use idempotent_runtime::{Digest, Idempotency, RedisStore, Store, StoreError, async_trait, to_hex};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
