@@ -7,99 +7,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use serde_json::json;
 use support::Connection;
 use support::example_process::{ExampleProcess, free_port};
+use support::payments_load::{Outcome, client, executions_by_amount, pay, tally};
 use support::pgbouncer::PgBouncer;
 use support::postgres::{TestSchema, pool_for};
 use support::private_cluster::PrivateCluster;
-
-/// The outcome of one request as the client saw it.
-#[derive(Debug, Clone)]
-struct Outcome {
-    status: Option<StatusCode>,
-    replayed: bool,
-    /// The `type` of a problem answer.
-    problem: Option<String>,
-    retry_after: Option<u64>,
-    sent: Instant,
-    answered: Instant,
-}
-
-fn client(connections: usize) -> awc::Client {
-    awc::Client::builder().connector(awc::Connector::new().limit(connections)).timeout(Duration::from_secs(60)).finish()
-}
-
-/// `POST /payments` as `user` with `key`, paying `amount` after `delay_ms`. A transport error (the process was
-/// killed) is an outcome without status.
-async fn pay(
-    client: &awc::Client,
-    base: &str,
-    user: &str,
-    key: impl AsRef<str>,
-    amount: i64,
-    delay_ms: u64,
-) -> Outcome {
-    let key = key.as_ref();
-    let sent = Instant::now();
-    let response = client
-        .post(format!("{base}/payments"))
-        .insert_header(("Authorization", format!("Bearer {user}")))
-        .insert_header(("Idempotency-Key", key))
-        .send_json(&json!({"amount": amount, "currency": "EUR", "delay_ms": delay_ms}))
-        .await;
-    let answered = Instant::now();
-    match response {
-        Ok(mut response) => {
-            let body = response.body().await.unwrap_or_default();
-            let problem = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|body| body.get("type")?.as_str().map(str::to_owned));
-            let header =
-                |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
-            Outcome {
-                status: Some(response.status()),
-                replayed: header("idempotent-replayed").as_deref() == Some("true"),
-                problem,
-                retry_after: header("retry-after").and_then(|value| value.parse().ok()),
-                sent,
-                answered,
-            }
-        }
-        Err(_) => Outcome { status: None, replayed: false, problem: None, retry_after: None, sent, answered },
-    }
-}
-
-/// Payment rows per amount for a user: every value must be 1.
-async fn executions_by_amount(pool: &deadpool_postgres::Pool, user: &str) -> HashMap<i64, i64> {
-    let client = pool.get().await.expect("connect");
-    client
-        .query("SELECT amount, count(*) FROM payments WHERE user_id = $1 GROUP BY amount", &[&user])
-        .await
-        .expect("count payments")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
-}
-
-fn tally(outcomes: &[Outcome]) -> String {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for outcome in outcomes {
-        let label = match outcome.status {
-            Some(status) if outcome.replayed => format!("{} replayed", status.as_u16()),
-            Some(status) => status.as_u16().to_string(),
-            None => "no answer".to_owned(),
-        };
-        *counts.entry(label).or_default() += 1;
-    }
-    let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort();
-    counts.iter().map(|(label, count)| format!("{label}: {count}")).collect::<Vec<_>>().join(", ")
-}
 
 #[actix_web::test]
 async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_run_fifty_times() {

@@ -7,6 +7,7 @@ pub mod cancellation;
 pub mod example_process;
 pub mod fault_proxy;
 pub mod outage;
+pub mod payments_load;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod private_cluster;
