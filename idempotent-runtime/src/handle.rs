@@ -8,7 +8,6 @@
 //! span and as the matching metric.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::dev::Payload;
@@ -17,7 +16,7 @@ use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpRespons
 use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
-use crate::claim_guard::ClaimGuard;
+use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
 use crate::config::{Idempotency, Settings};
 use crate::digest::hash_parts;
 use crate::fingerprint::fingerprint;
@@ -26,15 +25,13 @@ use crate::key::{IdempotencyKey, KeyError};
 use crate::key_source::{KeyLookup, lookup_in_form};
 use crate::observe::{self, Outcome};
 use crate::problem::{Problem, ProblemKind, style_of};
-use crate::record::{Record, RecordId, RecordState, StoredResponse};
+use crate::record::RecordId;
 use crate::replay::{replay_to, to_stored};
 use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
 use crate::route::RouteOptions;
 use crate::scope::ScopeError;
-use crate::store::{
-    Claim, ClaimRequest, Completion, Lease, OpenTransaction, StoreError, StoreErrorKind, TransactionalClaim,
-};
+use crate::store::{ClaimRequest, StoreError, StoreErrorKind};
 use crate::transaction::TxSlot;
 
 /// Runs `handler` at most once per key, replaying its stored response to retries.
@@ -230,7 +227,7 @@ where
         // An expired issued key may still retry the request it started (within the route's ttl): only a first use
         // needs a key within its time.
         return match observe::timed("read", settings.store.read(&claim.id)).await {
-            Ok(Some(record)) => answer_existing(&context, record, &claim),
+            Ok(Some(record)) => answer_existing(&context, Existing::decide(record, &claim)),
             Ok(None) => {
                 let problem = Problem::new(
                     ProblemKind::KeyNotIssued,
@@ -256,39 +253,21 @@ where
     F::Output: Responder,
 {
     let store = &context.settings.store;
-    let wait_until = context.route.wait.and_then(|wait| Instant::now().checked_add(wait));
-    loop {
-        let record = match observe::timed("claim", store.claim(&claim)).await {
-            Err(error) if fails_open(context, &error) => return fail_open(context, &error, body, handler).await,
-            Err(error) => return store_failed(context, &error),
-            Ok(Claim::Acquired { took_over }) => {
-                acquired(context, took_over);
-                let started = Instant::now();
-                let lease = Lease { id: claim.id.clone(), token: claim.token };
-                let watch = Arc::new(crate::lease::LeaseWatch::claimed(claim.lease));
-                let guard = ClaimGuard::new(Arc::clone(store), lease.clone(), Arc::clone(&watch));
-                let claimed = LeaseClaim { guard, ttl: claim.ttl };
-                let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
-                // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
-                // (with its retries).
-                let run_and_settle = async { settle(context, claimed, work.await).await };
-                let answer = crate::lease::while_renewing(&**store, &lease, claim.lease, &watch, run_and_settle).await;
-                // As long as a duplicate would have waited: the next 409s of this route say so.
-                context.route.usual_duration.record(started.elapsed());
-                return answer;
-            }
-            Ok(Claim::Existing(record)) => record,
-        };
-        // on_conflict = "wait": a duplicate of a request in flight sleeps until the original completes or
-        // releases (or its lease lapses, when this request may take over), then looks again.
-        let Some(until_change) = crate::lease::wait_before_claiming_again(&record, &claim, wait_until) else {
-            return answer_existing(context, record, &claim);
-        };
-        if let Err(error) = observe::timed("wait", store.wait(&claim.id, until_change)).await {
-            if fails_open(context, &error) {
-                return fail_open(context, &error, body, handler).await;
-            }
-            return store_failed(context, &error);
+    match attempt::claim_or_wait(&**store, &claim, context.route.wait).await {
+        Err(error) if fails_open(context, &error) => fail_open(context, &error, body, handler).await,
+        Err(error) => store_failed(context, &error),
+        Ok(Claimed::Existing(existing)) => answer_existing(context, existing),
+        Ok(Claimed::Acquired { took_over }) => {
+            acquired(context, took_over);
+            let started = Instant::now();
+            let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
+            // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
+            // (with its retries).
+            let answer =
+                attempt::under_lease(store, &claim, |held| async { settle(context, held, work.await).await }).await;
+            // As long as a duplicate would have waited: the next 409s of this route say so.
+            context.route.usual_duration.record(started.elapsed());
+            answer
         }
     }
 }
@@ -308,20 +287,21 @@ where
              register a PostgresStore, or remove the `Tx` parameter",
         );
     };
-    let open = match observe::timed("claim", store.claim_in_transaction(&claim, context.route.wait)).await {
+    let open = match attempt::claim_in_transaction(store, &claim, context.route.wait).await {
         Err(error) => return store_failed(context, &error),
         // The original's lease is not visible through its open transaction: the route's lease bounds it.
-        Ok(TransactionalClaim::Busy) => return in_flight(context, claim.lease),
-        Ok(TransactionalClaim::Existing(record)) => return answer_existing(context, record, &claim),
-        Ok(TransactionalClaim::Acquired(open)) => open,
+        Ok(TxClaimed::Busy) => return in_flight(context, claim.lease),
+        Ok(TxClaimed::Existing(existing)) => return answer_existing(context, existing),
+        Ok(TxClaimed::Acquired(open)) => open,
     };
     acquired(context, false);
     let started = Instant::now();
-    context.request.extensions_mut().insert(TxSlot(open.tx()));
+    let held = TransactionHold::new(open, claim.ttl);
+    context.request.extensions_mut().insert(TxSlot(held.open().tx()));
     let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
     context.request.extensions_mut().remove::<TxSlot>();
-    let answer = settle(context, TransactionClaim { open, ttl: claim.ttl }, ran).await;
+    let answer = settle(context, held, ran).await;
     context.route.usual_duration.record(started.elapsed());
     answer
 }
@@ -334,60 +314,13 @@ fn acquired(context: &Context<'_>, took_over: bool) {
     }
 }
 
-/// An acquired claim, which the handler's outcome either keeps (stores the response) or abandons.
-trait Claimed {
-    /// When keeping fails, the handler's response must not be sent: its writes were undone with the claim.
-    const RESPONSE_NEEDS_STORING: bool;
-
-    /// Frees the key: a retry runs the handler again.
-    async fn abandon(self);
-
-    /// Stores the response for replay.
-    async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError>;
-}
-
-/// A plain route's claim: a record with a lease.
-struct LeaseClaim {
-    guard: ClaimGuard,
-    ttl: Duration,
-}
-
-impl Claimed for LeaseClaim {
-    const RESPONSE_NEEDS_STORING: bool = false;
-
-    async fn abandon(self) {
-        observe::timed("release", self.guard.release()).await;
-    }
-
-    async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError> {
-        observe::timed("complete", self.guard.complete(stored, self.ttl)).await
-    }
-}
-
-/// A transactional route's claim: an open transaction shared with the handler.
-struct TransactionClaim {
-    open: OpenTransaction,
-    ttl: Duration,
-}
-
-impl Claimed for TransactionClaim {
-    const RESPONSE_NEEDS_STORING: bool = true;
-
-    async fn abandon(self) {
-        observe::timed("rollback", self.open.rollback()).await;
-    }
-
-    async fn keep(self, stored: &StoredResponse) -> Result<Completion, StoreError> {
-        observe::timed("commit", self.open.commit_with(stored, self.ttl)).await.map(|()| Completion::Stored)
-    }
-}
-
-/// Applies the outcome policy (docs/contract.md, section 4) to what the handler did.
-async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread::Result<Ran>) -> Answer {
+/// Applies the outcome policy (docs/contract.md, section 4) to what the handler did; the completion rules are
+/// the core's ([`attempt::keep`]).
+async fn settle<H: Held>(context: &Context<'_>, held: H, ran: std::thread::Result<Ran>) -> Answer {
     let response = match ran {
         Err(_) => {
             tracing::error!(key = %context.key, "handler panicked; idempotency claim released");
-            claimed.abandon().await;
+            held.abandon().await;
             let problem = Problem::new(
                 ProblemKind::HandlerPanicked,
                 "the request failed; it was not recorded and may be retried",
@@ -396,14 +329,14 @@ async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread:
         }
         // The handler's extractors refused the request: the handler never started, nothing to remember.
         Ok(Ran::Rejected(response)) => {
-            claimed.abandon().await;
+            held.abandon().await;
             return Answer::new(response, Outcome::Released);
         }
         Ok(Ran::Responded(response)) => response,
     };
     // Answers that are not final (5xx, 408, 425, 429 by default) release the key: a retry runs again.
     if !context.route.effective_store_policy(context.settings).stores(response.status()) {
-        claimed.abandon().await;
+        held.abandon().await;
         return Answer::new(response, Outcome::Released);
     }
     let (head, body) = response.into_parts();
@@ -412,30 +345,27 @@ async fn settle<C: Claimed>(context: &Context<'_>, claimed: C, ran: std::thread:
         Ok(Captured::TooLarge(body)) => (None, body),
         Err(error) => {
             tracing::error!(%error, key = %context.key, "the handler's response body failed; idempotency claim released");
-            claimed.abandon().await;
+            held.abandon().await;
             let problem =
                 Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried");
             return Answer::problem(problem, Outcome::Failed);
         }
     };
     let stored = to_stored(&head, stored_body, context.settings);
-    match claimed.keep(&stored).await {
-        Ok(Completion::Stored) => {}
-        Ok(Completion::Fenced) => {
+    match attempt::keep(held, &stored).await {
+        Kept::Stored => {}
+        Kept::Fenced => {
             observe::increment(observe::FENCED, context.route_label);
             tracing::warn!(key = %context.key, "this attempt lost its claim to a newer one; its response was not stored");
         }
         // The handler's own SQL failed (say, a unique violation it answered with 409): its transaction was
         // aborted, so nothing was committed. Its answer stands, unstored, and the key is free: a release.
-        Err(error) if error.kind() == StoreErrorKind::TransactionAborted => {
+        Kept::Aborted(_) => {
             tracing::info!(key = %context.key, "the handler's transaction was aborted by its own SQL; nothing was stored");
             return Answer::new(head.set_body(body), Outcome::Released);
         }
-        // Nothing was committed, not even the handler's writes: answering its success would be a lie.
-        Err(error) if C::RESPONSE_NEEDS_STORING => return store_failed(context, &error),
-        // The handler ran: its response goes to the client. The claim stays until its lease lapses, then a retry
-        // runs the handler again (the one at-least-once window of a plain route).
-        Err(error) => {
+        Kept::NotCommitted(error) => return store_failed(context, &error),
+        Kept::Unstored(error) => {
             observe::increment(observe::STORE_ERRORS, context.route_label);
             tracing::error!(key = %context.key, %error, "could not store the response; the key stays claimed until its lease lapses");
         }
@@ -472,24 +402,24 @@ where
     }
 }
 
-/// The answer to a request whose key has a live record it does not own: 422 for another request (checked before
-/// the in-flight check), the replay of a completed one, or 409 until the lease lapses.
-fn answer_existing(context: &Context<'_>, record: Record, claim: &ClaimRequest) -> Answer {
+/// The answer to a request whose key has a live record it does not own: 422 for another request, the replay of
+/// a completed one, or 409 until the lease lapses.
+fn answer_existing(context: &Context<'_>, existing: Existing) -> Answer {
     let settings = context.settings;
-    if record.fingerprint != claim.fingerprint {
-        let problem = Problem::new(
-            ProblemKind::KeyReused,
-            "this idempotency key was already used for a different request (method, path, query or body differ); \
-             use a new key for a new request",
-        );
-        return Answer::problem(problem.with_status(settings.key_reused_status), Outcome::KeyReused);
-    }
-    match record.state {
-        RecordState::Completed(stored) => {
+    match existing {
+        Existing::KeyReused => {
+            let problem = Problem::new(
+                ProblemKind::KeyReused,
+                "this idempotency key was already used for a different request (method, path, query or body \
+                 differ); use a new key for a new request",
+            );
+            Answer::problem(problem.with_status(settings.key_reused_status), Outcome::KeyReused)
+        }
+        Existing::Completed(stored) => {
             let response = replay_to(context.request, context.route_label, &stored, settings);
             Answer::new(response, Outcome::Replayed)
         }
-        RecordState::InProgress { lease_remaining } => in_flight(context, lease_remaining),
+        Existing::InFlight { lease_remaining } => in_flight(context, lease_remaining),
     }
 }
 

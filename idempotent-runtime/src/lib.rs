@@ -54,6 +54,7 @@
 //! [`docs/decisions.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/decisions.md
 
 pub mod admin;
+mod attempt;
 mod claim_guard;
 mod config;
 mod digest;

@@ -54,7 +54,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
@@ -62,12 +62,12 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::claim_guard::ClaimGuard;
+use crate::attempt::{self, Claimed, Existing, Held, Kept};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
 use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
-use crate::record::{Record, RecordId, RecordState, StoredResponse};
-use crate::store::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
+use crate::record::{RecordId, StoredResponse};
+use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind};
 
 /// The method of every receiver record, so that they never meet an HTTP route's records.
 pub const RECEIVE_METHOD: &str = "RECEIVE";
@@ -280,7 +280,7 @@ impl Receiver {
         }
     }
 
-    /// The claim loop of [`crate::handle`], answering with values instead of responses.
+    /// The attempt of the core (`crate::attempt`), answering with values instead of responses.
     async fn receive<F, Fut, T, E>(
         &self,
         claim: ClaimRequest,
@@ -292,105 +292,97 @@ impl Receiver {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let wait_until = self.wait.map(|wait| Instant::now() + wait);
-        loop {
-            let record = match self.store.claim(&claim).await {
-                Err(error) => return Err(store_failed(&claim.id, error)),
-                Ok(Claim::Acquired { took_over }) => {
-                    if took_over {
-                        tracing::info!(namespace = %claim.id.route, "took over an expired or abandoned receiver claim");
-                    }
-                    return self.run_claimed(claim, work, encode).await;
+        match attempt::claim_or_wait(&*self.store, &claim, self.wait).await {
+            Err(error) => Err(store_failed(&claim.id, error)),
+            Ok(Claimed::Existing(existing)) => answer_existing(existing, &claim, decode),
+            Ok(Claimed::Acquired { took_over }) => {
+                if took_over {
+                    tracing::info!(namespace = %claim.id.route, "took over an expired or abandoned receiver claim");
                 }
-                Ok(Claim::Existing(record)) => record,
-            };
-            let Some(until_change) = crate::lease::wait_before_claiming_again(&record, &claim, wait_until) else {
-                return answer_existing(record, &claim, decode);
-            };
-            if let Err(error) = self.store.wait(&claim.id, until_change).await {
-                return Err(store_failed(&claim.id, error));
+                // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught
+                // too. Dropped with this future (cancellation), the claim is released in a background task.
+                let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
+                let namespace = &claim.id.route;
+                attempt::under_lease(&self.store, &claim, |held| async move {
+                    settle(held, work.await, encode, namespace).await
+                })
+                .await
             }
         }
     }
+}
 
-    /// Runs the work under an acquired claim, with the heartbeat, and completes or releases the record.
-    async fn run_claimed<F, Fut, T, E>(
-        &self,
-        claim: ClaimRequest,
-        work: F,
-        encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
-    ) -> Result<Received<T>, ReceiveError<E>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let ClaimRequest { id, token, ttl, lease, .. } = claim;
-        let namespace = id.route.clone();
-        // Dropped with this future (cancellation), the guard releases the claim in a background task.
-        let owned = Lease { id, token };
-        let watch = Arc::new(crate::lease::LeaseWatch::claimed(lease));
-        let guard = ClaimGuard::new(self.store.clone(), owned.clone(), Arc::clone(&watch));
-        // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught too.
-        let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
-        let outcome = crate::lease::while_renewing(&*self.store, &owned, lease, &watch, work).await;
-        let value = match outcome {
-            Err(panic) => {
-                tracing::error!(%namespace, "the receiver's work panicked; claim released, resuming the panic");
-                guard.release().await;
-                std::panic::resume_unwind(panic);
-            }
-            Ok(Err(error)) => {
-                guard.release().await;
-                return Err(ReceiveError::Failed(error));
-            }
-            Ok(Ok(value)) => value,
-        };
-        let bytes = match encode(&value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%namespace, %error, "the receiver's result does not serialize; claim released");
-                guard.release().await;
-                return Err(ReceiveError::Json(error));
-            }
-        };
-        let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
-        // Under the heartbeat too: the completion's retries rely on it to know the lease still holds.
-        let completing = guard.complete(&stored, ttl);
-        match crate::lease::while_renewing(&*self.store, &owned, lease, &watch, completing).await {
-            Ok(Completion::Stored) => {}
-            Ok(Completion::Fenced) => tracing::warn!(
-                %namespace,
-                "this attempt lost its receiver claim to a newer one; its result was not stored"
-            ),
-            // The work is done: its result goes to the caller, who acknowledges the message. The claim stays
-            // until its lease lapses, then a redelivery runs again (at-least-once for this rare case).
-            Err(error) => tracing::error!(
-                %namespace,
-                %error,
-                "could not store the receiver's result; the key stays claimed until its lease lapses"
-            ),
+/// Settles a receiver's claim after its work: a panic, an `Err` or a result that does not serialize abandons it
+/// (the panic resumes in the caller), an `Ok` result is kept under the core's completion rules.
+pub(crate) async fn settle<H: Held, T, E>(
+    held: H,
+    outcome: std::thread::Result<Result<T, E>>,
+    encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
+    namespace: &str,
+) -> Result<Received<T>, ReceiveError<E>> {
+    let value = match outcome {
+        Err(panic) => {
+            tracing::error!(%namespace, "the receiver's work panicked; claim released, resuming the panic");
+            held.abandon().await;
+            std::panic::resume_unwind(panic);
         }
-        Ok(Received { result: value, replayed: false })
+        Ok(Err(error)) => {
+            held.abandon().await;
+            return Err(ReceiveError::Failed(error));
+        }
+        Ok(Ok(value)) => value,
+    };
+    let bytes = match encode(&value) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%namespace, %error, "the receiver's result does not serialize; claim released");
+            held.abandon().await;
+            return Err(ReceiveError::Json(error));
+        }
+    };
+    let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
+    match attempt::keep(held, &stored).await {
+        Kept::Stored => {}
+        Kept::Fenced => tracing::warn!(
+            %namespace,
+            "this attempt lost its receiver claim to a newer one; its result was not stored"
+        ),
+        // Nothing was committed (or, on a timeout, nobody knows): the message must not be acknowledged. A
+        // redelivery finds out which: the stored result, or a fresh run on a free key.
+        Kept::Aborted(error) => {
+            tracing::warn!(%namespace, %error, "the receiver's work returned Ok but its own SQL failed; nothing was committed");
+            return Err(ReceiveError::StoreUnavailable(error));
+        }
+        Kept::NotCommitted(error) => {
+            tracing::error!(%namespace, %error, "idempotency store failed; the receiver's result was not committed");
+            return Err(ReceiveError::StoreUnavailable(error));
+        }
+        // The work is done: its result goes to the caller, who acknowledges the message. The claim stays until
+        // its lease lapses, then a redelivery runs again (at-least-once for this rare case).
+        Kept::Unstored(error) => tracing::error!(
+            %namespace,
+            %error,
+            "could not store the receiver's result; the key stays claimed until its lease lapses"
+        ),
     }
+    Ok(Received { result: value, replayed: false })
 }
 
 /// The answer to a delivery whose key has a live record it does not own: key reused (checked first, as over
 /// HTTP), the stored result, or in flight.
 pub(crate) fn answer_existing<T, E>(
-    record: Record,
+    existing: Existing,
     claim: &ClaimRequest,
     decode: impl FnOnce(Bytes) -> Result<T, serde_json::Error>,
 ) -> Result<Received<T>, ReceiveError<E>> {
-    if record.fingerprint != claim.fingerprint {
-        return Err(ReceiveError::KeyReused);
-    }
-    match record.state {
-        RecordState::InProgress { lease_remaining } => Err(ReceiveError::InFlight { retry_after: lease_remaining }),
-        RecordState::Completed(StoredResponse { body: Some(bytes), .. }) => {
+    match existing {
+        Existing::KeyReused => Err(ReceiveError::KeyReused),
+        Existing::InFlight { lease_remaining } => Err(ReceiveError::InFlight { retry_after: lease_remaining }),
+        Existing::Completed(StoredResponse { body: Some(bytes), .. }) => {
             decode(bytes).map(|result| Received { result, replayed: true }).map_err(ReceiveError::Json)
         }
         // Receiver results have no cap, so only something else writing under the receiver's scope gets here.
-        RecordState::Completed(StoredResponse { body: None, .. }) => Err(store_failed(
+        Existing::Completed(StoredResponse { body: None, .. }) => Err(store_failed(
             &claim.id,
             StoreError::new(StoreErrorKind::Corrupt, "a completed receiver record has no stored result"),
         )),

@@ -47,19 +47,16 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::attempt::{self, TransactionHold, TxClaimed};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
-use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, store_failed};
-use crate::record::StoredResponse;
-use crate::store::{
-    ClaimRequest, OpenTransaction, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
-};
+use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
+use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore};
 use crate::transaction::Tx;
 
 /// How long a delivery that found its key held by an open transaction is told to wait before a redelivery.
@@ -210,64 +207,20 @@ impl TransactionalReceiver {
             let error = StoreError::new(StoreErrorKind::Unsupported, NotTransactional.to_string());
             return Err(store_failed(&claim.id, error));
         };
-        let open = match store.claim_in_transaction(&claim, self.wait).await {
+        let open = match attempt::claim_in_transaction(store, &claim, self.wait).await {
             Err(error) => return Err(store_failed(&claim.id, error)),
-            Ok(TransactionalClaim::Busy) => return Err(ReceiveError::InFlight { retry_after: BUSY_RETRY_AFTER }),
-            Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim, decode),
-            Ok(TransactionalClaim::Acquired(open)) => open,
+            Ok(TxClaimed::Busy) => return Err(ReceiveError::InFlight { retry_after: BUSY_RETRY_AFTER }),
+            Ok(TxClaimed::Existing(existing)) => return answer_existing(existing, &claim, decode),
+            Ok(TxClaimed::Acquired(open)) => open,
         };
-        run_in_transaction(open, &claim, work, encode).await
-    }
-}
-
-/// Runs the work on the open transaction, then commits its result with everything it wrote, or rolls all back.
-async fn run_in_transaction<F, Fut, T, E>(
-    open: OpenTransaction,
-    claim: &ClaimRequest,
-    work: F,
-    encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
-) -> Result<Received<T>, ReceiveError<E>>
-where
-    F: FnOnce(Tx) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let namespace = &claim.id.route;
-    let Some(tx) = open.tx() else {
-        let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
-        return Err(store_failed(&claim.id, error));
-    };
-    // Dropped with this future (cancellation), `open` rolls back in a background task; the `Tx` inside the work's
-    // future goes with it.
-    let outcome = AssertUnwindSafe(async move { work(tx).await }).catch_unwind().await;
-    let value = match outcome {
-        Err(panic) => {
-            tracing::error!(%namespace, "the receiver's work panicked; its transaction rolled back, resuming the panic");
-            open.rollback().await;
-            std::panic::resume_unwind(panic);
-        }
-        Ok(Err(error)) => {
-            open.rollback().await;
-            return Err(ReceiveError::Failed(error));
-        }
-        Ok(Ok(value)) => value,
-    };
-    let bytes = match encode(&value) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            tracing::error!(%namespace, %error, "the receiver's result does not serialize; its transaction rolled back");
-            open.rollback().await;
-            return Err(ReceiveError::Json(error));
-        }
-    };
-    let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
-    match open.commit_with(&stored, claim.ttl).await {
-        Ok(()) => Ok(Received { result: value, replayed: false }),
-        // Nothing was committed (or, on a timeout, nobody knows): the message must not be acknowledged. A
-        // redelivery finds out which: the stored result, or a fresh run on a free key.
-        Err(error) if error.kind() == StoreErrorKind::TransactionAborted => {
-            tracing::warn!(%namespace, %error, "the receiver's work returned Ok but its own SQL failed; nothing was committed");
-            Err(ReceiveError::StoreUnavailable(error))
-        }
-        Err(error) => Err(store_failed(&claim.id, error)),
+        let Some(tx) = open.tx() else {
+            let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
+            return Err(store_failed(&claim.id, error));
+        };
+        // Dropped with this future (cancellation), the open transaction rolls back in a background task; the `Tx`
+        // inside the work's future goes with it.
+        let held = TransactionHold::new(open, claim.ttl);
+        let outcome = AssertUnwindSafe(async move { work(tx).await }).catch_unwind().await;
+        settle(held, outcome, encode, &claim.id.route).await
     }
 }

@@ -1,0 +1,17 @@
+//! The attempt: what one request (or one delivery) does with its key, written once for every front end.
+//!
+//! An attempt claims its record, or waits for a duplicate in flight and claims again ([`claim_or_wait`]); a
+//! record it does not own is decided in one way everywhere ([`Existing::decide`]: key reused first, then replay,
+//! then in flight). An acquired claim runs its work under the heartbeat ([`under_lease`]) or in the store's
+//! transaction, then is settled by [`keep`] or [`Held::abandon`], with the same completion rules for all.
+//!
+//! The HTTP flow (`handle`) and the receivers differ only in how they run the work and how they turn the core's
+//! outcome into their answer (a response or problem, or `Received` / `ReceiveError`).
+
+mod claim;
+mod existing;
+mod held;
+
+pub(crate) use self::claim::{Claimed, TxClaimed, claim_in_transaction, claim_or_wait};
+pub(crate) use self::existing::Existing;
+pub(crate) use self::held::{Held, Kept, TransactionHold, keep, under_lease};
