@@ -226,7 +226,7 @@ where
     if issued_key_expired {
         // An expired issued key may still retry the request it started (within the route's ttl): only a first use
         // needs a key within its time.
-        return match observe::timed("read", settings.store.read(&claim.id)).await {
+        return match observe::timed("read", settings.calls.read(&claim.id)).await {
             Ok(Some(record)) => answer_existing(&context, Existing::decide(record, &claim)),
             Ok(None) => {
                 let problem = Problem::new(
@@ -252,7 +252,7 @@ where
     Args: FromRequest,
     F::Output: Responder,
 {
-    let store = &context.settings.store;
+    let store = &context.settings.calls;
     match attempt::claim_or_wait(&**store, &claim, context.route.wait).await {
         Err(error) if fails_open(context, &error) => fail_open(context, &error, body, handler).await,
         Err(error) => store_failed(context, &error),
@@ -279,7 +279,7 @@ where
     Args: FromRequest,
     F::Output: Responder,
 {
-    let Some(store) = context.settings.store.transactional() else {
+    let Some(store) = context.settings.calls.transactional() else {
         return misconfigured(
             context.route,
             context.route_label,

@@ -99,6 +99,7 @@ pub mod __private;
 pub use async_trait::async_trait;
 pub use idempotent_macros::idempotent;
 
+pub use crate::attempt::DEFAULT_STORE_TIMEOUT;
 pub use crate::config::{
     DEFAULT_LEASE, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_STORE_RETRY_AFTER, DEFAULT_TTL,
     Idempotency, IdempotencyBuilder, REPLAYED_HEADER,

@@ -62,7 +62,7 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::attempt::{self, Claimed, Existing, Held, Kept};
+use crate::attempt::{self, BoundedStore, Claimed, DEFAULT_STORE_TIMEOUT, Existing, Held, Kept};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
 use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
@@ -81,6 +81,7 @@ pub struct Receiver {
     ttl: Duration,
     lease: Duration,
     wait: Option<Duration>,
+    store_timeout: Duration,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -89,6 +90,7 @@ impl std::fmt::Debug for Receiver {
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
             .field("wait", &self.wait)
+            .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -161,7 +163,7 @@ impl Receiver {
     /// A receiver on a store shared with other code, e.g. the `Idempotency` configuration's
     /// ([`crate::Idempotency::store`]).
     pub fn shared(store: Arc<dyn Store>) -> Self {
-        Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None }
+        Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
     /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver. After it, a
@@ -191,6 +193,16 @@ impl Receiver {
         self
     }
 
+    /// How long the receiver waits for any one store operation before answering
+    /// [`ReceiveError::StoreUnavailable`] of kind [`StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`];
+    /// a wait for another delivery gets its own time on top). It holds for every store, including third-party
+    /// ones without timeouts of their own.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// The store the receiver claims keys in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -199,7 +211,8 @@ impl Receiver {
     /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
     /// [`NotTransactional`] when the store has no transactions.
     pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {
-        let receiver = TransactionalReceiver::shared(Arc::clone(&self.store))?.ttl(self.ttl);
+        let receiver =
+            TransactionalReceiver::shared(Arc::clone(&self.store))?.ttl(self.ttl).store_timeout(self.store_timeout);
         Ok(match self.wait {
             Some(wait) => receiver.on_conflict_wait(wait),
             None => receiver,
@@ -292,7 +305,8 @@ impl Receiver {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match attempt::claim_or_wait(&*self.store, &claim, self.wait).await {
+        let store = BoundedStore::shared(Arc::clone(&self.store), self.store_timeout);
+        match attempt::claim_or_wait(&*store, &claim, self.wait).await {
             Err(error) => Err(store_failed(&claim.id, error)),
             Ok(Claimed::Existing(existing)) => answer_existing(existing, &claim, decode),
             Ok(Claimed::Acquired { took_over }) => {
@@ -303,9 +317,11 @@ impl Receiver {
                 // too. Dropped with this future (cancellation), the claim is released in a background task.
                 let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
                 let namespace = &claim.id.route;
-                attempt::under_lease(&self.store, &claim, |held| async move {
-                    settle(held, work.await, encode, namespace).await
-                })
+                attempt::under_lease(
+                    &store,
+                    &claim,
+                    |held| async move { settle(held, work.await, encode, namespace).await },
+                )
                 .await
             }
         }

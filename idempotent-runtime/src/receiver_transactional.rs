@@ -52,7 +52,7 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::attempt::{self, TransactionHold, TxClaimed};
+use crate::attempt::{self, BoundedStore, DEFAULT_STORE_TIMEOUT, TransactionHold, TxClaimed};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::digest::hash_parts;
 use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
@@ -71,6 +71,7 @@ pub struct TransactionalReceiver {
     store: Arc<dyn Store>,
     ttl: Duration,
     wait: Option<Duration>,
+    store_timeout: Duration,
 }
 
 impl std::fmt::Debug for TransactionalReceiver {
@@ -78,6 +79,7 @@ impl std::fmt::Debug for TransactionalReceiver {
         f.debug_struct("TransactionalReceiver")
             .field("ttl", &self.ttl)
             .field("wait", &self.wait)
+            .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +109,7 @@ impl TransactionalReceiver {
     /// let inbox = idempotent_runtime::TransactionalReceiver::new(idempotent_runtime::MemoryStore::new());
     /// ```
     pub fn new<S: Store + TransactionalStore>(store: S) -> Self {
-        Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None }
+        Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
     /// A transactional receiver on a store shared with other code (e.g. the `Idempotency` configuration's), or
@@ -116,7 +118,7 @@ impl TransactionalReceiver {
         if store.transactional().is_none() {
             return Err(NotTransactional);
         }
-        Ok(Self { store, ttl: DEFAULT_TTL, wait: None })
+        Ok(Self { store, ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT })
     }
 
     /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver.
@@ -132,6 +134,16 @@ impl TransactionalReceiver {
     #[must_use]
     pub fn on_conflict_wait(mut self, timeout: Duration) -> Self {
         self.wait = Some(timeout);
+        self
+    }
+
+    /// How long the receiver waits for the transactional claim (and a wait for another delivery's transaction
+    /// gets its own time on top) before answering [`ReceiveError::StoreUnavailable`] of kind
+    /// [`StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`]). The commit is bounded by the store's own
+    /// timeout.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
         self
     }
 
@@ -202,7 +214,8 @@ impl TransactionalReceiver {
         F: FnOnce(Tx) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Some(store) = self.store.transactional() else {
+        let bounded = BoundedStore::shared(Arc::clone(&self.store), self.store_timeout);
+        let Some(store) = bounded.transactional() else {
             // Unreachable through the constructors, which check it; answered rather than panicking.
             let error = StoreError::new(StoreErrorKind::Unsupported, NotTransactional.to_string());
             return Err(store_failed(&claim.id, error));

@@ -64,7 +64,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
                 .into_response(style);
         }
     };
-    let status = match settings.store.lookup(&scope_hash, &hash_parts(&[key.as_str().as_bytes()])).await {
+    let status = match settings.calls.lookup(&scope_hash, &hash_parts(&[key.as_str().as_bytes()])).await {
         Ok(status) => status,
         Err(error) => {
             tracing::error!(%error, "idempotency store failed during a status lookup");

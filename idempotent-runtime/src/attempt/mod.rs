@@ -6,12 +6,17 @@
 //! transaction, then is settled by [`keep`] or [`Held::abandon`], with the same completion rules for all.
 //!
 //! The HTTP flow (`handle`) and the receivers differ only in how they run the work and how they turn the core's
-//! outcome into their answer (a response or problem, or `Received` / `ReceiveError`).
+//! outcome into their answer (a response or problem, or `Received` / `ReceiveError`). Every store call the runtime
+//! makes is bounded by one timeout, applied in one place ([`BoundedStore`]), so a store that hangs is answered as
+//! unavailable instead of hanging the request.
 
+mod bounded;
 mod claim;
 mod existing;
 mod held;
 
+pub(crate) use self::bounded::BoundedStore;
+pub use self::bounded::DEFAULT_STORE_TIMEOUT;
 pub(crate) use self::claim::{Claimed, TxClaimed, claim_in_transaction, claim_or_wait};
 pub(crate) use self::existing::Existing;
 pub(crate) use self::held::{Held, Kept, TransactionHold, keep, under_lease};
