@@ -119,9 +119,9 @@ pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};
 pub use crate::status::{status_lookup, status_lookup_scoped};
 pub use crate::store::{
-    Claim, ClaimRequest, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState, MAX_WAIT_POLL_INTERVAL, MemoryStore,
-    OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError, StoreErrorKind, TransactionalClaim,
-    TransactionalStore,
+    Claim, ClaimRequest, ClaimVerdict, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState,
+    MAX_WAIT_POLL_INTERVAL, MemoryStore, OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError,
+    StoreErrorKind, StoredClaim, StoredClaimState, TransactionalClaim, TransactionalStore, claim_verdict,
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};

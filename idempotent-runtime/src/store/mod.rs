@@ -12,6 +12,7 @@ mod postgres_table;
 mod postgres_transaction;
 #[cfg(feature = "redis")]
 mod redis;
+mod takeover;
 mod transaction_connection;
 mod transactional;
 
@@ -27,6 +28,7 @@ pub(crate) use self::postgres_statement::{
 };
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
+pub use self::takeover::{ClaimVerdict, StoredClaim, StoredClaimState, claim_verdict};
 pub(crate) use self::transaction_connection::TransactionConnection;
 pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
