@@ -18,7 +18,6 @@ use tracing::Instrument as _;
 
 use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
 use crate::config::{Idempotency, Settings};
-use crate::digest::hash_parts;
 use crate::fingerprint::fingerprint;
 use crate::issued_key::Verdict;
 use crate::key::{IdempotencyKey, KeyError};
@@ -26,6 +25,7 @@ use crate::key_source::{KeyLookup, lookup_in_form};
 use crate::observe::{self, Outcome};
 use crate::problem::{Problem, ProblemKind, style_of};
 use crate::record::RecordId;
+use crate::record_id::{derived_key_digest, key_digest};
 use crate::replay::{replay_to, to_stored};
 use crate::request_body::{BodyError, read_capped};
 use crate::response_body::{Captured, capture};
@@ -203,10 +203,10 @@ where
 
     let fingerprint = fingerprint(request, route, route_label, &body);
     let (key_hash, key) = match &source {
-        KeySource::Given(key) => (hash_parts(&[key.as_str().as_bytes()]), key.redacted()),
+        KeySource::Given(key) => (key_digest(key.as_str()), key.redacted()),
         // The same request from the same scope is the same key: a double-submit guard (docs/contract.md,
         // section 2).
-        KeySource::Derived | KeySource::InBody(_) => (hash_parts(&[b"derived", &fingerprint]), "derived".to_owned()),
+        KeySource::Derived | KeySource::InBody(_) => (derived_key_digest(&fingerprint), "derived".to_owned()),
     };
     tracing::Span::current().record("key", key.as_str());
     let claim = ClaimRequest {

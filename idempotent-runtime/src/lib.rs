@@ -74,6 +74,7 @@ pub mod purge;
 pub mod receiver;
 pub mod receiver_transactional;
 mod record;
+mod record_id;
 mod replay;
 mod request_body;
 mod response_body;
@@ -114,6 +115,7 @@ pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails
 pub use crate::receiver::{ReceiveError, Received, Receiver};
 pub use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
+pub use crate::record_id::{ScopeValue, derived_key_digest, key_digest, scope_digest};
 pub use crate::replay::ReplayedResponse;
 pub use crate::route::RouteOptions;
 pub use crate::scope::{ScopeSpec, UserResolver};

@@ -64,13 +64,12 @@ use serde::de::DeserializeOwned;
 
 use crate::attempt::{self, BoundedStore, Claimed, DEFAULT_STORE_TIMEOUT, Existing, Held, Kept};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
-use crate::digest::hash_parts;
 use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
 use crate::record::{RecordId, StoredResponse};
+use crate::record_id::{payload_fingerprint, receiver_record_id};
 use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind};
 
-/// The method of every receiver record, so that they never meet an HTTP route's records.
-pub const RECEIVE_METHOD: &str = "RECEIVE";
+pub use crate::record_id::RECEIVE_METHOD;
 
 /// Runs closures once per (namespace, key) and replays their stored results; see the [module](self) docs.
 ///
@@ -221,12 +220,7 @@ impl Receiver {
 
     /// The record a delivery of `key` in `namespace` claims, e.g. to [`Store::read`] it.
     pub fn record_id(namespace: &str, key: impl AsRef<[u8]>) -> RecordId {
-        RecordId {
-            scope_hash: hash_parts(&[b"receiver", namespace.as_bytes()]),
-            key_hash: hash_parts(&[key.as_ref()]),
-            method: RECEIVE_METHOD.to_owned(),
-            route: namespace.to_owned(),
-        }
+        receiver_record_id(namespace, key)
     }
 
     /// Runs `work` once per (`namespace`, `key`) and stores its `Ok` result; a redelivery with the same `payload`
@@ -286,7 +280,7 @@ impl Receiver {
     fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
         ClaimRequest {
             id: Self::record_id(namespace, key),
-            fingerprint: hash_parts(&[payload]),
+            fingerprint: payload_fingerprint(payload),
             token: fastrand::i64(..),
             lease: self.lease,
             ttl: self.ttl,

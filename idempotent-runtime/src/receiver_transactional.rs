@@ -54,8 +54,8 @@ use serde::de::DeserializeOwned;
 
 use crate::attempt::{self, BoundedStore, DEFAULT_STORE_TIMEOUT, TransactionHold, TxClaimed};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
-use crate::digest::hash_parts;
 use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
+use crate::record_id::payload_fingerprint;
 use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore};
 use crate::transaction::Tx;
 
@@ -194,7 +194,7 @@ impl TransactionalReceiver {
     fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
         ClaimRequest {
             id: Receiver::record_id(namespace, key),
-            fingerprint: hash_parts(&[payload]),
+            fingerprint: payload_fingerprint(payload),
             token: fastrand::i64(..),
             // The claim row is invisible to others until it commits completed, and other deliveries meet the
             // transaction's lock, not the lease: the lease only matters for a plain receiver on the namespace.
