@@ -8,10 +8,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::attempt::{BoundedStore, DEFAULT_STORE_TIMEOUT};
+use crate::http::problem::{ProblemDetails, ProblemStyle};
+use crate::http::replay::{ReplayHook, ReplayedResponse};
+use crate::http::scope::UserResolver;
 use crate::issued_key::KeyIssuer;
-use crate::problem::{ProblemDetails, ProblemStyle};
-use crate::replay::{ReplayHook, ReplayedResponse};
-use crate::scope::UserResolver;
 use crate::store::Store;
 use crate::store_policy::StorePolicy;
 

@@ -58,33 +58,19 @@ mod attempt;
 mod claim_guard;
 mod config;
 mod digest;
-mod fingerprint;
-mod handle;
+mod http;
 pub mod inbox;
-mod issue_service;
 mod issued_key;
-#[cfg(test)]
-mod issued_route_tests;
 mod key;
-mod key_source;
 mod lease;
 pub mod observe;
-mod problem;
 pub mod purge;
 pub mod receiver;
-pub mod receiver_transactional;
 mod record;
 mod record_id;
-mod replay;
-mod request_body;
-mod response_body;
-mod route;
-mod scope;
-mod status;
 mod store;
 mod store_policy;
 mod transaction;
-mod usual_duration;
 
 /// The client half (feature `client`): a reqwest middleware that keeps one key across retries. See the
 /// `idempotent-client` crate.
@@ -98,6 +84,11 @@ pub mod __private;
 /// The attribute `Store` implementations need (`#[async_trait] impl Store for MyStore`), re-exported so that
 /// implementing a store takes no extra dependency.
 pub use async_trait::async_trait;
+// The HTTP modules the store code (`transaction.rs`) and the operator tools' tests (`admin.rs`) name at the crate
+// root.
+use crate::http::problem;
+#[cfg(test)]
+use crate::http::scope;
 pub use idempotent_macros::idempotent;
 
 pub use crate::attempt::DEFAULT_STORE_TIMEOUT;
@@ -106,20 +97,21 @@ pub use crate::config::{
     Idempotency, IdempotencyBuilder, REPLAYED_HEADER,
 };
 pub use crate::digest::{Digest, to_hex};
-pub use crate::fingerprint::FingerprintFn;
-pub use crate::issue_service::{issue_keys, issue_keys_scoped};
+pub use crate::http::fingerprint::FingerprintFn;
+pub use crate::http::issue_service::{issue_keys, issue_keys_scoped};
+pub use crate::http::key_source::KeySpec;
+pub use crate::http::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
+pub use crate::http::replay::ReplayedResponse;
+pub use crate::http::route::RouteOptions;
+pub use crate::http::scope::{ScopeSpec, UserResolver};
+pub use crate::http::status::{status_lookup, status_lookup_scoped};
 pub use crate::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
-pub use crate::key_source::KeySpec;
-pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
+pub use crate::receiver::transactional as receiver_transactional;
+pub use crate::receiver::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
-pub use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 pub use crate::record_id::{ScopeValue, derived_key_digest, key_digest, scope_digest};
-pub use crate::replay::ReplayedResponse;
-pub use crate::route::RouteOptions;
-pub use crate::scope::{ScopeSpec, UserResolver};
-pub use crate::status::{status_lookup, status_lookup_scoped};
 pub use crate::store::{
     Claim, ClaimRequest, ClaimVerdict, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState,
     MAX_WAIT_POLL_INTERVAL, MemoryStore, OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError,

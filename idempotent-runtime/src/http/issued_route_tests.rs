@@ -8,7 +8,7 @@ use actix_web::body::MessageBody as _;
 use actix_web::test::{TestRequest, call_service, init_service};
 use actix_web::{App, HttpRequest, HttpResponse, post, web};
 
-use crate::fingerprint::fingerprint;
+use crate::http::fingerprint::fingerprint;
 use crate::record::{RecordId, StoredResponse};
 use crate::record_id::{ScopeValue, key_digest, scope_digest};
 use crate::store::{Claim, ClaimRequest, Lease, MemoryStore, Store};
@@ -60,7 +60,7 @@ async fn an_expired_issued_key_only_retries_what_it_started() {
             method: "POST".to_owned(),
             route: "/transfers".to_owned(),
         },
-        fingerprint: fingerprint(&request, &crate::route::RouteOptions::new(), "/transfers", b"10 EUR"),
+        fingerprint: fingerprint(&request, &crate::http::route::RouteOptions::new(), "/transfers", b"10 EUR"),
         token: 7,
         lease: Duration::from_secs(30),
         ttl: Duration::from_secs(3600),

@@ -23,12 +23,12 @@ use serde_json::json;
 
 use crate::config::{Idempotency, Settings};
 use crate::digest::Digest;
+use crate::http::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
+use crate::http::scope::{ScopeError, ScopeSpec};
 use crate::issued_key::Verdict;
 use crate::key::IdempotencyKey;
-use crate::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
 use crate::record::KeyState;
 use crate::record_id::key_digest;
-use crate::scope::{ScopeError, ScopeSpec};
 
 /// The scope a status resource resolves callers with.
 #[derive(Clone, Copy)]
