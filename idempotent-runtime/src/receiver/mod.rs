@@ -196,7 +196,7 @@ impl Receiver {
     }
 
     /// How long the receiver waits for any one store operation before answering
-    /// [`ReceiveError::StoreUnavailable`] of kind [`StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`];
+    /// [`ReceiveError::StoreUnavailable`] of kind [`crate::StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`];
     /// a wait for another delivery gets its own time on top). It holds for every store, including third-party
     /// ones without timeouts of their own.
     #[must_use]
