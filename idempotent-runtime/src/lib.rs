@@ -55,14 +55,12 @@
 
 pub mod admin;
 mod attempt;
-mod claim_guard;
 mod config;
 mod digest;
 mod http;
 pub mod inbox;
 mod issued_key;
 mod key;
-mod lease;
 pub mod observe;
 pub mod purge;
 pub mod receiver;

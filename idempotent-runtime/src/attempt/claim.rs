@@ -32,7 +32,7 @@ pub(crate) async fn claim_or_wait(
             Claim::Acquired { took_over } => return Ok(Claimed::Acquired { took_over }),
             Claim::Existing(record) => record,
         };
-        let Some(until_change) = crate::lease::wait_before_claiming_again(&record, claim, wait_until) else {
+        let Some(until_change) = super::lease::wait_before_claiming_again(&record, claim, wait_until) else {
             return Ok(Claimed::Existing(Existing::decide(record, claim)));
         };
         observe::timed("wait", store.wait(&claim.id, until_change)).await?;

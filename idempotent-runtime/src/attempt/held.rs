@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::claim_guard::ClaimGuard;
-use crate::lease::{LeaseWatch, while_renewing};
+use super::claim_guard::ClaimGuard;
+use super::lease::{LeaseWatch, while_renewing};
 use crate::observe;
 use crate::record::StoredResponse;
 use crate::store::{ClaimRequest, Completion, Lease, OpenTransaction, Store, StoreError, StoreErrorKind};
