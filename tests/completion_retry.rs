@@ -11,10 +11,10 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, post, web};
 use idempotent_runtime::observe::ABANDONED_COMPLETIONS;
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Idempotency, KeyStatus, Lease, LeaseState, MemoryStore, PurgeBatch, Record,
-    RecordId, Store, StoreError, StoreErrorKind, StoredResponse, async_trait, idempotent,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
 };
+use idempotent_runtime::{Idempotency, MemoryStore, Store, StoreError, StoreErrorKind, async_trait, idempotent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// How the wrapped store's completion misbehaves.

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, post, web};
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+};
 use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Digest, Idempotency, KeyStatus, Lease, LeaseState, PurgeBatch, ReceiveError,
-    Receiver, Record, RecordId, Store, StoreError, StoreErrorKind, StoredResponse, async_trait, idempotent,
+    Digest, Idempotency, ReceiveError, Receiver, Store, StoreError, StoreErrorKind, async_trait, idempotent,
 };
 
 /// Every operation waits forever.

@@ -13,13 +13,13 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, post, web};
 use idempotent_runtime::observe::{
-    CLAIMED, CONFLICT, FAIL_OPEN, FENCED, LEASE_TAKEOVER, MISMATCH, PURGED, REPLAYED, STORE_ERRORS, STORE_SECONDS,
+    CLAIMED, FAIL_OPEN, FENCED, IN_FLIGHT, KEY_REUSED, PURGED, REPLAYED, STORE_ERRORS, STORE_SECONDS, TAKEOVERS,
 };
 use idempotent_runtime::purge::purge_expired;
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Idempotency, KeyStatus, Lease, LeaseState, MemoryStore, PostgresStore, PurgeBatch,
-    Record, RecordId, Store, StoreError, StoredResponse, async_trait, idempotent,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
 };
+use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, StoreError, async_trait, idempotent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::sync::Semaphore;
 
@@ -143,7 +143,7 @@ async fn counters_latency_and_spans_report_what_happened() {
     assert_eq!(post(&app, "secret-key-123456", "a", false).await, StatusCode::CREATED);
     assert_eq!(counter(&snapshotter, REPLAYED), 1);
     assert_eq!(post(&app, "secret-key-123456", "b", false).await, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(counter(&snapshotter, MISMATCH), 1);
+    assert_eq!(counter(&snapshotter, KEY_REUSED), 1);
 
     let held = post(&app, "held", "x", true);
     let duplicate = async {
@@ -155,12 +155,12 @@ async fn counters_latency_and_spans_report_what_happened() {
     };
     let (held, duplicate) = tokio::join!(held, duplicate);
     assert_eq!((held, duplicate), (StatusCode::CREATED, StatusCode::CONFLICT));
-    assert_eq!(counter(&snapshotter, CONFLICT), 1);
+    assert_eq!(counter(&snapshotter, IN_FLIGHT), 1);
 
     // An expired record is taken over by the next claim (the route's ttl is 1 s).
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(post(&app, "secret-key-123456", "a", false).await, StatusCode::CREATED);
-    assert_eq!(counter(&snapshotter, LEASE_TAKEOVER), 1);
+    assert_eq!(counter(&snapshotter, TAKEOVERS), 1);
 
     let fenced = server(Arc::new(AlwaysFenced(MemoryStore::new())), gate.clone());
     assert_eq!(post(&fenced, "stale", "a", false).await, StatusCode::CREATED);

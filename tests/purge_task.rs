@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::purge::spawn_purger;
-use idempotent_runtime::{ClaimRequest, Lease, PostgresStore, RecordId, Store, StoredResponse};
+use idempotent_runtime::store::{ClaimRequest, Lease, RecordId, StoredResponse};
+use idempotent_runtime::{PostgresStore, Store};
 use support::postgres::TestSchema;
 
 async fn completed(store: &dyn Store, key: u8, ttl: Duration) {

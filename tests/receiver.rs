@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
-use idempotent_runtime::{PostgresStore, ReceiveError, Received, Receiver, RecordState, Store, StoreErrorKind};
+use idempotent_runtime::store::RecordState;
+use idempotent_runtime::{PostgresStore, ReceiveError, Received, Receiver, Store, StoreErrorKind};
 use serde::{Deserialize, Serialize};
 use support::eventually;
 use support::postgres::pool_for;

@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Digest, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, Store,
-    StoreError, StoredResponse, TransactionalStore, async_trait,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+    TransactionalStore,
 };
+use idempotent_runtime::{Digest, Store, StoreError, async_trait};
 
 /// Operation durations in nanoseconds, recorded after each operation (outside the store's own locks; with one
 /// server worker this lock is never contended).

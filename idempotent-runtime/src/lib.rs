@@ -64,11 +64,12 @@ mod key;
 pub mod observe;
 pub mod purge;
 pub mod receiver;
+#[cfg(feature = "postgres")]
+pub use crate::receiver::transactional as receiver_transactional;
 mod record;
 mod record_id;
-mod store;
+pub mod store;
 mod store_policy;
-mod transaction;
 
 /// The client half (feature `client`): a reqwest middleware that keeps one key across retries. See the
 /// `idempotent-client` crate.
@@ -82,8 +83,8 @@ pub mod __private;
 /// The attribute `Store` implementations need (`#[async_trait] impl Store for MyStore`), re-exported so that
 /// implementing a store takes no extra dependency.
 pub use async_trait::async_trait;
-// The HTTP modules the store code (`transaction.rs`) and the operator tools' tests (`admin.rs`) name at the crate
-// root.
+// The HTTP modules the PostgreSQL store's `Tx` and the operator tools' tests name at the crate root.
+#[cfg(feature = "postgres")]
 use crate::http::problem;
 #[cfg(test)]
 use crate::http::scope;
@@ -97,25 +98,19 @@ pub use crate::config::{
 pub use crate::digest::{Digest, to_hex};
 pub use crate::http::fingerprint::FingerprintFn;
 pub use crate::http::issue_service::{issue_keys, issue_keys_scoped};
-pub use crate::http::key_source::KeySpec;
 pub use crate::http::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
 pub use crate::http::replay::ReplayedResponse;
-pub use crate::http::route::RouteOptions;
-pub use crate::http::scope::{ScopeSpec, UserResolver};
+pub use crate::http::scope::UserResolver;
 pub use crate::http::status::{status_lookup, status_lookup_scoped};
 pub use crate::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
-pub use crate::receiver::transactional as receiver_transactional;
+#[cfg(feature = "postgres")]
 pub use crate::receiver::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
-pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 pub use crate::record_id::{ScopeValue, derived_key_digest, key_digest, scope_digest};
-pub use crate::store::{
-    Claim, ClaimRequest, ClaimVerdict, Completion, DEFAULT_OPERATION_TIMEOUT, Lease, LeaseState,
-    MAX_WAIT_POLL_INTERVAL, MemoryStore, OpenTransaction, PostgresStore, PurgeBatch, SCHEMA_SQL, Store, StoreError,
-    StoreErrorKind, StoredClaim, StoredClaimState, TransactionalClaim, TransactionalStore, claim_verdict,
-};
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
+pub use crate::store::{MemoryStore, Store, StoreError, StoreErrorKind};
+#[cfg(feature = "postgres")]
+pub use crate::store::{PostgresStore, SCHEMA_SQL, Tx};
 pub use crate::store_policy::StorePolicy;
-pub use crate::transaction::Tx;

@@ -11,12 +11,12 @@ use std::time::Instant;
 pub const CLAIMED: &str = "idempotent_claimed_total";
 /// Requests answered with a stored response.
 pub const REPLAYED: &str = "idempotent_replayed_total";
-/// Requests refused (409) because the original was still in flight.
-pub const CONFLICT: &str = "idempotent_in_flight_conflicts_total";
-/// Requests refused (422) because the key was used for a different request.
-pub const MISMATCH: &str = "idempotent_fingerprint_mismatches_total";
+/// Requests refused (409) because the original was still in flight (outcome `in_flight`).
+pub const IN_FLIGHT: &str = "idempotent_in_flight_total";
+/// Requests refused (422) because the key was used for a different request (outcome `key_reused`).
+pub const KEY_REUSED: &str = "idempotent_key_reused_total";
 /// Claims that took over an expired record or one whose worker died.
-pub const LEASE_TAKEOVER: &str = "idempotent_lease_takeovers_total";
+pub const TAKEOVERS: &str = "idempotent_takeovers_total";
 /// Completions discarded because a newer attempt owned the record (fencing).
 pub const FENCED: &str = "idempotent_fenced_completions_total";
 /// Store operations that failed (unreachable, timeout, corrupt record).
@@ -81,8 +81,8 @@ impl Outcome {
     pub(crate) fn count(self, route: &str) {
         let name = match self {
             Self::Replayed => REPLAYED,
-            Self::InFlight => CONFLICT,
-            Self::KeyReused => MISMATCH,
+            Self::InFlight => IN_FLIGHT,
+            Self::KeyReused => KEY_REUSED,
             Self::StoreUnavailable => STORE_ERRORS,
             Self::FailOpen => FAIL_OPEN,
             _ => return,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use idempotent_runtime::{
-    Claim, ClaimRequest, Completion, Digest, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, Store,
-    StoreError, StoreErrorKind, StoredResponse, TransactionalStore, async_trait,
+use idempotent_runtime::store::{
+    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+    TransactionalStore,
 };
+use idempotent_runtime::{Digest, Store, StoreError, StoreErrorKind, async_trait};
 
 pub struct Outage {
     inner: Arc<dyn Store>,

@@ -16,7 +16,6 @@ use super::response_body::{Captured, capture};
 use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
 use crate::observe::{self, Outcome};
 use crate::store::{ClaimRequest, StoreError, StoreErrorKind};
-use crate::transaction::TxSlot;
 
 /// A plain route: the claim is a record with a lease, renewed while the handler runs.
 pub(super) async fn serve_with_lease<F, Args>(
@@ -80,10 +79,10 @@ where
     acquired(context, false);
     let started = Instant::now();
     let held = TransactionHold::new(open, claim.ttl);
-    context.request.extensions_mut().insert(TxSlot(held.open().tx()));
+    held.open().lend(&mut context.request.extensions_mut());
     let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
-    context.request.extensions_mut().remove::<TxSlot>();
+    held.open().take_back(&mut context.request.extensions_mut());
     let answer = settle(context, held, ran).await;
     context.route.usual_duration.record(started.elapsed());
     answer
@@ -92,7 +91,7 @@ where
 fn acquired(context: &Context<'_>, took_over: bool) {
     observe::increment(observe::CLAIMED, context.route_label);
     if took_over {
-        observe::increment(observe::LEASE_TAKEOVER, context.route_label);
+        observe::increment(observe::TAKEOVERS, context.route_label);
         tracing::info!(key = %context.key, "took over an expired or abandoned idempotency claim");
     }
 }

@@ -68,9 +68,11 @@ use crate::record_id::{payload_fingerprint, receiver_record_id};
 use crate::store::{ClaimRequest, Store, StoreError};
 
 mod outcome;
+#[cfg(feature = "postgres")]
 pub mod transactional;
 
 pub(crate) use self::outcome::{answer_existing, settle, store_failed};
+#[cfg(feature = "postgres")]
 use self::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::record_id::RECEIVE_METHOD;
 
@@ -210,6 +212,7 @@ impl Receiver {
         &self.store
     }
 
+    #[cfg(feature = "postgres")]
     /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
     /// [`NotTransactional`] when the store has no transactions.
     pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {

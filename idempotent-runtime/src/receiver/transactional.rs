@@ -56,8 +56,7 @@ use crate::attempt::{self, BoundedStore, DEFAULT_STORE_TIMEOUT, TransactionHold,
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
 use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
 use crate::record_id::payload_fingerprint;
-use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore};
-use crate::transaction::Tx;
+use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore, Tx};
 
 /// How long a delivery that found its key held by an open transaction is told to wait before a redelivery.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -226,7 +225,10 @@ impl TransactionalReceiver {
             Ok(TxClaimed::Existing(existing)) => return answer_existing(existing, &claim, decode),
             Ok(TxClaimed::Acquired(open)) => open,
         };
-        let Some(tx) = open.tx() else {
+        // The transaction lends its `Tx` as it does to a route's handler, through extensions.
+        let mut lent = actix_web::dev::Extensions::new();
+        open.lend(&mut lent);
+        let Some(tx) = lent.remove::<Tx>() else {
             let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
             return Err(store_failed(&claim.id, error));
         };

@@ -218,13 +218,18 @@ impl Store for MemoryStore {
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
-        let waiters = {
+        // Until the lease lapses at the latest: then the waiter may take a dead worker's record over.
+        let (waiters, lease_remaining) = {
             let mut records = self.records(id);
             match records.get_mut(id) {
-                Some(entry) if matches!(entry.state, EntryState::InProgress { .. }) => {
-                    Arc::clone(entry.waiters.get_or_insert_with(Arc::default))
-                }
-                _ => return Ok(()),
+                Some(entry) => match entry.state {
+                    EntryState::InProgress { locked_until } if locked_until > Instant::now() => (
+                        Arc::clone(entry.waiters.get_or_insert_with(Arc::default)),
+                        locked_until.saturating_duration_since(Instant::now()),
+                    ),
+                    _ => return Ok(()),
+                },
+                None => return Ok(()),
             }
         };
         let woken = waiters.notified();
@@ -234,7 +239,7 @@ impl Store for MemoryStore {
         let still_in_progress =
             self.records(id).get(id).is_some_and(|entry| matches!(entry.state, EntryState::InProgress { .. }));
         if still_in_progress {
-            let _timed_out = tokio::time::timeout(timeout, woken).await;
+            let _timed_out = tokio::time::timeout(timeout.min(lease_remaining), woken).await;
         }
         Ok(())
     }

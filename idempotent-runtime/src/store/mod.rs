@@ -1,109 +1,125 @@
-//! The storage behind the library: one trait, a PostgreSQL implementation for production and an in-memory one for
-//! tests.
+//! The storage behind the library: the [`Store`] trait, the stores that implement it ([`MemoryStore`] for tests
+//! and single-process tools; [`postgres`] for production, feature `postgres`, on by default; `RedisStore`, feature
+//! `redis`), and the conformance kit a store's own tests run (`testing`, feature `testing`).
 //!
-//! A store makes every decision that must be atomic across processes (claim, take-over, fenced completion). The
-//! HTTP policy (which status is stored, what a conflict answers) lives in [`crate::handle`], once for all stores.
+//! A store provides only the primitives that must be atomic across processes: claim (with the take-over rule),
+//! heartbeat, fenced completion and release, plus reads. What an outcome answers (which status is stored, what a
+//! conflict answers, the timeout on every operation) is the runtime's policy, written once above every store.
 
-mod listener;
+mod error;
 mod memory;
-mod postgres;
-mod postgres_statement;
-mod postgres_table;
-mod postgres_transaction;
+mod polling;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod primitives;
 #[cfg(feature = "redis")]
 mod redis;
+mod shared;
 mod takeover;
-mod transaction_connection;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transactional;
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use self::error::{StoreError, StoreErrorKind};
 pub use self::memory::MemoryStore;
-pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, MAX_WAIT_POLL_INTERVAL, PostgresStore, SCHEMA_SQL};
-pub(crate) use self::postgres_statement::{
-    StatementMode, failed as postgres_failed, pool_failed, query as postgres_query,
-};
+pub use self::polling::MAX_WAIT_POLL_INTERVAL;
+pub(crate) use self::polling::poll_until_settled;
+#[cfg(feature = "postgres")]
+pub(crate) use self::polling::settled;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL, Tx};
+pub use self::primitives::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch};
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use self::takeover::{ClaimVerdict, StoredClaim, StoredClaimState, claim_verdict};
-pub(crate) use self::transaction_connection::TransactionConnection;
-pub use self::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore};
+pub use self::transactional::{ClaimTransaction, OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
-use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 
-/// What a request asks of the store before its handler may run.
-#[derive(Debug, Clone)]
-pub struct ClaimRequest {
-    /// The record's identity.
-    pub id: RecordId,
-    /// The request's fingerprint.
-    pub fingerprint: Digest,
-    /// The fencing token of this attempt: completion and release only succeed while the record carries it, so a
-    /// stale worker whose claim was taken over cannot overwrite the newer attempt.
-    pub token: i64,
-    /// How long the claim is protected from take-over.
-    pub lease: Duration,
-    /// How long the record lives (renewed when it completes).
-    pub ttl: Duration,
-}
-
-/// The answer to a [`ClaimRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller owns the record now and must complete or release it.
-    Acquired {
-        /// True when an existing record was taken over: its lease lapsed (a crashed worker) or it expired.
-        took_over: bool,
-    },
-    /// A live record exists and the caller does not own it.
-    Existing(Record),
-}
-
-/// The owner's handle on an acquired record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The record's identity.
-    pub id: RecordId,
-    /// The fencing token the record was claimed with.
-    pub token: i64,
-}
-
-/// The answer to [`Store::complete`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completion {
-    /// The response is stored and will be replayed.
-    Stored,
-    /// The record no longer carries this lease's token (another attempt took it over): nothing was written.
-    Fenced,
-}
-
-/// The answer to [`Store::heartbeat`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseState {
-    /// The lease was renewed: the record is still this attempt's.
-    Held,
-    /// The record no longer carries this lease's token (taken over, completed or released).
-    Lost,
-}
-
-/// What one [`Store::purge_batch`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PurgeBatch {
-    /// Records looked at (at most the batch size).
-    pub examined: usize,
-    /// Expired records deleted among them.
-    pub deleted: usize,
-    /// True when this batch reached the end of the table: the next batch starts a new pass.
-    pub pass_complete: bool,
-}
-
-/// The storage of idempotency records.
+/// The storage of idempotency records: the few primitives the runtime needs to be atomic.
 ///
-/// Implementations must make [`Store::claim`] atomic: of any number of concurrent claims of one record (in any
-/// number of processes), exactly one is acquired.
+/// # What a store guarantees
+///
+/// - **One owner.** [`Store::claim`] is atomic: of any number of concurrent claims of one record, in any number of
+///   processes, at most one is [`Claim::Acquired`] while the record is live.
+/// - **The take-over rule.** A claim acquires a record that is absent or expired, or that is in progress with a
+///   lapsed lease *and* the same fingerprint (its worker died: `took_over: true`). Any other live record is
+///   answered as [`Claim::Existing`], with its fingerprint, and its remaining lease when in progress (zero once
+///   lapsed). An expired record is never returned by any method.
+/// - **Fencing.** [`Store::heartbeat`], [`Store::complete`] and [`Store::release`] act only while the record
+///   carries the lease's token; a stale attempt (taken over) gets [`LeaseState::Lost`] / [`Completion::Fenced`] /
+///   nothing, and never changes the newer attempt's record. Completing again with the same token answers
+///   [`Completion::Stored`] (a retried completion may have landed).
+/// - **Waiters.** [`Store::wait`] returns once the record is no longer in progress under a live lease
+///   (completed, released, expired, or its lease lapsed so that the waiter may take over), or at its timeout. It
+///   is a hint, not a promise: the runtime claims again after it. The default polls [`Store::read`] with backoff
+///   (10 ms doubling to [`MAX_WAIT_POLL_INTERVAL`]); a store with notifications should override it, subscribing
+///   *before* it checks the record so that no completion is missed.
+/// - **Expiry.** A record lives for its ttl from completion (or, in progress, until its ttl or lease runs out):
+///   past it, every method treats it as absent. [`Store::purge_batch`] deletes expired records of a store that
+///   keeps them; a store with native expiry (Redis) keeps the default, which answers
+///   [`StoreErrorKind::Unsupported`].
+///
+/// The runtime bounds every call with its own timeout (a store that hangs gets a 503, not a hung request), maps
+/// errors to answers, and decides everything that is policy. Transactional routes need
+/// [`Store::transactional`] as well ([`TransactionalStore`]).
+///
+/// The conformance kit (`idempotent_runtime::store::testing`, feature `testing`) checks all of the above against
+/// a real instance of the store, under real concurrency, in a few lines of a store's own tests.
+///
+/// # Implementing a store
+///
+/// A store outside this crate implements the trait through `idempotent_runtime::async_trait`. This one adds a
+/// count of claims to another store (the repository's `tests/third_party_store.rs` implements a whole store from
+/// scratch and passes the kit):
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Duration;
+///
+/// use idempotent_runtime::store::{
+///     Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, Record, RecordId, StoredResponse,
+/// };
+/// use idempotent_runtime::{Digest, Idempotency, MemoryStore, Store, StoreError, async_trait};
+///
+/// /// Counts the claims it forwards.
+/// struct Counted<S> {
+///     inner: S,
+///     claims: AtomicU64,
+/// }
+///
+/// #[async_trait]
+/// impl<S: Store> Store for Counted<S> {
+///     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+///         self.claims.fetch_add(1, Ordering::Relaxed);
+///         self.inner.claim(request).await
+///     }
+///     async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+///         self.inner.heartbeat(lease, duration).await
+///     }
+///     async fn complete(&self, lease: &Lease, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
+///         self.inner.complete(lease, response, ttl).await
+///     }
+///     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+///         self.inner.release(lease).await
+///     }
+///     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+///         self.inner.read(id).await
+///     }
+///     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+///         self.inner.lookup(scope_hash, key_hash).await
+///     }
+///     // `wait` and `purge_batch` keep their defaults: polling `read`, and "unsupported".
+/// }
+///
+/// let store = Counted { inner: MemoryStore::new(), claims: AtomicU64::new(0) };
+/// let idempotency = Idempotency::builder(store).build();
+/// # let _ = idempotency;
+/// ```
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Claims a record, or reads the live record that prevents it.
@@ -125,91 +141,46 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes an in-progress record this lease owns, so a retry runs the handler again.
     async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
 
-    /// Reads a live (unexpired) record.
+    /// Reads a live (unexpired) record. The runtime reads when an expired issued key retries (it may only replay
+    /// what it started), and the default [`Store::wait`] polls with it.
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError>;
 
     /// The most recent live record of a key in a scope, on any route and method (for status lookups).
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError>;
 
-    /// Waits until the record is no longer in progress (completed, released or gone) or `timeout` passes.
-    /// Returning is a hint, not a promise: the caller claims again to learn the state. PostgreSQL is woken by
-    /// notification when it has a listening connection, and polls with backoff otherwise.
-    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError>;
+    /// Waits until the record is no longer in progress under a live lease (completed, released, gone, or its
+    /// lease lapsed) or `timeout` passes. Returning is a hint, not a promise: the caller claims again to learn the
+    /// state. The default polls [`Store::read`] with backoff; PostgreSQL is woken by notification when it has a
+    /// listening connection, Redis through sharded pub/sub, the memory store at once.
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        poll_until_settled(self, id, tokio::time::Instant::now() + timeout).await
+    }
 
-    /// Deletes expired records among the next `limit` records of a sweep through the store. Each batch is bounded
-    /// in work and locks only the rows it deletes; calling it repeatedly sweeps the whole store.
-    async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError>;
+    /// Deletes expired records among about the next `limit` records of a sweep through the store. Each batch is
+    /// bounded in work and locks only the rows it deletes; calling it repeatedly sweeps the whole store. A store
+    /// may bound a batch by its own unit: PostgreSQL walks heap pages, as many as `limit` records filled at the
+    /// density its last batch measured, so a batch over a stretch thinned by deletions may examine more.
+    ///
+    /// The default answers [`StoreErrorKind::Unsupported`]: right for a store that expires records itself.
+    async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        let _ = limit;
+        Err(StoreError::new(
+            StoreErrorKind::Unsupported,
+            "this store expires its records itself: there is nothing to purge",
+        ))
+    }
 
     /// The store's support for transactional routes, if it has any (PostgreSQL does; the memory store does not).
     fn transactional(&self) -> Option<&dyn TransactionalStore> {
         None
     }
-}
 
-/// A store that failed: unreachable, timed out, or returned something it should not have.
-#[derive(Debug)]
-pub struct StoreError {
-    kind: StoreErrorKind,
-    source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-/// The broad reason of a [`StoreError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreErrorKind {
-    /// No connection could be had, or the connection failed.
-    Unavailable,
-    /// The operation took longer than the store's timeout.
-    Timeout,
-    /// A stored record does not decode.
-    Corrupt,
-    /// The store was not set up for what the route asks (e.g. waiting without notifications).
-    Unsupported,
-    /// A transactional route's handler left its transaction aborted (its own SQL failed): nothing was committed.
-    TransactionAborted,
-}
-
-impl StoreError {
-    /// A new error of the given kind.
-    pub fn new(kind: StoreErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { kind, source: source.into() }
-    }
-
-    /// The broad reason.
-    pub fn kind(&self) -> StoreErrorKind {
-        self.kind
-    }
-
-    /// The SQLSTATE of the PostgreSQL error behind this one, if the server answered with an error (e.g.
-    /// `"57P01"` when an administrator shut the backend down). The error's text carries it too, with the
-    /// server's message.
-    pub fn sqlstate(&self) -> Option<&str> {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*self.source);
-        while let Some(error) = cause {
-            if let Some(db) = error.downcast_ref::<tokio_postgres::error::DbError>() {
-                return Some(db.code().code());
-            }
-            cause = error.source();
-        }
-        None
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            StoreErrorKind::Unavailable => "idempotency store unavailable",
-            StoreErrorKind::Timeout => "idempotency store timed out",
-            StoreErrorKind::Corrupt => "idempotency record corrupt",
-            StoreErrorKind::Unsupported => "idempotency store not set up for this route",
-            StoreErrorKind::TransactionAborted => "the handler's transaction was aborted by its own SQL",
-        };
-        write!(f, "{what}: {}", self.source)
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
+    /// The store behind an `Arc`, as the runtime keeps it. Constructors call it, so that they take any store,
+    /// including one already shared (`Arc<dyn Store>`, which does not get a second `Arc`). Keep the default.
+    fn into_shared(self) -> std::sync::Arc<dyn Store>
+    where
+        Self: Sized,
+    {
+        std::sync::Arc::new(self)
     }
 }

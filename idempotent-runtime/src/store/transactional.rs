@@ -1,13 +1,18 @@
-//! Claims that live inside a database transaction shared with the handler (transactional routes).
+//! Claims that live inside a database transaction shared with the handler (transactional routes, CONTRACT
+//! section 5): the claim, the handler's writes and the stored response commit together or not at all.
+//!
+//! Two traits, both public so that a store on another database driver can offer transactional routes:
+//! [`TransactionalStore`] opens a transaction and claims the record in it; the [`ClaimTransaction`] it returns
+//! lends the handler a handle (PostgreSQL's is [`crate::Tx`], taken by its extractor from the request's
+//! extensions), then commits with the response or rolls back.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::Extensions;
 use async_trait::async_trait;
 
-use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
+use super::{ClaimRequest, StoreError};
 use crate::record::{Record, StoredResponse};
-use crate::transaction::Tx;
 
 /// A store that can open a transaction, claim a record in it, and hand the transaction to the handler.
 #[diagnostic::on_unimplemented(
@@ -39,93 +44,66 @@ pub enum TransactionalClaim {
     Busy,
 }
 
-/// A transaction holding a claim. Dropped while still open (the request was cancelled), it rolls back in a
-/// background task; a connection whose transaction cannot be ended cleanly is closed, never pooled again.
-pub struct OpenTransaction {
-    connection: Option<Arc<TransactionConnection>>,
-    lease: Lease,
-    /// The store that opened it: its statements and timeout finish it.
-    store: super::PostgresStore,
+/// A driver's open transaction holding a claim: what [`OpenTransaction`] runs on.
+///
+/// Dropped without [`ClaimTransaction::commit_with`] (the request was cancelled), it must roll back, in a
+/// background task if it has to: nothing of an unfinished attempt may commit.
+#[async_trait]
+pub trait ClaimTransaction: Send {
+    /// Puts the handler's handle on this transaction where its extractor finds it (e.g. `Tx` in the request's
+    /// extensions). Called once, before the handler runs.
+    fn lend(&self, extensions: &mut Extensions);
+
+    /// Takes a handle the handler did not take back out of `extensions` (its extractors failed before), so that
+    /// nothing outlives the transaction.
+    fn take_back(&self, extensions: &mut Extensions);
+
+    /// Stores the response and commits everything (claim, handler writes, response) at once. A handler whose own
+    /// statements failed left the transaction aborted: then nothing is committed and the error is of kind
+    /// [`crate::StoreErrorKind::TransactionAborted`].
+    async fn commit_with(self: Box<Self>, response: &StoredResponse, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Rolls everything back: the claim, and whatever the handler wrote.
+    async fn rollback(self: Box<Self>);
 }
+
+/// A transaction holding a claim, whatever the driver.
+pub struct OpenTransaction(Box<dyn ClaimTransaction>);
 
 impl std::fmt::Debug for OpenTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenTransaction").field("lease", &self.lease).finish_non_exhaustive()
+        f.debug_struct("OpenTransaction").finish_non_exhaustive()
     }
 }
 
 impl OpenTransaction {
-    pub(crate) fn new(connection: TransactionConnection, lease: Lease, store: super::PostgresStore) -> Self {
-        Self { connection: Some(Arc::new(connection)), lease, store }
+    /// Wraps a driver's transaction.
+    pub fn new(transaction: impl ClaimTransaction + 'static) -> Self {
+        Self(Box::new(transaction))
     }
 
-    /// The handle the handler receives.
-    pub fn tx(&self) -> Option<Tx> {
-        self.connection.as_ref().map(|connection| Tx::new(Arc::clone(connection)))
+    /// See [`ClaimTransaction::lend`].
+    pub fn lend(&self, extensions: &mut Extensions) {
+        self.0.lend(extensions);
     }
 
-    /// Stores the response and commits everything (claim, handler writes, response) at once, within the store's
-    /// timeout. A handler whose own SQL failed left the transaction aborted: then nothing is committed and the
-    /// error says so ([`StoreErrorKind::TransactionAborted`]).
+    /// See [`ClaimTransaction::take_back`].
+    pub fn take_back(&self, extensions: &mut Extensions) {
+        self.0.take_back(extensions);
+    }
+
+    /// Stores the response and commits everything at once; see [`ClaimTransaction::commit_with`].
     ///
     /// # Errors
     ///
-    /// [`StoreErrorKind::TransactionAborted`] as above; any other [`StoreError`] when the statement or the commit
-    /// fails or times out, in which case nothing was committed either.
-    pub async fn commit_with(mut self, response: &StoredResponse, ttl: Duration) -> Result<(), StoreError> {
-        let connection = self.take_connection()?;
-        let committed = tokio::time::timeout(
-            self.store.timeout(),
-            super::postgres::complete_and_commit(&self.store, &connection, &self.lease, response, ttl),
-        )
-        .await;
-        match committed {
-            Ok(Ok(())) => {
-                drop(connection.into_pooled());
-                Ok(())
-            }
-            Ok(Err(error)) => {
-                rollback(connection).await;
-                Err(error)
-            }
-            // Unknown outcome: `connection` is dropped here, closed rather than pooled.
-            Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, "the commit did not answer in time")),
-        }
+    /// [`crate::StoreErrorKind::TransactionAborted`] when the handler's own SQL failed; any other [`StoreError`]
+    /// when storing or committing fails or times out, in which case nothing was committed either.
+    pub async fn commit_with(self, response: &StoredResponse, ttl: Duration) -> Result<(), StoreError> {
+        self.0.commit_with(response, ttl).await
     }
 
     /// Rolls everything back: the claim, and whatever the handler wrote.
-    pub async fn rollback(mut self) {
-        if let Ok(connection) = self.take_connection() {
-            rollback(connection).await;
-        }
+    pub async fn rollback(self) {
+        self.0.rollback().await;
     }
-
-    fn take_connection(&mut self) -> Result<TransactionConnection, StoreError> {
-        let shared = self.connection.take().ok_or_else(|| failed_message("the transaction is already closed"))?;
-        // The handler's `Tx` is gone once its future completed; a `Tx` kept elsewhere keeps the connection, which
-        // is then closed (not pooled) when that `Tx` goes.
-        Arc::try_unwrap(shared).map_err(|_| failed_message("the handler kept its `Tx` beyond the request"))
-    }
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        let Some(connection) = self.connection.take() else { return };
-        let Ok(connection) = Arc::try_unwrap(connection) else { return };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(rollback(connection));
-        }
-    }
-}
-
-/// Rolls back and returns the connection to the pool; one whose rollback failed is closed instead.
-pub(crate) async fn rollback(connection: TransactionConnection) {
-    match connection.batch_execute("ROLLBACK").await {
-        Ok(()) => drop(connection.into_pooled()),
-        Err(error) => tracing::warn!(%error, "rollback of an idempotent transaction failed; closing its connection"),
-    }
-}
-
-fn failed_message(message: &'static str) -> StoreError {
-    StoreError::new(StoreErrorKind::Unavailable, message)
 }

@@ -187,6 +187,7 @@ impl Problem {
 
 impl Problem {
     /// As an actix error whose response is this problem.
+    #[cfg(feature = "postgres")]
     pub(crate) fn into_error(self, style: &ProblemStyle) -> actix_web::Error {
         let detail = self.detail.clone();
         actix_web::error::InternalError::from_response(detail, self.into_response(style)).into()

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
+use super::TransactionConnection;
 use crate::problem::{Problem, ProblemKind, style_of};
-use crate::store::TransactionConnection;
 
 /// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
 /// (`tx.execute(..)`, `tx.query(..)`, `tx.query_typed(..)`). It commits together with the stored response when
@@ -96,15 +96,13 @@ impl Deref for Tx {
     }
 }
 
-/// The transaction handed from the request flow to the `Tx` extractor (taken once).
-pub(crate) struct TxSlot(pub(crate) Option<Tx>);
-
 impl FromRequest for Tx {
     type Error = actix_web::Error;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let taken = request.extensions_mut().get_mut::<TxSlot>().and_then(|slot| slot.0.take());
+        // Lent by the transaction for this request (taken once).
+        let taken = request.extensions_mut().remove::<Tx>();
         ready(taken.ok_or_else(|| {
             tracing::error!(
                 route = %request.match_pattern().unwrap_or_default(),

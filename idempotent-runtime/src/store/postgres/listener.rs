@@ -16,11 +16,11 @@ use futures_util::StreamExt as _;
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
-use super::{StoreError, StoreErrorKind};
 use crate::digest::Digest;
+use crate::store::{StoreError, StoreErrorKind};
 
 /// The channel completions and releases notify on.
-pub(crate) const CHANNEL: &str = "idempotency_records";
+pub(crate) const CHANNEL: &str = notify_channel!();
 
 /// After a failed connection attempt, waiters poll for this long before the listener tries again (so that an
 /// unreachable listening server costs one attempt per pause, not one per waiter).
@@ -93,7 +93,7 @@ impl Listener {
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client, StoreError> {
-        let unavailable = |error| super::postgres_statement::failed(StoreErrorKind::Unavailable, error);
+        let unavailable = |error| super::statement::failed(StoreErrorKind::Unavailable, error);
         let (client, mut connection) = self.config.connect(tokio_postgres::NoTls).await.map_err(unavailable)?;
         let waiters = Arc::clone(&self.waiters);
         tokio::spawn(async move {

@@ -12,7 +12,7 @@ use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{StoreError, StoreErrorKind};
+use crate::store::{StoreError, StoreErrorKind};
 
 /// One statement parameter and its PostgreSQL type (an unnamed statement is not described before it runs).
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -108,6 +108,23 @@ impl fmt::Display for PostgresError {
 impl std::error::Error for PostgresError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
+    }
+}
+
+/// PostgreSQL's part of [`StoreError`].
+impl StoreError {
+    /// The SQLSTATE of the PostgreSQL error behind this one, if the server answered with an error (e.g.
+    /// `"57P01"` when an administrator shut the backend down). The error's text carries it too, with the
+    /// server's message.
+    pub fn sqlstate(&self) -> Option<&str> {
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            if let Some(db) = error.downcast_ref::<tokio_postgres::error::DbError>() {
+                return Some(db.code().code());
+            }
+            cause = error.source();
+        }
+        None
     }
 }
 

@@ -25,6 +25,11 @@ impl Table {
         Self { schema: Some(schema.to_owned()), qualified: format!("{}.{TABLE_NAME}", quote_identifier(schema)) }
     }
 
+    /// The name as SQL text: `idempotency_records` or `"schema".idempotency_records`.
+    pub(crate) fn qualified_name(&self) -> &str {
+        &self.qualified
+    }
+
     /// The schema, quoted for SQL.
     pub(crate) fn quoted_schema(&self) -> Option<String> {
         self.schema.as_deref().map(quote_identifier)

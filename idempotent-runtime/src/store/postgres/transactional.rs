@@ -15,10 +15,14 @@ use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
-use super::postgres::{PostgresStore, Statements, record_from_row};
-use super::postgres_statement::{self, Param, StatementMode};
-use super::transactional::{OpenTransaction, TransactionalClaim, TransactionalStore, rollback};
-use super::{ClaimRequest, Lease, StoreError, StoreErrorKind, TransactionConnection};
+use super::PostgresStore;
+use super::TransactionConnection;
+use super::claim_transaction::{PostgresTransaction, rollback};
+use super::rows::{ClaimParams, record_from_row};
+use super::sql::Statements;
+use super::statement::{self, Param, StatementMode};
+use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+use crate::store::{OpenTransaction, TransactionalClaim, TransactionalStore};
 
 /// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The two
 /// variants differ only in how the lock is taken. The lock is keyed by (table, record) so that tables in
@@ -70,7 +74,7 @@ impl TransactionalStore for PostgresStore {
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);
-        let claiming = TransactionalClaimer { statements: self.statements(), mode: self.mode() };
+        let claiming = TransactionalClaimRun { statements: self.statements(), mode: self.mode() };
         let step = match tokio::time::timeout_at(deadline, claiming.claim(&connection, request, wait)).await {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {
@@ -83,11 +87,11 @@ impl TransactionalStore for PostgresStore {
             }
         };
         match step {
-            Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(
+            Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(PostgresTransaction::new(
                 connection,
                 Lease { id: request.id.clone(), token: request.token },
                 self.clone(),
-            ))),
+            )))),
             Step::Existing(record) => {
                 tokio::spawn(rollback(connection));
                 Ok(TransactionalClaim::Existing(record))
@@ -107,12 +111,12 @@ enum Step {
 }
 
 /// What a transactional claim runs its statements with.
-struct TransactionalClaimer<'a> {
+struct TransactionalClaimRun<'a> {
     statements: &'a Statements,
     mode: StatementMode,
 }
 
-impl TransactionalClaimer<'_> {
+impl TransactionalClaimRun<'_> {
     async fn claim(
         &self,
         client: &deadpool_postgres::Client,
@@ -124,7 +128,7 @@ impl TransactionalClaimer<'_> {
         // bits of the record's digest (second key) name the record. A rare collision only makes a duplicate wait
         // or 409.
         let lock_key = i32::from_be_bytes(id.digest()[..4].try_into().unwrap_or_default());
-        let claiming = super::postgres::Claiming::new(request);
+        let claiming = ClaimParams::new(request);
         let [p1, p2, p3, p4, p5, p6, p7, p8] = claiming.params();
         let params: [Param<'_>; 9] = [p1, p2, p3, p4, p5, p6, p7, p8, (&lock_key, Type::INT4)];
         let begin = match wait {
@@ -136,11 +140,9 @@ impl TransactionalClaimer<'_> {
         let statements = self.statements;
         let sql =
             if wait.is_some() { &statements.wait_claim_in_transaction } else { &statements.try_claim_in_transaction };
-        let (begun, claimed) = futures_util::future::join(
-            client.batch_execute(&begin),
-            postgres_statement::query(client, self.mode, sql, &params),
-        )
-        .await;
+        let (begun, claimed) =
+            futures_util::future::join(client.batch_execute(&begin), statement::query(client, self.mode, sql, &params))
+                .await;
         begun.map_err(failed)?;
         let rows = match claimed {
             Ok(rows) => rows,
@@ -159,8 +161,7 @@ impl TransactionalClaimer<'_> {
         let row = if row.try_get::<_, Option<Vec<u8>>>("fingerprint").map_err(decode)?.is_some() {
             row.clone()
         } else {
-            let rows =
-                postgres_statement::query(client, self.mode, &statements.read, &params[..5]).await.map_err(failed)?;
+            let rows = statement::query(client, self.mode, &statements.read, &params[..5]).await.map_err(failed)?;
             match rows.into_iter().next() {
                 Some(row) => row,
                 // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
@@ -169,14 +170,10 @@ impl TransactionalClaimer<'_> {
         };
         if row.try_get::<_, bool>("takeover").map_err(decode)? {
             let current: i64 = row.try_get("token").map_err(decode)?;
-            let taken = postgres_statement::execute(
-                client,
-                self.mode,
-                &statements.takeover,
-                &claiming.takeover_params(&current),
-            )
-            .await
-            .map_err(failed)?;
+            let taken =
+                statement::execute(client, self.mode, &statements.takeover, &claiming.takeover_params(&current))
+                    .await
+                    .map_err(failed)?;
             return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
         }
         Ok(Step::Existing(record_from_row(&row)?))
@@ -188,7 +185,7 @@ impl TransactionalClaimer<'_> {
         client: &deadpool_postgres::Client,
         params: &[Param<'_>; 9],
     ) -> Result<Step, StoreError> {
-        let rows = postgres_statement::query(client, self.mode, &self.statements.try_claim_in_transaction, params)
+        let rows = statement::query(client, self.mode, &self.statements.try_claim_in_transaction, params)
             .await
             .map_err(failed)?;
         let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;
@@ -197,7 +194,7 @@ impl TransactionalClaimer<'_> {
 }
 
 fn failed(error: tokio_postgres::Error) -> StoreError {
-    postgres_statement::failed(StoreErrorKind::Unavailable, error)
+    statement::failed(StoreErrorKind::Unavailable, error)
 }
 
 fn failed_message(message: &'static str) -> StoreError {
@@ -205,5 +202,5 @@ fn failed_message(message: &'static str) -> StoreError {
 }
 
 fn decode(error: tokio_postgres::Error) -> StoreError {
-    postgres_statement::failed(StoreErrorKind::Corrupt, error)
+    statement::failed(StoreErrorKind::Corrupt, error)
 }

@@ -1,0 +1,290 @@
+//! The PostgreSQL [`Store`](crate::Store), on the application's own `deadpool_postgres::Pool`.
+//!
+//! Round trips per request: a fresh key costs two statements (claim, complete), a replay or a conflict one (the
+//! claim statement returns the existing record when it inserts nothing). Every decision is made by one atomic
+//! statement, so any number of processes may share the table. Statements are sent unnamed and hold no session
+//! state, so the store works through a transaction-mode pooler (`statement`).
+
+/// The channel every waiter listens on and every completion, release and operator release notifies (the payload
+/// names the record): one literal, so that the SQL strings can include it with `concat!`.
+macro_rules! notify_channel {
+    () => {
+        "idempotency_records"
+    };
+}
+
+pub(crate) mod admin_queries;
+mod claim_transaction;
+mod connection;
+mod listener;
+mod record_store;
+mod rows;
+mod sql;
+mod statement;
+mod table;
+mod transactional;
+mod tx;
+
+use std::future::Future;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+
+pub(crate) use self::connection::TransactionConnection;
+use self::listener::Listener;
+pub(crate) use self::rows::complete_and_commit;
+use self::rows::query_failed;
+use self::sql::Statements;
+use self::statement::{Param, StatementMode, pool_failed};
+use self::table::Table;
+pub use self::tx::Tx;
+use super::{StoreError, StoreErrorKind};
+
+/// The schema the store needs, as shipped in `sql/schema.sql`; apply it with any migration tool, or call
+/// [`PostgresStore::migrate`].
+pub const SCHEMA_SQL: &str = include_str!("../../../sql/schema.sql");
+
+/// The default bound on one store operation, including the wait for a pooled connection.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Records per heap page assumed before the first batch has measured it (a record with a small stored response
+/// takes 300 to 500 bytes of an 8 KiB page).
+const ASSUMED_RECORDS_PER_PAGE: u64 = 16;
+
+/// A statement that found nothing to return may have lost a race with a concurrent insert its snapshot cannot see;
+/// a few attempts settle it (each one observes a newer committed state).
+const MAX_CLAIM_ATTEMPTS: usize = 8;
+
+/// With a listening connection, a waiter still looks every this long, so that a notification lost anyway (the
+/// listening configuration names a pooler, say) costs at most this much, not the whole wait.
+const LISTENING_SAFETY_POLL: Duration = Duration::from_secs(1);
+
+/// Stores records in the `idempotency_records` table through the application's pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    timeout: Duration,
+    listener: Option<Arc<Listener>>,
+    purge_cursor: Arc<Mutex<PurgeCursor>>,
+    /// The recent share of claims that found an existing record, in [`EXISTING_SHARE_SCALE`]ths, exponentially
+    /// weighted: it picks the claim's first statement.
+    existing_share: Arc<AtomicU32>,
+    /// The statements, rendered for the store's table.
+    statements: Arc<Statements>,
+    mode: StatementMode,
+}
+
+/// The first statement of a claim.
+#[derive(Clone, Copy)]
+enum FirstStatement {
+    /// `INSERT ... ON CONFLICT DO NOTHING`, returning the existing record if there is one.
+    Insert,
+    /// A plain read by primary key (then an insert if there is no record).
+    Read,
+}
+
+/// Fixed-point scale of [`PostgresStore::existing_share`].
+const EXISTING_SHARE_SCALE: u32 = 1_000;
+
+/// Each claim moves the estimate 1/16th of the way towards its outcome.
+const EXISTING_SHARE_WEIGHT: u32 = 16;
+
+/// Where the next purge batch starts, and how many pages hold `limit` records.
+#[derive(Debug)]
+struct PurgeCursor {
+    /// The first heap page of the next batch.
+    next_page: u64,
+    /// Live records per page in the last batch that found any: sizes the next batch's page range.
+    records_per_page: u64,
+}
+
+impl Default for PurgeCursor {
+    fn default() -> Self {
+        Self { next_page: 0, records_per_page: ASSUMED_RECORDS_PER_PAGE }
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("timeout", &self.timeout)
+            .field("table", &self.statements.table)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`], on the `idempotency_records` table of the
+    /// connections' `search_path`. The pool may go through a transaction-mode pooler (PgBouncer and the like).
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            timeout: DEFAULT_OPERATION_TIMEOUT,
+            listener: None,
+            purge_cursor: Arc::default(),
+            existing_share: Arc::default(),
+            statements: Arc::new(Statements::new(Table::in_search_path())),
+            mode: StatementMode::default(),
+        }
+    }
+
+    /// Keeps the table in `schema` (any name; it is quoted): every statement, [`PostgresStore::migrate`] and the
+    /// [`crate::admin`] queries name it, so no `search_path` setting is needed (a startup option such as
+    /// `options=-csearch_path=...` does not pass PgBouncer).
+    pub fn with_schema(mut self, schema: &str) -> Self {
+        self.statements = Arc::new(Statements::new(Table::in_schema(schema)));
+        self
+    }
+
+    /// Makes `on_conflict = "wait"` wake waiting requests by notification (`LISTEN`) on one dedicated connection
+    /// made with this configuration, within milliseconds of a completion. It must reach PostgreSQL directly (not
+    /// through a transaction-mode pooler, which does not deliver notifications). Without it, or while it cannot
+    /// connect, waiting requests poll the record instead, at most [`crate::store::MAX_WAIT_POLL_INTERVAL`] apart.
+    pub fn with_listener(mut self, config: tokio_postgres::Config) -> Self {
+        self.listener = Some(Arc::new(Listener::new(config)));
+        self
+    }
+
+    /// Prepares each statement once per connection (named prepared statements) instead of sending it unnamed with
+    /// every request. Only for a pool whose connections reach PostgreSQL directly: behind a transaction-mode pooler
+    /// the statements fail (`prepared statement "sN" does not exist`). BENCHMARKS.md measures what it saves.
+    pub fn with_prepared_statements(mut self) -> Self {
+        self.mode = StatementMode::Prepared;
+        self
+    }
+
+    /// Bounds each store operation (waiting for a connection included): past it the request is answered 503
+    /// `store-unavailable` and the handler does not run.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates the table (and the schema given to [`PostgresStore::with_schema`]) if it does not exist
+    /// ([`SCHEMA_SQL`]); safe to call from many processes at once, and through a transaction-mode pooler.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database cannot be reached within the store's timeout or a statement fails
+    /// (for instance, the role may not create tables).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut client = self.pool.get().await.map_err(pool_failed)?;
+            let transaction = client.transaction().await.map_err(query_failed)?;
+            // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalog; serialize migrations.
+            // Everything below is transaction-scoped: nothing stays on the connection.
+            let mut script = String::from("SELECT pg_advisory_xact_lock(hashtext('idempotent-runtime migrate'));\n");
+            if let Some(schema) = self.statements.table.quoted_schema() {
+                script
+                    .push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\nSET LOCAL search_path TO {schema};\n"));
+            }
+            script.push_str(SCHEMA_SQL);
+            transaction.batch_execute(&script).await.map_err(query_failed)?;
+            transaction.commit().await.map_err(query_failed)
+        })
+        .await
+    }
+
+    /// The pool, for the [`crate::admin`] queries.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The table, for the [`crate::admin`] queries.
+    pub(crate) fn table(&self) -> &Table {
+        &self.statements.table
+    }
+
+    /// How statements are sent, for the [`crate::admin`] queries.
+    pub(crate) fn mode(&self) -> StatementMode {
+        self.mode
+    }
+
+    fn statements(&self) -> &Statements {
+        &self.statements
+    }
+
+    /// Runs an operation under the store's timeout.
+    pub(crate) async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
+        }
+    }
+
+    /// Runs one statement on a pooled connection, the wait for the connection included, under one deadline (one
+    /// timer per operation, on the hot path).
+    async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let mut client = None;
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
+            statement::query(client, self.mode, sql, params).await.map_err(query_failed)
+        })
+        .await;
+        self.finish(client, outcome)
+    }
+
+    async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let mut client = None;
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
+            statement::execute(client, self.mode, sql, params).await.map_err(query_failed)
+        })
+        .await;
+        self.finish(client, outcome)
+    }
+
+    pub(super) async fn connection(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<deadpool_postgres::Client, StoreError> {
+        match tokio::time::timeout_at(deadline, self.pool.get()).await {
+            Ok(client) => client.map_err(pool_failed),
+            Err(_) => Err(self.timed_out("waiting for a pooled connection")),
+        }
+    }
+
+    /// A statement still running at the timeout is cancelled on the server, so that a claim answered with 503
+    /// does not land afterwards (a statement waiting on a lock would otherwise run once the lock is gone). Its
+    /// connection is taken out of the pool first: a late cancel request must not hit another borrower's query.
+    fn finish<T>(
+        &self,
+        client: Option<deadpool_postgres::Client>,
+        outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        let client = match (outcome, client) {
+            (Ok(result), _) => return result,
+            (Err(_elapsed), None) => return Err(self.timed_out("waiting for a pooled connection")),
+            (Err(_elapsed), Some(client)) => client,
+        };
+        let client = deadpool_postgres::Object::take(client);
+        let cancel = client.cancel_token();
+        tokio::spawn(async move {
+            // Kept until the cancel request is sent: it is for this connection's backend only.
+            let _detached = client;
+            if let Err(error) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(%error, "could not cancel a timed-out idempotency statement");
+            }
+        });
+        Err(self.timed_out("running a statement"))
+    }
+
+    /// The bound on one store operation.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,256 @@
+//! [`Store`] on PostgreSQL: each operation is one atomic statement on the table (see [`super::sql`]), and waiters
+//! are woken by notification or poll.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_postgres::types::Type;
+
+use super::listener::Listener;
+use super::rows::{ClaimParams, CompleteParams, corrupt, decode_failed, id_params, record_from_row};
+use super::sql::*;
+use super::{
+    EXISTING_SHARE_SCALE, EXISTING_SHARE_WEIGHT, FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS,
+    PostgresStore, lock,
+};
+use crate::digest::Digest;
+use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
+use crate::store::{
+    Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
+    TransactionalStore,
+};
+
+impl PostgresStore {
+    /// Claims by inserting or by reading first; each step that finds nothing conclusive moves to the other.
+    async fn claim_from(&self, request: &ClaimRequest, first: FirstStatement) -> Result<Claim, StoreError> {
+        let claiming = ClaimParams::new(request);
+        let params = claiming.params();
+        let mut step = first;
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            let rows = match step {
+                FirstStatement::Insert => self.query(&self.statements.claim, &params).await?,
+                FirstStatement::Read => self.query(&self.statements.read, &params[..5]).await?,
+            };
+            let Some(row) = rows.first() else {
+                // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
+                // record (or it vanished since): insert.
+                step = match step {
+                    FirstStatement::Insert => FirstStatement::Read,
+                    FirstStatement::Read => FirstStatement::Insert,
+                };
+                continue;
+            };
+            if row.try_get::<_, bool>("acquired").map_err(decode_failed)? {
+                return Ok(Claim::Acquired { took_over: false });
+            }
+            if row.try_get::<_, bool>("takeover").map_err(decode_failed)? {
+                let current: i64 = row.try_get("token").map_err(decode_failed)?;
+                if self.execute(&self.statements.takeover, &claiming.takeover_params(&current)).await? == 1 {
+                    return Ok(Claim::Acquired { took_over: true });
+                }
+                // Another request took it over first, or its owner finished: look again.
+                step = FirstStatement::Insert;
+                continue;
+            }
+            return Ok(Claim::Existing(record_from_row(row)?));
+        }
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!("the claim did not settle after {MAX_CLAIM_ATTEMPTS} attempts under contention"),
+        ))
+    }
+
+    /// Wakes the waiters of a record; a failure only makes them wait until their next look.
+    async fn notify(&self, id: &RecordId) {
+        let digest = crate::digest::to_hex(&id.digest());
+        if let Err(error) = self.execute(NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
+            tracing::warn!(%error, "could not wake the waiters of a record; they find out at their next look");
+        }
+    }
+
+    pub(super) fn timed_out(&self, doing: &str) -> StoreError {
+        StoreError::new(StoreErrorKind::Timeout, format!("no answer within {} ms {doing}", self.timeout.as_millis()))
+    }
+
+    /// Waits for a notification about the record, looking at the record now and then in case one is lost.
+    /// `None` when notifications cannot be had (no listening connection, or it cannot connect): then the caller
+    /// polls.
+    async fn wait_notified(
+        &self,
+        listener: &Listener,
+        id: &RecordId,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<(), StoreError>> {
+        let subscribing = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + self.timeout), async {
+            listener.subscribe(&id.digest()).await
+        });
+        let subscription = match subscribing.await {
+            Ok(Ok(subscription)) => subscription,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot listen for idempotency completions; waiting requests poll instead");
+                return None;
+            }
+            Err(_elapsed) => return None,
+        };
+        let woken = subscription.notify.notified();
+        tokio::pin!(woken);
+        // Subscribed before the record is marked: a completion from now on wakes this waiter.
+        woken.as_mut().enable();
+        let id_params = id_params(id);
+        let marked = match self.execute(&self.statements.mark_waited, &id_params).await {
+            Ok(marked) => marked,
+            Err(error) => return Some(Err(error)),
+        };
+        if marked == 0 {
+            return Some(Ok(()));
+        }
+        loop {
+            let look_at = deadline.min(tokio::time::Instant::now() + LISTENING_SAFETY_POLL);
+            if tokio::time::timeout_at(look_at, woken.as_mut()).await.is_ok() || look_at >= deadline {
+                return Some(Ok(()));
+            }
+            match crate::store::settled(self, id).await {
+                Ok(false) => {}
+                settled => return Some(settled.map(|_| ())),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+        // Mostly retries lately (a redelivery storm, a client retrying a slow route): read first, the cheapest
+        // statement for an existing record. Mostly fresh keys (the usual case): insert first, the only statement
+        // a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
+        let first = if self.existing_share.load(Ordering::Relaxed) > EXISTING_SHARE_SCALE / 2 {
+            FirstStatement::Read
+        } else {
+            FirstStatement::Insert
+        };
+        let claim = self.claim_from(request, first).await?;
+        let sample = if matches!(claim, Claim::Existing(_)) { EXISTING_SHARE_SCALE } else { 0 };
+        let _ = self.existing_share.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |share| {
+            Some(share - share / EXISTING_SHARE_WEIGHT + sample / EXISTING_SHARE_WEIGHT)
+        });
+        Ok(claim)
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Completion, StoreError> {
+        let completing = CompleteParams::new(lease, response, ttl);
+        let rows = self.query(&self.statements.complete, &completing.params()).await?;
+        let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
+        if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
+            self.notify(&lease.id).await;
+        }
+        Ok(Completion::Stored)
+    }
+
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+        let [p1, p2, p3, p4] = id_params(&lease.id);
+        let secs = duration.as_secs_f64();
+        let params = [p1, p2, p3, p4, (&lease.token, Type::INT8), (&secs, Type::FLOAT8)];
+        let renewed = self.execute(&self.statements.heartbeat, &params).await?;
+        Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let [p1, p2, p3, p4] = id_params(&lease.id);
+        let rows = self.query(&self.statements.release, &[p1, p2, p3, p4, (&lease.token, Type::INT8)]).await?;
+        if rows.iter().any(|row| row.try_get::<_, bool>("has_waiters").unwrap_or(false)) {
+            self.notify(&lease.id).await;
+        }
+        Ok(())
+    }
+
+    async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+        let rows = self.query(&self.statements.lookup, &[(key_hash, Type::BYTEA), (scope_hash, Type::BYTEA)]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let state: &str = row.try_get("state").map_err(decode_failed)?;
+        let state = match state {
+            "in_progress" => {
+                let remaining_ms: i64 = row.try_get("lease_remaining_ms").map_err(decode_failed)?;
+                KeyState::InProgress {
+                    lease_remaining: Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)),
+                }
+            }
+            "completed" => {
+                let status: i16 = row.try_get("status").map_err(decode_failed)?;
+                let status = u16::try_from(status)
+                    .ok()
+                    .and_then(|status| actix_web::http::StatusCode::from_u16(status).ok())
+                    .ok_or_else(|| corrupt(format!("status {status} is not an HTTP status")))?;
+                KeyState::Completed { status, completed_at: row.try_get("completed_at").map_err(decode_failed)? }
+            }
+            other => return Err(corrupt(format!("unknown state {other:?}"))),
+        };
+        Ok(Some(KeyStatus {
+            method: row.try_get("method").map_err(decode_failed)?,
+            route: row.try_get("route").map_err(decode_failed)?,
+            created_at: row.try_get("created_at").map_err(decode_failed)?,
+            state,
+        }))
+    }
+
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(listener) = &self.listener
+            && let Some(waited) = self.wait_notified(listener, id, deadline).await
+        {
+            return waited;
+        }
+        crate::store::poll_until_settled(self, id, deadline).await
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalStore> {
+        Some(self)
+    }
+
+    /// Sweeps the heap in page ranges sized to hold about `limit` records (`PURGE_SQL`); the pass is complete
+    /// when a range reaches the table's last page.
+    async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        let limit = u64::try_from(limit.max(1)).unwrap_or(u64::MAX);
+        let (first_page, records_per_page) = {
+            let cursor = lock(&self.purge_cursor);
+            (cursor.next_page, cursor.records_per_page)
+        };
+        let pages = limit.div_ceil(records_per_page.max(1)).clamp(1, limit);
+        let end_page = first_page.saturating_add(pages);
+        let as_param = |page: u64| i64::try_from(page).unwrap_or(i64::MAX);
+        let (first, end) = (as_param(first_page), as_param(end_page));
+        let rows = self.query(&self.statements.purge, &[(&first, Type::INT8), (&end, Type::INT8)]).await?;
+        let row = rows.first().ok_or_else(|| corrupt("the purge statement returned no row"))?;
+        let count = |column: &str| -> Result<u64, StoreError> {
+            let value: i64 = row.try_get(column).map_err(decode_failed)?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        };
+        let (examined, deleted, table_pages) = (count("examined")?, count("deleted")?, count("pages")?);
+        let pass_complete = end_page >= table_pages;
+        {
+            let mut cursor = lock(&self.purge_cursor);
+            cursor.next_page = if pass_complete { 0 } else { end_page };
+            if examined > 0 {
+                cursor.records_per_page = examined.div_ceil(pages);
+            }
+        }
+        let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+        Ok(PurgeBatch { examined: size(examined), deleted: size(deleted), pass_complete })
+    }
+
+    async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+        // The fingerprint parameter only feeds the `takeover` column, which a plain read ignores.
+        let no_fingerprint: &[u8] = &[];
+        let [p1, p2, p3, p4] = id_params(id);
+        let rows = self.query(&self.statements.read, &[p1, p2, p3, p4, (&no_fingerprint, Type::BYTEA)]).await?;
+        match rows.first() {
+            Some(row) if !row.try_get::<_, bool>("expired").map_err(decode_failed)? => Ok(Some(record_from_row(row)?)),
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Statement parameters and row decoding shared by the plain and the transactional claim, and the transactional
+//! completion.
+
+use std::time::Duration;
+
+use tokio_postgres::Row;
+use tokio_postgres::types::Type;
+
+use super::PostgresStore;
+use super::sql::NOTIFY_SQL;
+use super::statement::{self, Param, failed};
+use crate::digest::Digest;
+use crate::record::{Record, RecordId, RecordState, StoredResponse};
+use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+
+/// Stores the response in the transaction that claimed the record and commits it, pipelined: the `COMMIT` is
+/// sent without waiting for the `UPDATE`'s answer (if the `UPDATE` failed, the aborted transaction rolls back).
+/// The `UPDATE` is unnamed: a statement prepared (and cached) inside one transaction would be missing in the next
+/// transaction of a pooler, which may run on another backend.
+pub(crate) async fn complete_and_commit(
+    store: &PostgresStore,
+    client: &deadpool_postgres::Client,
+    lease: &Lease,
+    response: &StoredResponse,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let completing = CompleteParams::new(lease, response, ttl);
+    let params = completing.params();
+    // The handler's own SQL may have failed and left the transaction aborted: every statement then fails with
+    // 25P02, and the COMMIT rolls back.
+    let in_aborted_transaction = |error: tokio_postgres::Error| {
+        if error.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) {
+            failed(StoreErrorKind::TransactionAborted, error)
+        } else {
+            query_failed(error)
+        }
+    };
+    let (stored, committed) = futures_util::future::join(
+        statement::query(client, store.mode(), &store.statements().complete, &params),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    let stored = stored.map_err(in_aborted_transaction)?;
+    committed.map_err(query_failed)?;
+    let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
+    if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
+        let digest = crate::digest::to_hex(&lease.id.digest());
+        if let Err(error) = statement::execute(client, store.mode(), NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
+            tracing::warn!(error = %query_failed(error), "could not wake the waiters of a completed record; they find out at their next look");
+        }
+    }
+    Ok(())
+}
+
+/// The parameters `$1` to `$8` of every claim statement, shared by the plain and the transactional claim.
+pub(super) struct ClaimParams<'a> {
+    request: &'a ClaimRequest,
+    lease_secs: f64,
+    ttl_secs: f64,
+}
+
+impl<'a> ClaimParams<'a> {
+    pub(super) fn new(request: &'a ClaimRequest) -> Self {
+        Self { request, lease_secs: request.lease.as_secs_f64(), ttl_secs: request.ttl.as_secs_f64() }
+    }
+
+    pub(super) fn params(&self) -> [Param<'_>; 8] {
+        let request = self.request;
+        let [p1, p2, p3, p4] = id_params(&request.id);
+        [
+            p1,
+            p2,
+            p3,
+            p4,
+            (&request.fingerprint, Type::BYTEA),
+            (&request.token, Type::INT8),
+            (&self.lease_secs, Type::FLOAT8),
+            (&self.ttl_secs, Type::FLOAT8),
+        ]
+    }
+
+    /// The parameters of the take-over statement: the claim's, and the token the record carries now (`$9`).
+    pub(super) fn takeover_params<'b>(&'b self, current: &'b i64) -> [Param<'b>; 9] {
+        let [p1, p2, p3, p4, p5, p6, p7, p8] = self.params();
+        [p1, p2, p3, p4, p5, p6, p7, p8, (current, Type::INT8)]
+    }
+}
+
+/// The parameters of [`COMPLETE_SQL`], shared by the plain and the transactional completion.
+pub(super) struct CompleteParams<'a> {
+    lease: &'a Lease,
+    status: i16,
+    names: Vec<&'a str>,
+    values: Vec<&'a [u8]>,
+    body: Option<&'a [u8]>,
+    ttl_secs: f64,
+}
+
+impl<'a> CompleteParams<'a> {
+    pub(super) fn new(lease: &'a Lease, response: &'a StoredResponse, ttl: Duration) -> Self {
+        Self {
+            lease,
+            status: i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX),
+            names: response.headers.iter().map(|(name, _)| name.as_str()).collect(),
+            values: response.headers.iter().map(|(_, value)| value.as_bytes()).collect(),
+            body: response.body.as_deref(),
+            ttl_secs: ttl.as_secs_f64(),
+        }
+    }
+
+    pub(super) fn params(&self) -> [Param<'_>; 10] {
+        let [p1, p2, p3, p4] = id_params(&self.lease.id);
+        [
+            p1,
+            p2,
+            p3,
+            p4,
+            (&self.lease.token, Type::INT8),
+            (&self.ttl_secs, Type::FLOAT8),
+            (&self.status, Type::INT2),
+            (&self.names, Type::TEXT_ARRAY),
+            (&self.values, Type::BYTEA_ARRAY),
+            (&self.body, Type::BYTEA),
+        ]
+    }
+}
+
+pub(super) fn record_from_row(row: &Row) -> Result<Record, StoreError> {
+    let fingerprint: Vec<u8> = row.try_get("fingerprint").map_err(decode_failed)?;
+    let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
+    let state: &str = row.try_get("state").map_err(decode_failed)?;
+    let state = match state {
+        "in_progress" => {
+            let remaining_ms: i64 = row.try_get("lease_remaining_ms").map_err(decode_failed)?;
+            RecordState::InProgress { lease_remaining: Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)) }
+        }
+        "completed" => {
+            let status: i16 = row.try_get("status").map_err(decode_failed)?;
+            let names: Vec<&str> = row.try_get("header_names").map_err(decode_failed)?;
+            let values: Vec<&[u8]> = row.try_get("header_values").map_err(decode_failed)?;
+            let body: Option<Vec<u8>> = row.try_get("body").map_err(decode_failed)?;
+            let response = StoredResponse::from_parts(i64::from(status), &names, &values, body.map(Into::into))
+                .map_err(|error| corrupt(error.0))?;
+            RecordState::Completed(response)
+        }
+        other => return Err(corrupt(format!("unknown state {other:?}"))),
+    };
+    Ok(Record { fingerprint, state })
+}
+
+pub(super) fn query_failed(error: tokio_postgres::Error) -> StoreError {
+    failed(StoreErrorKind::Unavailable, error)
+}
+
+pub(super) fn decode_failed(error: tokio_postgres::Error) -> StoreError {
+    failed(StoreErrorKind::Corrupt, error)
+}
+
+pub(super) fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message.into())
+}
+
+/// `$1` to `$4`: a record's primary key.
+pub(super) fn id_params(id: &RecordId) -> [Param<'_>; 4] {
+    [(&id.key_hash, Type::BYTEA), (&id.scope_hash, Type::BYTEA), (&id.method, Type::TEXT), (&id.route, Type::TEXT)]
+}

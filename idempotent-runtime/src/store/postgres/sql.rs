@@ -1,0 +1,149 @@
+//! The store's SQL, as templates over its table (`{table}`, `{table_literal}`: see [`super::table`]), and the
+//! statements rendered once per store.
+//!
+//! Every claim statement decides a take-over by the rule of [`crate::store::takeover`]: a record is claimed afresh
+//! when it is absent or expired, taken over when it is in progress with a lapsed lease and the same fingerprint,
+//! and otherwise returned as it is.
+
+use super::table::Table;
+
+/// Inserts a claim, or (when the record exists) returns it along with whether it may be taken over, in one round
+/// trip. `ON CONFLICT DO NOTHING` neither locks nor writes the existing row, so replays stay read-only.
+pub(super) const CLAIM_SQL: &str = "
+WITH inserted AS (
+    INSERT INTO {table}
+        (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'in_progress',
+            now() + make_interval(secs => $7), now() + make_interval(secs => $8))
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT true AS acquired, NULL::bytea AS fingerprint, NULL::bigint AS token, NULL::text AS state,
+       NULL::bigint AS lease_remaining_ms, NULL::boolean AS takeover, NULL::smallint AS status,
+       NULL::text[] AS header_names, NULL::bytea[] AS header_values, NULL::bytea AS body
+FROM inserted
+UNION ALL
+SELECT false, fingerprint, token, state,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint),
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())),
+       status, header_names, header_values, body
+FROM {table}
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4
+  AND NOT EXISTS (SELECT 1 FROM inserted)";
+
+/// Reads one record, with the same columns as the claim's existing-record branch.
+pub(super) const READ_SQL: &str = "
+SELECT false AS acquired, fingerprint, token, state,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now()))
+           AS takeover,
+       status, header_names, header_values, body,
+       (state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()) AS expired
+FROM {table}
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
+
+/// Takes over an expired record or one whose worker died; the token comparison makes it a compare-and-swap.
+pub(super) const TAKEOVER_SQL: &str = "
+UPDATE {table}
+SET fingerprint = $5, token = $6, state = 'in_progress',
+    locked_until = now() + make_interval(secs => $7), expires_at = now() + make_interval(secs => $8),
+    created_at = now(), completed_at = NULL, status = NULL, header_names = NULL, header_values = NULL, body = NULL
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $9
+  AND ((state = 'completed' AND expires_at <= now())
+       OR (state = 'in_progress' AND locked_until <= now() AND (fingerprint = $5 OR expires_at <= now())))";
+
+/// Stores the response if the record still carries the token. A plain UPDATE: waiters (rare) are notified by a
+/// separate statement only when the record says it has some. A record this token already completed matches too:
+/// a completion retried after an error whose first try did land (the token names this attempt alone).
+pub(super) const COMPLETE_SQL: &str = "
+UPDATE {table}
+SET state = 'completed', locked_until = NULL, completed_at = now(), expires_at = now() + make_interval(secs => $6),
+    status = $7, header_names = $8, header_values = $9, body = $10
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5
+  AND state IN ('in_progress', 'completed')
+RETURNING has_waiters";
+
+pub(super) const RELEASE_SQL: &str = "
+DELETE FROM {table}
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
+RETURNING has_waiters";
+
+/// Wakes the waiters of a record (`on_conflict = "wait"`), after its completion or release.
+pub(super) const NOTIFY_SQL: &str = concat!("SELECT pg_notify('", notify_channel!(), "', $1)");
+
+/// The most recent live record of a key in a scope (the primary key's prefix serves it).
+pub(super) const LOOKUP_SQL: &str = "
+SELECT method, route, state, status, created_at, completed_at,
+       greatest(0, (extract(epoch FROM locked_until - now()) * 1000)::bigint) AS lease_remaining_ms
+FROM {table}
+WHERE key_hash = $1 AND scope_hash = $2
+  AND NOT ((state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()))
+ORDER BY created_at DESC
+LIMIT 1";
+
+pub(super) const HEARTBEAT_SQL: &str = "
+UPDATE {table} SET locked_until = now() + make_interval(secs => $6)
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'";
+
+/// Asks the record's completion or release to notify; no row means it is no longer in progress.
+pub(super) const MARK_WAITED_SQL: &str = "
+UPDATE {table} SET has_waiters = true
+WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND state = 'in_progress'";
+
+/// One purge batch: the expired records on heap pages `$1 .. $2` (a TID range scan: the pages are read in
+/// physical order, where records of the same age sit together, and only the rows deleted are locked), how many
+/// records those pages hold, and how many pages the table has now (the sweep's end). The condition is the one
+/// every read applies, checked on the row itself, so a record claimed meanwhile stays. Each statement is sent as
+/// an unnamed one with its parameter types (no prepared statement survives it) and is its own transaction, so it
+/// runs unchanged behind a transaction-mode pooler.
+pub(super) const PURGE_SQL: &str = "
+WITH deleted AS (
+    DELETE FROM {table}
+    WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid
+      AND ((state = 'completed' AND expires_at <= now())
+           OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM {table}
+        WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid) AS examined,
+       (SELECT count(*) FROM deleted) AS deleted,
+       pg_relation_size('{table_literal}'::regclass) / current_setting('block_size')::int8 AS pages";
+
+/// Every statement of the store, rendered once for its table.
+pub(super) struct Statements {
+    pub(super) table: Table,
+    pub(super) claim: String,
+    pub(super) read: String,
+    pub(super) takeover: String,
+    pub(super) complete: String,
+    pub(super) release: String,
+    pub(super) lookup: String,
+    pub(super) heartbeat: String,
+    pub(super) mark_waited: String,
+    pub(super) purge: String,
+    pub(super) try_claim_in_transaction: String,
+    pub(super) wait_claim_in_transaction: String,
+}
+
+impl Statements {
+    pub(super) fn new(table: Table) -> Self {
+        Self {
+            claim: table.render(CLAIM_SQL),
+            read: table.render(READ_SQL),
+            takeover: table.render(TAKEOVER_SQL),
+            complete: table.render(COMPLETE_SQL),
+            release: table.render(RELEASE_SQL),
+            lookup: table.render(LOOKUP_SQL),
+            heartbeat: table.render(HEARTBEAT_SQL),
+            mark_waited: table.render(MARK_WAITED_SQL),
+            purge: table.render(PURGE_SQL),
+            try_claim_in_transaction: table.render(super::transactional::TRY_CLAIM_SQL),
+            wait_claim_in_transaction: table.render(super::transactional::WAIT_CLAIM_SQL),
+            table,
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! [`Store`] on Redis: each transition is one Lua script on the record's slot, and waiters are woken through the
+//! slot's sharded pub/sub channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::codec;
+use super::keys::{self, RecordKeys};
+use super::waiters::{Subscription, Waiters};
+use super::{EXPIRY_GRACE, RedisStore, bounded, failed, millis};
+use crate::digest::Digest;
+use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+use crate::store::{Claim, ClaimRequest, Completion, Lease, LeaseState, Store, StoreError, StoreErrorKind};
+
+impl RedisStore {
+    fn keys(&self, id: &RecordId) -> RecordKeys {
+        RecordKeys::new(&self.inner.prefix, id)
+    }
+
+    async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        bounded(self.inner.timeout, operation).await
+    }
+
+    /// Refuses (or, when allowed, warns about) a master whose `maxmemory-policy` may evict records. Reads
+    /// `INFO memory`, which managed services that rename `CONFIG` still answer.
+    pub(super) async fn check_eviction_policy(&self, allow: bool) -> Result<(), StoreError> {
+        let mut connection = self.inner.connection.clone();
+        let mut command = redis::cmd("INFO");
+        command.arg("memory");
+        let answers = self.bounded(async { connection.on_every_master(command).await.map_err(failed) }).await?;
+        for answer in answers {
+            let info = match answer {
+                Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Value::VerbatimString { text, .. } => text,
+                Value::SimpleString(text) => text,
+                _ => continue,
+            };
+            let Some(policy) = info.lines().find_map(|line| line.strip_prefix("maxmemory_policy:")) else { continue };
+            let policy = policy.trim();
+            if policy == "noeviction" {
+                continue;
+            }
+            let message = format!(
+                "Redis maxmemory-policy is {policy}: under memory pressure Redis deletes idempotency records and \
+                 their handlers run again. Fix: CONFIG SET maxmemory-policy noeviction (and in redis.conf) on every \
+                 master, or size maxmemory for the records"
+            );
+            if !allow {
+                return Err(StoreError::new(StoreErrorKind::Unsupported, message));
+            }
+            tracing::warn!("{message} (started anyway: allow_evicting_policy)");
+        }
+        Ok(())
+    }
+
+    /// `WAIT` for the configured replicas on the master of `key`, after this connection's last write.
+    async fn acknowledged(&self, key: &[u8]) -> Result<(), StoreError> {
+        let Some(acks) = self.inner.replica_acks else { return Ok(()) };
+        let mut command = redis::cmd("WAIT");
+        command.arg(acks.replicas).arg(millis(acks.timeout));
+        let mut connection = self.inner.connection.clone();
+        let waiting = async { connection.on_master_of(key, command).await.map_err(failed) };
+        let answer = bounded(acks.timeout + self.inner.timeout, waiting).await?;
+        let acknowledged = usize::try_from(codec::int(answer)?).unwrap_or(0);
+        if acknowledged < acks.replicas {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "{acknowledged} of {} replicas acknowledged the write within {} ms",
+                    acks.replicas,
+                    acks.timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Releases a claim this attempt will not use; a failure leaves it to its lease.
+    async fn release_or_log(&self, lease: &Lease) {
+        if let Err(error) = self.release(lease).await {
+            tracing::warn!(%error, "could not release an unused idempotency claim; it is freed when its lease lapses");
+        }
+    }
+
+    async fn waiters(&self) -> Result<Arc<Waiters>, StoreError> {
+        let inner = &self.inner;
+        let waiters = inner
+            .waiters
+            .get_or_try_init(|| async {
+                let connecting = Waiters::connect(&inner.target, inner.timeout);
+                bounded(inner.timeout, async { connecting.await.map_err(failed) }).await.map(Arc::new)
+            })
+            .await?;
+        Ok(Arc::clone(waiters))
+    }
+
+    async fn read_record(&self, keys: &RecordKeys) -> Result<Option<Record>, StoreError> {
+        let mut connection = self.inner.connection.clone();
+        let invocation = self.inner.scripts.read.key(&keys.record);
+        let reply: Value =
+            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        match reply {
+            Value::Nil => Ok(None),
+            reply => codec::record(codec::array(reply, 6)?).map(Some),
+        }
+    }
+}
+
+/// Leaves a channel when the wait ends, also when the waiting request is cancelled.
+struct Leaving {
+    waiters: Arc<Waiters>,
+    subscription: Option<Subscription>,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        let (Some(subscription), Ok(runtime)) = (self.subscription.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let waiters = Arc::clone(&self.waiters);
+        runtime.spawn(async move { waiters.leave(subscription).await });
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+        let keys = self.keys(&request.id);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.scripts.claim.key(&keys.record);
+        invocation
+            .key(&keys.index)
+            .arg(request.fingerprint.as_slice())
+            .arg(request.token)
+            .arg(millis(request.lease))
+            .arg(millis(request.ttl))
+            .arg(millis(EXPIRY_GRACE))
+            .arg(&keys.member);
+        let reply = self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await;
+        let lease = || Lease { id: request.id.clone(), token: request.token };
+        let reply: Value = match reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                // The script may still run (a slow or frozen node answers later): the release follows it on the
+                // same connection, so a claim answered with 503 never lands and blocks the retry.
+                self.release_or_log(&lease()).await;
+                return Err(error);
+            }
+        };
+        let claim = match reply {
+            Value::Array(items) if items.len() == 2 => {
+                let [_, took_over]: [Value; 2] = items.try_into().map_err(|_| codec::corrupt("claim reply"))?;
+                Claim::Acquired { took_over: codec::int(took_over)? == 1 }
+            }
+            Value::Array(mut items) if items.len() == 7 => Claim::Existing(codec::record(items.split_off(1))?),
+            other => return Err(codec::corrupt(format!("unexpected claim reply {other:?}"))),
+        };
+        if matches!(claim, Claim::Acquired { .. })
+            && let Err(error) = self.acknowledged(&keys.record).await
+        {
+            // Not durable enough to run the handler on: free the key for a retry, and answer 503.
+            self.release_or_log(&lease()).await;
+            return Err(error);
+        }
+        Ok(claim)
+    }
+
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+        let keys = self.keys(&lease.id);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.scripts.heartbeat.key(&keys.record);
+        invocation.key(&keys.index).arg(lease.token).arg(millis(duration)).arg(millis(EXPIRY_GRACE));
+        let renewed: i64 =
+            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Completion, StoreError> {
+        let keys = self.keys(&lease.id);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.scripts.complete.key(&keys.record);
+        invocation
+            .key(&keys.index)
+            .arg(lease.token)
+            .arg(millis(ttl))
+            .arg(millis(EXPIRY_GRACE))
+            .arg(response.status.as_u16())
+            .arg(codec::encode_headers(response))
+            .arg(if response.body.is_some() { "1" } else { "0" })
+            .arg(response.body.as_deref().unwrap_or_default())
+            .arg(connection.publish_command())
+            .arg(&keys.channel);
+        let stored: i64 =
+            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        if stored != 1 {
+            return Ok(Completion::Fenced);
+        }
+        self.acknowledged(&keys.record).await?;
+        Ok(Completion::Stored)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let keys = self.keys(&lease.id);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.scripts.release.key(&keys.record);
+        invocation
+            .key(&keys.index)
+            .arg(lease.token)
+            .arg(&keys.member)
+            .arg(connection.publish_command())
+            .arg(&keys.channel);
+        let _released: i64 =
+            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        Ok(())
+    }
+
+    async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+        self.read_record(&self.keys(id)).await
+    }
+
+    async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+        let (index, record_prefix) = keys::index_and_record_prefix(&self.inner.prefix, scope_hash, key_hash);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.scripts.lookup.key(&index);
+        invocation.arg(&record_prefix);
+        let reply: Value =
+            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        if reply == Value::Nil {
+            return Ok(None);
+        }
+        let (member, created_at, state) = codec::key_status(codec::array(reply, 6)?)?;
+        let (method, route) =
+            keys::split_member(&member).ok_or_else(|| codec::corrupt("an index member is not `METHOD route`"))?;
+        Ok(Some(KeyStatus { method, route, created_at, state }))
+    }
+
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        let keys = self.keys(id);
+        let waiters = self.waiters().await?;
+        let subscription = self.bounded(async { waiters.join(&keys.channel).await.map_err(failed) }).await?;
+        let notify = Arc::clone(&subscription.notify);
+        let _leaving = Leaving { waiters, subscription: Some(subscription) };
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        // Subscribed (confirmed by the server) before the record is read: a completion from now on wakes this
+        // waiter, and one before it shows in the read.
+        woken.as_mut().enable();
+        // A lapse publishes nothing, so the wait ends with the lease at the latest: a dead worker's record may then
+        // be taken over by the waiter (the trait's promise).
+        if let Some(Record { state: crate::record::RecordState::InProgress { lease_remaining }, .. }) =
+            self.read_record(&keys).await?
+            && !lease_remaining.is_zero()
+        {
+            let _timed_out = tokio::time::timeout(timeout.min(lease_remaining), woken).await;
+        }
+        Ok(())
+    }
+    // `purge_batch` keeps the trait's default: Redis expires records itself, there is nothing to purge.
+}

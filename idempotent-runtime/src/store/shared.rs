@@ -1,0 +1,60 @@
+//! A store shared with other code (`Arc<dyn Store>`, as `Idempotency::store` returns it) is a store too, so every
+//! constructor takes `impl Store` and there is one constructor per thing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, TransactionalStore};
+use crate::digest::Digest;
+use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+
+#[async_trait]
+impl Store for Arc<dyn Store> {
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+        (**self).claim(request).await
+    }
+
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+        (**self).heartbeat(lease, duration).await
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Completion, StoreError> {
+        (**self).complete(lease, response, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        (**self).release(lease).await
+    }
+
+    async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+        (**self).read(id).await
+    }
+
+    async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+        (**self).lookup(scope_hash, key_hash).await
+    }
+
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        (**self).wait(id, timeout).await
+    }
+
+    async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        (**self).purge_batch(limit).await
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalStore> {
+        (**self).transactional()
+    }
+
+    /// Already shared: no second `Arc` around it.
+    fn into_shared(self) -> Arc<dyn Store> {
+        self
+    }
+}

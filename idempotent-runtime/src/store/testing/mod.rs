@@ -1,0 +1,92 @@
+//! The store conformance kit (feature `testing`): the whole [`Store`](crate::Store) contract as async functions, one per case, for
+//! the tests of any store, this crate's or your own.
+//!
+//! Every case takes the store (`&dyn Store`, or `Arc<dyn Store>` for the cases that spawn concurrent claims), works
+//! in a random scope of its own (so cases can share one store, and reruns on a persistent store never meet an
+//! earlier run's records), and panics with a message naming the rule the store broke. [`run_all`] runs every case
+//! in sequence and names the case that failed; [`Kit`] can leave some out; [`CASES`] lists them.
+//!
+//! The cases, by concept: claims (one wins, under real concurrency too), take-over and fencing, heartbeats,
+//! completion and release, waiters, reads, lookups and expiry, and the purge. A store without a purge answers
+//! [`Store::purge_batch`](crate::Store::purge_batch) with an error of kind
+//! [`StoreErrorKind::Unsupported`](crate::StoreErrorKind::Unsupported): the purge
+//! cases then say so and pass. The cases take a few seconds in all (they watch short leases and ttls lapse).
+//!
+//! In a store's own tests, enable the feature for the dev-dependency
+//! (`idempotent-runtime = { version = "0.1", features = ["testing"] }`) and call the kit from a test; build the
+//! store inside the runtime that runs the kit:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use idempotent_runtime::MemoryStore;
+//! use idempotent_runtime::store::testing;
+//!
+//! // #[test]
+//! fn memory_store_conforms_to_the_store_contract() {
+//!     // A multi-thread runtime, so that the concurrent cases claim in parallel (`testing::block_on` builds the same).
+//!     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//!     runtime.block_on(async {
+//!         let store = Arc::new(MemoryStore::new());
+//!         testing::run_all(store).await;
+//!     });
+//! }
+//! # memory_store_conforms_to_the_store_contract();
+//! ```
+//!
+//! One test per case names each failure in the test runner's report instead:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use idempotent_runtime::MemoryStore;
+//! use idempotent_runtime::store::testing;
+//!
+//! // #[test]
+//! fn a_dead_workers_late_completion_is_fenced() {
+//!     testing::block_on(async {
+//!         let store = MemoryStore::new();
+//!         testing::a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced(&store).await;
+//!     });
+//! }
+//! ```
+
+mod claims;
+mod completion;
+mod fixture;
+mod heartbeat;
+mod kit;
+mod lookup;
+mod purge;
+mod takeover;
+mod waiters;
+
+pub use self::claims::{
+    claims_stay_exact_when_retries_dominate, concurrent_claims_of_one_record_acquire_exactly_once,
+    concurrent_take_overs_of_a_lapsed_claim_acquire_exactly_once,
+    one_claim_wins_and_the_record_is_replayed_after_completion,
+};
+pub use self::completion::{
+    a_completion_keeps_status_headers_and_body_exactly, a_completion_retried_with_its_own_lease_is_stored_not_fenced,
+    release_frees_the_key_and_a_stale_release_does_nothing,
+};
+pub use self::heartbeat::{
+    a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over, heartbeat_keeps_a_claim_and_reports_a_lost_one,
+    heartbeat_of_a_token_the_record_does_not_carry_is_lost,
+};
+pub use self::kit::{CASES, Kit, block_on, run_all};
+pub use self::lookup::{
+    expired_records_read_as_absent_and_are_claimed_afresh, lookup_finds_the_most_recent_live_record_on_any_route,
+    lookup_ignores_expired_records, lookup_never_reports_another_scopes_record,
+};
+pub use self::purge::{purge_deletes_only_expired_records, purge_sweeps_a_large_store_in_bounded_batches};
+pub use self::takeover::{
+    a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced,
+    a_different_request_cannot_take_over_a_lapsed_claim, a_stale_token_cannot_complete_renew_or_release_the_new_claim,
+    an_expired_claim_is_taken_over_by_any_request,
+};
+pub use self::waiters::{
+    waiter_is_woken_by_completion_without_polling, waiter_is_woken_by_release,
+    waiter_of_a_dead_worker_takes_over_once_the_lease_lapses,
+    waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses,
+    waiter_on_a_taken_over_record_is_woken_by_the_new_attempts_completion, waiter_returns_at_its_timeout,
+};
