@@ -7,10 +7,11 @@ use actix_web::http::Uri;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::attempt::{BoundedStore, DEFAULT_STORE_TIMEOUT};
+use crate::http::problem::{ProblemDetails, ProblemStyle};
+use crate::http::replay::{ReplayHook, ReplayedResponse};
+use crate::http::scope::UserResolver;
 use crate::issued_key::KeyIssuer;
-use crate::problem::{ProblemDetails, ProblemStyle};
-use crate::replay::{ReplayHook, ReplayedResponse};
-use crate::scope::UserResolver;
 use crate::store::Store;
 use crate::store_policy::StorePolicy;
 
@@ -68,7 +69,11 @@ pub struct Idempotency {
 }
 
 pub(crate) struct Settings {
+    /// The store as the application registered it ([`Idempotency::store`]).
     pub(crate) store: Arc<dyn Store>,
+    /// The same store as the runtime calls it: every operation bounded by `store_timeout` (set by `build`).
+    pub(crate) calls: Arc<dyn Store>,
+    pub(crate) store_timeout: Duration,
     pub(crate) default_ttl: Duration,
     pub(crate) default_lease: Duration,
     pub(crate) max_request_body: usize,
@@ -112,7 +117,9 @@ impl Idempotency {
     pub fn builder_shared(store: Arc<dyn Store>) -> IdempotencyBuilder {
         IdempotencyBuilder {
             settings: Settings {
+                calls: Arc::clone(&store),
                 store,
+                store_timeout: DEFAULT_STORE_TIMEOUT,
                 default_ttl: DEFAULT_TTL,
                 default_lease: DEFAULT_LEASE,
                 max_request_body: DEFAULT_MAX_REQUEST_BODY,
@@ -296,8 +303,19 @@ impl IdempotencyBuilder {
         self
     }
 
+    /// How long the runtime waits for any one store operation (claim, heartbeat, complete, release, read,
+    /// lookup, a transactional claim; a wait for a duplicate gets its own time on top) before answering 503
+    /// `store-unavailable` with `Retry-After`, the handler not run (default [`DEFAULT_STORE_TIMEOUT`]). It
+    /// holds for every store, including third-party ones without timeouts of their own; a store's own, shorter
+    /// timeout still answers first.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.store_timeout = timeout;
+        self
+    }
+
     /// The configuration, ready to register with `App::app_data`.
-    pub fn build(self) -> Idempotency {
+    pub fn build(mut self) -> Idempotency {
+        self.settings.calls = BoundedStore::shared(Arc::clone(&self.settings.store), self.settings.store_timeout);
         Idempotency { settings: Arc::new(self.settings) }
     }
 }

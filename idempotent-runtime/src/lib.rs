@@ -54,35 +54,22 @@
 //! [`docs/decisions.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/decisions.md
 
 pub mod admin;
-mod claim_guard;
+mod attempt;
 mod config;
 mod digest;
-mod fingerprint;
-mod handle;
+mod http;
 pub mod inbox;
-mod issue_service;
 mod issued_key;
-#[cfg(test)]
-mod issued_route_tests;
 mod key;
-mod key_source;
-mod lease;
 pub mod observe;
-mod problem;
 pub mod purge;
 pub mod receiver;
 #[cfg(feature = "postgres")]
-pub mod receiver_transactional;
+pub use crate::receiver::transactional as receiver_transactional;
 mod record;
-mod replay;
-mod request_body;
-mod response_body;
-mod route;
-mod scope;
-mod status;
+mod record_id;
 pub mod store;
 mod store_policy;
-mod usual_duration;
 
 /// The client half (feature `client`): a reqwest middleware that keeps one key across retries. See the
 /// `idempotent-client` crate.
@@ -96,24 +83,31 @@ pub mod __private;
 /// The attribute `Store` implementations need (`#[async_trait] impl Store for MyStore`), re-exported so that
 /// implementing a store takes no extra dependency.
 pub use async_trait::async_trait;
+// The HTTP modules the PostgreSQL store's `Tx` and the operator tools' tests name at the crate root.
+#[cfg(feature = "postgres")]
+use crate::http::problem;
+#[cfg(test)]
+use crate::http::scope;
 pub use idempotent_macros::idempotent;
 
+pub use crate::attempt::DEFAULT_STORE_TIMEOUT;
 pub use crate::config::{
     DEFAULT_LEASE, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_STORE_RETRY_AFTER, DEFAULT_TTL,
     Idempotency, IdempotencyBuilder, REPLAYED_HEADER,
 };
 pub use crate::digest::{Digest, to_hex};
-pub use crate::fingerprint::FingerprintFn;
-pub use crate::issue_service::{issue_keys, issue_keys_scoped};
+pub use crate::http::fingerprint::FingerprintFn;
+pub use crate::http::issue_service::{issue_keys, issue_keys_scoped};
+pub use crate::http::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
+pub use crate::http::replay::ReplayedResponse;
+pub use crate::http::scope::UserResolver;
+pub use crate::http::status::{status_lookup, status_lookup_scoped};
 pub use crate::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
-pub use crate::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
-pub use crate::receiver::{ReceiveError, Received, Receiver};
 #[cfg(feature = "postgres")]
-pub use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
-pub use crate::replay::ReplayedResponse;
-pub use crate::scope::UserResolver;
-pub use crate::status::{status_lookup, status_lookup_scoped};
+pub use crate::receiver::transactional::{NotTransactional, TransactionalReceiver};
+pub use crate::receiver::{ReceiveError, Received, Receiver};
+pub use crate::record_id::{ScopeValue, derived_key_digest, key_digest, scope_digest};
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use crate::store::{MemoryStore, Store, StoreError, StoreErrorKind};

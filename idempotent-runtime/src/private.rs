@@ -5,10 +5,10 @@ pub use core::time::Duration;
 pub use actix_web::web::Payload;
 pub use actix_web::{HttpRequest, HttpResponse};
 
-pub use crate::handle::handle;
-pub use crate::key_source::KeySpec;
-pub use crate::route::RouteOptions;
-pub use crate::scope::ScopeSpec;
+pub use crate::http::handle::handle;
+pub use crate::http::key_source::KeySpec;
+pub use crate::http::route::RouteOptions;
+pub use crate::http::scope::ScopeSpec;
 pub use crate::store_policy::StorePolicy;
 
 /// The identity on an extractor's value, as a function pointer: `#[idempotent]` passes each handler argument

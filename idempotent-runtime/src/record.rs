@@ -14,9 +14,9 @@ use crate::digest::Digest;
 /// [the contract, section 2]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md#2-the-key-and-the-scope
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordId {
-    /// SHA-256 of the scope (see [`crate::scope::ScopeSpec`]); the raw scope is never stored.
+    /// SHA-256 of the scope ([`crate::scope_digest`]); the raw scope is never stored.
     pub scope_hash: Digest,
-    /// SHA-256 of the unquoted key; the raw key is never stored.
+    /// SHA-256 of the unquoted key ([`crate::key_digest`]); the raw key is never stored.
     pub key_hash: Digest,
     /// The HTTP method, e.g. `POST`.
     pub method: String,

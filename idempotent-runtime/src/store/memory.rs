@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError};
+use super::{
+    Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoredClaim, StoredClaimState,
+    claim_verdict,
+};
 use crate::digest::Digest;
 use crate::record::{KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
 
@@ -81,20 +84,17 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Entry {
-    fn is_expired(&self, now: Instant) -> bool {
-        match self.state {
-            EntryState::Completed { .. } => self.expires_at <= now,
-            EntryState::InProgress { locked_until } => locked_until <= now && self.expires_at <= now,
-        }
+    /// The entry as the claim rule ([`claim_verdict`]) sees it.
+    fn stored(&self) -> StoredClaim<'_, Instant> {
+        let state = match self.state {
+            EntryState::InProgress { locked_until } => StoredClaimState::InProgress { lease_until: locked_until },
+            EntryState::Completed { .. } => StoredClaimState::Completed,
+        };
+        StoredClaim { fingerprint: &self.fingerprint, state, expires_at: self.expires_at }
     }
 
-    fn may_be_taken_over_by(&self, fingerprint: &Digest, now: Instant) -> bool {
-        match self.state {
-            EntryState::Completed { .. } => self.expires_at <= now,
-            EntryState::InProgress { locked_until } => {
-                locked_until <= now && (self.fingerprint == *fingerprint || self.expires_at <= now)
-            }
-        }
+    fn is_expired(&self, now: Instant) -> bool {
+        self.stored().is_expired(now)
     }
 
     /// Wakes every waiter: the record left the in-progress state.
@@ -125,14 +125,15 @@ impl Store for MemoryStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let now = Instant::now();
         let mut records = self.records(&request.id);
-        let (took_over, waiters) = match records.get_mut(&request.id) {
-            Some(entry) if !entry.may_be_taken_over_by(&request.fingerprint, now) => {
-                return Ok(Claim::Existing(entry.to_record(now)));
-            }
+        let entry = records.get_mut(&request.id);
+        let verdict = claim_verdict(entry.as_ref().map(|entry| entry.stored()).as_ref(), &request.fingerprint, now);
+        let waiters = match entry {
+            Some(entry) if !verdict.acquires() => return Ok(Claim::Existing(entry.to_record(now))),
             // Waiters of a taken-over record keep waiting for the new attempt.
-            Some(entry) => (true, entry.waiters.take()),
-            None => (false, None),
+            Some(entry) => entry.waiters.take(),
+            None => None,
         };
+        let took_over = verdict.took_over();
         records.insert(
             request.id.clone(),
             Entry {

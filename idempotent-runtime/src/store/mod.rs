@@ -15,6 +15,7 @@ mod primitives;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;
+mod takeover;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod transactional;
@@ -34,6 +35,7 @@ pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL, T
 pub use self::primitives::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch};
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
+pub use self::takeover::{ClaimVerdict, StoredClaim, StoredClaimState, claim_verdict};
 pub use self::transactional::{ClaimTransaction, OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};

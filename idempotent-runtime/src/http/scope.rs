@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 
-use crate::digest::{Digest, hash_parts};
+use crate::digest::Digest;
+use crate::record_id::{ScopeValue, scope_digest};
 
 /// Resolves the current user of a request for `scope = "user"`; `None` means unauthenticated (401).
 pub type UserResolver = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
@@ -43,16 +44,16 @@ impl ScopeSpec {
             Self::User => {
                 let resolver = resolver.ok_or(ScopeError::NoResolver)?;
                 let user = resolver(request).ok_or(ScopeError::Unauthenticated)?;
-                Ok(hash_parts(&[b"user", user.as_bytes()]))
+                Ok(scope_digest(ScopeValue::User(&user)))
             }
-            Self::Global => Ok(hash_parts(&[b"global"])),
+            Self::Global => Ok(scope_digest(ScopeValue::Global)),
             Self::Header(name) => {
                 let value = request.headers().get(name).ok_or(ScopeError::MissingHeader(name))?;
-                Ok(hash_parts(&[b"header", name.as_bytes(), value.as_bytes()]))
+                Ok(scope_digest(ScopeValue::Header { name, value: value.as_bytes() }))
             }
             Self::Function(scope_of) => {
                 let scope = scope_of(request).ok_or(ScopeError::Unauthenticated)?;
-                Ok(hash_parts(&[b"function", scope.as_bytes()]))
+                Ok(scope_digest(ScopeValue::Function(&scope)))
             }
         }
     }

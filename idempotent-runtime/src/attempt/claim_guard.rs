@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::lease::LeaseWatch;
+use super::lease::LeaseWatch;
 use crate::observe;
 use crate::record::StoredResponse;
 use crate::store::{Completion, Lease, Store, StoreError, StoreErrorKind};

@@ -26,9 +26,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::config::Idempotency;
-use crate::problem::{Problem, ProblemKind, ProblemStyle};
-use crate::scope::ScopeSpec;
-use crate::status::{caller_scope, rfc3339};
+use crate::http::problem::{Problem, ProblemKind, ProblemStyle};
+use crate::http::scope::ScopeSpec;
+use crate::http::status::{caller_scope, rfc3339};
 
 /// The scope a key-issuing resource resolves callers with.
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::config::{REPLAYED_HEADER, Settings};
-use crate::problem::{Problem, ProblemKind, ProblemStyle};
+use crate::http::problem::{Problem, ProblemKind, ProblemStyle};
 use crate::record::StoredResponse;
 
 /// The app's replay hook ([`crate::IdempotencyBuilder::on_replay`]).

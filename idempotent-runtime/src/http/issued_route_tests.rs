@@ -8,9 +8,9 @@ use actix_web::body::MessageBody as _;
 use actix_web::test::{TestRequest, call_service, init_service};
 use actix_web::{App, HttpRequest, HttpResponse, post, web};
 
-use crate::digest::hash_parts;
-use crate::fingerprint::fingerprint;
+use crate::http::fingerprint::fingerprint;
 use crate::record::{RecordId, StoredResponse};
+use crate::record_id::{ScopeValue, key_digest, scope_digest};
 use crate::store::{Claim, ClaimRequest, Lease, MemoryStore, Store};
 use crate::{Idempotency, KeyIssuer};
 
@@ -38,7 +38,7 @@ fn post_transfer(key: &str) -> TestRequest {
 async fn an_expired_issued_key_only_retries_what_it_started() {
     let store = Arc::new(MemoryStore::new());
     let issuer = KeyIssuer::new(SECRET).unwrap();
-    let scope_hash = hash_parts(&[b"user", b"alice"]);
+    let scope_hash = scope_digest(ScopeValue::User("alice"));
     let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
     let expired = issuer.issue(&scope_hash, two_days_ago).key;
     let shared: Arc<dyn Store> = store.clone();
@@ -56,11 +56,11 @@ async fn an_expired_issued_key_only_retries_what_it_started() {
     let claim = ClaimRequest {
         id: RecordId {
             scope_hash,
-            key_hash: hash_parts(&[expired.as_bytes()]),
+            key_hash: key_digest(&expired),
             method: "POST".to_owned(),
             route: "/transfers".to_owned(),
         },
-        fingerprint: fingerprint(&request, &crate::route::RouteOptions::new(), "/transfers", b"10 EUR"),
+        fingerprint: fingerprint(&request, &crate::http::route::RouteOptions::new(), "/transfers", b"10 EUR"),
         token: 7,
         lease: Duration::from_secs(30),
         ttl: Duration::from_secs(3600),

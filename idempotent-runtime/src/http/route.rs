@@ -4,11 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::fingerprint::FingerprintFn;
-use crate::key_source::KeySpec;
-use crate::scope::ScopeSpec;
+use crate::http::fingerprint::FingerprintFn;
+use crate::http::key_source::KeySpec;
+use crate::http::scope::ScopeSpec;
+use crate::http::usual_duration::UsualDuration;
 use crate::store_policy::StorePolicy;
-use crate::usual_duration::UsualDuration;
 
 /// One route's options; unset values fall back to the application's [`crate::Idempotency`].
 ///

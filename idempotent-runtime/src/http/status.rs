@@ -22,12 +22,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::config::{Idempotency, Settings};
-use crate::digest::{Digest, hash_parts};
+use crate::digest::Digest;
+use crate::http::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
+use crate::http::scope::{ScopeError, ScopeSpec};
 use crate::issued_key::Verdict;
 use crate::key::IdempotencyKey;
-use crate::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
 use crate::record::KeyState;
-use crate::scope::{ScopeError, ScopeSpec};
+use crate::record_id::key_digest;
 
 /// The scope a status resource resolves callers with.
 #[derive(Clone, Copy)]
@@ -64,7 +65,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
                 .into_response(style);
         }
     };
-    let status = match settings.store.lookup(&scope_hash, &hash_parts(&[key.as_str().as_bytes()])).await {
+    let status = match settings.calls.lookup(&scope_hash, &key_digest(key.as_str())).await {
         Ok(status) => status,
         Err(error) => {
             tracing::error!(%error, "idempotency store failed during a status lookup");

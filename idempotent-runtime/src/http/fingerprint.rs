@@ -18,7 +18,7 @@
 use actix_web::HttpRequest;
 
 use crate::digest::{Digest, PartsHasher};
-use crate::route::RouteOptions;
+use crate::http::route::RouteOptions;
 
 /// A route's own fingerprint of the body: `fingerprint = path::to_fn`.
 ///

@@ -47,20 +47,16 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::attempt::{self, BoundedStore, DEFAULT_STORE_TIMEOUT, TransactionHold, TxClaimed};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
-use crate::digest::hash_parts;
-use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, store_failed};
-use crate::record::StoredResponse;
-use crate::store::Tx;
-use crate::store::{
-    ClaimRequest, OpenTransaction, Store, StoreError, StoreErrorKind, TransactionalClaim, TransactionalStore,
-};
+use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
+use crate::record_id::payload_fingerprint;
+use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore, Tx};
 
 /// How long a delivery that found its key held by an open transaction is told to wait before a redelivery.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -74,6 +70,7 @@ pub struct TransactionalReceiver {
     store: Arc<dyn Store>,
     ttl: Duration,
     wait: Option<Duration>,
+    store_timeout: Duration,
 }
 
 impl std::fmt::Debug for TransactionalReceiver {
@@ -81,6 +78,7 @@ impl std::fmt::Debug for TransactionalReceiver {
         f.debug_struct("TransactionalReceiver")
             .field("ttl", &self.ttl)
             .field("wait", &self.wait)
+            .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -110,7 +108,7 @@ impl TransactionalReceiver {
     /// let inbox = idempotent_runtime::TransactionalReceiver::new(idempotent_runtime::MemoryStore::new());
     /// ```
     pub fn new<S: Store + TransactionalStore>(store: S) -> Self {
-        Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None }
+        Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
     /// A transactional receiver on a store shared with other code (e.g. the `Idempotency` configuration's), or
@@ -119,7 +117,7 @@ impl TransactionalReceiver {
         if store.transactional().is_none() {
             return Err(NotTransactional);
         }
-        Ok(Self { store, ttl: DEFAULT_TTL, wait: None })
+        Ok(Self { store, ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT })
     }
 
     /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver.
@@ -135,6 +133,16 @@ impl TransactionalReceiver {
     #[must_use]
     pub fn on_conflict_wait(mut self, timeout: Duration) -> Self {
         self.wait = Some(timeout);
+        self
+    }
+
+    /// How long the receiver waits for the transactional claim (and a wait for another delivery's transaction
+    /// gets its own time on top) before answering [`ReceiveError::StoreUnavailable`] of kind
+    /// [`StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`]). The commit is bounded by the store's own
+    /// timeout.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
         self
     }
 
@@ -185,7 +193,7 @@ impl TransactionalReceiver {
     fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
         ClaimRequest {
             id: Receiver::record_id(namespace, key),
-            fingerprint: hash_parts(&[payload]),
+            fingerprint: payload_fingerprint(payload),
             token: fastrand::i64(..),
             // The claim row is invisible to others until it commits completed, and other deliveries meet the
             // transaction's lock, not the lease: the lease only matters for a plain receiver on the namespace.
@@ -205,71 +213,29 @@ impl TransactionalReceiver {
         F: FnOnce(Tx) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Some(store) = self.store.transactional() else {
+        let bounded = BoundedStore::shared(Arc::clone(&self.store), self.store_timeout);
+        let Some(store) = bounded.transactional() else {
             // Unreachable through the constructors, which check it; answered rather than panicking.
             let error = StoreError::new(StoreErrorKind::Unsupported, NotTransactional.to_string());
             return Err(store_failed(&claim.id, error));
         };
-        let open = match store.claim_in_transaction(&claim, self.wait).await {
+        let open = match attempt::claim_in_transaction(store, &claim, self.wait).await {
             Err(error) => return Err(store_failed(&claim.id, error)),
-            Ok(TransactionalClaim::Busy) => return Err(ReceiveError::InFlight { retry_after: BUSY_RETRY_AFTER }),
-            Ok(TransactionalClaim::Existing(record)) => return answer_existing(record, &claim, decode),
-            Ok(TransactionalClaim::Acquired(open)) => open,
+            Ok(TxClaimed::Busy) => return Err(ReceiveError::InFlight { retry_after: BUSY_RETRY_AFTER }),
+            Ok(TxClaimed::Existing(existing)) => return answer_existing(existing, &claim, decode),
+            Ok(TxClaimed::Acquired(open)) => open,
         };
-        run_in_transaction(open, &claim, work, encode).await
-    }
-}
-
-/// Runs the work on the open transaction, then commits its result with everything it wrote, or rolls all back.
-async fn run_in_transaction<F, Fut, T, E>(
-    open: OpenTransaction,
-    claim: &ClaimRequest,
-    work: F,
-    encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
-) -> Result<Received<T>, ReceiveError<E>>
-where
-    F: FnOnce(Tx) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let namespace = &claim.id.route;
-    let mut lent = actix_web::dev::Extensions::new();
-    open.lend(&mut lent);
-    let Some(tx) = lent.remove::<Tx>() else {
-        let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
-        return Err(store_failed(&claim.id, error));
-    };
-    // Dropped with this future (cancellation), `open` rolls back in a background task; the `Tx` inside the work's
-    // future goes with it.
-    let outcome = AssertUnwindSafe(async move { work(tx).await }).catch_unwind().await;
-    let value = match outcome {
-        Err(panic) => {
-            tracing::error!(%namespace, "the receiver's work panicked; its transaction rolled back, resuming the panic");
-            open.rollback().await;
-            std::panic::resume_unwind(panic);
-        }
-        Ok(Err(error)) => {
-            open.rollback().await;
-            return Err(ReceiveError::Failed(error));
-        }
-        Ok(Ok(value)) => value,
-    };
-    let bytes = match encode(&value) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            tracing::error!(%namespace, %error, "the receiver's result does not serialize; its transaction rolled back");
-            open.rollback().await;
-            return Err(ReceiveError::Json(error));
-        }
-    };
-    let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
-    match open.commit_with(&stored, claim.ttl).await {
-        Ok(()) => Ok(Received { result: value, replayed: false }),
-        // Nothing was committed (or, on a timeout, nobody knows): the message must not be acknowledged. A
-        // redelivery finds out which: the stored result, or a fresh run on a free key.
-        Err(error) if error.kind() == StoreErrorKind::TransactionAborted => {
-            tracing::warn!(%namespace, %error, "the receiver's work returned Ok but its own SQL failed; nothing was committed");
-            Err(ReceiveError::StoreUnavailable(error))
-        }
-        Err(error) => Err(store_failed(&claim.id, error)),
+        // The transaction lends its `Tx` as it does to a route's handler, through extensions.
+        let mut lent = actix_web::dev::Extensions::new();
+        open.lend(&mut lent);
+        let Some(tx) = lent.remove::<Tx>() else {
+            let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
+            return Err(store_failed(&claim.id, error));
+        };
+        // Dropped with this future (cancellation), the open transaction rolls back in a background task; the `Tx`
+        // inside the work's future goes with it.
+        let held = TransactionHold::new(open, claim.ttl);
+        let outcome = AssertUnwindSafe(async move { work(tx).await }).catch_unwind().await;
+        settle(held, outcome, encode, &claim.id.route).await
     }
 }

@@ -54,24 +54,27 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::claim_guard::ClaimGuard;
+use crate::attempt::{self, BoundedStore, Claimed, DEFAULT_STORE_TIMEOUT};
 use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
-use crate::digest::hash_parts;
-#[cfg(feature = "postgres")]
-use crate::receiver_transactional::{NotTransactional, TransactionalReceiver};
-use crate::record::{Record, RecordId, RecordState, StoredResponse};
-use crate::store::{Claim, ClaimRequest, Completion, Lease, Store, StoreError, StoreErrorKind};
+use crate::record::RecordId;
+use crate::record_id::{payload_fingerprint, receiver_record_id};
+use crate::store::{ClaimRequest, Store, StoreError};
 
-/// The method of every receiver record, so that they never meet an HTTP route's records.
-pub const RECEIVE_METHOD: &str = "RECEIVE";
+mod outcome;
+#[cfg(feature = "postgres")]
+pub mod transactional;
+
+pub(crate) use self::outcome::{answer_existing, settle, store_failed};
+#[cfg(feature = "postgres")]
+use self::transactional::{NotTransactional, TransactionalReceiver};
+pub use crate::record_id::RECEIVE_METHOD;
 
 /// Runs closures once per (namespace, key) and replays their stored results; see the [module](self) docs.
 ///
@@ -82,6 +85,7 @@ pub struct Receiver {
     ttl: Duration,
     lease: Duration,
     wait: Option<Duration>,
+    store_timeout: Duration,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -90,6 +94,7 @@ impl std::fmt::Debug for Receiver {
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
             .field("wait", &self.wait)
+            .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +167,7 @@ impl Receiver {
     /// A receiver on a store shared with other code, e.g. the `Idempotency` configuration's
     /// ([`crate::Idempotency::store`]).
     pub fn shared(store: Arc<dyn Store>) -> Self {
-        Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None }
+        Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
     /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver. After it, a
@@ -192,6 +197,16 @@ impl Receiver {
         self
     }
 
+    /// How long the receiver waits for any one store operation before answering
+    /// [`ReceiveError::StoreUnavailable`] of kind [`crate::StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`];
+    /// a wait for another delivery gets its own time on top). It holds for every store, including third-party
+    /// ones without timeouts of their own.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// The store the receiver claims keys in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -201,7 +216,8 @@ impl Receiver {
     /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
     /// [`NotTransactional`] when the store has no transactions.
     pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {
-        let receiver = TransactionalReceiver::shared(Arc::clone(&self.store))?.ttl(self.ttl);
+        let receiver =
+            TransactionalReceiver::shared(Arc::clone(&self.store))?.ttl(self.ttl).store_timeout(self.store_timeout);
         Ok(match self.wait {
             Some(wait) => receiver.on_conflict_wait(wait),
             None => receiver,
@@ -210,12 +226,7 @@ impl Receiver {
 
     /// The record a delivery of `key` in `namespace` claims, e.g. to [`Store::read`] it.
     pub fn record_id(namespace: &str, key: impl AsRef<[u8]>) -> RecordId {
-        RecordId {
-            scope_hash: hash_parts(&[b"receiver", namespace.as_bytes()]),
-            key_hash: hash_parts(&[key.as_ref()]),
-            method: RECEIVE_METHOD.to_owned(),
-            route: namespace.to_owned(),
-        }
+        receiver_record_id(namespace, key)
     }
 
     /// Runs `work` once per (`namespace`, `key`) and stores its `Ok` result; a redelivery with the same `payload`
@@ -275,14 +286,14 @@ impl Receiver {
     fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
         ClaimRequest {
             id: Self::record_id(namespace, key),
-            fingerprint: hash_parts(&[payload]),
+            fingerprint: payload_fingerprint(payload),
             token: fastrand::i64(..),
             lease: self.lease,
             ttl: self.ttl,
         }
     }
 
-    /// The claim loop of [`crate::handle`], answering with values instead of responses.
+    /// The attempt of the core (`crate::attempt`), answering with values instead of responses.
     async fn receive<F, Fut, T, E>(
         &self,
         claim: ClaimRequest,
@@ -294,112 +305,25 @@ impl Receiver {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let wait_until = self.wait.map(|wait| Instant::now() + wait);
-        loop {
-            let record = match self.store.claim(&claim).await {
-                Err(error) => return Err(store_failed(&claim.id, error)),
-                Ok(Claim::Acquired { took_over }) => {
-                    if took_over {
-                        tracing::info!(namespace = %claim.id.route, "took over an expired or abandoned receiver claim");
-                    }
-                    return self.run_claimed(claim, work, encode).await;
+        let store = BoundedStore::shared(Arc::clone(&self.store), self.store_timeout);
+        match attempt::claim_or_wait(&*store, &claim, self.wait).await {
+            Err(error) => Err(store_failed(&claim.id, error)),
+            Ok(Claimed::Existing(existing)) => answer_existing(existing, &claim, decode),
+            Ok(Claimed::Acquired { took_over }) => {
+                if took_over {
+                    tracing::info!(namespace = %claim.id.route, "took over an expired or abandoned receiver claim");
                 }
-                Ok(Claim::Existing(record)) => record,
-            };
-            let Some(until_change) = crate::lease::wait_before_claiming_again(&record, &claim, wait_until) else {
-                return answer_existing(record, &claim, decode);
-            };
-            if let Err(error) = self.store.wait(&claim.id, until_change).await {
-                return Err(store_failed(&claim.id, error));
+                // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught
+                // too. Dropped with this future (cancellation), the claim is released in a background task.
+                let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
+                let namespace = &claim.id.route;
+                attempt::under_lease(
+                    &store,
+                    &claim,
+                    |held| async move { settle(held, work.await, encode, namespace).await },
+                )
+                .await
             }
         }
     }
-
-    /// Runs the work under an acquired claim, with the heartbeat, and completes or releases the record.
-    async fn run_claimed<F, Fut, T, E>(
-        &self,
-        claim: ClaimRequest,
-        work: F,
-        encode: impl FnOnce(&T) -> Result<Bytes, serde_json::Error>,
-    ) -> Result<Received<T>, ReceiveError<E>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let ClaimRequest { id, token, ttl, lease, .. } = claim;
-        let namespace = id.route.clone();
-        // Dropped with this future (cancellation), the guard releases the claim in a background task.
-        let owned = Lease { id, token };
-        let watch = Arc::new(crate::lease::LeaseWatch::claimed(lease));
-        let guard = ClaimGuard::new(self.store.clone(), owned.clone(), Arc::clone(&watch));
-        // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught too.
-        let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
-        let outcome = crate::lease::while_renewing(&*self.store, &owned, lease, &watch, work).await;
-        let value = match outcome {
-            Err(panic) => {
-                tracing::error!(%namespace, "the receiver's work panicked; claim released, resuming the panic");
-                guard.release().await;
-                std::panic::resume_unwind(panic);
-            }
-            Ok(Err(error)) => {
-                guard.release().await;
-                return Err(ReceiveError::Failed(error));
-            }
-            Ok(Ok(value)) => value,
-        };
-        let bytes = match encode(&value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%namespace, %error, "the receiver's result does not serialize; claim released");
-                guard.release().await;
-                return Err(ReceiveError::Json(error));
-            }
-        };
-        let stored = StoredResponse { status: StatusCode::OK, headers: Vec::new(), body: Some(bytes) };
-        // Under the heartbeat too: the completion's retries rely on it to know the lease still holds.
-        let completing = guard.complete(&stored, ttl);
-        match crate::lease::while_renewing(&*self.store, &owned, lease, &watch, completing).await {
-            Ok(Completion::Stored) => {}
-            Ok(Completion::Fenced) => tracing::warn!(
-                %namespace,
-                "this attempt lost its receiver claim to a newer one; its result was not stored"
-            ),
-            // The work is done: its result goes to the caller, who acknowledges the message. The claim stays
-            // until its lease lapses, then a redelivery runs again (at-least-once for this rare case).
-            Err(error) => tracing::error!(
-                %namespace,
-                %error,
-                "could not store the receiver's result; the key stays claimed until its lease lapses"
-            ),
-        }
-        Ok(Received { result: value, replayed: false })
-    }
-}
-
-/// The answer to a delivery whose key has a live record it does not own: key reused (checked first, as over
-/// HTTP), the stored result, or in flight.
-pub(crate) fn answer_existing<T, E>(
-    record: Record,
-    claim: &ClaimRequest,
-    decode: impl FnOnce(Bytes) -> Result<T, serde_json::Error>,
-) -> Result<Received<T>, ReceiveError<E>> {
-    if record.fingerprint != claim.fingerprint {
-        return Err(ReceiveError::KeyReused);
-    }
-    match record.state {
-        RecordState::InProgress { lease_remaining } => Err(ReceiveError::InFlight { retry_after: lease_remaining }),
-        RecordState::Completed(StoredResponse { body: Some(bytes), .. }) => {
-            decode(bytes).map(|result| Received { result, replayed: true }).map_err(ReceiveError::Json)
-        }
-        // Receiver results have no cap, so only something else writing under the receiver's scope gets here.
-        RecordState::Completed(StoredResponse { body: None, .. }) => Err(store_failed(
-            &claim.id,
-            StoreError::new(StoreErrorKind::Corrupt, "a completed receiver record has no stored result"),
-        )),
-    }
-}
-
-pub(crate) fn store_failed<E>(id: &RecordId, error: StoreError) -> ReceiveError<E> {
-    tracing::error!(namespace = %id.route, %error, "idempotency store failed; the receiver's work did not run");
-    ReceiveError::StoreUnavailable(error)
 }

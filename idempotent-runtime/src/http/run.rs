@@ -1,0 +1,251 @@
+//! The claimed part of an `#[idempotent]` route's flow: the attempt of the core (`crate::attempt`) run with the
+//! handler as its work, and its outcome answered over HTTP (the response, a replay, or a problem).
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder};
+use futures_util::FutureExt as _;
+
+use super::handle::{Answer, Context, misconfigured};
+use super::problem::{Problem, ProblemKind};
+use super::replay::{replay_to, to_stored};
+use super::response_body::{Captured, capture};
+use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
+use crate::observe::{self, Outcome};
+use crate::store::{ClaimRequest, StoreError, StoreErrorKind};
+
+/// A plain route: the claim is a record with a lease, renewed while the handler runs.
+pub(super) async fn serve_with_lease<F, Args>(
+    context: &Context<'_>,
+    body: Bytes,
+    handler: F,
+    claim: ClaimRequest,
+) -> Answer
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    let store = &context.settings.calls;
+    match attempt::claim_or_wait(&**store, &claim, context.route.wait).await {
+        Err(error) if fails_open(context, &error) => fail_open(context, &error, body, handler).await,
+        Err(error) => store_failed(context, &error),
+        Ok(Claimed::Existing(existing)) => answer_existing(context, existing),
+        Ok(Claimed::Acquired { took_over }) => {
+            acquired(context, took_over);
+            let started = Instant::now();
+            let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
+            // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
+            // (with its retries).
+            let answer =
+                attempt::under_lease(store, &claim, |held| async { settle(context, held, work.await).await }).await;
+            // As long as a duplicate would have waited: the next 409s of this route say so.
+            context.route.usual_duration.record(started.elapsed());
+            answer
+        }
+    }
+}
+
+/// A transactional route (docs/contract.md, section 5): claim, handler writes and stored response commit together.
+pub(super) async fn serve_transactional<F, Args>(
+    context: &Context<'_>,
+    body: Bytes,
+    handler: F,
+    claim: ClaimRequest,
+) -> Answer
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    let Some(store) = context.settings.calls.transactional() else {
+        return misconfigured(
+            context.route,
+            context.route_label,
+            "this route is transactional (its handler takes `Tx`) but the store cannot share a transaction with it: \
+             register a PostgresStore, or remove the `Tx` parameter",
+        );
+    };
+    let open = match attempt::claim_in_transaction(store, &claim, context.route.wait).await {
+        Err(error) => return store_failed(context, &error),
+        // The original's lease is not visible through its open transaction: the route's lease bounds it.
+        Ok(TxClaimed::Busy) => return in_flight(context, claim.lease),
+        Ok(TxClaimed::Existing(existing)) => return answer_existing(context, existing),
+        Ok(TxClaimed::Acquired(open)) => open,
+    };
+    acquired(context, false);
+    let started = Instant::now();
+    let held = TransactionHold::new(open, claim.ttl);
+    held.open().lend(&mut context.request.extensions_mut());
+    let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
+    // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
+    held.open().take_back(&mut context.request.extensions_mut());
+    let answer = settle(context, held, ran).await;
+    context.route.usual_duration.record(started.elapsed());
+    answer
+}
+
+fn acquired(context: &Context<'_>, took_over: bool) {
+    observe::increment(observe::CLAIMED, context.route_label);
+    if took_over {
+        observe::increment(observe::TAKEOVERS, context.route_label);
+        tracing::info!(key = %context.key, "took over an expired or abandoned idempotency claim");
+    }
+}
+
+/// Applies the outcome policy (docs/contract.md, section 4) to what the handler did; the completion rules are
+/// the core's ([`attempt::keep`]).
+async fn settle<H: Held>(context: &Context<'_>, held: H, ran: std::thread::Result<Ran>) -> Answer {
+    let response = match ran {
+        Err(_) => {
+            tracing::error!(key = %context.key, "handler panicked; idempotency claim released");
+            held.abandon().await;
+            let problem = Problem::new(
+                ProblemKind::HandlerPanicked,
+                "the request failed; it was not recorded and may be retried",
+            );
+            return Answer::problem(problem, Outcome::Failed);
+        }
+        // The handler's extractors refused the request: the handler never started, nothing to remember.
+        Ok(Ran::Rejected(response)) => {
+            held.abandon().await;
+            return Answer::new(response, Outcome::Released);
+        }
+        Ok(Ran::Responded(response)) => response,
+    };
+    // Answers that are not final (5xx, 408, 425, 429 by default) release the key: a retry runs again.
+    if !context.route.effective_store_policy(context.settings).stores(response.status()) {
+        held.abandon().await;
+        return Answer::new(response, Outcome::Released);
+    }
+    let (head, body) = response.into_parts();
+    let (stored_body, body) = match capture(body, context.route.effective_max_response_body(context.settings)).await {
+        Ok(Captured::Whole(bytes)) => (Some(bytes.clone()), actix_web::body::BoxBody::new(bytes)),
+        Ok(Captured::TooLarge(body)) => (None, body),
+        Err(error) => {
+            tracing::error!(%error, key = %context.key, "the handler's response body failed; idempotency claim released");
+            held.abandon().await;
+            let problem =
+                Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried");
+            return Answer::problem(problem, Outcome::Failed);
+        }
+    };
+    let stored = to_stored(&head, stored_body, context.settings);
+    match attempt::keep(held, &stored).await {
+        Kept::Stored => {}
+        Kept::Fenced => {
+            observe::increment(observe::FENCED, context.route_label);
+            tracing::warn!(key = %context.key, "this attempt lost its claim to a newer one; its response was not stored");
+        }
+        // The handler's own SQL failed (say, a unique violation it answered with 409): its transaction was
+        // aborted, so nothing was committed. Its answer stands, unstored, and the key is free: a release.
+        Kept::Aborted(_) => {
+            tracing::info!(key = %context.key, "the handler's transaction was aborted by its own SQL; nothing was stored");
+            return Answer::new(head.set_body(body), Outcome::Released);
+        }
+        Kept::NotCommitted(error) => return store_failed(context, &error),
+        Kept::Unstored(error) => {
+            observe::increment(observe::STORE_ERRORS, context.route_label);
+            tracing::error!(key = %context.key, %error, "could not store the response; the key stays claimed until its lease lapses");
+        }
+    }
+    Answer::new(head.set_body(body), Outcome::Executed)
+}
+
+/// The outcome of running a handler with its own extractors.
+enum Ran {
+    Rejected(HttpResponse),
+    Responded(HttpResponse),
+}
+
+async fn run<F, Args>(request: &HttpRequest, mut payload: Payload, handler: F) -> Ran
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    match Args::from_request(request, &mut payload).await {
+        Err(error) => Ran::Rejected(error.into().error_response()),
+        Ok(args) => Ran::Responded(handler.call(args).await.respond_to(request).map_into_boxed_body()),
+    }
+}
+
+pub(super) async fn run_unprotected<F, Args>(request: &HttpRequest, payload: Payload, handler: F) -> HttpResponse
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    match run(request, payload, handler).await {
+        Ran::Rejected(response) | Ran::Responded(response) => response,
+    }
+}
+
+/// The answer to a request whose key has a live record it does not own: 422 for another request, the replay of
+/// a completed one, or 409 until the lease lapses.
+pub(super) fn answer_existing(context: &Context<'_>, existing: Existing) -> Answer {
+    let settings = context.settings;
+    match existing {
+        Existing::KeyReused => {
+            let problem = Problem::new(
+                ProblemKind::KeyReused,
+                "this idempotency key was already used for a different request (method, path, query or body \
+                 differ); use a new key for a new request",
+            );
+            Answer::problem(problem.with_status(settings.key_reused_status), Outcome::KeyReused)
+        }
+        Existing::Completed(stored) => {
+            let response = replay_to(context.request, context.route_label, &stored, settings);
+            Answer::new(response, Outcome::Replayed)
+        }
+        Existing::InFlight { lease_remaining } => in_flight(context, lease_remaining),
+    }
+}
+
+/// 409: the original is still running. `Retry-After` is how long this route's requests usually take, at least
+/// 1 s and at most the original's remaining lease.
+fn in_flight(context: &Context<'_>, lease_remaining: Duration) -> Answer {
+    let problem = Problem::new(
+        ProblemKind::InFlight,
+        "a request with this idempotency key is still being processed; retry after the given delay",
+    );
+    let retry_after = context.route.usual_duration.retry_after(lease_remaining);
+    Answer::problem(problem.retry_after(retry_after), Outcome::InFlight)
+}
+
+/// Whether this failure lets the route run its handler unprotected (`fail_open = true`, and the store is
+/// unreachable or timing out; a corrupt record or a missing set-up still answers).
+pub(super) fn fails_open(context: &Context<'_>, error: &StoreError) -> bool {
+    context.route.fail_open && matches!(error.kind(), StoreErrorKind::Unavailable | StoreErrorKind::Timeout)
+}
+
+/// `fail_open = true` and the store is unavailable: the handler runs without protection, logged and counted.
+pub(super) async fn fail_open<F, Args>(context: &Context<'_>, error: &StoreError, body: Bytes, handler: F) -> Answer
+where
+    F: Handler<Args>,
+    Args: FromRequest,
+    F::Output: Responder,
+{
+    observe::increment(observe::STORE_ERRORS, context.route_label);
+    tracing::warn!(
+        key = %context.key,
+        %error,
+        "idempotency store unavailable; this route fails open: the handler runs unprotected (a retry may run it again)"
+    );
+    Answer::new(run_unprotected(context.request, Payload::from(body), handler).await, Outcome::FailOpen)
+}
+
+pub(super) fn store_failed(context: &Context<'_>, error: &StoreError) -> Answer {
+    if error.kind() == StoreErrorKind::Unsupported {
+        return misconfigured(context.route, context.route_label, &error.to_string());
+    }
+    tracing::error!(key = %context.key, %error, "idempotency store failed; answering 503");
+    let problem = Problem::new(
+        ProblemKind::StoreUnavailable,
+        "the idempotency store is unavailable, so the request was not processed; retry after the given delay",
+    );
+    Answer::problem(problem.retry_after(context.settings.store_retry_after), Outcome::StoreUnavailable)
+}
