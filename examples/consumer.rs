@@ -167,7 +167,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // A duplicate that arrives while its first delivery is being applied waits for it and gets its receipt.
-    let receiver = Receiver::shared(store).on_conflict_wait(Duration::from_secs(10));
+    let receiver = Receiver::new(store).on_conflict_wait(Duration::from_secs(10));
     let ledger = Arc::new(ledger);
     let tallies = Arc::new(Mutex::new(BTreeMap::<usize, Tally>::new()));
     let (broker, queue) = mpsc::channel::<Message>(WORKERS);

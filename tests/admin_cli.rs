@@ -14,7 +14,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, post, test as actix_test};
 use idempotent_runtime::admin::{self, SCOPE_FORMS, Scope};
-use idempotent_runtime::store::{Claim, ClaimRequest, Completion, Lease, RecordId, StoredResponse};
+use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, Completion, RecordId, StoredResponse};
 use idempotent_runtime::{Idempotency, PostgresStore, Store, idempotent, to_hex};
 use serde_json::Value;
 use support::example_process::free_port;
@@ -114,11 +114,11 @@ impl Fixture {
     }
 
     /// Claims a fresh record as a request does; a zero lease makes it stuck at once.
-    async fn claim(&self, id: RecordId, lease: Duration, ttl: Duration) -> Lease {
+    async fn claim(&self, id: RecordId, lease: Duration, ttl: Duration) -> Attempt {
         let token = fastrand::i64(..);
         let request = ClaimRequest { id: id.clone(), fingerprint: [1; 32], token, lease, ttl };
         assert_eq!(self.store.claim(&request).await.expect("claim"), Claim::Acquired { took_over: false });
-        Lease { id, token }
+        Attempt { id, token }
     }
 
     /// A completed record with a 201, two headers and a 17-byte body, replayed for `ttl` (zero: expired at once).

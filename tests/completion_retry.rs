@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, post, web};
 use idempotent_runtime::observe::ABANDONED_COMPLETIONS;
 use idempotent_runtime::store::{
-    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+    Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
 };
 use idempotent_runtime::{Idempotency, MemoryStore, Store, StoreError, StoreErrorKind, async_trait, idempotent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -45,7 +45,7 @@ impl Store for Faulty {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         self.inner.claim(request).await
     }
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         self.heartbeats.fetch_add(1, Ordering::SeqCst);
         match self.fault {
             Fault::FailWithLostLease => Ok(LeaseState::Lost),
@@ -54,7 +54,7 @@ impl Store for Faulty {
     }
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
@@ -69,7 +69,7 @@ impl Store for Faulty {
             _ => self.inner.complete(lease, response, ttl).await,
         }
     }
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         self.inner.release(lease).await
     }
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
@@ -161,7 +161,7 @@ impl Case {
         let shared: Arc<dyn Store> = store.clone();
         let server = actix_test::start(move || {
             App::new()
-                .app_data(Idempotency::builder_shared(shared.clone()).build())
+                .app_data(Idempotency::builder(shared.clone()).build())
                 .app_data(data.clone())
                 .service(pay)
                 .service(pay_until_the_bound)

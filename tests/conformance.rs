@@ -231,8 +231,8 @@ fn start(store: &StoreUnderTest, setup: Setup) -> Harness {
     let app_probe = probe.clone();
     let server = actix_test::start(move || {
         let idempotency = match setup {
-            Setup::NoUserResolver => Some(Idempotency::builder_shared(store.clone()).build()),
-            Setup::Complete => Some(Idempotency::builder_shared(store.clone()).user_resolver(bearer_user).build()),
+            Setup::NoUserResolver => Some(Idempotency::builder(store.clone()).build()),
+            Setup::Complete => Some(Idempotency::builder(store.clone()).user_resolver(bearer_user).build()),
             Setup::NoConfiguration => None,
         };
         let app = App::new().app_data(app_probe.clone()).wrap_fn(support::cancellation::cancel_marked_requests);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, post, web};
 use idempotent_runtime::store::{
-    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+    Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
 };
 use idempotent_runtime::{
     Digest, Idempotency, ReceiveError, Receiver, Store, StoreError, StoreErrorKind, async_trait, idempotent,
@@ -24,15 +24,15 @@ impl Store for HungStore {
         std::future::pending().await
     }
 
-    async fn heartbeat(&self, _: &Lease, _: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, _: &Attempt, _: Duration) -> Result<LeaseState, StoreError> {
         std::future::pending().await
     }
 
-    async fn complete(&self, _: &Lease, _: &StoredResponse, _: Duration) -> Result<Completion, StoreError> {
+    async fn complete(&self, _: &Attempt, _: &StoredResponse, _: Duration) -> Result<Completion, StoreError> {
         std::future::pending().await
     }
 
-    async fn release(&self, _: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, _: &Attempt) -> Result<(), StoreError> {
         std::future::pending().await
     }
 

@@ -68,7 +68,7 @@ macro_rules! app {
         init_service(
             App::new()
                 .app_data(
-                    Idempotency::builder_shared($store)
+                    Idempotency::builder($store)
                         .user_resolver(bearer)
                         .key_issuer(KeyIssuer::new(SECRET).unwrap())
                         .build(),
@@ -167,7 +167,7 @@ async fn without_a_key_issuer_the_route_is_misconfigured(store: Arc<dyn Store>) 
     let probe = web::Data::new(Probe::default());
     let app = init_service(
         App::new()
-            .app_data(Idempotency::builder_shared(store).user_resolver(bearer).build())
+            .app_data(Idempotency::builder(store).user_resolver(bearer).build())
             .app_data(probe.clone())
             .service(transfer)
             .service(issue_keys("/idempotency-keys")),

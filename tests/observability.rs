@@ -17,7 +17,7 @@ use idempotent_runtime::observe::{
 };
 use idempotent_runtime::purge::purge_expired;
 use idempotent_runtime::store::{
-    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+    Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
 };
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, StoreError, async_trait, idempotent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -53,13 +53,13 @@ impl Store for AlwaysFenced {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         self.0.claim(request).await
     }
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         self.0.heartbeat(lease, duration).await
     }
-    async fn complete(&self, _: &Lease, _: &StoredResponse, _: Duration) -> Result<Completion, StoreError> {
+    async fn complete(&self, _: &Attempt, _: &StoredResponse, _: Duration) -> Result<Completion, StoreError> {
         Ok(Completion::Fenced)
     }
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         self.0.release(lease).await
     }
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
@@ -106,7 +106,7 @@ fn counter(snapshotter: &Snapshotter, name: &str) -> u64 {
 fn server(store: Arc<dyn Store>, gate: web::Data<Gate>) -> actix_test::TestServer {
     actix_test::start(move || {
         App::new()
-            .app_data(Idempotency::builder_shared(store.clone()).build())
+            .app_data(Idempotency::builder(store.clone()).build())
             .app_data(gate.clone())
             .service(observed)
             .service(observed_open)

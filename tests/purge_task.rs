@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::purge::spawn_purger;
-use idempotent_runtime::store::{ClaimRequest, Lease, RecordId, StoredResponse};
+use idempotent_runtime::store::{Attempt, ClaimRequest, RecordId, StoredResponse};
 use idempotent_runtime::{PostgresStore, Store};
 use support::postgres::TestSchema;
 
@@ -23,7 +23,7 @@ async fn completed(store: &dyn Store, key: u8, ttl: Duration) {
     };
     store.claim(&request).await.expect("claim");
     let response = StoredResponse { status: StatusCode::OK, headers: vec![], body: Some(Bytes::from_static(b"x")) };
-    store.complete(&Lease { id: request.id, token: request.token }, &response, ttl).await.expect("complete");
+    store.complete(&Attempt { id: request.id, token: request.token }, &response, ttl).await.expect("complete");
 }
 
 #[actix_web::test]

@@ -91,7 +91,7 @@ fn received(outcome: &Received) -> (&[u8], bool) {
 }
 
 async fn runs_once_and_replays_the_stored_result(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store.clone());
+    let receiver = Receiver::new(store.clone());
     let runs = Runs::default();
     let first = receiver.run(NAMESPACE, "m-1", "payload", runs.returning("first")).await.unwrap();
     assert_eq!(received(&first), (b"first".as_slice(), false));
@@ -127,7 +127,7 @@ struct Receipt {
 }
 
 async fn json_results_round_trip(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store);
+    let receiver = Receiver::new(store);
     let runs = Runs::default();
     for expected_replay in [false, true] {
         let runs = runs.clone();
@@ -151,7 +151,7 @@ async fn json_results_round_trip(store: Arc<dyn Store>) {
 }
 
 async fn a_different_payload_is_key_reused(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store);
+    let receiver = Receiver::new(store);
     let runs = Runs::default();
     receiver.run(NAMESPACE, "m-1", "payload A", runs.returning("A")).await.unwrap();
     let reused = receiver.run(NAMESPACE, "m-1", "payload B", runs.returning("B")).await;
@@ -189,7 +189,7 @@ async fn deliver_concurrently(
 }
 
 async fn concurrent_deliveries_run_once_and_the_others_are_in_flight(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store);
+    let receiver = Receiver::new(store);
     let (runs, gate) = (Runs::default(), Arc::new(Semaphore::new(0)));
     let deliveries = deliver_concurrently(&receiver, &runs, &gate).await;
     // Nine deliveries answer while the first is held in its closure.
@@ -217,7 +217,7 @@ async fn concurrent_deliveries_run_once_and_the_others_are_in_flight(store: Arc<
 }
 
 async fn concurrent_deliveries_in_wait_mode_get_the_replay(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store).on_conflict_wait(Duration::from_secs(10));
+    let receiver = Receiver::new(store).on_conflict_wait(Duration::from_secs(10));
     let (runs, gate) = (Runs::default(), Arc::new(Semaphore::new(0)));
     let deliveries = deliver_concurrently(&receiver, &runs, &gate).await;
     assert!(eventually(Duration::from_secs(5), || runs.count() == 1).await, "one delivery runs the closure");
@@ -234,7 +234,7 @@ async fn concurrent_deliveries_in_wait_mode_get_the_replay(store: Arc<dyn Store>
 }
 
 async fn an_error_releases_the_key(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store);
+    let receiver = Receiver::new(store);
     let runs = Runs::default();
     let failed = receiver
         .run(NAMESPACE, "m-1", "payload", || {
@@ -253,7 +253,7 @@ async fn an_error_releases_the_key(store: Arc<dyn Store>) {
 }
 
 async fn cancellation_releases_the_key_at_once(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store);
+    let receiver = Receiver::new(store);
     let runs = Runs::default();
     let never = Arc::new(Semaphore::new(0));
     let started = Arc::new(Semaphore::new(0));
@@ -279,7 +279,7 @@ async fn cancellation_releases_the_key_at_once(store: Arc<dyn Store>) {
 }
 
 async fn a_panic_releases_the_key_and_resumes(store: Arc<dyn Store>) {
-    let receiver = Receiver::shared(store);
+    let receiver = Receiver::new(store);
     let panicked = AssertUnwindSafe(receiver.run(NAMESPACE, "m-1", "payload", || async {
         if true {
             panic!("boom");
@@ -298,7 +298,7 @@ async fn a_panic_releases_the_key_and_resumes(store: Arc<dyn Store>) {
 
 async fn the_heartbeat_keeps_a_slow_runs_claim_past_its_lease(store: Arc<dyn Store>) {
     const LEASE: Duration = Duration::from_millis(300);
-    let receiver = Receiver::shared(store.clone()).lease(LEASE);
+    let receiver = Receiver::new(store.clone()).lease(LEASE);
     let runs = Runs::default();
     let slow = tokio::spawn({
         let (receiver, runs) = (receiver.clone(), runs.clone());

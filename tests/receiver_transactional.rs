@@ -268,7 +268,7 @@ async fn a_store_without_transactions_refuses_to_build_a_transactional_receiver(
     assert_eq!(refused, NotTransactional);
     let message = refused.to_string();
     assert!(message.contains("PostgresStore") && message.contains("Receiver::run"), "says the fix: {message}");
-    assert!(TransactionalReceiver::shared(Arc::new(MemoryStore::new())).is_err());
+    assert!(Receiver::new(MemoryStore::new()).transactional().is_err());
     // `TransactionalReceiver::new(MemoryStore::new())` does not compile: the compile_fail doctest on it.
 
     let schema = TestSchema::create().await;

@@ -126,9 +126,7 @@ fn replay_is_byte_identical(on_postgres: bool) {
     });
     let shared: std::sync::Arc<dyn Store> = store.store.clone();
     let server = system.block_on(async move {
-        actix_test::start(move || {
-            App::new().app_data(Idempotency::builder_shared(shared.clone()).build()).service(echo)
-        })
+        actix_test::start(move || App::new().app_data(Idempotency::builder(shared.clone()).build()).service(echo))
     });
     let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });
     let result = runner.run(&wanted(), |wanted| {

@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::Store;
 use idempotent_runtime::store::testing::{self, *};
-use idempotent_runtime::store::{ClaimRequest, Lease, MAX_WAIT_POLL_INTERVAL, RecordId, StoredResponse};
+use idempotent_runtime::store::{Attempt, ClaimRequest, MAX_WAIT_POLL_INTERVAL, RecordId, StoredResponse};
 use support::{Listening, StoreUnderTest};
 
 on_every_store!(
@@ -102,8 +102,8 @@ fn response(body: &'static str) -> StoredResponse {
     StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(body.as_bytes())) }
 }
 
-fn lease_of(request: &ClaimRequest) -> Lease {
-    Lease { id: request.id.clone(), token: request.token }
+fn attempt_of(request: &ClaimRequest) -> Attempt {
+    Attempt { id: request.id.clone(), token: request.token }
 }
 
 /// How long after a completion returned its waiter returned, over a few rounds (the worst is reported).
@@ -119,7 +119,7 @@ async fn wake_up_latency(store: &dyn Store, rounds: u8) -> Duration {
         let completing = async {
             // Long enough for the waiter to be registered (it subscribes, then marks the record).
             tokio::time::sleep(Duration::from_millis(300)).await;
-            store.complete(&lease_of(&original), &response("done"), LONG).await.unwrap();
+            store.complete(&attempt_of(&original), &response("done"), LONG).await.unwrap();
             Instant::now()
         };
         let (woken, completed) = tokio::join!(waiting, completing);

@@ -35,7 +35,7 @@ fn start(store: PostgresStore) -> Harness {
     let app_runs = runs.clone();
     let server = actix_test::start(move || {
         App::new()
-            .app_data(Idempotency::builder_shared(store.clone()).store_retry_after(Duration::from_secs(2)).build())
+            .app_data(Idempotency::builder(store.clone()).store_retry_after(Duration::from_secs(2)).build())
             .app_data(app_runs.clone())
             .service(pay)
     });

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use idempotent_runtime::store::testing;
 use idempotent_runtime::store::{
-    Claim, ClaimRequest, Completion, KeyState, KeyStatus, Lease, LeaseState, Record, RecordId, RecordState,
+    Attempt, Claim, ClaimRequest, Completion, KeyState, KeyStatus, LeaseState, Record, RecordId, RecordState,
     StoredResponse,
 };
 use idempotent_runtime::{Digest, Store, StoreError, async_trait};
@@ -80,7 +80,7 @@ impl HashMapStore {
     }
 
     /// The live entry of `id` that carries `token`, if any.
-    fn owned<'a>(records: &'a mut HashMap<RecordId, Entry>, lease: &Lease) -> Option<&'a mut Entry> {
+    fn owned<'a>(records: &'a mut HashMap<RecordId, Entry>, lease: &Attempt) -> Option<&'a mut Entry> {
         records.get_mut(&lease.id).filter(|entry| entry.token == lease.token && !entry.is_expired(Instant::now()))
     }
 }
@@ -109,7 +109,7 @@ impl Store for HashMapStore {
         Ok(Claim::Acquired { took_over })
     }
 
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         let mut records = self.records();
         match Self::owned(&mut records, lease) {
             Some(Entry { state: State::InProgress { locked_until }, .. }) => {
@@ -122,7 +122,7 @@ impl Store for HashMapStore {
 
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
@@ -137,7 +137,7 @@ impl Store for HashMapStore {
         Ok(Completion::Stored)
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         let mut records = self.records();
         if Self::owned(&mut records, lease).is_some_and(|entry| entry.is_in_progress())
             && let Some(entry) = records.remove(&lease.id)

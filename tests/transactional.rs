@@ -80,7 +80,7 @@ async fn start_with(
     let app_probe = probe.clone();
     let server = actix_test::start(move || {
         App::new()
-            .app_data(Idempotency::builder_shared(store.clone()).build())
+            .app_data(Idempotency::builder(store.clone()).build())
             .app_data(app_probe.clone())
             .wrap_fn(support::cancellation::cancel_marked_requests)
             .service(write)

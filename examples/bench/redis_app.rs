@@ -20,7 +20,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, web};
 use idempotent_runtime::store::{
-    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, Record, RecordId, StoredResponse,
+    Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, Record, RecordId, StoredResponse,
 };
 use idempotent_runtime::{Digest, Idempotency, RedisStore, Store, StoreError, async_trait, to_hex};
 use redis::Script;
@@ -167,18 +167,18 @@ impl Store for LazyRedis {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         self.store().await?.claim(request).await
     }
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         self.store().await?.heartbeat(lease, duration).await
     }
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         self.store().await?.complete(lease, response, ttl).await
     }
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         self.store().await?.release(lease).await
     }
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {

@@ -108,13 +108,10 @@ impl std::fmt::Debug for Idempotency {
 }
 
 impl Idempotency {
-    /// Starts a configuration on the given store.
+    /// Starts a configuration on the given store: a store of its own (`MemoryStore::new()`,
+    /// `PostgresStore::new(pool)`), or one shared with other code (an `Arc<dyn Store>`, e.g. tests that inspect it).
     pub fn builder(store: impl Store) -> IdempotencyBuilder {
-        Self::builder_shared(Arc::new(store))
-    }
-
-    /// Starts a configuration on a store shared with other code (e.g. tests that inspect it).
-    pub fn builder_shared(store: Arc<dyn Store>) -> IdempotencyBuilder {
+        let store = store.into_shared();
         IdempotencyBuilder {
             settings: Settings {
                 calls: Arc::clone(&store),

@@ -22,7 +22,7 @@ async fn records_of_a_real_app_are_found_by_their_raw_key_and_scope() {
     let app = actix_test::init_service(
         App::new()
             .app_data(
-                Idempotency::builder_shared(store)
+                Idempotency::builder(store)
                     .user_resolver(|request: &HttpRequest| {
                         request
                             .headers()

@@ -116,7 +116,7 @@ fn start_configured(store: &StoreUnderTest, configure: fn(IdempotencyBuilder) ->
     let shared: Arc<dyn Store> = outage.clone();
     let app_probe = probe.clone();
     let server = actix_test::start(move || {
-        let idempotency = configure(Idempotency::builder_shared(shared.clone()).user_resolver(bearer_user)).build();
+        let idempotency = configure(Idempotency::builder(shared.clone()).user_resolver(bearer_user)).build();
         App::new()
             .app_data(app_probe.clone())
             .app_data(idempotency)

@@ -179,7 +179,7 @@ async fn cluster_master_killed_under_load_measures_the_503_window_and_double_exe
 /// rounds of 2 s. (The failover test's throughput goes through the example's PostgreSQL payments, which hide it.)
 #[actix_web::test]
 async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
-    use idempotent_runtime::store::{Claim, ClaimRequest, Lease, RecordId, StoredResponse};
+    use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, RecordId, StoredResponse};
     use idempotent_runtime::{RedisStore, Store};
     const LOOPS: usize = 16;
     const ROUNDS: usize = 3;
@@ -218,7 +218,7 @@ async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
                         let sent = Instant::now();
                         let claim = store.claim(&request).await.expect("claim on a healthy cluster");
                         assert!(matches!(claim, Claim::Acquired { .. }), "{claim:?}");
-                        let lease = Lease { id, token: request.token };
+                        let lease = Attempt { id, token: request.token };
                         store.complete(&lease, response, request.ttl).await.expect("complete on a healthy cluster");
                         latencies.push(sent.elapsed());
                     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use idempotent_runtime::store::{
-    Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
+    Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, PurgeBatch, Record, RecordId, StoredResponse,
     TransactionalStore,
 };
 use idempotent_runtime::{Digest, Store, StoreError, StoreErrorKind, async_trait};
@@ -40,20 +40,20 @@ impl Store for Outage {
         self.check()?;
         self.inner.claim(request).await
     }
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         self.check()?;
         self.inner.heartbeat(lease, duration).await
     }
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         self.check()?;
         self.inner.complete(lease, response, ttl).await
     }
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         self.check()?;
         self.inner.release(lease).await
     }

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::digest::{Digest, hash_parts};
+use crate::digest::Digest;
+use crate::record_id::{ScopeValue, scope_digest};
 
 /// The digest under which a key is stored: `key` is the unquoted key (as [`crate::IdempotencyKey::as_str`] gives
 /// it; parse a raw header value with [`crate::IdempotencyKey::parse`] first).
@@ -40,14 +41,16 @@ impl Scope {
     /// The digest under which records of this scope are stored (the same as the runtime's, kind included, so that
     /// user `42` and tenant `42` stay apart).
     pub fn hash(&self) -> Digest {
-        match self {
-            Self::User(user) => hash_parts(&[b"user", user.as_bytes()]),
-            Self::Global => hash_parts(&[b"global"]),
-            Self::Header { name, value } => {
-                hash_parts(&[b"header", name.to_ascii_lowercase().as_bytes(), value.as_bytes()])
+        let name;
+        scope_digest(match self {
+            Self::User(user) => ScopeValue::User(user),
+            Self::Global => ScopeValue::Global,
+            Self::Header { name: given, value } => {
+                name = given.to_ascii_lowercase();
+                ScopeValue::Header { name: &name, value: value.as_bytes() }
             }
-            Self::Function(value) => hash_parts(&[b"function", value.as_bytes()]),
-        }
+            Self::Function(value) => ScopeValue::Function(value),
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use crate::digest::Digest;
 use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
 use crate::store::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
+    Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
     TransactionalClaim, TransactionalStore,
 };
 
@@ -58,20 +58,20 @@ impl Store for BoundedStore {
         self.bounded("claim", self.timeout, self.inner.claim(request)).await
     }
 
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         self.bounded("heartbeat", self.timeout, self.inner.heartbeat(lease, duration)).await
     }
 
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         self.bounded("complete", self.timeout, self.inner.complete(lease, response, ttl)).await
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         self.bounded("release", self.timeout, self.inner.release(lease)).await
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::lease::LeaseWatch;
 use crate::observe;
 use crate::record::StoredResponse;
-use crate::store::{Completion, Lease, Store, StoreError, StoreErrorKind};
+use crate::store::{Attempt, Completion, Store, StoreError, StoreErrorKind};
 
 /// A completion that failed is tried again at most this many times in all...
 const MAX_COMPLETION_ATTEMPTS: u32 = 6;
@@ -21,13 +21,13 @@ const FIRST_COMPLETION_RETRY: Duration = Duration::from_millis(50);
 /// the lease.
 pub(crate) struct ClaimGuard {
     store: Arc<dyn Store>,
-    lease: Option<Lease>,
+    lease: Option<Attempt>,
     /// The heartbeat's view of the lease (the heartbeat runs while the response is stored).
     watch: Arc<LeaseWatch>,
 }
 
 impl ClaimGuard {
-    pub(crate) fn new(store: Arc<dyn Store>, lease: Lease, watch: Arc<LeaseWatch>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, lease: Attempt, watch: Arc<LeaseWatch>) -> Self {
         Self { store, lease: Some(lease), watch }
     }
 
@@ -99,7 +99,7 @@ impl Drop for ClaimGuard {
     }
 }
 
-async fn release_or_log(store: &dyn Store, lease: &Lease) {
+async fn release_or_log(store: &dyn Store, lease: &Attempt) {
     if let Err(error) = store.release(lease).await {
         tracing::warn!(
             route = %lease.id.route,

@@ -9,7 +9,7 @@ use super::claim_guard::ClaimGuard;
 use super::lease::{LeaseWatch, while_renewing};
 use crate::observe;
 use crate::record::StoredResponse;
-use crate::store::{ClaimRequest, Completion, Lease, OpenTransaction, Store, StoreError, StoreErrorKind};
+use crate::store::{Attempt, ClaimRequest, Completion, OpenTransaction, Store, StoreError, StoreErrorKind};
 
 /// An acquired claim, which the work's outcome either keeps (stores the result) or abandons.
 pub(crate) trait Held {
@@ -82,7 +82,7 @@ pub(crate) async fn under_lease<A, Fut>(
 where
     Fut: Future<Output = A>,
 {
-    let lease = Lease { id: claim.id.clone(), token: claim.token };
+    let lease = Attempt { id: claim.id.clone(), token: claim.token };
     let watch = Arc::new(LeaseWatch::claimed(claim.lease));
     let guard = ClaimGuard::new(Arc::clone(store), lease.clone(), Arc::clone(&watch));
     let hold = LeaseHold { guard, ttl: claim.ttl };

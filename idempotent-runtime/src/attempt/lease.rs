@@ -11,7 +11,7 @@ use futures_util::future::{self, Either};
 
 use crate::observe;
 use crate::record::{Record, RecordState};
-use crate::store::{ClaimRequest, Lease, LeaseState, Store};
+use crate::store::{Attempt, ClaimRequest, LeaseState, Store};
 
 /// `on_conflict = "wait"`: how long a duplicate of `claim` should sleep before claiming again, if it should wait
 /// at all: only for the same request while it is in progress, until the original completes or releases, its
@@ -72,7 +72,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `watch` what it learns.
 pub(crate) async fn while_renewing<T>(
     store: &dyn Store,
-    lease: &Lease,
+    lease: &Attempt,
     duration: Duration,
     watch: &LeaseWatch,
     work: impl Future<Output = T>,
@@ -84,7 +84,7 @@ pub(crate) async fn while_renewing<T>(
 }
 
 /// Renews the lease every third of its length for as long as it is polled. Never completes.
-async fn keep_lease(store: &dyn Store, lease: &Lease, duration: Duration, watch: &LeaseWatch) -> Infallible {
+async fn keep_lease(store: &dyn Store, lease: &Attempt, duration: Duration, watch: &LeaseWatch) -> Infallible {
     let period = (duration / 3).max(Duration::from_millis(100));
     let mut held = true;
     loop {

@@ -11,7 +11,7 @@ use actix_web::{App, HttpRequest, HttpResponse, post, web};
 use crate::http::fingerprint::fingerprint;
 use crate::record::{RecordId, StoredResponse};
 use crate::record_id::{ScopeValue, key_digest, scope_digest};
-use crate::store::{Claim, ClaimRequest, Lease, MemoryStore, Store};
+use crate::store::{Attempt, Claim, ClaimRequest, MemoryStore, Store};
 use crate::{Idempotency, KeyIssuer};
 
 const SECRET: &[u8] = b"a unit test secret of thirty-two bytes";
@@ -42,7 +42,7 @@ async fn an_expired_issued_key_only_retries_what_it_started() {
     let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
     let expired = issuer.issue(&scope_hash, two_days_ago).key;
     let shared: Arc<dyn Store> = store.clone();
-    let config = Idempotency::builder_shared(shared).user_resolver(alice).key_issuer(issuer).build();
+    let config = Idempotency::builder(shared).user_resolver(alice).key_issuer(issuer).build();
     let app = init_service(App::new().app_data(config).service(transfer)).await;
 
     let refused = call_service(&app, post_transfer(&expired).to_request()).await;
@@ -71,7 +71,7 @@ async fn an_expired_issued_key_only_retries_what_it_started() {
         headers: Vec::new(),
         body: Some(web::Bytes::from_static(b"ran: 10 EUR (the first time)")),
     };
-    let lease = Lease { id: claim.id.clone(), token: claim.token };
+    let lease = Attempt { id: claim.id.clone(), token: claim.token };
     store.complete(&lease, &first, claim.ttl).await.unwrap();
 
     let replayed = call_service(&app, post_transfer(&expired).to_request()).await;

@@ -159,14 +159,10 @@ impl<E: std::error::Error + 'static> std::error::Error for ReceiveError<E> {
 
 impl Receiver {
     /// A receiver on the given store, with a ttl of [`DEFAULT_TTL`], a lease of [`DEFAULT_LEASE`], and
-    /// [`ReceiveError::InFlight`] for concurrent deliveries.
+    /// [`ReceiveError::InFlight`] for concurrent deliveries. The store may be shared with other code (an
+    /// `Arc<dyn Store>`, e.g. the `Idempotency` configuration's [`crate::Idempotency::store`]).
     pub fn new(store: impl Store) -> Self {
-        Self::shared(Arc::new(store))
-    }
-
-    /// A receiver on a store shared with other code, e.g. the `Idempotency` configuration's
-    /// ([`crate::Idempotency::store`]).
-    pub fn shared(store: Arc<dyn Store>) -> Self {
+        let store = store.into_shared();
         Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
@@ -216,8 +212,9 @@ impl Receiver {
     /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
     /// [`NotTransactional`] when the store has no transactions.
     pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {
-        let receiver =
-            TransactionalReceiver::shared(Arc::clone(&self.store))?.ttl(self.ttl).store_timeout(self.store_timeout);
+        let receiver = TransactionalReceiver::from_shared(Arc::clone(&self.store))?
+            .ttl(self.ttl)
+            .store_timeout(self.store_timeout);
         Ok(match self.wait {
             Some(wait) => receiver.on_conflict_wait(wait),
             None => receiver,

@@ -111,9 +111,9 @@ impl TransactionalReceiver {
         Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
-    /// A transactional receiver on a store shared with other code (e.g. the `Idempotency` configuration's), or
+    /// A transactional receiver on a store known only as `Arc<dyn Store>` ([`Receiver::transactional`]), or
     /// [`NotTransactional`] when that store has no transactions.
-    pub fn shared(store: Arc<dyn Store>) -> Result<Self, NotTransactional> {
+    pub(crate) fn from_shared(store: Arc<dyn Store>) -> Result<Self, NotTransactional> {
         if store.transactional().is_none() {
             return Err(NotTransactional);
         }

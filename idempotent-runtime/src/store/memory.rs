@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoredClaim, StoredClaimState,
+    Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, StoredClaim, StoredClaimState,
     claim_verdict,
 };
 use crate::digest::Digest;
@@ -150,7 +150,7 @@ impl Store for MemoryStore {
 
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
@@ -168,7 +168,7 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         let mut records = self.records(&lease.id);
         match records.get_mut(&lease.id) {
             Some(Entry { token, state: EntryState::InProgress { locked_until }, .. }) if *token == lease.token => {
@@ -179,7 +179,7 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         let mut records = self.records(&lease.id);
         let owned = records
             .get(&lease.id)

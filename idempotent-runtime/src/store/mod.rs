@@ -32,7 +32,7 @@ pub(crate) use self::polling::poll_until_settled;
 pub(crate) use self::polling::settled;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, SCHEMA_SQL, Tx};
-pub use self::primitives::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch};
+pub use self::primitives::{Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch};
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use self::takeover::{ClaimVerdict, StoredClaim, StoredClaimState, claim_verdict};
@@ -82,7 +82,7 @@ pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, Re
 /// use std::time::Duration;
 ///
 /// use idempotent_runtime::store::{
-///     Claim, ClaimRequest, Completion, KeyStatus, Lease, LeaseState, Record, RecordId, StoredResponse,
+///     Claim, ClaimRequest, Completion, KeyStatus, Attempt, LeaseState, Record, RecordId, StoredResponse,
 /// };
 /// use idempotent_runtime::{Digest, Idempotency, MemoryStore, Store, StoreError, async_trait};
 ///
@@ -98,14 +98,14 @@ pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, Re
 ///         self.claims.fetch_add(1, Ordering::Relaxed);
 ///         self.inner.claim(request).await
 ///     }
-///     async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
-///         self.inner.heartbeat(lease, duration).await
+///     async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+///         self.inner.heartbeat(attempt, duration).await
 ///     }
-///     async fn complete(&self, lease: &Lease, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
-///         self.inner.complete(lease, response, ttl).await
+///     async fn complete(&self, attempt: &Attempt, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
+///         self.inner.complete(attempt, response, ttl).await
 ///     }
-///     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-///         self.inner.release(lease).await
+///     async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+///         self.inner.release(attempt).await
 ///     }
 ///     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
 ///         self.inner.read(id).await
@@ -128,18 +128,23 @@ pub trait Store: Send + Sync + 'static {
     /// lapsed lease and the same fingerprint (its worker died). An expired record is never returned.
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError>;
 
-    /// Renews the lease for `lease` from now, if the record still carries the lease's token.
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError>;
+    /// Renews the attempt's lease for `duration` from now, if the record still carries the attempt's token.
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError>;
 
-    /// Stores the response and keeps the record for `ttl` from now, if the record still carries the lease's token.
+    /// Stores the response and keeps the record for `ttl` from now, if the record still carries the attempt's
+    /// token.
     ///
-    /// Completing again with the same lease answers [`Completion::Stored`]: a completion retried after an error
+    /// Completing again with the same attempt answers [`Completion::Stored`]: a completion retried after an error
     /// may have landed the first time.
-    async fn complete(&self, lease: &Lease, response: &StoredResponse, ttl: Duration)
-    -> Result<Completion, StoreError>;
+    async fn complete(
+        &self,
+        attempt: &Attempt,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Completion, StoreError>;
 
-    /// Deletes an in-progress record this lease owns, so a retry runs the handler again.
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Deletes an in-progress record this attempt owns, so a retry runs the handler again.
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError>;
 
     /// Reads a live (unexpired) record. The runtime reads when an expired issued key retries (it may only replay
     /// what it started), and the default [`Store::wait`] polls with it.

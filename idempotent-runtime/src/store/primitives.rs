@@ -34,9 +34,10 @@ pub enum Claim {
     Existing(Record),
 }
 
-/// The owner's handle on an acquired record.
+/// An attempt that owns a record: the handle its heartbeat, completion and release present. The token fences
+/// them: they act only while the record still carries it (docs/glossary.md: attempt, token).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
+pub struct Attempt {
     /// The record's identity.
     pub id: RecordId,
     /// The fencing token the record was claimed with.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, TransactionalStore};
+use super::{Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, TransactionalStore};
 use crate::digest::Digest;
 use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
 
@@ -16,20 +16,20 @@ impl Store for Arc<dyn Store> {
         (**self).claim(request).await
     }
 
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         (**self).heartbeat(lease, duration).await
     }
 
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         (**self).complete(lease, response, ttl).await
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         (**self).release(lease).await
     }
 

@@ -8,13 +8,13 @@ use async_trait::async_trait;
 
 use super::{PostgresStore, TransactionConnection, Tx};
 use crate::record::StoredResponse;
-use crate::store::{ClaimTransaction, Lease, StoreError, StoreErrorKind};
+use crate::store::{Attempt, ClaimTransaction, StoreError, StoreErrorKind};
 
 /// A PostgreSQL transaction holding a claim. Dropped while still open (the request was cancelled), it rolls back in a
 /// background task; a connection whose transaction cannot be ended cleanly is closed, never pooled again.
 pub(crate) struct PostgresTransaction {
     connection: Option<Arc<TransactionConnection>>,
-    lease: Lease,
+    lease: Attempt,
     /// The store that opened it: its statements and timeout finish it.
     store: PostgresStore,
 }
@@ -26,7 +26,7 @@ impl std::fmt::Debug for PostgresTransaction {
 }
 
 impl PostgresTransaction {
-    pub(crate) fn new(connection: TransactionConnection, lease: Lease, store: PostgresStore) -> Self {
+    pub(crate) fn new(connection: TransactionConnection, lease: Attempt, store: PostgresStore) -> Self {
         Self { connection: Some(Arc::new(connection)), lease, store }
     }
 

@@ -17,7 +17,7 @@ use super::{
 use crate::digest::Digest;
 use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
 use crate::store::{
-    Claim, ClaimRequest, Completion, Lease, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
+    Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
     TransactionalStore,
 };
 
@@ -139,7 +139,7 @@ impl Store for PostgresStore {
 
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
@@ -152,7 +152,7 @@ impl Store for PostgresStore {
         Ok(Completion::Stored)
     }
 
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         let [p1, p2, p3, p4] = id_params(&lease.id);
         let secs = duration.as_secs_f64();
         let params = [p1, p2, p3, p4, (&lease.token, Type::INT8), (&secs, Type::FLOAT8)];
@@ -160,7 +160,7 @@ impl Store for PostgresStore {
         Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         let [p1, p2, p3, p4] = id_params(&lease.id);
         let rows = self.query(&self.statements.release, &[p1, p2, p3, p4, (&lease.token, Type::INT8)]).await?;
         if rows.iter().any(|row| row.try_get::<_, bool>("has_waiters").unwrap_or(false)) {

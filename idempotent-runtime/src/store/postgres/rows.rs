@@ -11,7 +11,7 @@ use super::sql::NOTIFY_SQL;
 use super::statement::{self, Param, failed};
 use crate::digest::Digest;
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
-use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 
 /// Stores the response in the transaction that claimed the record and commits it, pipelined: the `COMMIT` is
 /// sent without waiting for the `UPDATE`'s answer (if the `UPDATE` failed, the aborted transaction rolls back).
@@ -20,7 +20,7 @@ use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
 pub(crate) async fn complete_and_commit(
     store: &PostgresStore,
     client: &deadpool_postgres::Client,
-    lease: &Lease,
+    lease: &Attempt,
     response: &StoredResponse,
     ttl: Duration,
 ) -> Result<(), StoreError> {
@@ -88,7 +88,7 @@ impl<'a> ClaimParams<'a> {
 
 /// The parameters of [`COMPLETE_SQL`], shared by the plain and the transactional completion.
 pub(super) struct CompleteParams<'a> {
-    lease: &'a Lease,
+    lease: &'a Attempt,
     status: i16,
     names: Vec<&'a str>,
     values: Vec<&'a [u8]>,
@@ -97,7 +97,7 @@ pub(super) struct CompleteParams<'a> {
 }
 
 impl<'a> CompleteParams<'a> {
-    pub(super) fn new(lease: &'a Lease, response: &'a StoredResponse, ttl: Duration) -> Self {
+    pub(super) fn new(lease: &'a Attempt, response: &'a StoredResponse, ttl: Duration) -> Self {
         Self {
             lease,
             status: i16::try_from(response.status.as_u16()).unwrap_or(i16::MAX),

@@ -21,7 +21,7 @@ use super::claim_transaction::{PostgresTransaction, rollback};
 use super::rows::{ClaimParams, record_from_row};
 use super::sql::Statements;
 use super::statement::{self, Param, StatementMode};
-use crate::store::{ClaimRequest, Lease, StoreError, StoreErrorKind};
+use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 use crate::store::{OpenTransaction, TransactionalClaim, TransactionalStore};
 
 /// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The two
@@ -89,11 +89,13 @@ impl TransactionalStore for PostgresStore {
         match step {
             Step::Acquired => Ok(TransactionalClaim::Acquired(OpenTransaction::new(PostgresTransaction::new(
                 connection,
-                Lease { id: request.id.clone(), token: request.token },
+                Attempt { id: request.id.clone(), token: request.token },
                 self.clone(),
             )))),
+            // This transaction holds the key's lock: it ends before the answer, or a request sent right after the
+            // answer (a retry of a replay, a reused key) would find the lock still held and be told "in flight".
             Step::Existing(record) => {
-                tokio::spawn(rollback(connection));
+                rollback(connection).await;
                 Ok(TransactionalClaim::Existing(record))
             }
             Step::Busy => {

@@ -13,7 +13,7 @@ use super::waiters::{Subscription, Waiters};
 use super::{EXPIRY_GRACE, RedisStore, bounded, failed, millis};
 use crate::digest::Digest;
 use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
-use crate::store::{Claim, ClaimRequest, Completion, Lease, LeaseState, Store, StoreError, StoreErrorKind};
+use crate::store::{Attempt, Claim, ClaimRequest, Completion, LeaseState, Store, StoreError, StoreErrorKind};
 
 impl RedisStore {
     fn keys(&self, id: &RecordId) -> RecordKeys {
@@ -79,7 +79,7 @@ impl RedisStore {
     }
 
     /// Releases a claim this attempt will not use; a failure leaves it to its lease.
-    async fn release_or_log(&self, lease: &Lease) {
+    async fn release_or_log(&self, lease: &Attempt) {
         if let Err(error) = self.release(lease).await {
             tracing::warn!(%error, "could not release an unused idempotency claim; it is freed when its lease lapses");
         }
@@ -141,7 +141,7 @@ impl Store for RedisStore {
             .arg(millis(EXPIRY_GRACE))
             .arg(&keys.member);
         let reply = self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await;
-        let lease = || Lease { id: request.id.clone(), token: request.token };
+        let lease = || Attempt { id: request.id.clone(), token: request.token };
         let reply: Value = match reply {
             Ok(reply) => reply,
             Err(error) => {
@@ -169,7 +169,7 @@ impl Store for RedisStore {
         Ok(claim)
     }
 
-    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         let keys = self.keys(&lease.id);
         let mut connection = self.inner.connection.clone();
         let mut invocation = self.inner.scripts.heartbeat.key(&keys.record);
@@ -181,7 +181,7 @@ impl Store for RedisStore {
 
     async fn complete(
         &self,
-        lease: &Lease,
+        lease: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
@@ -208,7 +208,7 @@ impl Store for RedisStore {
         Ok(Completion::Stored)
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
         let keys = self.keys(&lease.id);
         let mut connection = self.inner.connection.clone();
         let mut invocation = self.inner.scripts.release.key(&keys.record);

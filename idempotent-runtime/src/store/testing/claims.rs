@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Barrier;
 
-use super::fixture::{LONG, SHORT_LEASE, Scope, lease_of, response};
+use super::fixture::{LONG, SHORT_LEASE, Scope, attempt_of, response};
 use crate::record::RecordState;
 use crate::store::{Claim, Completion, Store};
 
@@ -27,7 +27,7 @@ pub async fn one_claim_wins_and_the_record_is_replayed_after_completion(store: &
         Claim::Existing(record) => assert!(matches!(record.state, RecordState::InProgress { .. })),
         other => panic!("expected the in-flight record, got {other:?}"),
     }
-    assert_eq!(store.complete(&lease_of(&first), &response("one"), LONG).await.unwrap(), Completion::Stored);
+    assert_eq!(store.complete(&attempt_of(&first), &response("one"), LONG).await.unwrap(), Completion::Stored);
     match store.claim(&second).await.unwrap() {
         Claim::Existing(record) => {
             assert_eq!(record.fingerprint, [1; 32], "a claim reads the stored fingerprint");
@@ -46,7 +46,7 @@ pub async fn claims_stay_exact_when_retries_dominate(store: &dyn Store) {
     // Many retries of a completed key: a store may change how it claims (PostgreSQL starts reading first).
     let done = scope.request(60, 1, 600, LONG, LONG);
     store.claim(&done).await.unwrap();
-    store.complete(&lease_of(&done), &response("done"), LONG).await.unwrap();
+    store.complete(&attempt_of(&done), &response("done"), LONG).await.unwrap();
     for token in 0..64 {
         let retry = store.claim(&scope.request(60, 1, 601 + token, LONG, LONG)).await.unwrap();
         assert!(matches!(retry, Claim::Existing(_)), "a retry of a completed key reads it: {retry:?}");

@@ -5,9 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 
-use super::fixture::{LONG, Scope, lease_of, response};
+use super::fixture::{LONG, Scope, attempt_of, response};
 use crate::record::{RecordState, StoredResponse};
-use crate::store::{Claim, Completion, Lease, Store};
+use crate::store::{Attempt, Claim, Completion, Store};
 
 /// Rule: a completion whose answer was lost (a timeout after it landed) is tried again with the same lease: the
 /// store recognises its own completion (`Stored`, not `Fenced`) and keeps the first response; another token's
@@ -16,13 +16,13 @@ pub async fn a_completion_retried_with_its_own_lease_is_stored_not_fenced(store:
     let scope = Scope::random();
     let original = scope.request(10, 1, 101, LONG, LONG);
     store.claim(&original).await.unwrap();
-    assert_eq!(store.complete(&lease_of(&original), &response("once"), LONG).await.unwrap(), Completion::Stored);
+    assert_eq!(store.complete(&attempt_of(&original), &response("once"), LONG).await.unwrap(), Completion::Stored);
     assert_eq!(
-        store.complete(&lease_of(&original), &response("once"), LONG).await.unwrap(),
+        store.complete(&attempt_of(&original), &response("once"), LONG).await.unwrap(),
         Completion::Stored,
         "completing twice with the same token answers Stored"
     );
-    let stale = Lease { token: 999, ..lease_of(&original) };
+    let stale = Attempt { token: 999, ..attempt_of(&original) };
     assert_eq!(
         store.complete(&stale, &response("other"), LONG).await.unwrap(),
         Completion::Fenced,
@@ -38,7 +38,7 @@ pub async fn release_frees_the_key_and_a_stale_release_does_nothing(store: &dyn 
     let scope = Scope::random();
     let first = scope.request(5, 1, 51, LONG, LONG);
     store.claim(&first).await.unwrap();
-    store.release(&lease_of(&first)).await.unwrap();
+    store.release(&attempt_of(&first)).await.unwrap();
     assert_eq!(store.read(&first.id).await.unwrap(), None, "a released record is gone");
     let second = scope.request(5, 1, 52, LONG, LONG);
     assert_eq!(
@@ -46,10 +46,10 @@ pub async fn release_frees_the_key_and_a_stale_release_does_nothing(store: &dyn 
         Claim::Acquired { took_over: false },
         "a released key is claimed afresh"
     );
-    store.release(&lease_of(&first)).await.unwrap();
+    store.release(&attempt_of(&first)).await.unwrap();
     assert!(store.read(&second.id).await.unwrap().is_some(), "another attempt's release cannot free this claim");
-    store.complete(&lease_of(&second), &response("kept"), LONG).await.unwrap();
-    store.release(&lease_of(&second)).await.unwrap();
+    store.complete(&attempt_of(&second), &response("kept"), LONG).await.unwrap();
+    store.release(&attempt_of(&second)).await.unwrap();
     assert!(store.read(&second.id).await.unwrap().is_some(), "a completed record is never released");
 }
 
@@ -75,7 +75,7 @@ pub async fn a_completion_keeps_status_headers_and_body_exactly(store: &dyn Stor
     for (key, stored) in [(1, full), (2, headless), (3, bodiless)] {
         let claim = scope.request(key, 1, i64::from(key), LONG, LONG);
         store.claim(&claim).await.unwrap();
-        assert_eq!(store.complete(&lease_of(&claim), &stored, LONG).await.unwrap(), Completion::Stored);
+        assert_eq!(store.complete(&attempt_of(&claim), &stored, LONG).await.unwrap(), Completion::Stored);
         let read = store.read(&claim.id).await.unwrap().expect("live record");
         assert_eq!(read.state, RecordState::Completed(stored.clone()), "a read returns the response as stored");
         match store.claim(&scope.request(key, 1, 100, LONG, LONG)).await.unwrap() {

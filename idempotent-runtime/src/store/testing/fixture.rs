@@ -7,7 +7,7 @@ use actix_web::web::Bytes;
 
 use crate::digest::Digest;
 use crate::record::{RecordId, StoredResponse};
-use crate::store::{ClaimRequest, Lease};
+use crate::store::{Attempt, ClaimRequest};
 
 /// A ttl or lease no case outlives.
 pub(super) const LONG: Duration = Duration::from_secs(3600);
@@ -56,6 +56,6 @@ pub(super) fn response(body: &'static str) -> StoredResponse {
 }
 
 /// The lease a claim acquires.
-pub(super) fn lease_of(request: &ClaimRequest) -> Lease {
-    Lease { id: request.id.clone(), token: request.token }
+pub(super) fn attempt_of(request: &ClaimRequest) -> Attempt {
+    Attempt { id: request.id.clone(), token: request.token }
 }

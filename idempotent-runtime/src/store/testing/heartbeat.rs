@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::fixture::{LONG, SHORT_LEASE, Scope, lease_of, response};
+use super::fixture::{LONG, SHORT_LEASE, Scope, attempt_of, response};
 use crate::record::RecordState;
-use crate::store::{Claim, Lease, LeaseState, Store};
+use crate::store::{Attempt, Claim, LeaseState, Store};
 
 /// Rule: a heartbeat renews the lease from now (`Held`), so a claim kept alive past its first lease is not taken
 /// over; once the record is completed, the heartbeat reports `Lost`.
@@ -15,7 +15,7 @@ pub async fn heartbeat_keeps_a_claim_and_reports_a_lost_one(store: &dyn Store) {
     for _ in 0..4 {
         tokio::time::sleep(SHORT_LEASE / 3).await;
         assert_eq!(
-            store.heartbeat(&lease_of(&alive), SHORT_LEASE).await.unwrap(),
+            store.heartbeat(&attempt_of(&alive), SHORT_LEASE).await.unwrap(),
             LeaseState::Held,
             "the owner's heartbeat holds"
         );
@@ -30,8 +30,8 @@ pub async fn heartbeat_keeps_a_claim_and_reports_a_lost_one(store: &dyn Store) {
         },
         other => panic!("a live, heartbeating claim must not be taken over: {other:?}"),
     }
-    store.complete(&lease_of(&alive), &response("done"), LONG).await.unwrap();
-    assert_eq!(store.heartbeat(&lease_of(&alive), SHORT_LEASE).await.unwrap(), LeaseState::Lost, "completed");
+    store.complete(&attempt_of(&alive), &response("done"), LONG).await.unwrap();
+    assert_eq!(store.heartbeat(&attempt_of(&alive), SHORT_LEASE).await.unwrap(), LeaseState::Lost, "completed");
 }
 
 /// Rule: a lease that lapsed while nobody took the record over still belongs to its token: the late heartbeat renews
@@ -42,7 +42,7 @@ pub async fn a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over(store: &dyn
     store.claim(&slow).await.unwrap();
     tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
     assert_eq!(
-        store.heartbeat(&lease_of(&slow), LONG).await.unwrap(),
+        store.heartbeat(&attempt_of(&slow), LONG).await.unwrap(),
         LeaseState::Held,
         "the record still carries the token: its heartbeat renews the lease"
     );
@@ -61,17 +61,17 @@ pub async fn heartbeat_of_a_token_the_record_does_not_carry_is_lost(store: &dyn 
     let scope = Scope::random();
     let released = scope.request(7, 1, 71, LONG, LONG);
     store.claim(&released).await.unwrap();
-    store.release(&lease_of(&released)).await.unwrap();
-    assert_eq!(store.heartbeat(&lease_of(&released), LONG).await.unwrap(), LeaseState::Lost, "released");
+    store.release(&attempt_of(&released)).await.unwrap();
+    assert_eq!(store.heartbeat(&attempt_of(&released), LONG).await.unwrap(), LeaseState::Lost, "released");
     assert_eq!(store.read(&released.id).await.unwrap(), None, "a heartbeat never recreates a released record");
 
-    let never = Lease { id: scope.id(8), token: 81 };
+    let never = Attempt { id: scope.id(8), token: 81 };
     assert_eq!(store.heartbeat(&never, LONG).await.unwrap(), LeaseState::Lost, "a record that never existed");
     assert_eq!(store.read(&never.id).await.unwrap(), None, "a heartbeat never creates a record");
 
     let live = scope.request(9, 1, 91, SHORT_LEASE, LONG);
     store.claim(&live).await.unwrap();
-    let other = Lease { token: 92, ..lease_of(&live) };
+    let other = Attempt { token: 92, ..attempt_of(&live) };
     assert_eq!(store.heartbeat(&other, LONG).await.unwrap(), LeaseState::Lost, "another token of a live claim");
     let record = store.read(&live.id).await.unwrap().expect("the live claim");
     assert!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 
-use super::fixture::{LONG, Scope, lease_of, response};
+use super::fixture::{LONG, Scope, attempt_of, response};
 use crate::record::KeyState;
 use crate::store::{Claim, ClaimRequest, Store};
 
@@ -15,7 +15,7 @@ pub async fn expired_records_read_as_absent_and_are_claimed_afresh(store: &dyn S
     let scope = Scope::random();
     let first = scope.request(6, 1, 61, Duration::from_millis(100), Duration::from_millis(200));
     store.claim(&first).await.unwrap();
-    store.complete(&lease_of(&first), &response("old"), Duration::from_millis(200)).await.unwrap();
+    store.complete(&attempt_of(&first), &response("old"), Duration::from_millis(200)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.read(&first.id).await.unwrap(), None, "expiry is checked on read");
     let different = scope.request(6, 9, 62, LONG, LONG);
@@ -28,7 +28,7 @@ pub async fn lookup_finds_the_most_recent_live_record_on_any_route(store: &dyn S
     let scope = Scope::random();
     let older = ClaimRequest { id: scope.id_on(1, "PUT", "/older/{id}"), ..scope.request(1, 1, 11, LONG, LONG) };
     store.claim(&older).await.unwrap();
-    store.complete(&lease_of(&older), &response("older"), LONG).await.unwrap();
+    store.complete(&attempt_of(&older), &response("older"), LONG).await.unwrap();
     let status = store.lookup(&scope.hash(), &[1; 32]).await.unwrap().expect("the completed record");
     assert_eq!((status.method.as_str(), status.route.as_str()), ("PUT", "/older/{id}"), "its method and route");
     assert!(
@@ -51,7 +51,7 @@ pub async fn lookup_finds_the_most_recent_live_record_on_any_route(store: &dyn S
         "a claim in progress is reported with its lease remaining: {status:?}"
     );
     assert_eq!(store.lookup(&scope.hash(), &[2; 32]).await.unwrap(), None, "a key never sent is unknown");
-    store.release(&lease_of(&newer)).await.unwrap();
+    store.release(&attempt_of(&newer)).await.unwrap();
     let status = store.lookup(&scope.hash(), &[1; 32]).await.unwrap().expect("the older record");
     assert_eq!(status.route, "/older/{id}", "once the newer record is released, the older one is the most recent");
 }
@@ -63,7 +63,7 @@ pub async fn lookup_never_reports_another_scopes_record(store: &dyn Store) {
     let theirs = Scope::random();
     let claim = mine.request(3, 1, 31, LONG, LONG);
     store.claim(&claim).await.unwrap();
-    store.complete(&lease_of(&claim), &response("mine"), LONG).await.unwrap();
+    store.complete(&attempt_of(&claim), &response("mine"), LONG).await.unwrap();
     assert!(store.lookup(&mine.hash(), &[3; 32]).await.unwrap().is_some(), "the key in its own scope");
     assert_eq!(
         store.lookup(&theirs.hash(), &[3; 32]).await.unwrap(),
@@ -79,7 +79,7 @@ pub async fn lookup_ignores_expired_records(store: &dyn Store) {
     let short = Duration::from_millis(200);
     let completed = scope.request(4, 1, 41, Duration::from_millis(100), short);
     store.claim(&completed).await.unwrap();
-    store.complete(&lease_of(&completed), &response("old"), short).await.unwrap();
+    store.complete(&attempt_of(&completed), &response("old"), short).await.unwrap();
     let abandoned = scope.request(5, 1, 51, Duration::from_millis(100), short);
     store.claim(&abandoned).await.unwrap();
     assert!(store.lookup(&scope.hash(), &[4; 32]).await.unwrap().is_some(), "live at first");

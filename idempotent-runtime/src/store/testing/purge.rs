@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::fixture::{LONG, SHORT_TTL_BOUND, Scope, lease_of, response};
+use super::fixture::{LONG, SHORT_TTL_BOUND, Scope, attempt_of, response};
 use crate::purge::purge_expired;
 use crate::record::RecordState;
 use crate::store::{Store, StoreErrorKind};
@@ -23,11 +23,11 @@ pub async fn purge_deletes_only_expired_records(store: &dyn Store) {
     for key in 10..40u8 {
         let claim = scope.request(key, 1, i64::from(key), short, short);
         store.claim(&claim).await.unwrap();
-        store.complete(&lease_of(&claim), &response("expiring"), short).await.unwrap();
+        store.complete(&attempt_of(&claim), &response("expiring"), short).await.unwrap();
     }
     let live = scope.request(50, 1, 500, LONG, LONG);
     store.claim(&live).await.unwrap();
-    store.complete(&lease_of(&live), &response("kept"), LONG).await.unwrap();
+    store.complete(&attempt_of(&live), &response("kept"), LONG).await.unwrap();
     let running = scope.request(51, 1, 510, LONG, short);
     store.claim(&running).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -56,11 +56,11 @@ pub async fn purge_sweeps_a_large_store_in_bounded_batches(store: &dyn Store) {
         claim.id.key_hash = [0xee; 32];
         claim.id.key_hash[..2].copy_from_slice(&n.to_le_bytes());
         store.claim(&claim).await.unwrap();
-        store.complete(&lease_of(&claim), &response("expiring"), short).await.unwrap();
+        store.complete(&attempt_of(&claim), &response("expiring"), short).await.unwrap();
     }
     let live = scope.request(70, 1, 700, LONG, LONG);
     store.claim(&live).await.unwrap();
-    store.complete(&lease_of(&live), &response("kept"), LONG).await.unwrap();
+    store.complete(&attempt_of(&live), &response("kept"), LONG).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let first = store.purge_batch(100).await.unwrap();

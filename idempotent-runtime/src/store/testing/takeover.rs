@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::fixture::{LONG, SHORT_LEASE, Scope, lease_of, response};
+use super::fixture::{LONG, SHORT_LEASE, Scope, attempt_of, response};
 use crate::record::RecordState;
 use crate::store::{Claim, Completion, LeaseState, Store};
 
@@ -23,17 +23,17 @@ pub async fn a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fence
     );
     // The dead worker was only paused: its completion must not overwrite the newer attempt.
     assert_eq!(
-        store.complete(&lease_of(&dead), &response("stale"), LONG).await.unwrap(),
+        store.complete(&attempt_of(&dead), &response("stale"), LONG).await.unwrap(),
         Completion::Fenced,
         "a stale token's completion is fenced"
     );
     assert_eq!(
-        store.heartbeat(&lease_of(&dead), LONG).await.unwrap(),
+        store.heartbeat(&attempt_of(&dead), LONG).await.unwrap(),
         LeaseState::Lost,
         "a stale token's heartbeat is lost"
     );
-    store.release(&lease_of(&dead)).await.unwrap();
-    assert_eq!(store.complete(&lease_of(&retry), &response("newer"), LONG).await.unwrap(), Completion::Stored);
+    store.release(&attempt_of(&dead)).await.unwrap();
+    assert_eq!(store.complete(&attempt_of(&retry), &response("newer"), LONG).await.unwrap(), Completion::Stored);
     let record = store.read(&retry.id).await.unwrap().expect("live record");
     assert_eq!(record.state, RecordState::Completed(response("newer")), "the newer attempt's response is kept");
 }
@@ -83,7 +83,7 @@ pub async fn a_stale_token_cannot_complete_renew_or_release_the_new_claim(store:
     let retry = scope.request(5, 1, 52, LONG, LONG);
     assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true }, "taken over");
 
-    store.release(&lease_of(&dead)).await.unwrap();
+    store.release(&attempt_of(&dead)).await.unwrap();
     match store.read(&retry.id).await.unwrap() {
         Some(record) => assert!(
             matches!(record.state, RecordState::InProgress { lease_remaining } if lease_remaining > SHORT_LEASE),
@@ -92,17 +92,17 @@ pub async fn a_stale_token_cannot_complete_renew_or_release_the_new_claim(store:
         None => panic!("a stale token's release deleted the new claim"),
     }
     assert_eq!(
-        store.heartbeat(&lease_of(&dead), LONG).await.unwrap(),
+        store.heartbeat(&attempt_of(&dead), LONG).await.unwrap(),
         LeaseState::Lost,
         "a stale token's heartbeat is lost"
     );
     assert_eq!(
-        store.heartbeat(&lease_of(&retry), LONG).await.unwrap(),
+        store.heartbeat(&attempt_of(&retry), LONG).await.unwrap(),
         LeaseState::Held,
         "the new claim's own heartbeat holds"
     );
     assert_eq!(
-        store.complete(&lease_of(&dead), &response("stale"), LONG).await.unwrap(),
+        store.complete(&attempt_of(&dead), &response("stale"), LONG).await.unwrap(),
         Completion::Fenced,
         "a stale token's completion is fenced"
     );

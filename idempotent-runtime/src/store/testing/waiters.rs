@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::fixture::{LONG, SHORT_LEASE, Scope, lease_of, response};
+use super::fixture::{LONG, SHORT_LEASE, Scope, attempt_of, response};
 use crate::record::{Record, RecordState};
 use crate::store::{Claim, Store};
 
@@ -26,7 +26,7 @@ pub async fn waiter_is_woken_by_completion_without_polling(store: &dyn Store) {
     let waiting = store.wait(&original.id, WAIT);
     let completing = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        store.complete(&lease_of(&original), &response("done"), LONG).await.unwrap();
+        store.complete(&attempt_of(&original), &response("done"), LONG).await.unwrap();
     };
     let (waited, ()) = futures_util::future::join(waiting, completing).await;
     waited.unwrap();
@@ -41,7 +41,7 @@ pub async fn waiter_is_woken_by_release(store: &dyn Store) {
     let started = Instant::now();
     let releasing = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        store.release(&lease_of(&original)).await.unwrap();
+        store.release(&attempt_of(&original)).await.unwrap();
     };
     let (waited, ()) = futures_util::future::join(store.wait(&original.id, WAIT), releasing).await;
     waited.unwrap();
@@ -129,7 +129,7 @@ pub async fn waiter_on_a_taken_over_record_is_woken_by_the_new_attempts_completi
         let retry = scope.request(11, 1, 112, LONG, LONG);
         assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true }, "taken over");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        store.complete(&lease_of(&retry), &response("done"), LONG).await.unwrap();
+        store.complete(&attempt_of(&retry), &response("done"), LONG).await.unwrap();
     };
     let (waited, ()) = futures_util::future::join(waiting, taking_over).await;
     waited.unwrap();
