@@ -24,4 +24,6 @@ mod selector;
 pub use self::report::{Counts, InFlight, InFlightPage, RecordDetails, Refusal, ReleaseOutcome, State};
 pub use self::selector::{SCOPE_FORMS, Scope, ScopeParseError, Selector, key_hash};
 #[cfg(feature = "postgres")]
-pub use crate::store::postgres::admin_queries::{TableCheck, check_table, counts, list_in_flight, release, show};
+pub use crate::store::postgres::admin_queries::{
+    OperatorStoreError, TableCheck, check_table, counts, list_in_flight, operator_store, release, show,
+};

@@ -1,9 +1,6 @@
 //! The CLI's connection: a small pool on the operator's URL, checked before the first query (the server answers,
 //! the table exists), with messages that say how to fix what is wrong.
 
-use std::time::Duration;
-
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use idempotent_runtime::admin;
 use idempotent_runtime::{PostgresStore, StoreErrorKind};
 
@@ -14,27 +11,15 @@ use crate::{Failure, START_POSTGRES};
 /// may name a transaction-mode pooler (PgBouncer).
 pub(crate) async fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore, Failure> {
     let shown = redact(url);
-    let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
-        Failure::Usage(format!(
-            "--database-url {shown} is not a PostgreSQL URL ({error}); expected e.g. postgres://user@host:5432/db"
-        ))
-    })?;
     if schema.is_some_and(str::is_empty) {
         return Err(Failure::Usage("--schema needs a schema name".to_owned()));
     }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    let manager =
-        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    let pool = Pool::builder(manager)
-        .max_size(2)
-        .build()
-        .map_err(|error| Failure::Usage(format!("could not set up a connection pool: {error}")))?;
-    let store = match schema {
-        Some(schema) => PostgresStore::new(pool).with_schema(schema),
-        None => PostgresStore::new(pool),
-    };
+    let store = admin::operator_store(url, schema, 2).map_err(|error| match error {
+        admin::OperatorStoreError::InvalidUrl(message) => Failure::Usage(format!(
+            "--database-url {shown} is not a PostgreSQL URL ({message}); expected e.g. postgres://user@host:5432/db"
+        )),
+        other => Failure::Usage(other.to_string()),
+    })?;
     let check = admin::check_table(&store).await.map_err(|error| match error.kind() {
         StoreErrorKind::Unavailable | StoreErrorKind::Timeout if error.sqlstate().is_none() => Failure::Usage(format!(
             "cannot connect to PostgreSQL at {shown}: {}\n\

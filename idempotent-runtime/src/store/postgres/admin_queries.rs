@@ -223,6 +223,55 @@ fn details_from_row(row: &Row) -> Result<(RecordDetails, i64), StoreError> {
     Ok((details, row.try_get("token").map_err(decode_failed)?))
 }
 
+/// Why [`operator_store`] could not make a store.
+#[derive(Debug)]
+pub enum OperatorStoreError {
+    /// The URL does not parse as a PostgreSQL URL (the parser's message).
+    InvalidUrl(String),
+    /// The pool could not be set up (its message).
+    Pool(String),
+}
+
+impl std::fmt::Display for OperatorStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidUrl(message) => write!(f, "not a PostgreSQL URL ({message})"),
+            Self::Pool(message) => write!(f, "could not set up a connection pool: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for OperatorStoreError {}
+
+/// A store for an operator tool: a pool of its own of `max_size` connections on `url` (a 5 s connect timeout
+/// unless the URL sets one), on the table in `schema`, else in the connection's search path. Nothing connects
+/// yet: [`check_table`] is the first contact. The schema is named in every statement, so the URL may name a
+/// transaction-mode pooler.
+///
+/// # Errors
+///
+/// [`OperatorStoreError`] when the URL does not parse or the pool cannot be set up.
+pub fn operator_store(url: &str, schema: Option<&str>, max_size: usize) -> Result<PostgresStore, OperatorStoreError> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|error: tokio_postgres::Error| OperatorStoreError::InvalidUrl(error.to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let manager =
+        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .map_err(|error| OperatorStoreError::Pool(error.to_string()))?;
+    let store = PostgresStore::new(pool);
+    Ok(match schema {
+        Some(schema) => store.with_schema(schema),
+        None => store,
+    })
+}
+
 /// Where the store's table was looked for, and whether it is there: an operator tool checks it before its first
 /// query, to answer "no table" rather than a failed statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
