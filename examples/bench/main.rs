@@ -16,8 +16,11 @@
 //! and the results are in `BENCHMARKS.md`.
 
 mod app;
+mod chart;
 mod cpu;
 mod load;
+mod machine;
+mod measures;
 mod redis_app;
 mod report;
 mod scale;
@@ -30,7 +33,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use idempotent_runtime::PostgresStore;
 
 use crate::load::{Keys, Plan, Stats};
-use crate::report::{Growth, Machine, Measured, Outcome, StoreOps};
+use crate::machine::Machine;
+use crate::measures::{Growth, Measured, Outcome, StoreOps};
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [options]

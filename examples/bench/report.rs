@@ -2,274 +2,19 @@
 
 use std::path::Path;
 
-use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 
 use crate::Options;
-use crate::load::{Memory, Stats};
-
-/// The machine the numbers come from.
-#[derive(Debug, Clone)]
-pub(crate) struct Machine {
-    cpus: usize,
-    cpu_model: String,
-    memory_gib: f64,
-    kernel: String,
-    postgres: String,
-    postgres_settings: String,
-    rustc: String,
-    profile: &'static str,
-}
-
-impl Machine {
-    pub(crate) async fn read(pool: &Pool) -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find(|line| line.starts_with("model name"))
-            .and_then(|line| line.split_once(':'))
-            .map_or_else(|| "unknown".to_owned(), |(_, model)| model.trim().to_owned());
-        let memory_gib = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|meminfo| {
-                let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?.to_owned();
-                line.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse::<f64>().ok()
-            })
-            .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
-        let rustc = std::process::Command::new("rustc")
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|output| String::from_utf8(output.stdout).ok())
-            .map_or_else(|| "unknown".to_owned(), |version| version.trim().to_owned());
-        let (postgres, postgres_settings) = match postgres_facts(pool).await {
-            Ok(facts) => facts,
-            Err(error) => (format!("unknown ({error})"), String::new()),
-        };
-        Self {
-            cpus: std::thread::available_parallelism().map_or(0, usize::from),
-            cpu_model,
-            memory_gib,
-            kernel,
-            postgres,
-            postgres_settings,
-            rustc,
-            profile: if cfg!(debug_assertions) { "debug" } else { "release" },
-        }
-    }
-
-    pub(crate) fn print(&self) {
-        println!(
-            "machine: {} CPUs ({}), {:.1} GiB, Linux {}\n\
-             postgres: {}\n  {}\n\
-             rustc: {} ({} build)",
-            self.cpus,
-            self.cpu_model,
-            self.memory_gib,
-            self.kernel,
-            self.postgres,
-            self.postgres_settings,
-            self.rustc,
-            self.profile
-        );
-    }
-
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "cpus": self.cpus,
-            "cpu_model": self.cpu_model,
-            "memory_gib": (self.memory_gib * 10.0).round() / 10.0,
-            "kernel": self.kernel,
-            "postgres": self.postgres,
-            "postgres_settings": self.postgres_settings,
-            "rustc": self.rustc,
-            "profile": self.profile,
-        })
-    }
-}
-
-async fn postgres_facts(pool: &Pool) -> Result<(String, String), String> {
-    const SETTINGS: [&str; 7] = [
-        "shared_buffers",
-        "synchronous_commit",
-        "fsync",
-        "full_page_writes",
-        "wal_level",
-        "max_wal_size",
-        "autovacuum",
-    ];
-    let client = pool.get().await.map_err(|error| error.to_string())?;
-    let version: String = client.query_one("SELECT version()", &[]).await.map_err(|error| error.to_string())?.get(0);
-    let mut settings = Vec::new();
-    for name in SETTINGS {
-        let row = client.query_one("SELECT current_setting($1)", &[&name]).await.map_err(|error| error.to_string())?;
-        settings.push(format!("{name}={}", row.get::<_, String>(0)));
-    }
-    Ok((version, settings.join(", ")))
-}
-
-/// The summary of one measured scenario.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Measured {
-    pub(crate) rps: f64,
-    pub(crate) p50_us: f64,
-    pub(crate) p99_us: f64,
-    pub(crate) requests: u64,
-    pub(crate) errors: u64,
-    /// CPU microseconds per request of the server threads, of PostgreSQL and of the client thread.
-    pub(crate) server_cpu_us: f64,
-    pub(crate) postgres_cpu_us: f64,
-    pub(crate) client_cpu_us: f64,
-    /// CPU cores kept busy meanwhile by everything else on the machine.
-    pub(crate) other_cores: f64,
-}
-
-impl From<&Stats> for Measured {
-    fn from(stats: &Stats) -> Self {
-        Self {
-            rps: stats.rps(),
-            p50_us: stats.quantile_us(0.5),
-            p99_us: stats.quantile_us(0.99),
-            requests: stats.requests,
-            errors: stats.errors,
-            server_cpu_us: stats.cpu_us_per_request(stats.cpu.server),
-            postgres_cpu_us: stats.cpu_us_per_request(stats.cpu.postgres),
-            client_cpu_us: stats.cpu_us_per_request(stats.cpu.client),
-            other_cores: stats.cpu.other / stats.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
-        }
-    }
-}
-
-impl Measured {
-    pub(crate) fn to_json(self) -> Value {
-        json!({
-            "rps": round2(self.rps),
-            "p50_us": round2(self.p50_us),
-            "p99_us": round2(self.p99_us),
-            "requests": self.requests,
-            "errors": self.errors,
-            "cpu_us_per_request": {
-                "server": round2(self.server_cpu_us),
-                "postgres": round2(self.postgres_cpu_us),
-                "client": round2(self.client_cpu_us),
-            },
-            "other_load_cores": round2(self.other_cores),
-        })
-    }
-}
-
-/// A scenario's row.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Outcome {
-    Measured(Measured),
-    /// Printed as is in the table; `null` in the JSON.
-    NotImplemented(&'static str),
-}
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
-/// A ratio of the library's scenario to its floor.
-#[derive(Debug, Clone, Copy)]
-struct Ratio {
-    /// requests/s of the library over requests/s of the floor: 1.0 is the floor's throughput, less is slower.
-    rps: f64,
-    /// p50 of the library over p50 of the floor: 1.0 is the floor's latency, more is slower.
-    p50: f64,
-    p99: f64,
-    /// Server CPU per request of the library over the floor's (more is costlier).
-    server_cpu: f64,
-    /// PostgreSQL CPU per request of the library over the floor's.
-    postgres_cpu: f64,
-}
-
-impl Ratio {
-    fn of(library: Measured, floor: Measured) -> Self {
-        Self {
-            rps: library.rps / floor.rps,
-            p50: library.p50_us / floor.p50_us,
-            p99: library.p99_us / floor.p99_us,
-            server_cpu: library.server_cpu_us / floor.server_cpu_us,
-            postgres_cpu: library.postgres_cpu_us / floor.postgres_cpu_us,
-        }
-    }
-
-    fn to_json(self) -> Value {
-        json!({
-            "rps": round3(self.rps),
-            "p50": round3(self.p50),
-            "p99": round3(self.p99),
-            "server_cpu_per_request": round3(self.server_cpu),
-            "postgres_cpu_per_request": round3(self.postgres_cpu),
-        })
-    }
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-/// The memory store's own claims and completions, timed around each call inside the server.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StoreOps {
-    pub(crate) operations: u64,
-    pub(crate) p99_us: f64,
-    pub(crate) max_us: f64,
-}
-
-impl From<&hdrhistogram::Histogram<u64>> for StoreOps {
-    fn from(durations: &hdrhistogram::Histogram<u64>) -> Self {
-        Self {
-            operations: durations.len(),
-            p99_us: durations.value_at_quantile(0.99) as f64 / 1000.0,
-            max_us: durations.max() as f64 / 1000.0,
-        }
-    }
-}
-
-impl StoreOps {
-    pub(crate) fn summary(&self) -> String {
-        format!(
-            "store operations (claim, complete): p99 {:.1} us, worst {:.1} us ({} operations)",
-            self.p99_us, self.max_us, self.operations
-        )
-    }
-
-    fn to_json(self) -> Value {
-        json!({ "operations": self.operations, "p99_us": round2(self.p99_us), "max_us": round2(self.max_us) })
-    }
-}
-
-/// The memory store growing from empty: every request of `keys` fresh keys measured.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Growth {
-    pub(crate) keys: u64,
-    pub(crate) measured: Measured,
-    pub(crate) p999_us: f64,
-    /// The worst single request.
-    pub(crate) max_us: f64,
-    pub(crate) store_ops: StoreOps,
-}
-
-impl Growth {
-    pub(crate) fn from_stats(keys: u64, stats: &Stats, store_ops: StoreOps) -> Self {
-        Self {
-            keys,
-            measured: Measured::from(stats),
-            p999_us: stats.quantile_us(0.999),
-            max_us: stats.histogram.max() as f64 / 1000.0,
-            store_ops,
-        }
-    }
-}
+pub(crate) use crate::chart::chart;
+use crate::load::Memory;
+use crate::machine::Machine;
+use crate::measures::{Growth, Measured, Outcome, Ratio, StoreOps, round2, round3};
 
 /// The issue's targets for the memory store while it grows (issue 15).
-const TARGET_MEMORY_P99_US: f64 = 5_000.0;
-const TARGET_MEMORY_MAX_US: f64 = 20_000.0;
+pub(crate) const TARGET_MEMORY_P99_US: f64 = 5_000.0;
+pub(crate) const TARGET_MEMORY_MAX_US: f64 = 20_000.0;
 /// The issue's target for the library's throughput against its floor (median of the rounds).
-const TARGET_FLOOR_RATIO: f64 = 0.95;
+pub(crate) const TARGET_FLOOR_RATIO: f64 = 0.95;
 
 /// Everything a default run measured.
 pub(crate) struct Results {
@@ -294,7 +39,7 @@ const FLOOR_PAIRS: [(&str, &str, &str); 5] = [
 ];
 
 impl Results {
-    fn measured(&self, name: &str) -> Option<Measured> {
+    pub(crate) fn measured(&self, name: &str) -> Option<Measured> {
         self.outcomes.iter().find_map(|(scenario, outcome)| match outcome {
             Outcome::Measured(measured) if *scenario == name => Some(*measured),
             _ => None,
@@ -324,7 +69,7 @@ impl Results {
     }
 
     /// Per pair: each round's requests/s ratio, and their median.
-    fn round_ratios(&self) -> Vec<(&'static str, Vec<f64>, f64)> {
+    pub(crate) fn round_ratios(&self) -> Vec<(&'static str, Vec<f64>, f64)> {
         FLOOR_PAIRS
             .iter()
             .filter_map(|(label, library, floor)| {
@@ -536,139 +281,11 @@ pub(crate) fn write_file(path: &str, value: &Value) -> Result<(), String> {
     std::fs::write(path, text + "\n").map_err(|error| format!("cannot write {path}: {error}"))
 }
 
-fn create_parent(path: &str) -> Result<(), String> {
+pub(crate) fn create_parent(path: &str) -> Result<(), String> {
     match Path::new(path).parent() {
         Some(parent) if !parent.as_os_str().is_empty() => {
             std::fs::create_dir_all(parent).map_err(|error| format!("cannot create {}: {error}", parent.display()))
         }
         _ => Ok(()),
     }
-}
-
-/// The SVG chart. Top row: requests/s, p50 and p99 of the PostgreSQL scenarios. Bottom row: the library's
-/// throughput over its floor's (median of the rounds, with the 0.95 target), and the memory store's requests/s and
-/// p99 / worst-request latencies (with the 5 ms p99 target).
-pub(crate) fn chart(path: &str, results: &Results) -> Result<(), String> {
-    use plotters::prelude::*;
-
-    create_parent(path)?;
-    let postgres: Vec<(&str, Measured)> = results
-        .outcomes
-        .iter()
-        .filter(|(name, _)| !name.starts_with("mem_"))
-        .filter_map(|(name, outcome)| match outcome {
-            Outcome::Measured(measured) => Some((*name, *measured)),
-            Outcome::NotImplemented(_) => None,
-        })
-        .collect();
-    let options = &results.options;
-    let title = format!(
-        "idempotent-runtime: {} connections, {} worker(s), {} s per scenario x {} round(s) ({} CPUs)",
-        options.concurrency, options.workers, options.seconds, options.rounds, results.machine.cpus
-    );
-    let root = SVGBackend::new(path, (1500, 1000)).into_drawing_area();
-    root.fill(&WHITE).map_err(|error| error.to_string())?;
-    let root = root.titled(&title, ("sans-serif", 20)).map_err(|error| error.to_string())?;
-    let panels = root.split_evenly((2, 3));
-    type Metric = fn(&Measured) -> f64;
-    let metrics: [(&str, &str, Metric); 3] = [
-        ("PostgreSQL: throughput (higher is better)", "requests/s", |m| m.rps),
-        ("PostgreSQL: p50 latency (lower is better)", "microseconds", |m| m.p50_us),
-        ("PostgreSQL: p99 latency (lower is better)", "microseconds", |m| m.p99_us),
-    ];
-    for (panel, (caption, unit, metric)) in panels.iter().zip(metrics) {
-        let bars: Vec<(String, f64)> = postgres.iter().map(|(name, m)| ((*name).to_owned(), metric(m))).collect();
-        bar_panel(panel, caption, unit, &bars, None)?;
-    }
-    let ratios: Vec<(String, f64)> = results
-        .round_ratios()
-        .into_iter()
-        .map(|(label, _, median)| (label.split('/').next().unwrap_or(label).to_owned(), median))
-        .collect();
-    bar_panel(&panels[3], "library / floor, req/s (median of rounds)", "ratio", &ratios, Some(TARGET_FLOOR_RATIO))?;
-    let mut memory_rps = Vec::new();
-    let mut memory_latency = Vec::new();
-    for name in ["mem_new", "mem_replay"] {
-        if let Some(m) = results.measured(name) {
-            memory_rps.push((name.to_owned(), m.rps));
-            memory_latency.push((format!("{name} p99"), m.p99_us));
-        }
-    }
-    if let Some(growth) = &results.growth {
-        memory_rps.push(("mem_growth".to_owned(), growth.measured.rps));
-        memory_latency.push(("growth p99".to_owned(), growth.measured.p99_us));
-        memory_latency.push(("growth worst".to_owned(), growth.max_us));
-    }
-    bar_panel(&panels[4], "memory store: throughput", "requests/s", &memory_rps, None)?;
-    bar_panel(
-        &panels[5],
-        "memory store: p99 and worst (lower is better)",
-        "microseconds",
-        &memory_latency,
-        Some(TARGET_MEMORY_P99_US),
-    )?;
-    root.present().map_err(|error| error.to_string())
-}
-
-/// One panel of labelled bars, with an optional dashed target line.
-fn bar_panel<DB: plotters::prelude::DrawingBackend>(
-    panel: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
-    caption: &str,
-    unit: &str,
-    bars: &[(String, f64)],
-    target: Option<f64>,
-) -> Result<(), String> {
-    use plotters::prelude::*;
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-
-    let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
-    let top = bars.iter().map(|(_, value)| *value).chain(target).fold(0.0f64, f64::max) * 1.15;
-    let top = if top > 0.0 { top } else { 1.0 };
-    let count = u32::try_from(bars.len().max(1)).unwrap_or(u32::MAX);
-    let mut chart = ChartBuilder::on(panel)
-        .caption(caption, ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0..count.saturating_sub(1)).into_segmented(), 0.0..top)
-        .map_err(failed)?;
-    let precision = if top < 10.0 { 2 } else { 0 };
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .y_max_light_lines(1)
-        .y_label_formatter(&|value| format!("{value:.precision$}"))
-        .y_desc(unit)
-        .x_labels(bars.len())
-        .x_label_formatter(&|value| match value {
-            SegmentValue::CenterOf(index) => bars.get(*index as usize).map_or_else(String::new, |(n, _)| n.clone()),
-            _ => String::new(),
-        })
-        .x_label_style(("sans-serif", 12))
-        .draw()
-        .map_err(failed)?;
-    let rectangles = bars.iter().zip(0u32..).map(|((name, value), index)| {
-        let color = match name.as_str() {
-            "bare" => RGBColor(150, 150, 150),
-            name if name.starts_with("floor") => RGBColor(66, 114, 196),
-            _ => RGBColor(230, 126, 34),
-        };
-        let mut bar = Rectangle::new(
-            [(SegmentValue::Exact(index), 0.0), (SegmentValue::Exact(index + 1), *value)],
-            color.filled(),
-        );
-        bar.set_margin(0, 0, 10, 10);
-        bar
-    });
-    chart.draw_series(rectangles).map_err(failed)?;
-    let labels = bars.iter().zip(0u32..).map(|((_, value), index)| {
-        let style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
-        Text::new(format!("{value:.precision$}"), (SegmentValue::CenterOf(index), value + top * 0.01), style)
-    });
-    chart.draw_series(labels).map_err(failed)?;
-    if let Some(target) = target {
-        let line = [(SegmentValue::Exact(0), target), (SegmentValue::Exact(count), target)];
-        chart.draw_series(std::iter::once(PathElement::new(line, RED.stroke_width(2)))).map_err(failed)?;
-    }
-    Ok(())
 }

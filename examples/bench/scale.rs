@@ -28,7 +28,9 @@ use idempotent_runtime::{PostgresStore, Store as _};
 
 use crate::app::{self, Server};
 use crate::load::{self, Keys, Plan, Stats};
-use crate::report::{self, Machine, Measured};
+use crate::machine::Machine;
+use crate::measures::Measured;
+use crate::report;
 use crate::{Options, RunSchema};
 
 const SMALL_ROWS: u64 = 10_000;
