@@ -21,207 +21,21 @@ mod cpu;
 mod load;
 mod machine;
 mod measures;
+mod options;
 mod redis_app;
 mod report;
+mod run_schema;
 mod scale;
 mod timed_store;
 
 use std::process::ExitCode;
-use std::time::Duration;
-
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use idempotent_runtime::PostgresStore;
 
 use crate::load::{Keys, Plan, Stats};
 use crate::machine::Machine;
 use crate::measures::{Growth, Measured, Outcome, StoreOps};
-
-const USAGE: &str = "\
-usage: cargo run --release --example bench -- [options]
-
-  --seconds N        measured seconds per scenario (default 5)
-  --warmup S         warm-up seconds before each measurement (default 1)
-  --concurrency C    client connections, i.e. requests in flight (default 16); also the server's pool size
-  --workers W        actix workers of the server under test (default 1)
-  --rounds R         run the scenario list R times, interleaved, and merge the rounds (default 1)
-  --replay-keys K    completed keys the replay scenarios cycle through (default 1000)
-  --json PATH        write the results as JSON
-  --chart PATH       write an SVG bar chart of the results (e.g. docs/bench/throughput.svg)
-  --no-memory        skip the peak-RSS measurement (64 concurrent 1 MiB bodies)
-  --only A,B         run only these scenarios (e.g. --only floor_replay,replay, to profile one of them;
-                     mem_growth names the growth measurement)
-  --scale            scale mode instead of the scenarios: claims at 10^4 and at --scale-rows pre-loaded records,
-                     then a batched purge of expired records running concurrently with claims
-  --scale-rows N     the large table size of --scale (default 10000000)
-  --growth-keys N    fresh keys sent to a new memory store to find its worst request while it grows (default
-                     1100000, i.e. past 10^6 records)
-  --no-growth        skip that growth measurement
-  --redis            add the Redis scenarios: redis_floor_new, redis_new, redis_floor_replay, redis_replay (the
-                     library's RedisStore against a hand-written floor on the same Redis; REDIS_URL, default
-                     redis://127.0.0.1:6379); with --only, name them to run them alone
-  --all              every figure in one run: the scenarios (PostgreSQL, memory store and Redis), the growth, the
-                     RSS measurement, then the --scale run (claims at 10^4 and --scale-rows records, and the purge)
-
-DATABASE_URL (required) names the PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The command line.
-#[derive(Debug, Clone)]
-struct Options {
-    seconds: f64,
-    warmup: f64,
-    concurrency: usize,
-    workers: usize,
-    rounds: usize,
-    replay_keys: u64,
-    json: Option<String>,
-    chart: Option<String>,
-    memory: bool,
-    only: Option<Vec<String>>,
-    scale: bool,
-    scale_rows: u64,
-    growth_keys: u64,
-    redis: bool,
-    all: bool,
-}
-
-impl Options {
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut options = Self {
-            seconds: 5.0,
-            warmup: 1.0,
-            concurrency: 16,
-            workers: 1,
-            rounds: 1,
-            replay_keys: 1000,
-            json: None,
-            chart: None,
-            memory: true,
-            only: None,
-            scale: false,
-            scale_rows: 10_000_000,
-            growth_keys: 1_100_000,
-            redis: false,
-            all: false,
-        };
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-            match arg.as_str() {
-                "--seconds" => options.seconds = number(&value("--seconds")?, "--seconds")?,
-                "--warmup" => options.warmup = number(&value("--warmup")?, "--warmup")?,
-                "--concurrency" => options.concurrency = number(&value("--concurrency")?, "--concurrency")?,
-                "--workers" => options.workers = number(&value("--workers")?, "--workers")?,
-                "--rounds" => options.rounds = number(&value("--rounds")?, "--rounds")?,
-                "--replay-keys" => options.replay_keys = number(&value("--replay-keys")?, "--replay-keys")?,
-                "--json" => options.json = Some(value("--json")?),
-                "--chart" => options.chart = Some(value("--chart")?),
-                "--no-memory" => options.memory = false,
-                "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
-                "--scale" => options.scale = true,
-                "--scale-rows" => options.scale_rows = number(&value("--scale-rows")?, "--scale-rows")?,
-                "--growth-keys" => options.growth_keys = number(&value("--growth-keys")?, "--growth-keys")?,
-                "--no-growth" => options.growth_keys = 0,
-                "--redis" => options.redis = true,
-                "--all" => options.all = true,
-                "-h" | "--help" => return Err(String::new()),
-                other => return Err(format!("unknown argument {other:?}")),
-            }
-        }
-        if options.seconds <= 0.0 || options.warmup < 0.0 {
-            return Err("--seconds must be > 0 and --warmup >= 0".to_owned());
-        }
-        if options.concurrency == 0 || options.workers == 0 || options.rounds == 0 || options.replay_keys == 0 {
-            return Err("--concurrency, --workers, --rounds and --replay-keys must be at least 1".to_owned());
-        }
-        if options.scale_rows < 20_000 {
-            return Err("--scale-rows must be at least 20000 (the small size is 10^4)".to_owned());
-        }
-        Ok(options)
-    }
-
-    fn measure(&self) -> Duration {
-        Duration::from_secs_f64(self.seconds)
-    }
-
-    fn warm_up(&self) -> Duration {
-        Duration::from_secs_f64(self.warmup)
-    }
-}
-
-fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
-    text.replace('_', "").parse().map_err(|_| format!("{name}: {text:?} is not a valid number"))
-}
-
-/// The schema of one run: created fresh, holding the library's table and the floor's, dropped at the end.
-struct RunSchema {
-    name: String,
-    url: String,
-    admin: Pool,
-}
-
-impl RunSchema {
-    /// Creates `bench_<pid><suffix>`, replacing a leftover of an interrupted run with the same name.
-    async fn create(url: &str, suffix: &str) -> Result<Self, String> {
-        let name = format!("bench_{}{suffix}", std::process::id());
-        let admin = pool(url, None, 2)?;
-        let client = admin.get().await.map_err(|error| {
-            format!(
-                "PostgreSQL is not reachable at DATABASE_URL={url}: {error}\n\
-                 start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-            )
-        })?;
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
-            .await
-            .map_err(|error| format!("cannot create schema {name}: {error}"))?;
-        drop(client);
-        let admin = pool(url, Some(&name), 4)?;
-        Ok(Self { name, url: url.to_owned(), admin })
-    }
-
-    /// A pool whose connections use this schema.
-    fn pool(&self, max_size: usize) -> Result<Pool, String> {
-        pool(&self.url, Some(&self.name), max_size)
-    }
-
-    /// The library's table (through its own `migrate`) and the floor's copy of it.
-    async fn prepare(&self) -> Result<(), String> {
-        // The admin pool, not the server's: a pooled connection is driven by the runtime that opened it, and the
-        // server's connections must all be opened (and so driven) by its worker.
-        PostgresStore::new(self.admin.clone())
-            .migrate()
-            .await
-            .map_err(|error| format!("PostgresStore::migrate failed: {error}"))?;
-        let client = self.admin.get().await.map_err(|error| error.to_string())?;
-        app::create_floor_table(&client).await.map_err(|error| format!("cannot create the floor table: {error}"))
-    }
-
-    async fn drop_schema(&self) {
-        let result = match pool(&self.url, None, 1) {
-            Ok(pool) => match pool.get().await {
-                Ok(client) => {
-                    client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await.map_err(|e| e.to_string())
-                }
-                Err(error) => Err(error.to_string()),
-            },
-            Err(error) => Err(error),
-        };
-        if let Err(error) = result {
-            eprintln!("warning: could not drop schema {}: {error}", self.name);
-        }
-    }
-}
-
-fn pool(url: &str, search_path: Option<&str>, max_size: usize) -> Result<Pool, String> {
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|error| format!("DATABASE_URL={url} is not a PostgreSQL URL: {error}"))?;
-    if let Some(schema) = search_path {
-        config.options(format!("-c search_path={schema}"));
-    }
-    config.application_name(cpu::APPLICATION_NAME);
-    let manager =
-        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager).max_size(max_size).build().map_err(|error| error.to_string())
-}
+pub(crate) use crate::options::Options;
+use crate::options::USAGE;
+use crate::run_schema::RunSchema;
 
 /// One row of the results table: a name and how to drive it.
 struct Scenario {

@@ -1,0 +1,118 @@
+//! The command line of the harness.
+
+use std::time::Duration;
+
+pub(crate) const USAGE: &str = "\
+usage: cargo run --release --example bench -- [options]
+
+  --seconds N        measured seconds per scenario (default 5)
+  --warmup S         warm-up seconds before each measurement (default 1)
+  --concurrency C    client connections, i.e. requests in flight (default 16); also the server's pool size
+  --workers W        actix workers of the server under test (default 1)
+  --rounds R         run the scenario list R times, interleaved, and merge the rounds (default 1)
+  --replay-keys K    completed keys the replay scenarios cycle through (default 1000)
+  --json PATH        write the results as JSON
+  --chart PATH       write an SVG bar chart of the results (e.g. docs/bench/throughput.svg)
+  --no-memory        skip the peak-RSS measurement (64 concurrent 1 MiB bodies)
+  --only A,B         run only these scenarios (e.g. --only floor_replay,replay, to profile one of them;
+                     mem_growth names the growth measurement)
+  --scale            scale mode instead of the scenarios: claims at 10^4 and at --scale-rows pre-loaded records,
+                     then a batched purge of expired records running concurrently with claims
+  --scale-rows N     the large table size of --scale (default 10000000)
+  --growth-keys N    fresh keys sent to a new memory store to find its worst request while it grows (default
+                     1100000, i.e. past 10^6 records)
+  --no-growth        skip that growth measurement
+  --redis            add the Redis scenarios: redis_floor_new, redis_new, redis_floor_replay, redis_replay (the
+                     library's RedisStore against a hand-written floor on the same Redis; REDIS_URL, default
+                     redis://127.0.0.1:6379); with --only, name them to run them alone
+  --all              every figure in one run: the scenarios (PostgreSQL, memory store and Redis), the growth, the
+                     RSS measurement, then the --scale run (claims at 10^4 and --scale-rows records, and the purge)
+
+DATABASE_URL (required) names the PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) seconds: f64,
+    pub(crate) warmup: f64,
+    pub(crate) concurrency: usize,
+    pub(crate) workers: usize,
+    pub(crate) rounds: usize,
+    pub(crate) replay_keys: u64,
+    pub(crate) json: Option<String>,
+    pub(crate) chart: Option<String>,
+    pub(crate) memory: bool,
+    pub(crate) only: Option<Vec<String>>,
+    pub(crate) scale: bool,
+    pub(crate) scale_rows: u64,
+    pub(crate) growth_keys: u64,
+    pub(crate) redis: bool,
+    pub(crate) all: bool,
+}
+
+impl Options {
+    pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut options = Self {
+            seconds: 5.0,
+            warmup: 1.0,
+            concurrency: 16,
+            workers: 1,
+            rounds: 1,
+            replay_keys: 1000,
+            json: None,
+            chart: None,
+            memory: true,
+            only: None,
+            scale: false,
+            scale_rows: 10_000_000,
+            growth_keys: 1_100_000,
+            redis: false,
+            all: false,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "--seconds" => options.seconds = number(&value("--seconds")?, "--seconds")?,
+                "--warmup" => options.warmup = number(&value("--warmup")?, "--warmup")?,
+                "--concurrency" => options.concurrency = number(&value("--concurrency")?, "--concurrency")?,
+                "--workers" => options.workers = number(&value("--workers")?, "--workers")?,
+                "--rounds" => options.rounds = number(&value("--rounds")?, "--rounds")?,
+                "--replay-keys" => options.replay_keys = number(&value("--replay-keys")?, "--replay-keys")?,
+                "--json" => options.json = Some(value("--json")?),
+                "--chart" => options.chart = Some(value("--chart")?),
+                "--no-memory" => options.memory = false,
+                "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
+                "--scale" => options.scale = true,
+                "--scale-rows" => options.scale_rows = number(&value("--scale-rows")?, "--scale-rows")?,
+                "--growth-keys" => options.growth_keys = number(&value("--growth-keys")?, "--growth-keys")?,
+                "--no-growth" => options.growth_keys = 0,
+                "--redis" => options.redis = true,
+                "--all" => options.all = true,
+                "-h" | "--help" => return Err(String::new()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if options.seconds <= 0.0 || options.warmup < 0.0 {
+            return Err("--seconds must be > 0 and --warmup >= 0".to_owned());
+        }
+        if options.concurrency == 0 || options.workers == 0 || options.rounds == 0 || options.replay_keys == 0 {
+            return Err("--concurrency, --workers, --rounds and --replay-keys must be at least 1".to_owned());
+        }
+        if options.scale_rows < 20_000 {
+            return Err("--scale-rows must be at least 20000 (the small size is 10^4)".to_owned());
+        }
+        Ok(options)
+    }
+
+    pub(crate) fn measure(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
+    }
+
+    pub(crate) fn warm_up(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+pub(crate) fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
+    text.replace('_', "").parse().map_err(|_| format!("{name}: {text:?} is not a valid number"))
+}
