@@ -18,6 +18,7 @@
 mod app;
 mod chart;
 mod cpu;
+mod floor;
 mod load;
 mod machine;
 mod measures;

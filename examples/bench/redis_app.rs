@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody as _;
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, web};
+use actix_web::{App, HttpRequest, HttpResponse, guard, web};
 use idempotent_runtime::store::{
     Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, Record, RecordId, StoredResponse,
 };
@@ -27,7 +26,8 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use crate::app::{self, FLOOR_PATH, FLOOR_REPLAY_HEADER, Identity, Order, respond, storable};
+use crate::app::{self, FLOOR_PATH, FLOOR_REPLAY_HEADER, Order, respond};
+use crate::floor::{Identity, storable};
 use crate::timed_store::TimedStore;
 
 /// The floor's claim: the record must not exist; it is created in progress with the lease as its expiry.
@@ -70,33 +70,24 @@ pub(crate) async fn start(workers: usize) -> Result<RedisServer, String> {
     })?;
     let (lib_url, lib_prefix_for_app) = (url.clone(), lib_prefix.clone());
     let (floor_url, floor_prefix_for_app) = (url.clone(), floor_prefix.clone());
-    let server = HttpServer::new(move || {
-        // One store and one floor connection per worker, connected on that worker's runtime.
-        let store = LazyRedis { url: lib_url.clone(), prefix: lib_prefix_for_app.clone(), store: OnceCell::new() };
-        let idempotency = Idempotency::builder(TimedStore(store)).build();
-        let floor = web::Data::new(RedisFloor::new(floor_url.clone(), floor_prefix_for_app.clone()));
-        App::new().app_data(idempotency).app_data(floor).service(app::lib).service(
-            web::resource(FLOOR_PATH)
-                .route(web::post().guard(guard::Header(FLOOR_REPLAY_HEADER.0, FLOOR_REPLAY_HEADER.1)).to(floor_replay))
-                .route(web::post().to(floor_new)),
-        )
-    })
-    .workers(workers)
-    .disable_signals()
-    .keep_alive(Duration::from_secs(600))
-    .shutdown_timeout(1)
-    .backlog(1024)
-    .bind(("127.0.0.1", 0))
+    let server = app::serve!(
+        move || {
+            // One store and one floor connection per worker, connected on that worker's runtime.
+            let store = LazyRedis { url: lib_url.clone(), prefix: lib_prefix_for_app.clone(), store: OnceCell::new() };
+            let idempotency = Idempotency::builder(TimedStore(store)).build();
+            let floor = web::Data::new(RedisFloor::new(floor_url.clone(), floor_prefix_for_app.clone()));
+            App::new().app_data(idempotency).app_data(floor).service(app::lib).service(
+                web::resource(FLOOR_PATH)
+                    .route(
+                        web::post().guard(guard::Header(FLOOR_REPLAY_HEADER.0, FLOOR_REPLAY_HEADER.1)).to(floor_replay),
+                    )
+                    .route(web::post().to(floor_new)),
+            )
+        },
+        workers
+    )
     .map_err(|error| format!("cannot start the Redis server: {error}"))?;
-    let address = server.addrs()[0];
-    let server = server.run();
-    let handle: ServerHandle = server.handle();
-    actix_web::rt::spawn(server);
-    Ok(RedisServer {
-        server: app::Server { base: format!("http://{address}"), handle },
-        url,
-        prefixes: [lib_prefix, floor_prefix],
-    })
+    Ok(RedisServer { server, url, prefixes: [lib_prefix, floor_prefix] })
 }
 
 impl RedisServer {
