@@ -97,9 +97,12 @@ impl RedisStore {
         Ok(Arc::clone(waiters))
     }
 
-    async fn read_record(&self, keys: &RecordKeys) -> Result<Option<Record>, StoreError> {
+    /// Reads the record; a `waiter` (subscribed already) marks an in-progress one, so that its completion or
+    /// release publishes.
+    async fn read_record(&self, keys: &RecordKeys, waiter: bool) -> Result<Option<Record>, StoreError> {
         let mut connection = self.inner.connection.clone();
-        let invocation = self.inner.scripts.read.key(&keys.record);
+        let mut invocation = self.inner.scripts.read.key(&keys.record);
+        invocation.arg(if waiter { "1" } else { "0" });
         let reply: Value =
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
         match reply {
@@ -224,7 +227,7 @@ impl Store for RedisStore {
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
-        self.read_record(&self.keys(id)).await
+        self.read_record(&self.keys(id), false).await
     }
 
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
@@ -257,7 +260,7 @@ impl Store for RedisStore {
         // A lapse publishes nothing, so the wait ends with the lease at the latest: a dead worker's record may then
         // be taken over by the waiter (the trait's promise).
         if let Some(Record { state: crate::record::RecordState::InProgress { lease_remaining }, .. }) =
-            self.read_record(&keys).await?
+            self.read_record(&keys, true).await?
             && !lease_remaining.is_zero()
         {
             let _timed_out = tokio::time::timeout(timeout.min(lease_remaining), woken).await;
