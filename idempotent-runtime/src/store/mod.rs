@@ -7,6 +7,8 @@
 //! conflict answers, the timeout on every operation) is the runtime's policy, written once above every store.
 
 mod error;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod existing_share;
 mod memory;
 mod polling;
 #[cfg(feature = "postgres")]

@@ -26,7 +26,6 @@ mod transactional;
 mod tx;
 
 use std::future::Future;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +40,7 @@ use self::sql::Statements;
 use self::statement::{Param, StatementMode, pool_failed};
 use self::table::Table;
 pub use self::tx::Tx;
+use super::existing_share::ExistingShare;
 use super::{StoreError, StoreErrorKind};
 
 /// The schema the store needs, as shipped in `sql/schema.sql`; apply it with any migration tool, or call
@@ -69,9 +69,8 @@ pub struct PostgresStore {
     timeout: Duration,
     listener: Option<Arc<Listener>>,
     purge_cursor: Arc<Mutex<PurgeCursor>>,
-    /// The recent share of claims that found an existing record, in [`EXISTING_SHARE_SCALE`]ths, exponentially
-    /// weighted: it picks the claim's first statement.
-    existing_share: Arc<AtomicU32>,
+    /// Which statement a claim sends first (see [`ExistingShare`]).
+    existing_share: Arc<ExistingShare>,
     /// The statements, rendered for the store's table.
     statements: Arc<Statements>,
     mode: StatementMode,
@@ -85,12 +84,6 @@ enum FirstStatement {
     /// A plain read by primary key (then an insert if there is no record).
     Read,
 }
-
-/// Fixed-point scale of [`PostgresStore::existing_share`].
-const EXISTING_SHARE_SCALE: u32 = 1_000;
-
-/// Each claim moves the estimate 1/16th of the way towards its outcome.
-const EXISTING_SHARE_WEIGHT: u32 = 16;
 
 /// Where the next purge batch starts, and how many pages hold `limit` records.
 #[derive(Debug)]

@@ -1,7 +1,6 @@
 //! [`Store`] on PostgreSQL: each operation is one atomic statement on the table (see [`super::sql`]), and waiters
 //! are woken by notification or poll.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,10 +9,7 @@ use tokio_postgres::types::Type;
 use super::listener::Listener;
 use super::rows::{ClaimParams, CompleteParams, corrupt, decode_failed, id_params, record_from_row};
 use super::sql::*;
-use super::{
-    EXISTING_SHARE_SCALE, EXISTING_SHARE_WEIGHT, FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS,
-    PostgresStore, lock,
-};
+use super::{FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore, lock};
 use crate::digest::Digest;
 use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
 use crate::store::{
@@ -124,16 +120,9 @@ impl Store for PostgresStore {
         // Mostly retries lately (a redelivery storm, a client retrying a slow route): read first, the cheapest
         // statement for an existing record. Mostly fresh keys (the usual case): insert first, the only statement
         // a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
-        let first = if self.existing_share.load(Ordering::Relaxed) > EXISTING_SHARE_SCALE / 2 {
-            FirstStatement::Read
-        } else {
-            FirstStatement::Insert
-        };
+        let first = if self.existing_share.mostly_existing() { FirstStatement::Read } else { FirstStatement::Insert };
         let claim = self.claim_from(request, first).await?;
-        let sample = if matches!(claim, Claim::Existing(_)) { EXISTING_SHARE_SCALE } else { 0 };
-        let _ = self.existing_share.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |share| {
-            Some(share - share / EXISTING_SHARE_WEIGHT + sample / EXISTING_SHARE_WEIGHT)
-        });
+        self.existing_share.record(matches!(claim, Claim::Existing(_)));
         Ok(claim)
     }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use super::connection::{Connection, Target};
 use tokio::sync::OnceCell;
 
+use crate::store::existing_share::ExistingShare;
+
 use super::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, Inner, RedisStore, ReplicaAcks, Scripts, bounded, failed};
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -100,6 +102,7 @@ impl RedisStoreBuilder {
                 replica_acks: self.replica_acks,
                 scripts: Scripts::new(),
                 waiters: OnceCell::new(),
+                existing_share: ExistingShare::default(),
             }),
         };
         store.check_eviction_policy(self.allow_eviction).await?;

@@ -26,6 +26,7 @@ use tokio::sync::OnceCell;
 pub use self::builder::RedisStoreBuilder;
 use self::connection::{Connection, Target};
 use self::waiters::Waiters;
+use super::existing_share::ExistingShare;
 use super::{StoreError, StoreErrorKind};
 
 /// The default bound on one Redis operation (a script and, in WAIT mode, its replica acknowledgement).
@@ -37,6 +38,11 @@ pub const DEFAULT_KEY_PREFIX: &str = "idempotency:";
 /// How long Redis keeps a record after it expired. It already reads as absent; keeping it a little longer lets a
 /// fresh claim report that it replaced an expired record (the take-over counter), as on the other stores.
 const EXPIRY_GRACE: Duration = Duration::from_secs(5);
+
+/// A completed record read without the claim script (no server clock) is replayed only while its expiry is at
+/// least this far ahead by this process's clock; nearer its expiry, the script decides on the server's clock. A
+/// clock off by more than this could replay a response for that much past its ttl, never run a handler twice.
+const REPLAY_CLOCK_MARGIN: Duration = Duration::from_secs(1);
 
 /// The longest lease or ttl the scripts are given (a century): millisecond timestamps stay exact in Lua numbers.
 const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -104,6 +110,8 @@ struct Inner {
     scripts: Scripts,
     /// Opened at the first `wait` (most apps never wait).
     waiters: OnceCell<Arc<Waiters>>,
+    /// Whether a claim reads plainly first (mostly retries lately) or runs the claim script at once.
+    existing_share: ExistingShare,
 }
 
 impl std::fmt::Debug for RedisStore {
