@@ -78,6 +78,7 @@ macro_rules! in_parallel_on_every_store {
 in_parallel_on_every_store!(
     concurrent_claims_of_one_record_acquire_exactly_once,
     concurrent_take_overs_of_a_lapsed_claim_acquire_exactly_once,
+    a_store_that_stops_answering_is_bounded_by_the_runtimes_timeout,
 );
 
 /// The whole kit in one run on one store (cases sharing it), as a third-party store runs it.

@@ -58,7 +58,10 @@ pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, Re
 ///   [`Completion::Stored`] (a retried completion may have landed).
 /// - **Waiters.** [`Store::wait`] returns once the record is no longer in progress under a live lease
 ///   (completed, released, expired, or its lease lapsed so that the waiter may take over), or at its timeout. It
-///   is a hint, not a promise: the runtime claims again after it. The default polls [`Store::read`] with backoff
+///   is a hint, not a promise: the runtime claims again after it. Across a take-over: a waiter waits on the attempt
+///   that holds the record when it looks; a dead attempt's waiter returns when that lease lapses (and may take the
+///   record over itself), and a waiter on the attempt that took over is woken by that attempt's completion or
+///   release. The default polls [`Store::read`] with backoff
 ///   (10 ms doubling to [`MAX_WAIT_POLL_INTERVAL`]); a store with notifications should override it, subscribing
 ///   *before* it checks the record so that no completion is missed.
 /// - **Expiry.** A record lives for its ttl from completion (or, in progress, until its ttl or lease runs out):

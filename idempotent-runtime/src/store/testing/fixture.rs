@@ -1,4 +1,4 @@
-//! What every case shares: a random scope of its own, requests in it, responses and leases.
+//! What every case shares: a random scope of its own, requests in it, responses and attempts.
 
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ pub(super) fn response(body: &'static str) -> StoredResponse {
     StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(body.as_bytes())) }
 }
 
-/// The lease a claim acquires.
+/// The attempt a claim makes the owner (its handle for heartbeat, completion and release).
 pub(super) fn attempt_of(request: &ClaimRequest) -> Attempt {
     Attempt { id: request.id.clone(), token: request.token }
 }

