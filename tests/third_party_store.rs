@@ -80,8 +80,8 @@ impl HashMapStore {
     }
 
     /// The live entry of `id` that carries `token`, if any.
-    fn owned<'a>(records: &'a mut HashMap<RecordId, Entry>, lease: &Attempt) -> Option<&'a mut Entry> {
-        records.get_mut(&lease.id).filter(|entry| entry.token == lease.token && !entry.is_expired(Instant::now()))
+    fn owned<'a>(records: &'a mut HashMap<RecordId, Entry>, attempt: &Attempt) -> Option<&'a mut Entry> {
+        records.get_mut(&attempt.id).filter(|entry| entry.token == attempt.token && !entry.is_expired(Instant::now()))
     }
 }
 
@@ -109,9 +109,9 @@ impl Store for HashMapStore {
         Ok(Claim::Acquired { took_over })
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         let mut records = self.records();
-        match Self::owned(&mut records, lease) {
+        match Self::owned(&mut records, attempt) {
             Some(Entry { state: State::InProgress { locked_until }, .. }) => {
                 *locked_until = Instant::now() + duration;
                 Ok(LeaseState::Held)
@@ -122,12 +122,12 @@ impl Store for HashMapStore {
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         let mut records = self.records();
-        let Some(entry) = Self::owned(&mut records, lease) else { return Ok(Completion::Fenced) };
+        let Some(entry) = Self::owned(&mut records, attempt) else { return Ok(Completion::Fenced) };
         if entry.is_in_progress() {
             entry.state = State::Completed { response: response.clone(), completed_at: SystemTime::now() };
             entry.expires_at = Instant::now() + ttl;
@@ -137,10 +137,10 @@ impl Store for HashMapStore {
         Ok(Completion::Stored)
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
         let mut records = self.records();
-        if Self::owned(&mut records, lease).is_some_and(|entry| entry.is_in_progress())
-            && let Some(entry) = records.remove(&lease.id)
+        if Self::owned(&mut records, attempt).is_some_and(|entry| entry.is_in_progress())
+            && let Some(entry) = records.remove(&attempt.id)
         {
             entry.waiters.notify_waiters();
         }

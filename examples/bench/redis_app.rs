@@ -158,19 +158,19 @@ impl Store for LazyRedis {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         self.store().await?.claim(request).await
     }
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        self.store().await?.heartbeat(lease, duration).await
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        self.store().await?.heartbeat(attempt, duration).await
     }
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        self.store().await?.complete(lease, response, ttl).await
+        self.store().await?.complete(attempt, response, ttl).await
     }
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        self.store().await?.release(lease).await
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.store().await?.release(attempt).await
     }
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
         self.store().await?.read(id).await

@@ -44,24 +44,24 @@ impl<S: Store> Store for TimedStore<S> {
         claim
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        self.0.heartbeat(lease, duration).await
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        self.0.heartbeat(attempt, duration).await
     }
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         let started = Instant::now();
-        let completion = self.0.complete(lease, response, ttl).await;
+        let completion = self.0.complete(attempt, response, ttl).await;
         record(started);
         completion
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        self.0.release(lease).await
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.0.release(attempt).await
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use idempotent_runtime::StoredResponse;
+use idempotent_runtime::store::StoredResponse;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

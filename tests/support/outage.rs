@@ -40,22 +40,22 @@ impl Store for Outage {
         self.check()?;
         self.inner.claim(request).await
     }
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         self.check()?;
-        self.inner.heartbeat(lease, duration).await
+        self.inner.heartbeat(attempt, duration).await
     }
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         self.check()?;
-        self.inner.complete(lease, response, ttl).await
+        self.inner.complete(attempt, response, ttl).await
     }
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.release(lease).await
+        self.inner.release(attempt).await
     }
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
         self.check()?;

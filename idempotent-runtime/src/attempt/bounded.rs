@@ -58,21 +58,21 @@ impl Store for BoundedStore {
         self.bounded("claim", self.timeout, self.inner.claim(request)).await
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        self.bounded("heartbeat", self.timeout, self.inner.heartbeat(lease, duration)).await
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        self.bounded("heartbeat", self.timeout, self.inner.heartbeat(attempt, duration)).await
     }
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        self.bounded("complete", self.timeout, self.inner.complete(lease, response, ttl)).await
+        self.bounded("complete", self.timeout, self.inner.complete(attempt, response, ttl)).await
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        self.bounded("release", self.timeout, self.inner.release(lease)).await
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.bounded("release", self.timeout, self.inner.release(attempt)).await
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {

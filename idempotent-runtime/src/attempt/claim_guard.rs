@@ -99,10 +99,10 @@ impl Drop for ClaimGuard {
     }
 }
 
-async fn release_or_log(store: &dyn Store, lease: &Attempt) {
-    if let Err(error) = store.release(lease).await {
+async fn release_or_log(store: &dyn Store, attempt: &Attempt) {
+    if let Err(error) = store.release(attempt).await {
         tracing::warn!(
-            route = %lease.id.route,
+            route = %attempt.id.route,
             %error,
             "could not release an idempotency claim; it will be freed when its lease lapses"
         );

@@ -72,19 +72,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `watch` what it learns.
 pub(crate) async fn while_renewing<T>(
     store: &dyn Store,
-    lease: &Attempt,
+    attempt: &Attempt,
     duration: Duration,
     watch: &LeaseWatch,
     work: impl Future<Output = T>,
 ) -> T {
-    match future::select(pin!(work), pin!(keep_lease(store, lease, duration, watch))).await {
+    match future::select(pin!(work), pin!(keep_lease(store, attempt, duration, watch))).await {
         Either::Left((done, _)) => done,
         Either::Right((never, _)) => match never {},
     }
 }
 
 /// Renews the lease every third of its length for as long as it is polled. Never completes.
-async fn keep_lease(store: &dyn Store, lease: &Attempt, duration: Duration, watch: &LeaseWatch) -> Infallible {
+async fn keep_lease(store: &dyn Store, attempt: &Attempt, duration: Duration, watch: &LeaseWatch) -> Infallible {
     let period = (duration / 3).max(Duration::from_millis(100));
     let mut held = true;
     loop {
@@ -93,19 +93,19 @@ async fn keep_lease(store: &dyn Store, lease: &Attempt, duration: Duration, watc
             continue;
         }
         let since = Instant::now();
-        match observe::timed("heartbeat", store.heartbeat(lease, duration)).await {
+        match observe::timed("heartbeat", store.heartbeat(attempt, duration)).await {
             Ok(LeaseState::Held) => watch.renewed(since, duration),
             Ok(LeaseState::Lost) => {
                 held = false;
                 watch.lost();
                 tracing::warn!(
-                    route = %lease.id.route,
+                    route = %attempt.id.route,
                     "idempotency lease lost to another attempt; this attempt's response will not be stored"
                 );
             }
             Err(error) => {
-                observe::increment(observe::STORE_ERRORS, &lease.id.route);
-                tracing::warn!(route = %lease.id.route, %error, "idempotency lease renewal failed; retrying");
+                observe::increment(observe::STORE_ERRORS, &attempt.id.route);
+                tracing::warn!(route = %attempt.id.route, %error, "idempotency lease renewal failed; retrying");
             }
         }
     }

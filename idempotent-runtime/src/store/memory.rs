@@ -150,28 +150,28 @@ impl Store for MemoryStore {
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        let mut records = self.records(&lease.id);
-        match records.get_mut(&lease.id) {
-            Some(entry) if entry.token == lease.token && matches!(entry.state, EntryState::InProgress { .. }) => {
+        let mut records = self.records(&attempt.id);
+        match records.get_mut(&attempt.id) {
+            Some(entry) if entry.token == attempt.token && matches!(entry.state, EntryState::InProgress { .. }) => {
                 entry.state = EntryState::Completed { response: response.clone(), completed_at: SystemTime::now() };
                 entry.expires_at = later(Instant::now(), ttl);
                 entry.wake_waiters();
                 Ok(Completion::Stored)
             }
             // This attempt's own completion, retried: it landed already.
-            Some(entry) if entry.token == lease.token => Ok(Completion::Stored),
+            Some(entry) if entry.token == attempt.token => Ok(Completion::Stored),
             _ => Ok(Completion::Fenced),
         }
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        let mut records = self.records(&lease.id);
-        match records.get_mut(&lease.id) {
-            Some(Entry { token, state: EntryState::InProgress { locked_until }, .. }) if *token == lease.token => {
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        let mut records = self.records(&attempt.id);
+        match records.get_mut(&attempt.id) {
+            Some(Entry { token, state: EntryState::InProgress { locked_until }, .. }) if *token == attempt.token => {
                 *locked_until = later(Instant::now(), duration);
                 Ok(LeaseState::Held)
             }
@@ -179,12 +179,12 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        let mut records = self.records(&lease.id);
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        let mut records = self.records(&attempt.id);
         let owned = records
-            .get(&lease.id)
-            .is_some_and(|entry| entry.token == lease.token && matches!(entry.state, EntryState::InProgress { .. }));
-        if owned && let Some(mut entry) = records.remove(&lease.id) {
+            .get(&attempt.id)
+            .is_some_and(|entry| entry.token == attempt.token && matches!(entry.state, EntryState::InProgress { .. }));
+        if owned && let Some(mut entry) = records.remove(&attempt.id) {
             entry.wake_waiters();
         }
         Ok(())

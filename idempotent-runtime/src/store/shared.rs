@@ -16,21 +16,21 @@ impl Store for Arc<dyn Store> {
         (**self).claim(request).await
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        (**self).heartbeat(lease, duration).await
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        (**self).heartbeat(attempt, duration).await
     }
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        (**self).complete(lease, response, ttl).await
+        (**self).complete(attempt, response, ttl).await
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        (**self).release(lease).await
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        (**self).release(attempt).await
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {

@@ -128,32 +128,32 @@ impl Store for PostgresStore {
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        let completing = CompleteParams::new(lease, response, ttl);
+        let completing = CompleteParams::new(attempt, response, ttl);
         let rows = self.query(&self.statements.complete, &completing.params()).await?;
         let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
         if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
-            self.notify(&lease.id).await;
+            self.notify(&attempt.id).await;
         }
         Ok(Completion::Stored)
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        let [p1, p2, p3, p4] = id_params(&lease.id);
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        let [p1, p2, p3, p4] = id_params(&attempt.id);
         let secs = duration.as_secs_f64();
-        let params = [p1, p2, p3, p4, (&lease.token, Type::INT8), (&secs, Type::FLOAT8)];
+        let params = [p1, p2, p3, p4, (&attempt.token, Type::INT8), (&secs, Type::FLOAT8)];
         let renewed = self.execute(&self.statements.heartbeat, &params).await?;
         Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        let [p1, p2, p3, p4] = id_params(&lease.id);
-        let rows = self.query(&self.statements.release, &[p1, p2, p3, p4, (&lease.token, Type::INT8)]).await?;
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        let [p1, p2, p3, p4] = id_params(&attempt.id);
+        let rows = self.query(&self.statements.release, &[p1, p2, p3, p4, (&attempt.token, Type::INT8)]).await?;
         if rows.iter().any(|row| row.try_get::<_, bool>("has_waiters").unwrap_or(false)) {
-            self.notify(&lease.id).await;
+            self.notify(&attempt.id).await;
         }
         Ok(())
     }

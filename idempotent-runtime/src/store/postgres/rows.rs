@@ -20,11 +20,11 @@ use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 pub(crate) async fn complete_and_commit(
     store: &PostgresStore,
     client: &deadpool_postgres::Client,
-    lease: &Attempt,
+    attempt: &Attempt,
     response: &StoredResponse,
     ttl: Duration,
 ) -> Result<(), StoreError> {
-    let completing = CompleteParams::new(lease, response, ttl);
+    let completing = CompleteParams::new(attempt, response, ttl);
     let params = completing.params();
     // The handler's own SQL may have failed and left the transaction aborted: every statement then fails with
     // 25P02, and the COMMIT rolls back.
@@ -44,7 +44,7 @@ pub(crate) async fn complete_and_commit(
     committed.map_err(query_failed)?;
     let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
     if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
-        let digest = crate::digest::to_hex(&lease.id.digest());
+        let digest = crate::digest::to_hex(&attempt.id.digest());
         if let Err(error) = statement::execute(client, store.mode(), NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
             tracing::warn!(error = %query_failed(error), "could not wake the waiters of a completed record; they find out at their next look");
         }

@@ -101,8 +101,8 @@ impl RedisStore {
     }
 
     /// Releases a claim this attempt will not use; a failure leaves it to its lease.
-    async fn release_or_log(&self, lease: &Attempt) {
-        if let Err(error) = self.release(lease).await {
+    async fn release_or_log(&self, attempt: &Attempt) {
+        if let Err(error) = self.release(attempt).await {
             tracing::warn!(%error, "could not release an unused idempotency claim; it is freed when its lease lapses");
         }
     }
@@ -202,11 +202,11 @@ impl Store for RedisStore {
         Ok(claim)
     }
 
-    async fn heartbeat(&self, lease: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        let keys = self.keys(&lease.id);
+    async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+        let keys = self.keys(&attempt.id);
         let mut connection = self.inner.connection.clone();
         let mut invocation = self.inner.scripts.heartbeat.key(&keys.record);
-        invocation.key(&keys.index).arg(lease.token).arg(millis(duration)).arg(millis(EXPIRY_GRACE));
+        invocation.key(&keys.index).arg(attempt.token).arg(millis(duration)).arg(millis(EXPIRY_GRACE));
         let renewed: i64 =
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
         Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
@@ -214,16 +214,16 @@ impl Store for RedisStore {
 
     async fn complete(
         &self,
-        lease: &Attempt,
+        attempt: &Attempt,
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        let keys = self.keys(&lease.id);
+        let keys = self.keys(&attempt.id);
         let mut connection = self.inner.connection.clone();
         let mut invocation = self.inner.scripts.complete.key(&keys.record);
         invocation
             .key(&keys.index)
-            .arg(lease.token)
+            .arg(attempt.token)
             .arg(millis(ttl))
             .arg(millis(EXPIRY_GRACE))
             .arg(response.status.as_u16())
@@ -241,13 +241,13 @@ impl Store for RedisStore {
         Ok(Completion::Stored)
     }
 
-    async fn release(&self, lease: &Attempt) -> Result<(), StoreError> {
-        let keys = self.keys(&lease.id);
+    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        let keys = self.keys(&attempt.id);
         let mut connection = self.inner.connection.clone();
         let mut invocation = self.inner.scripts.release.key(&keys.record);
         invocation
             .key(&keys.index)
-            .arg(lease.token)
+            .arg(attempt.token)
             .arg(&keys.member)
             .arg(connection.publish_command())
             .arg(&keys.channel);
