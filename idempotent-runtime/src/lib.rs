@@ -53,16 +53,14 @@
 //! [`docs/contract.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md
 //! [`docs/decisions.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/decisions.md
 
-pub mod admin;
 mod attempt;
-mod config;
 mod digest;
 mod http;
 pub mod inbox;
 mod issued_key;
 mod key;
 pub mod observe;
-pub mod purge;
+
 pub mod receiver;
 #[cfg(feature = "postgres")]
 pub use crate::receiver::transactional as receiver_transactional;
@@ -83,19 +81,14 @@ pub mod __private;
 /// The attribute `Store` implementations need (`#[async_trait] impl Store for MyStore`), re-exported so that
 /// implementing a store takes no extra dependency.
 pub use async_trait::async_trait;
-// The HTTP modules the PostgreSQL store's `Tx` and the operator tools' tests name at the crate root.
-#[cfg(feature = "postgres")]
-use crate::http::problem;
-#[cfg(test)]
-use crate::http::scope;
 pub use idempotent_macros::idempotent;
 
 pub use crate::attempt::DEFAULT_STORE_TIMEOUT;
-pub use crate::config::{
+pub use crate::digest::{Digest, to_hex};
+pub use crate::http::config::{
     DEFAULT_LEASE, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_STORE_RETRY_AFTER, DEFAULT_TTL,
     Idempotency, IdempotencyBuilder, REPLAYED_HEADER,
 };
-pub use crate::digest::{Digest, to_hex};
 pub use crate::http::fingerprint::FingerprintFn;
 pub use crate::http::issue_service::{issue_keys, issue_keys_scoped};
 pub use crate::http::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
@@ -108,6 +101,11 @@ pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::receiver::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
 pub use crate::record_id::{ScopeValue, derived_key_digest, key_digest, scope_digest};
+/// Operator queries (PostgreSQL): [`store::postgres::admin`].
+#[cfg(feature = "postgres")]
+pub use crate::store::postgres::admin;
+/// Purging expired records: [`store::purge`].
+pub use crate::store::purge;
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use crate::store::{MemoryStore, Store, StoreError, StoreErrorKind};

@@ -23,6 +23,11 @@ mod lease;
 
 pub(crate) use self::bounded::BoundedStore;
 pub use self::bounded::DEFAULT_STORE_TIMEOUT;
+
+/// The default time a completed attempt's result is replayed (a route's or a receiver's `ttl`).
+pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+/// The default time an attempt's claim is protected from take-over without a heartbeat (its lease).
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 pub(crate) use self::claim::{Claimed, TxClaimed, claim_in_transaction, claim_or_wait};
 pub(crate) use self::existing::Existing;
 pub(crate) use self::held::{Held, Kept, TransactionHold, keep, under_lease};

@@ -13,9 +13,10 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use tracing::Instrument as _;
 
+use super::answer::{Answer, Context, Reply, misconfigured};
 use super::run::{answer_existing, run_unprotected, serve_transactional, serve_with_lease, store_failed};
 use crate::attempt::Existing;
-use crate::config::{Idempotency, Settings};
+use crate::http::config::{Idempotency, Settings};
 use crate::http::fingerprint::fingerprint;
 use crate::http::key_source::{KeyLookup, lookup_in_form};
 use crate::http::problem::{Problem, ProblemKind, style_of};
@@ -59,28 +60,6 @@ where
     }
 }
 
-/// A response and how the request ended.
-pub(super) struct Answer {
-    pub(super) reply: Reply,
-    pub(super) outcome: Outcome,
-}
-
-/// What the client gets: a response, or one of the library's problems, still to be rendered.
-pub(super) enum Reply {
-    Response(HttpResponse),
-    Problem(Problem),
-}
-
-impl Answer {
-    pub(super) fn new(response: HttpResponse, outcome: Outcome) -> Self {
-        Self { reply: Reply::Response(response), outcome }
-    }
-
-    pub(super) fn problem(problem: Problem, outcome: Outcome) -> Self {
-        Self { reply: Reply::Problem(problem), outcome }
-    }
-}
-
 /// Where this request's key comes from, once the head has been looked at.
 enum KeySource {
     /// A key the client sent.
@@ -89,16 +68,6 @@ enum KeySource {
     InBody(&'static str),
     /// `key = "derived"`: the request itself is the key.
     Derived,
-}
-
-/// What the later steps need about the request.
-pub(super) struct Context<'a> {
-    pub(super) route: &'a RouteOptions,
-    pub(super) settings: &'a Settings,
-    pub(super) request: &'a HttpRequest,
-    pub(super) route_label: &'a str,
-    /// The key as logs may show it (redacted, or `derived`).
-    pub(super) key: String,
 }
 
 async fn serve<F, Args>(
@@ -281,12 +250,4 @@ fn not_issued() -> Problem {
         "this route only accepts idempotency keys the server issued to you (POST to its key-issuing service); this \
          key was not issued to you",
     )
-}
-
-pub(super) fn misconfigured(route: &RouteOptions, route_label: &str, fix: &str) -> Answer {
-    if route.first_misconfiguration() {
-        tracing::error!(route = %route_label, "idempotency misconfigured: {fix}");
-    }
-    let problem = Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete");
-    Answer::problem(problem, Outcome::Misconfigured)
 }

@@ -25,7 +25,7 @@ use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::config::Idempotency;
+use crate::http::config::Idempotency;
 use crate::http::problem::{Problem, ProblemKind, ProblemStyle};
 use crate::http::scope::ScopeSpec;
 use crate::http::status::{caller_scope, rfc3339};

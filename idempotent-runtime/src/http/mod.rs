@@ -2,6 +2,8 @@
 //! scopes, fingerprints of requests, bodies, replays, problem documents, the status and key-issuing services).
 //! The attempt itself is the core's (`crate::attempt`), shared with the receivers.
 
+mod answer;
+pub(crate) mod config;
 pub(crate) mod fingerprint;
 pub(crate) mod handle;
 pub(crate) mod issue_service;
@@ -16,4 +18,6 @@ pub(crate) mod route;
 mod run;
 pub(crate) mod scope;
 pub(crate) mod status;
+#[cfg(feature = "postgres")]
+mod tx_extractor;
 pub(crate) mod usual_duration;

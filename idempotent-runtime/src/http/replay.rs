@@ -7,7 +7,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValu
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::config::{REPLAYED_HEADER, Settings};
+use crate::http::config::{REPLAYED_HEADER, Settings};
 use crate::http::problem::{Problem, ProblemKind, ProblemStyle};
 use crate::record::StoredResponse;
 

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::config::Settings;
+use crate::http::config::Settings;
 use crate::http::fingerprint::FingerprintFn;
 use crate::http::key_source::KeySpec;
 use crate::http::scope::ScopeSpec;

@@ -9,7 +9,7 @@ use actix_web::web::Bytes;
 use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder};
 use futures_util::FutureExt as _;
 
-use super::handle::{Answer, Context, misconfigured};
+use super::answer::{Answer, Context, misconfigured};
 use super::problem::{Problem, ProblemKind};
 use super::replay::{replay_to, to_stored};
 use super::response_body::{Captured, capture};

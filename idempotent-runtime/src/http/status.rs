@@ -21,8 +21,8 @@ use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::config::{Idempotency, Settings};
 use crate::digest::Digest;
+use crate::http::config::{Idempotency, Settings};
 use crate::http::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
 use crate::http::scope::{ScopeError, ScopeSpec};
 use crate::issued_key::Verdict;

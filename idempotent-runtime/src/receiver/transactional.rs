@@ -52,8 +52,9 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::attempt::{self, BoundedStore, DEFAULT_STORE_TIMEOUT, TransactionHold, TxClaimed};
-use crate::config::{DEFAULT_LEASE, DEFAULT_TTL};
+use crate::attempt::{
+    self, BoundedStore, DEFAULT_LEASE, DEFAULT_STORE_TIMEOUT, DEFAULT_TTL, TransactionHold, TxClaimed,
+};
 use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
 use crate::record_id::payload_fingerprint;
 use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore, Tx};

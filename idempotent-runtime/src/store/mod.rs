@@ -14,6 +14,7 @@ mod polling;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod primitives;
+pub mod purge;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;

@@ -13,7 +13,7 @@ macro_rules! notify_channel {
     };
 }
 
-pub(crate) mod admin_queries;
+pub mod admin;
 mod claim_transaction;
 mod connection;
 mod listener;

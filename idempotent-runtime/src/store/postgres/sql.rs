@@ -1,7 +1,7 @@
 //! The store's SQL, as templates over its table (`{table}`, `{table_literal}`: see [`super::table`]), and the
 //! statements rendered once per store.
 //!
-//! Every claim statement decides a take-over by the rule of [`crate::store::takeover`]: a record is claimed afresh
+//! Every claim statement decides a take-over by the rule of [`crate::store::claim_verdict`]: a record is claimed afresh
 //! when it is absent or expired, taken over when it is in progress with a lapsed lease and the same fingerprint,
 //! and otherwise returned as it is.
 

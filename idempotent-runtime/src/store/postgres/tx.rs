@@ -3,15 +3,10 @@
 //! The claim, the handler's own SQL through `Tx`, and the stored response commit in ONE PostgreSQL transaction:
 //! a crash anywhere rolls all of it back and frees the key at once, so the business rows exist exactly once.
 
-use std::future::{Ready, ready};
 use std::ops::Deref;
 use std::sync::Arc;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
-
 use super::TransactionConnection;
-use crate::problem::{Problem, ProblemKind, style_of};
 
 /// The open transaction of a transactional route: run your queries on it as on any deadpool-postgres client
 /// (`tx.execute(..)`, `tx.query(..)`, `tx.query_typed(..)`). It commits together with the stored response when
@@ -93,23 +88,5 @@ impl Deref for Tx {
 
     fn deref(&self) -> &deadpool_postgres::ClientWrapper {
         &self.connection
-    }
-}
-
-impl FromRequest for Tx {
-    type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        // Lent by the transaction for this request (taken once).
-        let taken = request.extensions_mut().remove::<Tx>();
-        ready(taken.ok_or_else(|| {
-            tracing::error!(
-                route = %request.match_pattern().unwrap_or_default(),
-                "a handler takes `Tx` but no transaction was opened: put #[idempotent] on it, with one `Tx` parameter"
-            );
-            Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_error(style_of(request))
-        }))
     }
 }

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use super::fixture::{LONG, SHORT_TTL_BOUND, Scope, attempt_of, response};
-use crate::purge::purge_expired;
 use crate::record::RecordState;
+use crate::store::purge::purge_expired;
 use crate::store::{Store, StoreErrorKind};
 
 /// Rule: a purge deletes every expired record and nothing else: neither a live completed record nor a claim in

@@ -5,7 +5,7 @@
 //! Every function takes the app's [`crate::PostgresStore`] and uses its pool, its table (the schema given to
 //! [`crate::PostgresStore::with_schema`], else the connection's `search_path`) and its timeout; like the store's own,
 //! the statements are unnamed, so they work through a transaction-mode pooler. Purging is
-//! [`crate::purge::purge_expired`] on the same store.
+//! [`crate::store::purge::purge_expired`] on the same store.
 //!
 //! Records are stored under digests, never raw values: [`key_hash`] and [`Scope::hash`] compute them exactly as a
 //! request does, so an operator can look a record up by the key a client sent and the scope it was sent in.
@@ -18,12 +18,12 @@
 //! - **completed**: its response is replayed until it expires;
 //! - **expired**: treated as absent by every read and overwritten by the next claim; a purge deletes it.
 
+mod queries;
 mod report;
 mod selector;
 
-pub use self::report::{Counts, InFlight, InFlightPage, RecordDetails, Refusal, ReleaseOutcome, State};
-pub use self::selector::{SCOPE_FORMS, Scope, ScopeParseError, Selector, key_hash};
-#[cfg(feature = "postgres")]
-pub use crate::store::postgres::admin_queries::{
+pub use self::queries::{
     OperatorStoreError, TableCheck, check_table, counts, list_in_flight, operator_store, release, show,
 };
+pub use self::report::{Counts, InFlight, InFlightPage, RecordDetails, Refusal, ReleaseOutcome, State};
+pub use self::selector::{SCOPE_FORMS, Scope, ScopeParseError, Selector, key_hash};

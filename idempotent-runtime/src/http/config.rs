@@ -15,10 +15,7 @@ use crate::issued_key::KeyIssuer;
 use crate::store::Store;
 use crate::store_policy::StorePolicy;
 
-/// The default time a completed response is replayed.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// The default time an in-flight claim is protected from take-over.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub use crate::attempt::{DEFAULT_LEASE, DEFAULT_TTL};
 /// The default cap on request bodies of idempotent routes.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
 /// The default cap on stored response bodies; larger responses pass through and only their completion is stored.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
-use crate::admin::{Counts, InFlight, InFlightPage, RecordDetails, Refusal, ReleaseOutcome, Selector, State};
+use super::{Counts, InFlight, InFlightPage, RecordDetails, Refusal, ReleaseOutcome, Selector, State};
 use crate::digest::{Digest, to_hex};
 use crate::store::{PostgresStore, StoreError, StoreErrorKind};
 
@@ -21,7 +21,7 @@ WHERE state = 'in_progress' AND (locked_until > now() OR expires_at > now())
 ORDER BY created_at, key_hash, scope_hash, method, route
 LIMIT $2";
 
-/// `condition` names the states of [`crate::admin::State`] by the take-over rule of [`crate::store::takeover`]:
+/// `condition` names the states of [`crate::admin::State`] by the take-over rule of [`crate::store::claim_verdict`]:
 /// in progress while the lease holds, stuck once it lapsed (a retry may take over), expired past `expires_at`.
 const SHOW_SQL: &str = "
 SELECT route, method, key_hash, scope_hash, token, status, created_at, completed_at, locked_until, expires_at,
@@ -309,10 +309,15 @@ async fn query(
     let sql = store.table().render(template);
     store
         .bounded(async {
-            let client = store.pool().get().await.map_err(super::statement::pool_failed)?;
-            super::statement::query(&client, super::statement::StatementMode::Unnamed, &sql, params)
-                .await
-                .map_err(|error| super::statement::failed(StoreErrorKind::Unavailable, error))
+            let client = store.pool().get().await.map_err(crate::store::postgres::statement::pool_failed)?;
+            crate::store::postgres::statement::query(
+                &client,
+                crate::store::postgres::statement::StatementMode::Unnamed,
+                &sql,
+                params,
+            )
+            .await
+            .map_err(|error| crate::store::postgres::statement::failed(StoreErrorKind::Unavailable, error))
         })
         .await
 }
@@ -333,5 +338,5 @@ fn count(row: &Row, column: &str) -> Result<u64, StoreError> {
 }
 
 fn decode_failed(error: tokio_postgres::Error) -> StoreError {
-    super::statement::failed(StoreErrorKind::Corrupt, error)
+    crate::store::postgres::statement::failed(StoreErrorKind::Corrupt, error)
 }

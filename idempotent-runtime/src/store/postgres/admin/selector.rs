@@ -138,7 +138,7 @@ mod tests {
     use actix_web::test::TestRequest;
 
     use super::*;
-    use crate::scope::{ScopeSpec, UserResolver};
+    use crate::http::scope::{ScopeSpec, UserResolver};
 
     fn tenant(request: &HttpRequest) -> Option<String> {
         request.headers().get("x-tenant")?.to_str().ok().map(str::to_owned)
