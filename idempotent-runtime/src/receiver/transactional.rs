@@ -109,7 +109,7 @@ impl TransactionalReceiver {
     /// let inbox = idempotent_runtime::TransactionalReceiver::new(idempotent_runtime::MemoryStore::new());
     /// ```
     pub fn new<S: Store + TransactionalStore>(store: S) -> Self {
-        Self { store: Arc::new(store), ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
+        Self { store: store.into_shared(), ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
     /// A transactional receiver on a store known only as `Arc<dyn Store>` ([`Receiver::transactional`]), or
@@ -230,7 +230,10 @@ impl TransactionalReceiver {
         let mut lent = actix_web::dev::Extensions::new();
         open.lend(&mut lent);
         let Some(tx) = lent.remove::<Tx>() else {
-            let error = StoreError::new(StoreErrorKind::Unavailable, "the claim's transaction is already closed");
+            let error = StoreError::new(
+                StoreErrorKind::Unsupported,
+                "the store's transaction lends no `Tx` (PostgreSQL's handle): the inbox runs on PostgresStore",
+            );
             return Err(store_failed(&claim.id, error));
         };
         // Dropped with this future (cancellation), the open transaction rolls back in a background task; the `Tx`
