@@ -27,7 +27,7 @@ pub struct RecordId {
 impl RecordId {
     /// One digest of the whole identity, e.g. to name the record in a notification.
     pub fn digest(&self) -> Digest {
-        crate::digest::hash_parts(&[&self.key_hash, &self.scope_hash, self.method.as_bytes(), self.route.as_bytes()])
+        crate::record_id::record_digest(self)
     }
 }
 

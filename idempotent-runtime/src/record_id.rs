@@ -70,6 +70,12 @@ pub(crate) fn receiver_record_id(namespace: &str, key: impl AsRef<[u8]>) -> Reco
     }
 }
 
+/// The digest of a whole record identity (key, scope, method, route): what PostgreSQL's notifications and
+/// transaction locks name a record by.
+pub(crate) fn record_digest(id: &RecordId) -> Digest {
+    hash_parts(&[&id.key_hash, &id.scope_hash, id.method.as_bytes(), id.route.as_bytes()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

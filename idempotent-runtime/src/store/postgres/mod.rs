@@ -281,3 +281,9 @@ impl PostgresStore {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The payload of a record's notification on [`notify_channel!`]: its identity digest in hex, as waiters listen
+/// for it.
+fn notify_payload(id: &crate::record::RecordId) -> String {
+    crate::digest::to_hex(&id.digest())
+}

@@ -44,7 +44,7 @@ pub(crate) async fn complete_and_commit(
     committed.map_err(query_failed)?;
     let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
     if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
-        let digest = crate::digest::to_hex(&attempt.id.digest());
+        let digest = crate::store::postgres::notify_payload(&attempt.id);
         if let Err(error) = statement::execute(client, store.mode(), NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
             tracing::warn!(error = %query_failed(error), "could not wake the waiters of a completed record; they find out at their next look");
         }

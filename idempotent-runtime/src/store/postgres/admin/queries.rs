@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use super::{Counts, InFlight, InFlightPage, RecordDetails, Refusal, ReleaseOutcome, Selector, State};
-use crate::digest::{Digest, to_hex};
+use crate::digest::Digest;
 use crate::store::{PostgresStore, StoreError, StoreErrorKind};
 
 const LIST_SQL: &str = "
@@ -136,7 +136,7 @@ pub async fn release(store: &PostgresStore, selector: &Selector, force: bool) ->
         return Ok(ReleaseOutcome::Refused { record, reason });
     }
     let id = record.id();
-    let notification = to_hex(&id.digest());
+    let notification = crate::store::postgres::notify_payload(&id);
     let rows = query(
         store,
         RELEASE_SQL,
