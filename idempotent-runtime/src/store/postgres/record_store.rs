@@ -59,7 +59,7 @@ impl PostgresStore {
 
     /// Wakes the waiters of a record; a failure only makes them wait until their next look.
     async fn notify(&self, id: &RecordId) {
-        let digest = crate::store::postgres::notify_payload(&id);
+        let digest = crate::store::postgres::notify_payload(id);
         if let Err(error) = self.execute(NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
             tracing::warn!(%error, "could not wake the waiters of a record; they find out at their next look");
         }
