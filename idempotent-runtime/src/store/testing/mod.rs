@@ -14,25 +14,58 @@
 //! cases then say so and pass. The cases take a few seconds in all (they watch short leases and ttls lapse).
 //!
 //! In a store's own tests, enable the feature for the dev-dependency
-//! (`idempotent-runtime = { version = "0.1", features = ["testing"] }`) and call the kit from a test; build the
-//! store inside the runtime that runs the kit:
+//! (`idempotent-runtime = { version = "0.1", features = ["testing"] }`), implement the store, and call the kit from
+//! a test; build the store inside the runtime that runs the kit:
 //!
 //! ```
 //! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::time::Duration;
 //!
-//! use idempotent_runtime::MemoryStore;
-//! use idempotent_runtime::store::testing;
+//! use idempotent_runtime::store::{
+//!     Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, Record, RecordId, StoredResponse, testing,
+//! };
+//! use idempotent_runtime::{Digest, MemoryStore, Store, StoreError, async_trait};
+//!
+//! /// A store of your own: here one that counts the claims it passes to another.
+//! struct Counted {
+//!     inner: MemoryStore,
+//!     claims: AtomicU64,
+//! }
+//!
+//! #[async_trait]
+//! impl Store for Counted {
+//!     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+//!         self.claims.fetch_add(1, Ordering::Relaxed);
+//!         self.inner.claim(request).await
+//!     }
+//!     async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+//!         self.inner.heartbeat(attempt, duration).await
+//!     }
+//!     async fn complete(&self, attempt: &Attempt, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
+//!         self.inner.complete(attempt, response, ttl).await
+//!     }
+//!     async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+//!         self.inner.release(attempt).await
+//!     }
+//!     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+//!         self.inner.read(id).await
+//!     }
+//!     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+//!         self.inner.lookup(scope_hash, key_hash).await
+//!     }
+//!     // `wait` keeps its default (polling `read`), `purge_batch` its "unsupported": the kit checks both.
+//! }
 //!
 //! // #[test]
-//! fn memory_store_conforms_to_the_store_contract() {
+//! fn counted_store_conforms_to_the_store_contract() {
 //!     // A multi-thread runtime, so that the concurrent cases claim in parallel (`testing::block_on` builds the same).
-//!     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-//!     runtime.block_on(async {
-//!         let store = Arc::new(MemoryStore::new());
+//!     testing::block_on(async {
+//!         let store = Arc::new(Counted { inner: MemoryStore::new(), claims: AtomicU64::new(0) });
 //!         testing::run_all(store).await;
 //!     });
 //! }
-//! # memory_store_conforms_to_the_store_contract();
+//! # counted_store_conforms_to_the_store_contract();
 //! ```
 //!
 //! One test per case names each failure in the test runner's report instead:
