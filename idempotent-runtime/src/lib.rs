@@ -57,8 +57,6 @@ mod attempt;
 mod digest;
 mod http;
 pub mod inbox;
-mod issued_key;
-mod key;
 pub mod observe;
 
 pub mod receiver;
@@ -67,7 +65,6 @@ pub use crate::receiver::transactional as receiver_transactional;
 mod record;
 mod record_id;
 pub mod store;
-mod store_policy;
 
 /// The client half (feature `client`): a reqwest middleware that keeps one key across retries. See the
 /// `idempotent-client` crate.
@@ -91,12 +88,13 @@ pub use crate::http::config::{
 };
 pub use crate::http::fingerprint::FingerprintFn;
 pub use crate::http::issue_service::{issue_keys, issue_keys_scoped};
+pub use crate::http::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
+pub use crate::http::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::http::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
 pub use crate::http::replay::ReplayedResponse;
 pub use crate::http::scope::UserResolver;
 pub use crate::http::status::{status_lookup, status_lookup_scoped};
-pub use crate::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
-pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
+pub use crate::http::store_policy::StorePolicy;
 #[cfg(feature = "postgres")]
 pub use crate::receiver::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
@@ -111,4 +109,3 @@ pub use crate::store::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, Re
 pub use crate::store::{MemoryStore, Store, StoreError, StoreErrorKind};
 #[cfg(feature = "postgres")]
 pub use crate::store::{PostgresStore, SCHEMA_SQL, Tx};
-pub use crate::store_policy::StorePolicy;

@@ -9,7 +9,7 @@ pub use crate::http::handle::handle;
 pub use crate::http::key_source::KeySpec;
 pub use crate::http::route::RouteOptions;
 pub use crate::http::scope::ScopeSpec;
-pub use crate::store_policy::StorePolicy;
+pub use crate::http::store_policy::StorePolicy;
 
 /// The identity on an extractor's value, as a function pointer: `#[idempotent]` passes each handler argument
 /// through `extracted::<DeclaredType>()(value)`, spanned on the declared type.

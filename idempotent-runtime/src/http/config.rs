@@ -8,12 +8,12 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::attempt::{BoundedStore, DEFAULT_STORE_TIMEOUT};
+use crate::http::issued_key::KeyIssuer;
 use crate::http::problem::{ProblemDetails, ProblemStyle};
 use crate::http::replay::{ReplayHook, ReplayedResponse};
 use crate::http::scope::UserResolver;
-use crate::issued_key::KeyIssuer;
+use crate::http::store_policy::StorePolicy;
 use crate::store::Store;
-use crate::store_policy::StorePolicy;
 
 pub use crate::attempt::{DEFAULT_LEASE, DEFAULT_TTL};
 /// The default cap on request bodies of idempotent routes.

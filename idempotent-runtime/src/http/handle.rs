@@ -18,13 +18,13 @@ use super::run::{answer_existing, run_unprotected, serve_transactional, serve_wi
 use crate::attempt::Existing;
 use crate::http::config::{Idempotency, Settings};
 use crate::http::fingerprint::fingerprint;
+use crate::http::issued_key::Verdict;
+use crate::http::key::{IdempotencyKey, KeyError};
 use crate::http::key_source::{KeyLookup, lookup_in_form};
 use crate::http::problem::{Problem, ProblemKind, style_of};
 use crate::http::request_body::{BodyError, read_capped};
 use crate::http::route::RouteOptions;
 use crate::http::scope::ScopeError;
-use crate::issued_key::Verdict;
-use crate::key::{IdempotencyKey, KeyError};
 use crate::observe::{self, Outcome};
 use crate::record::RecordId;
 use crate::record_id::{derived_key_digest, key_digest};

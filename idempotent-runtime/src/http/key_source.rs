@@ -3,7 +3,7 @@
 use actix_web::HttpRequest;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName};
 
-use crate::key::{IdempotencyKey, KeyError};
+use crate::http::key::{IdempotencyKey, KeyError};
 
 /// The key source of one route, as written in `#[idempotent(key = "...")]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

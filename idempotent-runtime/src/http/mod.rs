@@ -7,8 +7,10 @@ pub(crate) mod config;
 pub(crate) mod fingerprint;
 pub(crate) mod handle;
 pub(crate) mod issue_service;
+pub(crate) mod issued_key;
 #[cfg(test)]
 mod issued_route_tests;
+pub(crate) mod key;
 pub(crate) mod key_source;
 pub(crate) mod problem;
 pub(crate) mod replay;
@@ -18,6 +20,7 @@ pub(crate) mod route;
 mod run;
 pub(crate) mod scope;
 pub(crate) mod status;
+pub(crate) mod store_policy;
 #[cfg(feature = "postgres")]
 mod tx_extractor;
 pub(crate) mod usual_duration;

@@ -7,8 +7,8 @@ use crate::http::config::Settings;
 use crate::http::fingerprint::FingerprintFn;
 use crate::http::key_source::KeySpec;
 use crate::http::scope::ScopeSpec;
+use crate::http::store_policy::StorePolicy;
 use crate::http::usual_duration::UsualDuration;
-use crate::store_policy::StorePolicy;
 
 /// One route's options; unset values fall back to the application's [`crate::Idempotency`].
 ///

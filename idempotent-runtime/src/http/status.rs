@@ -23,10 +23,10 @@ use serde_json::json;
 
 use crate::digest::Digest;
 use crate::http::config::{Idempotency, Settings};
+use crate::http::issued_key::Verdict;
+use crate::http::key::IdempotencyKey;
 use crate::http::problem::{Problem, ProblemKind, ProblemStyle, retry_after_seconds};
 use crate::http::scope::{ScopeError, ScopeSpec};
-use crate::issued_key::Verdict;
-use crate::key::IdempotencyKey;
 use crate::record::KeyState;
 use crate::record_id::key_digest;
 

@@ -82,7 +82,7 @@ impl Disposition {
 /// The log line of a dead-lettered message, the same for every broker.
 #[cfg(any(feature = "amqp", feature = "nats"))]
 fn log_dead_letter(broker: &str, key: Option<&str>, reason: &str) {
-    let key = key.map_or_else(|| "none".to_owned(), crate::key::redact);
+    let key = key.map_or_else(|| "none".to_owned(), crate::http::key::redact);
     tracing::warn!(%broker, %key, "dead-lettered a message, not applied: {reason}");
 }
 

@@ -203,7 +203,7 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::IdempotencyKey;
+    use crate::http::key::IdempotencyKey;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const ALICE: Digest = [1; 32];
