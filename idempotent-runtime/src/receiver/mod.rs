@@ -70,7 +70,7 @@ mod outcome;
 #[cfg(feature = "postgres")]
 pub mod transactional;
 
-pub(crate) use self::outcome::{answer_existing, settle, store_failed};
+pub(crate) use self::outcome::{answer_existing, as_bytes, from_json, settle, store_failed, to_json};
 #[cfg(feature = "postgres")]
 use self::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::record_id::RECEIVE_METHOD;
@@ -81,6 +81,9 @@ pub use crate::record_id::RECEIVE_METHOD;
 #[derive(Clone)]
 pub struct Receiver {
     store: Arc<dyn Store>,
+    /// `store` as the receiver calls it: every operation bounded by `store_timeout` (kept in step by the setter,
+    /// so that a delivery allocates nothing for it).
+    calls: Arc<dyn Store>,
     ttl: Duration,
     lease: Duration,
     wait: Option<Duration>,
@@ -162,7 +165,8 @@ impl Receiver {
     /// `Arc<dyn Store>`, e.g. the `Idempotency` configuration's [`crate::Idempotency::store`]).
     pub fn new(store: impl Store) -> Self {
         let store = store.into_shared();
-        Self { store, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
+        let calls = BoundedStore::shared(Arc::clone(&store), DEFAULT_STORE_TIMEOUT);
+        Self { store, calls, ttl: DEFAULT_TTL, lease: DEFAULT_LEASE, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
     }
 
     /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver. After it, a
@@ -199,6 +203,7 @@ impl Receiver {
     #[must_use]
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self.calls = BoundedStore::shared(Arc::clone(&self.store), timeout);
         self
     }
 
@@ -211,13 +216,7 @@ impl Receiver {
     /// The same receiver (store, ttl, wait) whose closures write through the store's transaction (the inbox), or
     /// [`NotTransactional`] when the store has no transactions.
     pub fn transactional(&self) -> Result<TransactionalReceiver, NotTransactional> {
-        let receiver = TransactionalReceiver::from_shared(Arc::clone(&self.store))?
-            .ttl(self.ttl)
-            .store_timeout(self.store_timeout);
-        Ok(match self.wait {
-            Some(wait) => receiver.on_conflict_wait(wait),
-            None => receiver,
-        })
+        TransactionalReceiver::of(self.clone())
     }
 
     /// The record a delivery of `key` in `namespace` claims, e.g. to [`Store::read`] it.
@@ -251,7 +250,7 @@ impl Receiver {
     {
         let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
         let work = || async move { work().await.map(Into::into) };
-        self.receive(claim, work, |bytes: &Bytes| Ok(bytes.clone()), Ok).await
+        self.receive(claim, work, as_bytes, Ok).await
     }
 
     /// [`Receiver::run`] for a result stored as JSON: the first run returns `work`'s value, a redelivery gets it
@@ -274,11 +273,11 @@ impl Receiver {
         T: Serialize + DeserializeOwned,
     {
         let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
-        let encode = |value: &T| serde_json::to_vec(value).map(Bytes::from);
-        let decode = |bytes: Bytes| serde_json::from_slice(&bytes);
-        self.receive(claim, work, encode, decode).await
+        self.receive(claim, work, to_json, from_json).await
     }
 
+    /// The claim of a delivery (the transactional receiver's too: there, the lease only bounds what a plain
+    /// receiver on the namespace would see, as the row is invisible until it commits completed).
     fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
         ClaimRequest {
             id: Self::record_id(namespace, key),
@@ -301,8 +300,8 @@ impl Receiver {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let store = BoundedStore::shared(Arc::clone(&self.store), self.store_timeout);
-        match attempt::claim_or_wait(&*store, &claim, self.wait).await {
+        let store = &self.calls;
+        match attempt::claim_or_wait(&**store, &claim, self.wait).await {
             Err(error) => Err(store_failed(&claim.id, error)),
             Ok(Claimed::Existing(existing)) => answer_existing(existing, &claim, decode),
             Ok(Claimed::Acquired { took_over }) => {
@@ -314,7 +313,7 @@ impl Receiver {
                 let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
                 let namespace = &claim.id.route;
                 attempt::under_lease(
-                    &store,
+                    store,
                     &claim,
                     |held| async move { settle(held, work.await, encode, namespace).await },
                 )

@@ -9,6 +9,21 @@ use crate::attempt::{self, Existing, Held, Kept};
 use crate::record::{RecordId, StoredResponse};
 use crate::store::{ClaimRequest, StoreError, StoreErrorKind};
 
+/// How a `run` result is stored: as the bytes it is.
+pub(crate) fn as_bytes(bytes: &Bytes) -> Result<Bytes, serde_json::Error> {
+    Ok(bytes.clone())
+}
+
+/// How a `run_json` result is stored: as JSON.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Bytes, serde_json::Error> {
+    serde_json::to_vec(value).map(Bytes::from)
+}
+
+/// How a stored `run_json` result is read back.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(bytes: Bytes) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(&bytes)
+}
+
 /// Settles a receiver's claim after its work: a panic, an `Err` or a result that does not serialize abandons it
 /// (the panic resumes in the caller), an `Ok` result is kept under the core's completion rules.
 pub(crate) async fn settle<H: Held, T, E>(

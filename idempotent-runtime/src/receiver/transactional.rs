@@ -52,11 +52,12 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::attempt::{
-    self, BoundedStore, DEFAULT_LEASE, DEFAULT_STORE_TIMEOUT, DEFAULT_TTL, TransactionHold, TxClaimed,
+use crate::attempt::{self, TransactionHold, TxClaimed};
+#[cfg(doc)]
+use crate::attempt::{DEFAULT_STORE_TIMEOUT, DEFAULT_TTL};
+use crate::receiver::{
+    ReceiveError, Received, Receiver, answer_existing, as_bytes, from_json, settle, store_failed, to_json,
 };
-use crate::receiver::{ReceiveError, Received, Receiver, answer_existing, settle, store_failed};
-use crate::record_id::payload_fingerprint;
 use crate::store::{ClaimRequest, Store, StoreError, StoreErrorKind, TransactionalStore, Tx};
 
 /// How long a delivery that found its key held by an open transaction is told to wait before a redelivery.
@@ -68,19 +69,13 @@ const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Cheap to clone (the store is shared).
 #[derive(Clone)]
 pub struct TransactionalReceiver {
-    store: Arc<dyn Store>,
-    ttl: Duration,
-    wait: Option<Duration>,
-    store_timeout: Duration,
+    /// The settings (store, ttl, wait, store timeout) and the claim, as the plain receiver's.
+    receiver: Receiver,
 }
 
 impl std::fmt::Debug for TransactionalReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransactionalReceiver")
-            .field("ttl", &self.ttl)
-            .field("wait", &self.wait)
-            .field("store_timeout", &self.store_timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("TransactionalReceiver").field("receiver", &self.receiver).finish()
     }
 }
 
@@ -109,32 +104,30 @@ impl TransactionalReceiver {
     /// let inbox = idempotent_runtime::TransactionalReceiver::new(idempotent_runtime::MemoryStore::new());
     /// ```
     pub fn new<S: Store + TransactionalStore>(store: S) -> Self {
-        Self { store: store.into_shared(), ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT }
+        Self { receiver: Receiver::new(store) }
     }
 
-    /// A transactional receiver on a store known only as `Arc<dyn Store>` ([`Receiver::transactional`]), or
-    /// [`NotTransactional`] when that store has no transactions.
-    pub(crate) fn from_shared(store: Arc<dyn Store>) -> Result<Self, NotTransactional> {
-        if store.transactional().is_none() {
+    /// `receiver`'s settings on transactions ([`Receiver::transactional`]), or [`NotTransactional`] when its store
+    /// has none.
+    pub(crate) fn of(receiver: Receiver) -> Result<Self, NotTransactional> {
+        if receiver.store().transactional().is_none() {
             return Err(NotTransactional);
         }
-        Ok(Self { store, ttl: DEFAULT_TTL, wait: None, store_timeout: DEFAULT_STORE_TIMEOUT })
+        Ok(Self { receiver })
     }
 
     /// How long a stored result is replayed (default 24 hours): longer than the broker may redeliver.
     #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
+    pub fn ttl(self, ttl: Duration) -> Self {
+        Self { receiver: self.receiver.ttl(ttl) }
     }
 
     /// A delivery that finds the key held by another delivery's open transaction waits up to `timeout` for that
     /// transaction to end instead of answering [`ReceiveError::InFlight`]: it then gets the stored result
     /// (`replayed: true`), or runs the closure itself if the other one rolled back. The wait holds a connection.
     #[must_use]
-    pub fn on_conflict_wait(mut self, timeout: Duration) -> Self {
-        self.wait = Some(timeout);
-        self
+    pub fn on_conflict_wait(self, timeout: Duration) -> Self {
+        Self { receiver: self.receiver.on_conflict_wait(timeout) }
     }
 
     /// How long the receiver waits for the transactional claim (and a wait for another delivery's transaction
@@ -142,14 +135,13 @@ impl TransactionalReceiver {
     /// [`StoreErrorKind::Timeout`] (default [`DEFAULT_STORE_TIMEOUT`]). The commit is bounded by the store's own
     /// timeout.
     #[must_use]
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
-        self
+    pub fn store_timeout(self, timeout: Duration) -> Self {
+        Self { receiver: self.receiver.store_timeout(timeout) }
     }
 
     /// The store the receiver claims keys in.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        self.receiver.store()
     }
 
     /// Runs `work` once per (`namespace`, `key`) inside one transaction with the key's record, and commits its `Ok`
@@ -167,9 +159,9 @@ impl TransactionalReceiver {
         Fut: Future<Output = Result<T, E>>,
         T: Into<Bytes>,
     {
-        let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
+        let claim = self.receiver.claim_request(namespace, key.as_ref(), payload.as_ref());
         let work = |tx| async move { work(tx).await.map(Into::into) };
-        self.receive(claim, work, |bytes: &Bytes| Ok(bytes.clone()), Ok).await
+        self.receive(claim, work, as_bytes, Ok).await
     }
 
     /// [`TransactionalReceiver::run`] for a result stored as JSON.
@@ -185,22 +177,8 @@ impl TransactionalReceiver {
         Fut: Future<Output = Result<T, E>>,
         T: Serialize + DeserializeOwned,
     {
-        let claim = self.claim_request(namespace, key.as_ref(), payload.as_ref());
-        let encode = |value: &T| serde_json::to_vec(value).map(Bytes::from);
-        let decode = |bytes: Bytes| serde_json::from_slice(&bytes);
-        self.receive(claim, work, encode, decode).await
-    }
-
-    fn claim_request(&self, namespace: &str, key: &[u8], payload: &[u8]) -> ClaimRequest {
-        ClaimRequest {
-            id: Receiver::record_id(namespace, key),
-            fingerprint: payload_fingerprint(payload),
-            token: fastrand::i64(..),
-            // The claim row is invisible to others until it commits completed, and other deliveries meet the
-            // transaction's lock, not the lease: the lease only matters for a plain receiver on the namespace.
-            lease: DEFAULT_LEASE,
-            ttl: self.ttl,
-        }
+        let claim = self.receiver.claim_request(namespace, key.as_ref(), payload.as_ref());
+        self.receive(claim, work, to_json, from_json).await
     }
 
     async fn receive<F, Fut, T, E>(
@@ -214,13 +192,12 @@ impl TransactionalReceiver {
         F: FnOnce(Tx) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let bounded = BoundedStore::shared(Arc::clone(&self.store), self.store_timeout);
-        let Some(store) = bounded.transactional() else {
+        let Some(store) = self.receiver.calls.transactional() else {
             // Unreachable through the constructors, which check it; answered rather than panicking.
             let error = StoreError::new(StoreErrorKind::Unsupported, NotTransactional.to_string());
             return Err(store_failed(&claim.id, error));
         };
-        let open = match attempt::claim_in_transaction(store, &claim, self.wait).await {
+        let open = match attempt::claim_in_transaction(store, &claim, self.receiver.wait).await {
             Err(error) => return Err(store_failed(&claim.id, error)),
             Ok(TxClaimed::Busy) => return Err(ReceiveError::InFlight { retry_after: BUSY_RETRY_AFTER }),
             Ok(TxClaimed::Existing(existing)) => return answer_existing(existing, &claim, decode),
