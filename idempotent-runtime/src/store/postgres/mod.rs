@@ -142,9 +142,19 @@ impl PostgresStore {
         self
     }
 
-    /// Prepares each statement once per connection (named prepared statements) instead of sending it unnamed with
-    /// every request. Only for a pool whose connections reach PostgreSQL directly: behind a transaction-mode pooler
-    /// the statements fail (`prepared statement "sN" does not exist`). BENCHMARKS.md measures what it saves.
+    /// Sends every statement unnamed, parsed and planned by the server each time, instead of the default: SQL
+    /// `PREPARE` once per backend under a name derived from the statement's text, then `EXECUTE` (correct behind
+    /// a transaction-mode pooler too; see the README's "PostgreSQL behind a pooler"). For a proxy that treats SQL
+    /// `PREPARE` as session state and pins the client to one backend for it. BENCHMARKS.md measures what it
+    /// costs.
+    pub fn with_unnamed_statements(mut self) -> Self {
+        self.mode = StatementMode::Unnamed;
+        self
+    }
+
+    /// Prepares each statement once per connection (tokio-postgres' named statements) instead of the default.
+    /// Only for a pool whose connections reach PostgreSQL directly: behind a transaction-mode pooler the
+    /// statements fail (`prepared statement "sN" does not exist`). BENCHMARKS.md measures what it saves.
     pub fn with_prepared_statements(mut self) -> Self {
         self.mode = StatementMode::Prepared;
         self

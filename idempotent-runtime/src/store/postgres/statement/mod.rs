@@ -1,8 +1,15 @@
 //! How the PostgreSQL store sends its statements, so that they work through a transaction-mode pooler
-//! (PgBouncer, RDS Proxy, Supavisor): by default every statement is sent unnamed, with its parameter types, in one
-//! round trip (`Parse`/`Bind`/`Execute`/`Sync`), so nothing outlives the round trip on the server. A named statement
-//! prepared once per connection (today's `prepare_cached`) breaks behind such a pooler, where the next round trip
-//! may reach another backend; it stays available as an opt-in for direct connections.
+//! (PgBouncer, RDS Proxy, Supavisor):
+//!
+//! - by default ([`StatementMode::Shared`], [`shared`]) each statement is prepared once per backend under a name
+//!   derived from its text, and run with `EXECUTE`: planned once, and correct whichever backend a round trip
+//!   reaches;
+//! - inside a transaction, and on request ([`StatementMode::Unnamed`]), every statement is sent unnamed with its
+//!   parameter types in one round trip (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the
+//!   server plans it every time;
+//! - a named statement prepared once per connection ([`StatementMode::Prepared`], tokio-postgres'
+//!   `prepare_cached`) breaks behind such a pooler, where the next round trip may reach another backend; it stays
+//!   an opt-in for direct connections.
 //!
 //! Errors keep what the server said: the SQLSTATE and its message, not tokio-postgres' bare `db error`.
 
@@ -14,17 +21,35 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::store::{StoreError, StoreErrorKind};
 
+mod literal;
+mod shared;
+
 /// One statement parameter and its PostgreSQL type (an unnamed statement is not described before it runs).
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
-/// How statements reach the server; see [`crate::PostgresStore::with_prepared_statements`].
+/// How statements reach the server; see [`crate::PostgresStore::with_unnamed_statements`] and
+/// [`crate::PostgresStore::with_prepared_statements`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum StatementMode {
-    /// Unnamed statements: correct through any pooler.
+    /// Prepared once per backend under a name derived from the text, run with `EXECUTE`: correct through any
+    /// pooler, outside explicit transactions.
     #[default]
+    Shared,
+    /// Unnamed statements: correct through any pooler, inside a transaction too.
     Unnamed,
     /// Named statements prepared once per connection: direct connections only.
     Prepared,
+}
+
+impl StatementMode {
+    /// The mode for statements inside an explicit transaction, where a statement the backend does not know would
+    /// abort the transaction: shared statements are sent unnamed there.
+    pub(crate) fn in_transaction(self) -> Self {
+        match self {
+            Self::Shared => Self::Unnamed,
+            mode => mode,
+        }
+    }
 }
 
 /// Runs a statement and returns its rows.
@@ -35,6 +60,7 @@ pub(crate) async fn query(
     params: &[Param<'_>],
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     match mode {
+        StatementMode::Shared => shared::query(client, sql, params).await,
         StatementMode::Unnamed => client.query_typed(sql, params).await,
         StatementMode::Prepared => {
             let statement = client.prepare_typed_cached(sql, &types(params)).await?;
@@ -51,6 +77,7 @@ pub(crate) async fn execute(
     params: &[Param<'_>],
 ) -> Result<u64, tokio_postgres::Error> {
     match mode {
+        StatementMode::Shared => shared::execute(client, sql, params).await,
         StatementMode::Unnamed => client.execute_typed(sql, params).await,
         StatementMode::Prepared => {
             let statement = client.prepare_typed_cached(sql, &types(params)).await?;

@@ -1,0 +1,172 @@
+//! Statement parameters written as SQL literals, for `EXECUTE name(...)`: a utility statement takes no bound
+//! parameters (`bind message supplies 1 parameters, but prepared statement "" requires 0`), so its arguments
+//! travel in its text.
+//!
+//! A value is first encoded by its own [`ToSql`] in PostgreSQL's binary format, then read back from that format
+//! and written out, so the literal is exactly the value the unnamed statement would have bound. Strings use the
+//! escape syntax (`E'...'`), whose meaning does not depend on `standard_conforming_strings`. A type this module
+//! does not know answers `None`, and the caller sends the statement unnamed instead.
+
+use std::fmt::Write as _;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{IsNull, Kind, ToSql, Type};
+
+/// Appends `value` of type `ty` to `out` as a literal of that type; `None` when the type is not one the store
+/// uses or the value cannot be encoded (the caller then binds it instead).
+pub(super) fn write(value: &(dyn ToSql + Sync), ty: &Type, out: &mut String) -> Option<()> {
+    let mut encoded = BytesMut::new();
+    match value.to_sql_checked(ty, &mut encoded).ok()? {
+        IsNull::Yes => {
+            write!(out, "NULL::{}", type_name(ty)?).ok()?;
+            Some(())
+        }
+        IsNull::No => match ty.kind() {
+            Kind::Array(element) => write_array(&encoded, element, out),
+            _ => write_scalar(&encoded, ty, out),
+        },
+    }
+}
+
+/// The type's name as SQL spells it in a cast or a `PREPARE` parameter list.
+pub(super) fn type_name(ty: &Type) -> Option<String> {
+    match ty.kind() {
+        Kind::Array(element) if is_scalar(element) => Some(format!("{}[]", element.name())),
+        _ if is_scalar(ty) => Some(ty.name().to_owned()),
+        _ => None,
+    }
+}
+
+fn is_scalar(ty: &Type) -> bool {
+    [Type::BOOL, Type::INT2, Type::INT4, Type::INT8, Type::FLOAT8, Type::TEXT, Type::BYTEA].contains(ty)
+}
+
+fn write_scalar(encoded: &[u8], ty: &Type, out: &mut String) -> Option<()> {
+    match *ty {
+        Type::BOOL => out.push_str(if *encoded.first()? != 0 { "true" } else { "false" }),
+        Type::INT2 => write!(out, "{}::int2", i16::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        Type::INT4 => write!(out, "{}::int4", i32::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        Type::INT8 => write!(out, "{}::int8", i64::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        // `{:?}` prints the shortest text that reads back as the same f64 ("inf" and "NaN" included, which
+        // float8in accepts).
+        Type::FLOAT8 => write!(out, "'{:?}'::float8", f64::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        Type::TEXT => write_text(std::str::from_utf8(encoded).ok()?, out),
+        Type::BYTEA => write_bytea(encoded, out),
+        _ => return None,
+    }
+    Some(())
+}
+
+fn write_text(text: &str, out: &mut String) {
+    out.push_str("E'");
+    for character in text.chars() {
+        match character {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            character => out.push(character),
+        }
+    }
+    out.push('\'');
+}
+
+fn write_bytea(bytes: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2 + 16);
+    out.push_str("E'\\\\x");
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out.push_str("'::bytea");
+}
+
+/// A one-dimensional array in the binary format: dimensions, null flag, element type, then each element as a
+/// length (-1 for NULL) and its bytes.
+fn write_array(encoded: &[u8], element: &Type, out: &mut String) -> Option<()> {
+    let mut reader = Reader(encoded);
+    let dimensions = reader.i32()?;
+    let _has_nulls = reader.i32()?;
+    let _element_oid = reader.i32()?;
+    let name = type_name(element)?;
+    if dimensions == 0 {
+        write!(out, "'{{}}'::{name}[]").ok()?;
+        return Some(());
+    }
+    if dimensions != 1 {
+        return None;
+    }
+    let length = reader.i32()?;
+    let _lower_bound = reader.i32()?;
+    out.push_str("ARRAY[");
+    for index in 0..length {
+        if index > 0 {
+            out.push_str(", ");
+        }
+        match usize::try_from(reader.i32()?) {
+            Ok(size) => write_scalar(reader.take(size)?, element, out)?,
+            Err(_) => write!(out, "NULL::{name}").ok()?,
+        }
+    }
+    write!(out, "]::{name}[]").ok()?;
+    reader.0.is_empty().then_some(())
+}
+
+/// Reads the binary format front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, size: usize) -> Option<&'a [u8]> {
+        if size > self.0.len() {
+            return None;
+        }
+        let (taken, rest) = self.0.split_at(size);
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn literal(value: &(dyn ToSql + Sync), ty: Type) -> Option<String> {
+        let mut out = String::new();
+        write(value, &ty, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn strings_escape_quotes_and_backslashes_whatever_the_server_setting() {
+        assert_eq!(literal(&"/a/{id}", Type::TEXT).unwrap(), "E'/a/{id}'");
+        assert_eq!(literal(&"it's \\ here", Type::TEXT).unwrap(), "E'it''s \\\\ here'");
+        assert_eq!(literal(&"é'", Type::TEXT).unwrap(), "E'é'''");
+    }
+
+    #[test]
+    fn numbers_bytes_and_null_keep_their_types() {
+        assert_eq!(literal(&-7_i64, Type::INT8).unwrap(), "-7::int8");
+        assert_eq!(literal(&201_i16, Type::INT2).unwrap(), "201::int2");
+        assert_eq!(literal(&0.1_f64, Type::FLOAT8).unwrap(), "'0.1'::float8");
+        assert_eq!(literal(&true, Type::BOOL).unwrap(), "true");
+        assert_eq!(literal(&vec![0_u8, 0xab], Type::BYTEA).unwrap(), "E'\\\\x00ab'::bytea");
+        assert_eq!(literal(&None::<i64>, Type::INT8).unwrap(), "NULL::int8");
+    }
+
+    #[test]
+    fn arrays_list_their_elements() {
+        let names = vec!["content-type".to_owned(), "x-a'b".to_owned()];
+        assert_eq!(literal(&names, Type::TEXT_ARRAY).unwrap(), "ARRAY[E'content-type', E'x-a''b']::text[]");
+        assert_eq!(literal(&Vec::<String>::new(), Type::TEXT_ARRAY).unwrap(), "ARRAY[]::text[]");
+        let values = vec![b"json".to_vec()];
+        assert_eq!(literal(&values, Type::BYTEA_ARRAY).unwrap(), "ARRAY[E'\\\\x6a736f6e'::bytea]::bytea[]");
+    }
+
+    #[test]
+    fn an_unknown_type_is_left_to_binding() {
+        assert_eq!(literal(&1.5_f32, Type::FLOAT4), None);
+        assert_eq!(type_name(&Type::TIMESTAMPTZ), None);
+    }
+}

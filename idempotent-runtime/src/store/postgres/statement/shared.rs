@@ -1,0 +1,163 @@
+//! The default statement mode: each statement is prepared once per backend with SQL `PREPARE`, under a name
+//! derived from its text, and run with `EXECUTE name(<arguments as literals>)`.
+//!
+//! An unnamed statement is parsed and planned on every request; that was 2.4× PostgreSQL's CPU per replay and
+//! the library's largest cost (BENCHMARKS.md). A prepared statement skips both, but tokio-postgres' named
+//! statements (`s0`, `s1`, ...) break behind a transaction-mode pooler: the next round trip may reach another
+//! backend, where the name is unknown or, worse, names another connection's statement. Here the name is a digest
+//! of the statement's text and parameter types, so on any backend it can only mean this statement, and every
+//! connection that reaches the backend shares it. A backend that does not have it yet answers `26000`: the
+//! statement is then prepared (on whichever backend the pooler picks; `42P05` means it already was) and this one
+//! request runs unnamed, which is correct anywhere. Each backend thus learns each statement once.
+//!
+//! Only for statements in their own implicit transaction: inside an explicit one, a `26000` would abort the
+//! transaction, so transactions use unnamed statements ([`super::StatementMode::in_transaction`]).
+
+use std::fmt::Write as _;
+
+use deadpool_postgres::ClientWrapper;
+use sha2::{Digest as _, Sha256};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+
+use super::Param;
+use super::literal;
+
+/// Arguments longer than this (a large stored response) are bound to an unnamed statement instead: a literal
+/// doubles a body's bytes and the server's parser would scan them.
+const MAX_LITERAL_BYTES: usize = 64 * 1024;
+
+/// One statement run under its shared name.
+struct Call {
+    name: String,
+    /// `EXECUTE name(...)` with this request's arguments.
+    execute: String,
+    /// `PREPARE name(types) AS sql`.
+    prepare: String,
+}
+
+impl Call {
+    /// `None` when an argument cannot be written as a literal (unknown type, too long).
+    fn new(sql: &str, params: &[Param<'_>]) -> Option<Self> {
+        let mut types = Vec::with_capacity(params.len());
+        for (_, ty) in params {
+            types.push(literal::type_name(ty)?);
+        }
+        let types = types.join(", ");
+        let digest = Sha256::new().chain_update(sql).chain_update([0]).chain_update(&types).finalize();
+        let mut name = String::from("idempotent_");
+        for byte in &digest[..16] {
+            write!(name, "{byte:02x}").ok()?;
+        }
+        let mut execute = format!("EXECUTE {name}");
+        if !params.is_empty() {
+            execute.push('(');
+            for (index, (value, ty)) in params.iter().enumerate() {
+                if index > 0 {
+                    execute.push_str(", ");
+                }
+                literal::write(*value, ty, &mut execute)?;
+                if execute.len() > MAX_LITERAL_BYTES {
+                    return None;
+                }
+            }
+            execute.push(')');
+        }
+        let prepare = if types.is_empty() {
+            format!("PREPARE {name} AS {sql}")
+        } else {
+            format!("PREPARE {name}({types}) AS {sql}")
+        };
+        Some(Self { name, execute, prepare })
+    }
+}
+
+/// Runs a statement and returns its rows.
+pub(super) async fn query(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let Some(call) = Call::new(sql, params) else { return client.query_typed(sql, params).await };
+    match client.query_typed(&call.execute, &[]).await {
+        Err(error) => {
+            recover(client, &call, error).await?;
+            client.query_typed(sql, params).await
+        }
+        rows => rows,
+    }
+}
+
+/// Runs a statement and returns the number of rows it changed.
+pub(super) async fn execute(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    let Some(call) = Call::new(sql, params) else { return client.execute_typed(sql, params).await };
+    match client.execute_typed(&call.execute, &[]).await {
+        Err(error) => {
+            recover(client, &call, error).await?;
+            client.execute_typed(sql, params).await
+        }
+        changed => changed,
+    }
+}
+
+/// After an `EXECUTE` failed: makes the backend learn the statement when it did not know it, forgets it when its
+/// plan went stale (the table was recreated with other columns), and returns any other error as it is. The
+/// failed `EXECUTE` changed nothing, so the caller then runs the statement unnamed.
+async fn recover(
+    client: &ClientWrapper,
+    call: &Call,
+    error: tokio_postgres::Error,
+) -> Result<(), tokio_postgres::Error> {
+    match error.code() {
+        Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME => {
+            match client.batch_execute(&call.prepare).await {
+                Err(error) if error.code() != Some(&SqlState::DUPLICATE_PSTATEMENT) => Err(error),
+                _ => Ok(()),
+            }
+        }
+        Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED && is_stale_plan(&error) => {
+            client.batch_execute(&format!("DEALLOCATE {}", call.name)).await
+        }
+        _ => Err(error),
+    }
+}
+
+fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| db.message().starts_with("cached plan must not change result type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::types::Type;
+
+    use super::*;
+
+    #[test]
+    fn a_name_belongs_to_one_text_and_one_list_of_types() {
+        let key = vec![1_u8, 2];
+        let call = Call::new("SELECT $1", &[(&key, Type::BYTEA)]).unwrap();
+        assert_eq!(call.name.len(), "idempotent_".len() + 32);
+        assert_eq!(call.execute, format!("EXECUTE {}(E'\\\\x0102'::bytea)", call.name));
+        assert_eq!(call.prepare, format!("PREPARE {}(bytea) AS SELECT $1", call.name));
+        let as_text = Call::new("SELECT $1", &[(&"a", Type::TEXT)]).unwrap();
+        let other_text = Call::new("SELECT $1 ", &[(&key, Type::BYTEA)]).unwrap();
+        assert_ne!(as_text.name, call.name);
+        assert_ne!(other_text.name, call.name);
+        assert_eq!(Call::new("SELECT $1", &[(&vec![9_u8], Type::BYTEA)]).unwrap().name, call.name);
+    }
+
+    #[test]
+    fn long_or_unknown_arguments_are_bound_instead() {
+        let body = vec![0_u8; MAX_LITERAL_BYTES];
+        assert!(Call::new("SELECT $1", &[(&body, Type::BYTEA)]).is_none());
+        assert!(Call::new("SELECT $1", &[(&1.5_f32, Type::FLOAT4)]).is_none());
+        assert_eq!(
+            Call::new("SELECT 1", &[]).unwrap().prepare,
+            format!("PREPARE {} AS SELECT 1", Call::new("SELECT 1", &[]).unwrap().name)
+        );
+    }
+}
