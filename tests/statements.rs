@@ -1,0 +1,118 @@
+//! How `PostgresStore` sends its statements by default: each is prepared once per backend under a name derived
+//! from its text and run with `EXECUTE` (README, "PostgreSQL behind a pooler"). The conformance suites prove the
+//! answers right, directly and behind PgBouncer; these tests prove the statements really are prepared and run from
+//! their plans, and that a backend which forgot them, or whose table changed under them, keeps answering.
+
+#[macro_use]
+mod support;
+
+use idempotent_runtime::PostgresStore;
+use idempotent_runtime::store::{Store, testing};
+use support::Connection;
+use support::pgbouncer::SERVER_POOL_SIZE;
+use support::postgres::TestSchema;
+use tokio_postgres::SimpleQueryMessage;
+
+/// Claims, completions and replays of fresh keys, each checked by the conformance kit.
+async fn workload(store: &dyn Store) {
+    testing::one_claim_wins_and_the_record_is_replayed_after_completion(store).await;
+    testing::a_completion_keeps_status_headers_and_body_exactly(store).await;
+    testing::claims_stay_exact_when_retries_dominate(store).await;
+}
+
+/// On the backend `client` reaches: how many of the store's statements are prepared, and how many times they ran
+/// from a plan. One simple query: one round trip, so behind a pooler the answer is one backend's.
+async fn prepared_statements(client: &tokio_postgres::Client) -> (u64, u64) {
+    let messages = client
+        .simple_query(
+            "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements \
+             WHERE name LIKE 'idempotent\\_%'",
+        )
+        .await
+        .expect("read pg_prepared_statements");
+    let row = messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .expect("one row");
+    let number = |index: usize| row.get(index).and_then(|text| text.parse().ok()).expect("a count");
+    (number(0), number(1))
+}
+
+async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(connection: Connection) {
+    let schema = TestSchema::create().await;
+    let (pool, _bouncer) = connection.app_pool(&schema, 16);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    store.migrate().await.expect("migrate");
+    workload(&store).await;
+    testing::concurrent_claims_of_one_record_acquire_exactly_once(std::sync::Arc::new(store.clone())).await;
+
+    // Directly, the pool's connections each prepared what they ran. Behind PgBouncer the clients' connections
+    // share SERVER_POOL_SIZE backends, and each probe below reaches one of them.
+    let client = pool.get().await.expect("a connection");
+    let mut best = (0, 0);
+    for _ in 0..SERVER_POOL_SIZE * 2 {
+        best = best.max(prepared_statements(&client).await);
+    }
+    let (prepared, executions) = best;
+    assert!(prepared >= 2, "the claim and the completion at least are prepared, found {prepared}");
+    assert!(
+        executions > prepared,
+        "statements ran from their plans more than once each: {executions} runs of {prepared}"
+    );
+    drop(client);
+    schema.drop_schema().await;
+}
+
+on_every_connection!(statements_are_prepared_once_per_backend_and_run_from_their_plans);
+
+/// A backend that forgot its prepared statements (`DISCARD ALL`, which PgBouncer's session mode runs between
+/// clients) prepares them again at the next request; nothing fails meanwhile.
+#[actix_web::test]
+async fn a_backend_that_forgot_the_statements_prepares_them_again() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(1);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    store.migrate().await.expect("migrate");
+    workload(&store).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    assert!(prepared_statements(&client).await.0 >= 2);
+    client.batch_execute("DISCARD ALL").await.expect("discard");
+    assert_eq!(prepared_statements(&client).await, (0, 0));
+    drop(client);
+
+    workload(&store).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    let (prepared, executions) = prepared_statements(&client).await;
+    assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
+    drop(client);
+    schema.drop_schema().await;
+}
+
+/// A migration that changes a column's type makes PostgreSQL refuse the statements prepared before it (`cached
+/// plan must not change result type`); the store forgets and prepares them again instead of failing on that
+/// backend for as long as it lives.
+#[actix_web::test]
+async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(1);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    store.migrate().await.expect("migrate");
+    workload(&store).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    client
+        .batch_execute(&format!("ALTER TABLE {}.idempotency_records ALTER COLUMN state TYPE varchar(16)", schema.name))
+        .await
+        .expect("change the column's type");
+    drop(client);
+
+    workload(&store).await;
+    workload(&store).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    let (prepared, executions) = prepared_statements(&client).await;
+    assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
+    drop(client);
+    schema.drop_schema().await;
+}
