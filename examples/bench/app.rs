@@ -17,7 +17,9 @@
 //! - `POST /prepared/lib` and `POST /prepared/lib_tx`: `/lib` and `/lib_tx` on a store built with
 //!   `PostgresStore::with_prepared_statements()` (named statements prepared once per connection, direct
 //!   connections only), for `new_prepared`, `replay_prepared` and `new_tx_prepared`: what the pooler-safe
-//!   default (unnamed statements) costs against them, in the same run.
+//!   default (statements prepared once per backend, run with `EXECUTE`) costs against them, in the same run;
+//! - `POST /unnamed/lib`: `/lib` on a store built with `PostgresStore::with_unnamed_statements()` (parsed and
+//!   planned by the server every time), for `new_unnamed` and `replay_unnamed`: what the default saves.
 //!
 //! A second kind of server, [`start_memory`], serves the same `POST /lib` route on a [`MemoryStore`]: the
 //! memory-store scenarios (`mem_new`, `mem_replay`, and the growth past 10^6 keys). A third, in `redis_app`, serves
@@ -39,6 +41,7 @@ pub(crate) const LIB_BIG_PATH: &str = "/lib_big";
 pub(crate) const LIB_TX_PATH: &str = "/lib_tx";
 pub(crate) const LIB_PREPARED_PATH: &str = "/prepared/lib";
 pub(crate) const LIB_TX_PREPARED_PATH: &str = "/prepared/lib_tx";
+pub(crate) const LIB_UNNAMED_PATH: &str = "/unnamed/lib";
 pub(crate) const FLOOR_PATH: &str = "/floor";
 pub(crate) const FLOOR_TX_PATH: &str = "/floor_tx";
 /// Routes a `POST /floor` to the floor's replay handler.
@@ -139,6 +142,7 @@ impl Server {
 pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
     let idempotency = Idempotency::builder(PostgresStore::new(pool.clone())).build();
     let prepared = Idempotency::builder(PostgresStore::new(pool.clone()).with_prepared_statements()).build();
+    let unnamed = Idempotency::builder(PostgresStore::new(pool.clone()).with_unnamed_statements()).build();
     let floor = web::Data::new(Floor { pool });
     let app = move || {
         App::new()
@@ -149,6 +153,7 @@ pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
             .service(lib_big)
             .service(lib_tx)
             .service(web::scope("/prepared").app_data(prepared.clone()).service(lib).service(lib_tx))
+            .service(web::scope("/unnamed").app_data(unnamed.clone()).service(lib))
             .route(FLOOR_TX_PATH, web::post().to(floor_new_tx))
             .service(
                 web::resource(FLOOR_PATH)

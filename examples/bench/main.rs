@@ -80,6 +80,9 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         on_postgres("new_prepared", Plan::new(app::LIB_PREPARED_PATH, Keys::Fresh)),
         on_postgres("new_tx_prepared", Plan::new(app::LIB_TX_PREPARED_PATH, Keys::Fresh)),
         on_postgres("replay_prepared", Plan::new(app::LIB_PREPARED_PATH, cycle()).replayed()),
+        // And sent unnamed (`with_unnamed_statements`, parsed and planned every time): what the default saves.
+        on_postgres("new_unnamed", Plan::new(app::LIB_UNNAMED_PATH, Keys::Fresh)),
+        on_postgres("replay_unnamed", Plan::new(app::LIB_UNNAMED_PATH, cycle()).replayed()),
     ];
     if options.redis || options.all {
         // The same `/lib` route on a RedisStore, and the floor on the same Redis (see `redis_app`).

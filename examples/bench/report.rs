@@ -53,10 +53,13 @@ impl Results {
             ("new_tx/floor_new_tx", "new_tx", "floor_new_tx"),
             ("new_tx/floor_new", "new_tx", "floor_new"),
             ("new/bare", "new", "bare"),
-            // The pooler-safe default (unnamed statements) against named prepared statements, direct connection.
+            // The pooler-safe default (prepared once per backend) against named prepared statements, direct
+            // connection, and against unnamed statements.
             ("new/new_prepared", "new", "new_prepared"),
             ("new_tx/new_tx_prepared", "new_tx", "new_tx_prepared"),
             ("replay/replay_prepared", "replay", "replay_prepared"),
+            ("new/new_unnamed", "new", "new_unnamed"),
+            ("replay/replay_unnamed", "replay", "replay_unnamed"),
             ("redis_new/redis_floor_new", "redis_new", "redis_floor_new"),
             ("redis_replay/redis_floor_replay", "redis_replay", "redis_floor_replay"),
             // The library on Redis against the library on PostgreSQL, in the same run.
