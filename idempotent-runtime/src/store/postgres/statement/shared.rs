@@ -28,17 +28,18 @@ use super::literal;
 const MAX_LITERAL_BYTES: usize = 64 * 1024;
 
 /// One statement run under its shared name.
-struct Call {
+struct Call<'a> {
     name: String,
     /// `EXECUTE name(...)` with this request's arguments.
     execute: String,
-    /// `PREPARE name(types) AS sql`.
-    prepare: String,
+    /// The parameters' types, as `PREPARE` lists them.
+    types: String,
+    sql: &'a str,
 }
 
-impl Call {
+impl<'a> Call<'a> {
     /// `None` when an argument cannot be written as a literal (unknown type, too long).
-    fn new(sql: &str, params: &[Param<'_>]) -> Option<Self> {
+    fn new(sql: &'a str, params: &[Param<'_>]) -> Option<Self> {
         let mut types = Vec::with_capacity(params.len());
         for (_, ty) in params {
             types.push(literal::type_name(ty)?);
@@ -63,12 +64,13 @@ impl Call {
             }
             execute.push(')');
         }
-        let prepare = if types.is_empty() {
-            format!("PREPARE {name} AS {sql}")
-        } else {
-            format!("PREPARE {name}({types}) AS {sql}")
-        };
-        Some(Self { name, execute, prepare })
+        Some(Self { name, execute, types, sql })
+    }
+
+    /// `PREPARE name(types) AS sql`, written only for a backend that lacks the statement.
+    fn prepare(&self) -> String {
+        let Self { name, types, sql, .. } = self;
+        if types.is_empty() { format!("PREPARE {name} AS {sql}") } else { format!("PREPARE {name}({types}) AS {sql}") }
     }
 }
 
@@ -105,16 +107,16 @@ pub(super) async fn execute(
 }
 
 /// After an `EXECUTE` failed: makes the backend learn the statement when it did not know it, forgets it when its
-/// plan went stale (the table was recreated with other columns), and returns any other error as it is. The
+/// plan went stale (a migration changed a result column's type), and returns any other error as it is. The
 /// failed `EXECUTE` changed nothing, so the caller then runs the statement unnamed.
 async fn recover(
     client: &ClientWrapper,
-    call: &Call,
+    call: &Call<'_>,
     error: tokio_postgres::Error,
 ) -> Result<(), tokio_postgres::Error> {
     match error.code() {
         Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME => {
-            match client.batch_execute(&call.prepare).await {
+            match client.batch_execute(&call.prepare()).await {
                 Err(error) if error.code() != Some(&SqlState::DUPLICATE_PSTATEMENT) => Err(error),
                 _ => Ok(()),
             }
@@ -142,7 +144,7 @@ mod tests {
         let call = Call::new("SELECT $1", &[(&key, Type::BYTEA)]).unwrap();
         assert_eq!(call.name.len(), "idempotent_".len() + 32);
         assert_eq!(call.execute, format!("EXECUTE {}(E'\\\\x0102'::bytea)", call.name));
-        assert_eq!(call.prepare, format!("PREPARE {}(bytea) AS SELECT $1", call.name));
+        assert_eq!(call.prepare(), format!("PREPARE {}(bytea) AS SELECT $1", call.name));
         let as_text = Call::new("SELECT $1", &[(&"a", Type::TEXT)]).unwrap();
         let other_text = Call::new("SELECT $1 ", &[(&key, Type::BYTEA)]).unwrap();
         assert_ne!(as_text.name, call.name);
@@ -156,7 +158,7 @@ mod tests {
         assert!(Call::new("SELECT $1", &[(&body, Type::BYTEA)]).is_none());
         assert!(Call::new("SELECT $1", &[(&1.5_f32, Type::FLOAT4)]).is_none());
         assert_eq!(
-            Call::new("SELECT 1", &[]).unwrap().prepare,
+            Call::new("SELECT 1", &[]).unwrap().prepare(),
             format!("PREPARE {} AS SELECT 1", Call::new("SELECT 1", &[]).unwrap().name)
         );
     }
