@@ -68,15 +68,29 @@ async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(conne
 
 on_every_connection!(statements_are_prepared_once_per_backend_and_run_from_their_plans);
 
-/// A backend that forgot its prepared statements (`DISCARD ALL`, which PgBouncer's session mode runs between
-/// clients) prepares them again at the next request; nothing fails meanwhile.
-#[actix_web::test]
-async fn a_backend_that_forgot_the_statements_prepares_them_again() {
+/// A migrated store on a fresh schema whose pool holds one connection, so that every statement and every probe
+/// reaches the same backend; after the workload ran once on it.
+async fn store_on_one_backend() -> (TestSchema, deadpool_postgres::Pool, PostgresStore) {
     let schema = TestSchema::create().await;
     let pool = schema.pool(1);
     let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
     store.migrate().await.expect("migrate");
     workload(&store).await;
+    (schema, pool, store)
+}
+
+/// The one backend has the store's statements prepared and ran them from their plans more than once each.
+async fn assert_prepared_and_reused(pool: &deadpool_postgres::Pool) {
+    let client = pool.get().await.expect("the pool's one connection");
+    let (prepared, executions) = prepared_statements(&client).await;
+    assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
+}
+
+/// A backend that forgot its prepared statements (`DISCARD ALL`, which PgBouncer's session mode runs between
+/// clients) prepares them again at the next request; nothing fails meanwhile.
+#[actix_web::test]
+async fn a_backend_that_forgot_the_statements_prepares_them_again() {
+    let (schema, pool, store) = store_on_one_backend().await;
     let client = pool.get().await.expect("the pool's one connection");
     assert!(prepared_statements(&client).await.0 >= 2);
     client.batch_execute("DISCARD ALL").await.expect("discard");
@@ -84,10 +98,7 @@ async fn a_backend_that_forgot_the_statements_prepares_them_again() {
     drop(client);
 
     workload(&store).await;
-    let client = pool.get().await.expect("the pool's one connection");
-    let (prepared, executions) = prepared_statements(&client).await;
-    assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
-    drop(client);
+    assert_prepared_and_reused(&pool).await;
     schema.drop_schema().await;
 }
 
@@ -96,11 +107,7 @@ async fn a_backend_that_forgot_the_statements_prepares_them_again() {
 /// backend for as long as it lives.
 #[actix_web::test]
 async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh() {
-    let schema = TestSchema::create().await;
-    let pool = schema.pool(1);
-    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
-    store.migrate().await.expect("migrate");
-    workload(&store).await;
+    let (schema, pool, store) = store_on_one_backend().await;
     let client = pool.get().await.expect("the pool's one connection");
     client
         .batch_execute(&format!("ALTER TABLE {}.idempotency_records ALTER COLUMN state TYPE varchar(16)", schema.name))
@@ -110,9 +117,6 @@ async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh() 
 
     workload(&store).await;
     workload(&store).await;
-    let client = pool.get().await.expect("the pool's one connection");
-    let (prepared, executions) = prepared_statements(&client).await;
-    assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
-    drop(client);
+    assert_prepared_and_reused(&pool).await;
     schema.drop_schema().await;
 }
