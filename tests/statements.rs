@@ -6,8 +6,15 @@
 #[macro_use]
 mod support;
 
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web::Bytes;
 use idempotent_runtime::PostgresStore;
-use idempotent_runtime::store::{Store, testing};
+use idempotent_runtime::store::{
+    Attempt, Claim, ClaimRequest, Completion, RecordId, RecordState, Store, StoredResponse, testing,
+};
 use support::Connection;
 use support::pgbouncer::SERVER_POOL_SIZE;
 use support::postgres::TestSchema;
@@ -117,6 +124,49 @@ async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh() 
 
     workload(&store).await;
     workload(&store).await;
+    assert_prepared_and_reused(&pool).await;
+    schema.drop_schema().await;
+}
+
+/// Arguments travel inside the `EXECUTE` text as literals: a route with quotes, backslashes and non-ASCII text, a
+/// fingerprint and a body holding every byte value, and header values that are not UTF-8 reach the table exactly
+/// as bound parameters would, and read back unchanged.
+#[actix_web::test]
+async fn quotes_backslashes_and_every_byte_value_reach_the_table_unchanged() {
+    let (schema, pool, store) = store_on_one_backend().await;
+    let every_byte: Vec<u8> = (0..=255).collect();
+    let route = "/o'clock\\\\{id}/é'';--";
+    let response = StoredResponse {
+        status: StatusCode::CREATED,
+        headers: vec![
+            (HeaderName::from_static("x-quote"), HeaderValue::from_static("it's \\ here")),
+            (
+                HeaderName::from_static("x-bytes"),
+                HeaderValue::from_bytes(&[0x80, 0xff, b'\'', b'\\']).expect("obs-text"),
+            ),
+        ],
+        body: Some(Bytes::from(every_byte.clone())),
+    };
+    // Twice: the backend learns the statements at the first key (which runs unnamed), the second runs `EXECUTE`.
+    for key in [[7_u8; 32], [8_u8; 32]] {
+        let id = RecordId { scope_hash: [9; 32], key_hash: key, method: "POST".into(), route: route.into() };
+        let fingerprint: [u8; 32] = every_byte[224..].try_into().expect("32 bytes");
+        let request = ClaimRequest {
+            id: id.clone(),
+            fingerprint,
+            token: i64::MIN,
+            lease: Duration::from_secs(30),
+            ttl: Duration::from_secs(3600),
+        };
+        assert_eq!(store.claim(&request).await.expect("claim"), Claim::Acquired { took_over: false });
+        let attempt = Attempt { id: id.clone(), token: i64::MIN };
+        assert_eq!(store.complete(&attempt, &response, request.ttl).await.expect("complete"), Completion::Stored);
+        let record = store.read(&id).await.expect("read").expect("the record");
+        assert_eq!(record.fingerprint, fingerprint);
+        assert_eq!(record.state, RecordState::Completed(response.clone()));
+        let status = store.lookup(&id.scope_hash, &key).await.expect("lookup").expect("a status");
+        assert_eq!((status.method.as_str(), status.route.as_str()), ("POST", route));
+    }
     assert_prepared_and_reused(&pool).await;
     schema.drop_schema().await;
 }

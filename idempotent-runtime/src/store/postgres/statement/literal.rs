@@ -44,9 +44,10 @@ fn is_scalar(ty: &Type) -> bool {
 fn write_scalar(encoded: &[u8], ty: &Type, out: &mut String) -> Option<()> {
     match *ty {
         Type::BOOL => out.push_str(if *encoded.first()? != 0 { "true" } else { "false" }),
-        Type::INT2 => write!(out, "{}::int2", i16::from_be_bytes(encoded.try_into().ok()?)).ok()?,
-        Type::INT4 => write!(out, "{}::int4", i32::from_be_bytes(encoded.try_into().ok()?)).ok()?,
-        Type::INT8 => write!(out, "{}::int8", i64::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        // Quoted: `-9223372036854775808::int8` would parse as the negation of an out-of-range int8.
+        Type::INT2 => write!(out, "'{}'::int2", i16::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        Type::INT4 => write!(out, "'{}'::int4", i32::from_be_bytes(encoded.try_into().ok()?)).ok()?,
+        Type::INT8 => write!(out, "'{}'::int8", i64::from_be_bytes(encoded.try_into().ok()?)).ok()?,
         // `{:?}` prints the shortest text that reads back as the same f64 ("inf" and "NaN" included, which
         // float8in accepts).
         Type::FLOAT8 => write!(out, "'{:?}'::float8", f64::from_be_bytes(encoded.try_into().ok()?)).ok()?,
@@ -147,8 +148,9 @@ mod tests {
 
     #[test]
     fn numbers_bytes_and_null_keep_their_types() {
-        assert_eq!(literal(&-7_i64, Type::INT8).unwrap(), "-7::int8");
-        assert_eq!(literal(&201_i16, Type::INT2).unwrap(), "201::int2");
+        assert_eq!(literal(&-7_i64, Type::INT8).unwrap(), "'-7'::int8");
+        assert_eq!(literal(&i64::MIN, Type::INT8).unwrap(), "'-9223372036854775808'::int8");
+        assert_eq!(literal(&201_i16, Type::INT2).unwrap(), "'201'::int2");
         assert_eq!(literal(&0.1_f64, Type::FLOAT8).unwrap(), "'0.1'::float8");
         assert_eq!(literal(&true, Type::BOOL).unwrap(), "true");
         assert_eq!(literal(&vec![0_u8, 0xab], Type::BYTEA).unwrap(), "E'\\\\x00ab'::bytea");
