@@ -2,8 +2,9 @@
 //!
 //! Round trips per request: a fresh key costs two statements (claim, complete), a replay or a conflict one (the
 //! claim statement returns the existing record when it inserts nothing). Every decision is made by one atomic
-//! statement, so any number of processes may share the table. Statements are sent unnamed and hold no session
-//! state, so the store works through a transaction-mode pooler (`statement`).
+//! statement, so any number of processes may share the table. Statements hold no session state a pooler could lose
+//! (they are prepared per backend under names derived from their text, or sent unnamed: `statement`), so the
+//! store works through a transaction-mode pooler.
 
 /// The channel every waiter listens on and every completion, release and operator release notifies (the payload
 /// names the record): one literal, so that the SQL strings can include it with `concat!`.
@@ -228,10 +229,19 @@ impl PostgresStore {
     /// Runs one statement on a pooled connection, the wait for the connection included, under one deadline (one
     /// timer per operation, on the hot path).
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        self.query_in(self.mode, sql, params).await
+    }
+
+    /// [`PostgresStore::query`] for a statement whose arguments must be bound, not written into its text.
+    async fn query_binding_arguments(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        self.query_in(self.mode.binding_arguments(), sql, params).await
+    }
+
+    async fn query_in(&self, mode: StatementMode, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let mut client = None;
         let outcome = tokio::time::timeout(self.timeout, async {
             let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
-            statement::query(client, self.mode, sql, params).await.map_err(query_failed)
+            statement::query(client, mode, sql, params).await.map_err(query_failed)
         })
         .await;
         self.finish(client, outcome)

@@ -133,7 +133,8 @@ impl Store for PostgresStore {
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         let completing = CompleteParams::new(attempt, response, ttl);
-        let rows = self.query(&self.statements.complete, &completing.params()).await?;
+        // Bound: the response must not travel in the statement's text (`StatementMode::binding_arguments`).
+        let rows = self.query_binding_arguments(&self.statements.complete, &completing.params()).await?;
         let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
         if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
             self.notify(&attempt.id).await;

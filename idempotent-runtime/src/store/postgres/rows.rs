@@ -36,7 +36,7 @@ pub(crate) async fn complete_and_commit(
         }
     };
     let (stored, committed) = futures_util::future::join(
-        statement::query(client, store.mode().in_transaction(), &store.statements().complete, &params),
+        statement::query(client, store.mode().binding_arguments(), &store.statements().complete, &params),
         client.batch_execute("COMMIT"),
     )
     .await;

@@ -74,7 +74,7 @@ impl TransactionalStore for PostgresStore {
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);
-        let claiming = TransactionalClaimRun { statements: self.statements(), mode: self.mode().in_transaction() };
+        let claiming = TransactionalClaimRun { statements: self.statements(), mode: self.mode().binding_arguments() };
         let step = match tokio::time::timeout_at(deadline, claiming.claim(&connection, request, wait)).await {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {

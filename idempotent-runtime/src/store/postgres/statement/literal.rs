@@ -13,10 +13,15 @@ use bytes::BytesMut;
 use tokio_postgres::types::{IsNull, Kind, ToSql, Type};
 
 /// Appends `value` of type `ty` to `out` as a literal of that type; `None` when the type is not one the store
-/// uses or the value cannot be encoded (the caller then binds it instead).
-pub(super) fn write(value: &(dyn ToSql + Sync), ty: &Type, out: &mut String) -> Option<()> {
+/// uses, the value cannot be encoded, or `out` would grow past `max_len` (checked before the literal is
+/// written: a hex literal takes twice its bytes). The caller then binds the value instead.
+pub(super) fn write(value: &(dyn ToSql + Sync), ty: &Type, out: &mut String, max_len: usize) -> Option<()> {
     let mut encoded = BytesMut::new();
-    match value.to_sql_checked(ty, &mut encoded).ok()? {
+    let is_null = value.to_sql_checked(ty, &mut encoded).ok()?;
+    if out.len() + encoded.len() * 2 + 32 > max_len {
+        return None;
+    }
+    match is_null {
         IsNull::Yes => {
             write!(out, "NULL::{}", type_name(ty)?).ok()?;
             Some(())
@@ -136,7 +141,7 @@ mod tests {
 
     fn literal(value: &(dyn ToSql + Sync), ty: Type) -> Option<String> {
         let mut out = String::new();
-        write(value, &ty, &mut out).map(|()| out)
+        write(value, &ty, &mut out, 1024).map(|()| out)
     }
 
     #[test]
@@ -164,6 +169,13 @@ mod tests {
         assert_eq!(literal(&Vec::<String>::new(), Type::TEXT_ARRAY).unwrap(), "ARRAY[]::text[]");
         let values = vec![b"json".to_vec()];
         assert_eq!(literal(&values, Type::BYTEA_ARRAY).unwrap(), "ARRAY[E'\\\\x6a736f6e'::bytea]::bytea[]");
+    }
+
+    #[test]
+    fn a_value_past_the_length_limit_is_left_to_binding() {
+        let mut out = String::from("EXECUTE x(");
+        assert_eq!(write(&vec![0_u8; 600], &Type::BYTEA, &mut out, 1024), None);
+        assert_eq!(out, "EXECUTE x(", "nothing written");
     }
 
     #[test]

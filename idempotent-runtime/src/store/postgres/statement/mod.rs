@@ -4,8 +4,8 @@
 //! - by default ([`StatementMode::Shared`], [`shared`]) each statement is prepared once per backend under a name
 //!   derived from its text, and run with `EXECUTE`: planned once, and correct whichever backend a round trip
 //!   reaches;
-//! - inside a transaction, and on request ([`StatementMode::Unnamed`]), every statement is sent unnamed with its
-//!   parameter types in one round trip (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the
+//! - inside a transaction, for a stored response ([`StatementMode::binding_arguments`]), and on request
+//!   ([`StatementMode::Unnamed`]), statements are sent unnamed with their parameter types in one round trip (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the
 //!   server plans it every time;
 //! - a named statement prepared once per connection ([`StatementMode::Prepared`], tokio-postgres'
 //!   `prepare_cached`) breaks behind such a pooler, where the next round trip may reach another backend; it stays
@@ -42,9 +42,14 @@ pub(crate) enum StatementMode {
 }
 
 impl StatementMode {
-    /// The mode for statements inside an explicit transaction, where a statement the backend does not know would
-    /// abort the transaction: shared statements are sent unnamed there.
-    pub(crate) fn in_transaction(self) -> Self {
+    /// The mode for a statement whose arguments must be bound, not written into its text: shared statements are
+    /// sent unnamed then. Two kinds of statement need it:
+    ///
+    /// - those inside an explicit transaction, which a statement the backend does not know would abort;
+    /// - those carrying a stored response (headers, body): PostgreSQL logs the text of a failed statement (a
+    ///   backend's first `EXECUTE` of a name fails by design) and shows it in `pg_stat_activity`, while bound
+    ///   values are not logged on error by default (`log_parameter_max_length_on_error = 0`).
+    pub(crate) fn binding_arguments(self) -> Self {
         match self {
             Self::Shared => Self::Unnamed,
             mode => mode,

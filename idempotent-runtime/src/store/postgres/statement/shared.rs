@@ -11,7 +11,7 @@
 //! request runs unnamed, which is correct anywhere. Each backend thus learns each statement once.
 //!
 //! Only for statements in their own implicit transaction: inside an explicit one, a `26000` would abort the
-//! transaction, so transactions use unnamed statements ([`super::StatementMode::in_transaction`]).
+//! transaction, so transactions use unnamed statements, as do stored responses ([`super::StatementMode::binding_arguments`]).
 
 use std::fmt::Write as _;
 
@@ -23,8 +23,8 @@ use tokio_postgres::error::SqlState;
 use super::Param;
 use super::literal;
 
-/// Arguments longer than this (a large stored response) are bound to an unnamed statement instead: a literal
-/// doubles a body's bytes and the server's parser would scan them.
+/// Arguments longer than this are bound to an unnamed statement instead: a literal doubles a value's bytes and the
+/// server's parser would scan them. (Stored responses are always bound: `StatementMode::binding_arguments`.)
 const MAX_LITERAL_BYTES: usize = 64 * 1024;
 
 /// One statement run under its shared name.
@@ -57,10 +57,7 @@ impl<'a> Call<'a> {
                 if index > 0 {
                     execute.push_str(", ");
                 }
-                literal::write(*value, ty, &mut execute)?;
-                if execute.len() > MAX_LITERAL_BYTES {
-                    return None;
-                }
+                literal::write(*value, ty, &mut execute, MAX_LITERAL_BYTES)?;
             }
             execute.push(')');
         }
@@ -107,8 +104,8 @@ pub(super) async fn execute(
 }
 
 /// After an `EXECUTE` failed: makes the backend learn the statement when it did not know it, forgets it when its
-/// plan went stale (a migration changed a result column's type), and returns any other error as it is. The
-/// failed `EXECUTE` changed nothing, so the caller then runs the statement unnamed.
+/// plan went stale, and returns any other error as it is. The failed `EXECUTE` changed nothing, so the caller
+/// then runs the statement unnamed, which is correct on any backend.
 async fn recover(
     client: &ClientWrapper,
     call: &Call<'_>,
@@ -117,19 +114,44 @@ async fn recover(
     match error.code() {
         Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME => {
             match client.batch_execute(&call.prepare()).await {
-                Err(error) if error.code() != Some(&SqlState::DUPLICATE_PSTATEMENT) => Err(error),
-                _ => Ok(()),
+                // Already prepared on the backend this round trip reached (a pooler picks one per transaction).
+                Err(error) if error.code() == Some(&SqlState::DUPLICATE_PSTATEMENT) => Ok(()),
+                // The server or a proxy refused `PREPARE`: this request runs unnamed all the same.
+                Err(error) if error.as_db_error().is_some() => {
+                    warn_once_prepare_refused(&error);
+                    Ok(())
+                }
+                result => result,
             }
         }
-        Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED && is_stale_plan(&error) => {
-            client.batch_execute(&format!("DEALLOCATE {}", call.name)).await
+        // `cached plan must not change result type` (a migration changed a result column's type): the backend
+        // would refuse the name for as long as it lives. Behind a pooler the `DEALLOCATE` may reach another
+        // backend, which may not know the name: whatever it answers, this request runs unnamed, and the stale
+        // backend is asked again the next time a request meets it. Matched by code, not by the message, which
+        // the server translates.
+        Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED => {
+            if let Err(error) = client.batch_execute(&format!("DEALLOCATE {}", call.name)).await
+                && error.as_db_error().is_none()
+            {
+                return Err(error);
+            }
+            Ok(())
         }
         _ => Err(error),
     }
 }
 
-fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
-    error.as_db_error().is_some_and(|db| db.message().starts_with("cached plan must not change result type"))
+/// Says once per process that `PREPARE` is refused: every statement then pays a failed round trip first.
+fn warn_once_prepare_refused(error: &tokio_postgres::Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        let reason = error.as_db_error().map(|db| format!("SQLSTATE {}: {}", db.code().code(), db.message()));
+        tracing::warn!(
+            reason = reason.as_deref().unwrap_or("unknown"),
+            "the server refused SQL PREPARE: idempotency statements run unnamed after a failed EXECUTE each time; \
+             PostgresStore::with_unnamed_statements() sends them unnamed directly"
+        );
+    });
 }
 
 #[cfg(test)]
