@@ -1,5 +1,5 @@
 //! How `PostgresStore` sends its statements by default: each is prepared once per backend under a name derived
-//! from its text and run with `EXECUTE` (README, "PostgreSQL behind a pooler"). The conformance suites prove the
+//! from its text and run with `EXECUTE` (README, "Deploying on PostgreSQL"). The conformance suites prove the
 //! answers right, directly and behind PgBouncer; these tests prove the statements really are prepared and run from
 //! their plans, and that a backend which forgot them, or whose table changed under them, keeps answering.
 

@@ -145,7 +145,7 @@ impl PostgresStore {
 
     /// Sends every statement unnamed, parsed and planned by the server each time, instead of the default: SQL
     /// `PREPARE` once per backend under a name derived from the statement's text, then `EXECUTE` (correct behind
-    /// a transaction-mode pooler too; see the README's "PostgreSQL behind a pooler"). For a proxy that treats SQL
+    /// a transaction-mode pooler too; see the README's "Deploying on PostgreSQL"). For a proxy that treats SQL
     /// `PREPARE` as session state and pins the client to one backend for it. BENCHMARKS.md measures what it
     /// costs.
     pub fn with_unnamed_statements(mut self) -> Self {

@@ -5,8 +5,8 @@
 //!   derived from its text, and run with `EXECUTE`: planned once, and correct whichever backend a round trip
 //!   reaches;
 //! - inside a transaction, for a stored response ([`StatementMode::binding_arguments`]), and on request
-//!   ([`StatementMode::Unnamed`]), statements are sent unnamed with their parameter types in one round trip (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the
-//!   server plans it every time;
+//!   ([`StatementMode::Unnamed`]), statements are sent unnamed with their parameter types in one round trip
+//!   (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the server plans them every time;
 //! - a named statement prepared once per connection ([`StatementMode::Prepared`], tokio-postgres'
 //!   `prepare_cached`) breaks behind such a pooler, where the next round trip may reach another backend; it stays
 //!   an opt-in for direct connections.

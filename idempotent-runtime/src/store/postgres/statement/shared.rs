@@ -10,8 +10,9 @@
 //! statement is then prepared (on whichever backend the pooler picks; `42P05` means it already was) and this one
 //! request runs unnamed, which is correct anywhere. Each backend thus learns each statement once.
 //!
-//! Only for statements in their own implicit transaction: inside an explicit one, a `26000` would abort the
-//! transaction, so transactions use unnamed statements, as do stored responses ([`super::StatementMode::binding_arguments`]).
+//! Only for statements in their own implicit transaction (inside an explicit one, a `26000` would abort the
+//! transaction) whose arguments may appear in the server's log (not a stored response): the others are sent
+//! unnamed ([`super::StatementMode::binding_arguments`]).
 
 use std::fmt::Write as _;
 
