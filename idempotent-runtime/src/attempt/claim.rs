@@ -32,11 +32,22 @@ pub(crate) async fn claim_or_wait(
             Claim::Acquired { took_over } => return Ok(Claimed::Acquired { took_over }),
             Claim::Existing(record) => record,
         };
-        let Some(until_change) = super::lease::wait_before_claiming_again(&record, claim, wait_until) else {
-            return Ok(Claimed::Existing(Existing::decide(record, claim)));
+        let existing = Existing::decide(record, claim);
+        let Some(until_change) = wait_before_claiming_again(&existing, wait_until) else {
+            return Ok(Claimed::Existing(existing));
         };
         observe::timed("wait", store.wait(&claim.id, until_change)).await?;
     }
+}
+
+/// `on_conflict = "wait"`: how long a duplicate should sleep before claiming again, if it should wait at all:
+/// only for the same request while it is in flight, until the original completes or releases, its lease lapses (a
+/// retry may then take over), or the duplicate's own deadline passes.
+fn wait_before_claiming_again(existing: &Existing, wait_until: Option<Instant>) -> Option<Duration> {
+    let &Existing::InFlight { lease_remaining } = existing else { return None };
+    let deadline = wait_until?;
+    let now = Instant::now();
+    (now < deadline).then(|| (deadline - now).min(lease_remaining.max(Duration::from_millis(10))))
 }
 
 /// How a claim in a transaction ended when the store answered.

@@ -10,23 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{self, Either};
 
 use crate::observe;
-use crate::record::{Record, RecordState};
-use crate::store::{Attempt, ClaimRequest, LeaseState, Store};
-
-/// `on_conflict = "wait"`: how long a duplicate of `claim` should sleep before claiming again, if it should wait
-/// at all: only for the same request while it is in progress, until the original completes or releases, its
-/// lease lapses (a retry may then take over), or the duplicate's own deadline passes.
-pub(crate) fn wait_before_claiming_again(
-    record: &Record,
-    claim: &ClaimRequest,
-    wait_until: Option<Instant>,
-) -> Option<Duration> {
-    let RecordState::InProgress { lease_remaining } = record.state else { return None };
-    let deadline = wait_until?;
-    let now = Instant::now();
-    (now < deadline && record.fingerprint == claim.fingerprint)
-        .then(|| (deadline - now).min(lease_remaining.max(Duration::from_millis(10))))
-}
+use crate::store::{Attempt, LeaseState, Store};
 
 /// What the heartbeat knows of a lease, for the completion's retries: until when it surely holds, or that it is
 /// lost (another attempt took the record over).

@@ -68,9 +68,9 @@ pub struct Idempotency {
 pub(crate) struct Settings {
     /// The store as the application registered it ([`Idempotency::store`]).
     pub(crate) store: Arc<dyn Store>,
-    /// The same store as the runtime calls it: every operation bounded by `store_timeout` (set by `build`).
+    /// The same store as the runtime calls it: every operation bounded by the store timeout (kept in step by
+    /// [`IdempotencyBuilder::store_timeout`]).
     pub(crate) calls: Arc<dyn Store>,
-    pub(crate) store_timeout: Duration,
     pub(crate) default_ttl: Duration,
     pub(crate) default_lease: Duration,
     pub(crate) max_request_body: usize,
@@ -111,9 +111,8 @@ impl Idempotency {
         let store = store.into_shared();
         IdempotencyBuilder {
             settings: Settings {
-                calls: Arc::clone(&store),
+                calls: BoundedStore::shared(Arc::clone(&store), DEFAULT_STORE_TIMEOUT),
                 store,
-                store_timeout: DEFAULT_STORE_TIMEOUT,
                 default_ttl: DEFAULT_TTL,
                 default_lease: DEFAULT_LEASE,
                 max_request_body: DEFAULT_MAX_REQUEST_BODY,
@@ -303,13 +302,12 @@ impl IdempotencyBuilder {
     /// holds for every store, including third-party ones without timeouts of their own; a store's own, shorter
     /// timeout still answers first.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.store_timeout = timeout;
+        self.settings.calls = BoundedStore::shared(Arc::clone(&self.settings.store), timeout);
         self
     }
 
     /// The configuration, ready to register with `App::app_data`.
-    pub fn build(mut self) -> Idempotency {
-        self.settings.calls = BoundedStore::shared(Arc::clone(&self.settings.store), self.settings.store_timeout);
+    pub fn build(self) -> Idempotency {
         Idempotency { settings: Arc::new(self.settings) }
     }
 }

@@ -221,15 +221,12 @@ impl Store for MemoryStore {
         // Until the lease lapses at the latest: then the waiter may take a dead worker's record over.
         let (waiters, lease_remaining) = {
             let mut records = self.records(id);
+            let now = Instant::now();
             match records.get_mut(id) {
-                Some(entry) => match entry.state {
-                    EntryState::InProgress { locked_until } if locked_until > Instant::now() => (
-                        Arc::clone(entry.waiters.get_or_insert_with(Arc::default)),
-                        locked_until.saturating_duration_since(Instant::now()),
-                    ),
-                    _ => return Ok(()),
-                },
-                None => return Ok(()),
+                Some(Entry { state: EntryState::InProgress { locked_until }, waiters, .. }) if *locked_until > now => {
+                    (Arc::clone(waiters.get_or_insert_with(Arc::default)), *locked_until - now)
+                }
+                _ => return Ok(()),
             }
         };
         let woken = waiters.notified();

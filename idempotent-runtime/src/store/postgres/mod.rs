@@ -238,20 +238,22 @@ impl PostgresStore {
     }
 
     async fn query_in(&self, mode: StatementMode, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let mut client = None;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
-            statement::query(client, mode, sql, params).await.map_err(query_failed)
-        })
-        .await;
-        self.finish(client, outcome)
+        self.on_pooled_connection(async |client| statement::query(client, mode, sql, params).await).await
     }
 
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        self.on_pooled_connection(async |client| statement::execute(client, self.mode, sql, params).await).await
+    }
+
+    /// Runs `statement` on a pooled connection, the wait for the connection included, under the store's timeout.
+    async fn on_pooled_connection<T>(
+        &self,
+        statement: impl AsyncFnOnce(&deadpool_postgres::ClientWrapper) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
         let mut client = None;
         let outcome = tokio::time::timeout(self.timeout, async {
             let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
-            statement::execute(client, self.mode, sql, params).await.map_err(query_failed)
+            statement(client).await.map_err(query_failed)
         })
         .await;
         self.finish(client, outcome)

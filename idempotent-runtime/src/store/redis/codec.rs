@@ -75,10 +75,13 @@ pub(super) fn int(value: Value) -> Result<i64, StoreError> {
     }
 }
 
-pub(super) fn array(value: Value, len: usize) -> Result<Vec<Value>, StoreError> {
+/// A script's reply of exactly `N` values.
+pub(super) fn array<const N: usize>(value: Value) -> Result<[Value; N], StoreError> {
     match value {
-        Value::Array(items) if items.len() == len => Ok(items),
-        other => Err(corrupt(format!("expected {len} values from a script, got {other:?}"))),
+        Value::Array(items) => {
+            items.try_into().map_err(|items: Vec<Value>| corrupt(format!("expected {N} values, got {}", items.len())))
+        }
+        other => Err(corrupt(format!("expected {N} values from a script, got {other:?}"))),
     }
 }
 
@@ -95,9 +98,8 @@ fn status(value: Value) -> Result<StatusCode, StoreError> {
 }
 
 /// A record from `{fingerprint, state, lease remaining ms, status, headers, body}`.
-pub(super) fn record(fields: Vec<Value>) -> Result<Record, StoreError> {
-    let [fingerprint, state, remaining, status_field, headers, body]: [Value; 6] =
-        fields.try_into().map_err(|_| corrupt("a record reply has the wrong length"))?;
+pub(super) fn record(fields: [Value; 6]) -> Result<Record, StoreError> {
+    let [fingerprint, state, remaining, status_field, headers, body] = fields;
     let fingerprint: Digest =
         bytes(fingerprint)?.try_into().map_err(|_| corrupt("the stored fingerprint is not 32 bytes"))?;
     let state = match bytes(state)?.as_slice() {
@@ -117,9 +119,8 @@ pub(super) fn record(fields: Vec<Value>) -> Result<Record, StoreError> {
 }
 
 /// A status lookup's answer from `{member, state, lease remaining ms, created ms, completed ms, status}`.
-pub(super) fn key_status(fields: Vec<Value>) -> Result<(Vec<u8>, SystemTime, KeyState), StoreError> {
-    let [member, state, remaining, created, completed, status_field]: [Value; 6] =
-        fields.try_into().map_err(|_| corrupt("a lookup reply has the wrong length"))?;
+pub(super) fn key_status(fields: [Value; 6]) -> Result<(Vec<u8>, SystemTime, KeyState), StoreError> {
+    let [member, state, remaining, created, completed, status_field] = fields;
     let at = |value| millis(value).map(|since| SystemTime::UNIX_EPOCH + since);
     let state = match bytes(state)?.as_slice() {
         b"p" => KeyState::InProgress { lease_remaining: millis(remaining)? },
@@ -156,7 +157,7 @@ mod tests {
     #[test]
     fn a_damaged_record_is_corrupt_not_a_panic() {
         let reply = |state: &str, status: Value, headers: &[u8]| {
-            vec![
+            [
                 Value::BulkString(vec![7; 32]),
                 Value::BulkString(state.into()),
                 Value::Int(0),
@@ -172,5 +173,7 @@ mod tests {
         let mut short = reply("p", Value::Nil, &[]);
         short[0] = Value::BulkString(vec![1; 3]);
         assert!(record(short).is_err());
+        assert!(array::<6>(Value::Array(vec![Value::Nil; 5])).is_err(), "a reply of the wrong length");
+        assert!(array::<6>(Value::Nil).is_err(), "a reply that is not an array");
     }
 }

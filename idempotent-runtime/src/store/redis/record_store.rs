@@ -86,9 +86,7 @@ impl RedisStore {
         let mut connection = self.inner.connection.clone();
         let reply =
             self.bounded(async { connection.on_master_of(&keys.record, command).await.map_err(failed) }).await?;
-        let Value::Array(fields) = reply else { return Err(codec::corrupt("an HMGET reply is not an array")) };
-        let [state, fingerprint, expires, status, headers, body]: [Value; 6] =
-            fields.try_into().map_err(|_| codec::corrupt("an HMGET reply has the wrong length"))?;
+        let [state, fingerprint, expires, status, headers, body] = codec::array(reply)?;
         if !matches!(&state, Value::BulkString(state) if state.as_slice() == b"c") {
             return Ok(None);
         }
@@ -97,7 +95,7 @@ impl RedisStore {
         if expires <= now + REPLAY_CLOCK_MARGIN {
             return Ok(None);
         }
-        codec::record(vec![fingerprint, state, Value::Int(0), status, headers, body]).map(Some)
+        codec::record([fingerprint, state, Value::Int(0), status, headers, body]).map(Some)
     }
 
     /// Releases a claim this attempt will not use; a failure leaves it to its lease.
@@ -129,7 +127,7 @@ impl RedisStore {
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
         match reply {
             Value::Nil => Ok(None),
-            reply => codec::record(codec::array(reply, 6)?).map(Some),
+            reply => codec::record(codec::array(reply)?).map(Some),
         }
     }
 }
@@ -173,13 +171,13 @@ impl Store for RedisStore {
             .arg(millis(EXPIRY_GRACE))
             .arg(&keys.member);
         let reply = self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await;
-        let lease = || Attempt { id: request.id.clone(), token: request.token };
+        let attempt = || Attempt { id: request.id.clone(), token: request.token };
         let reply: Value = match reply {
             Ok(reply) => reply,
             Err(error) => {
                 // The script may still run (a slow or frozen node answers later): the release follows it on the
                 // same connection, so a claim answered with 503 never lands and blocks the retry.
-                self.release_or_log(&lease()).await;
+                self.release_or_log(&attempt()).await;
                 return Err(error);
             }
         };
@@ -188,7 +186,10 @@ impl Store for RedisStore {
                 let [_, took_over]: [Value; 2] = items.try_into().map_err(|_| codec::corrupt("claim reply"))?;
                 Claim::Acquired { took_over: codec::int(took_over)? == 1 }
             }
-            Value::Array(mut items) if items.len() == 7 => Claim::Existing(codec::record(items.split_off(1))?),
+            reply @ Value::Array(_) => {
+                let [_, fingerprint, state, remaining, status, headers, body] = codec::array(reply)?;
+                Claim::Existing(codec::record([fingerprint, state, remaining, status, headers, body])?)
+            }
             other => return Err(codec::corrupt(format!("unexpected claim reply {other:?}"))),
         };
         self.inner.existing_share.record(matches!(claim, Claim::Existing(_)));
@@ -196,7 +197,7 @@ impl Store for RedisStore {
             && let Err(error) = self.acknowledged(&keys.record).await
         {
             // Not durable enough to run the handler on: free the key for a retry, and answer 503.
-            self.release_or_log(&lease()).await;
+            self.release_or_log(&attempt()).await;
             return Err(error);
         }
         Ok(claim)
@@ -270,7 +271,7 @@ impl Store for RedisStore {
         if reply == Value::Nil {
             return Ok(None);
         }
-        let (member, created_at, state) = codec::key_status(codec::array(reply, 6)?)?;
+        let (member, created_at, state) = codec::key_status(codec::array(reply)?)?;
         let (method, route) =
             keys::split_member(&member).ok_or_else(|| codec::corrupt("an index member is not `METHOD route`"))?;
         Ok(Some(KeyStatus { method, route, created_at, state }))
