@@ -168,7 +168,7 @@ async fn walk_through(example: &Example) {
 #[actix_web::test]
 async fn payments_example_in_memory() {
     let example = Example::start(None);
-    assert!(example.banner.contains("in-memory"), "{:?}", example.banner);
+    assert!(example.banner.contains("in-memory store"), "{:?}", example.banner);
     walk_through(&example).await;
 }
 
@@ -176,7 +176,7 @@ async fn payments_example_in_memory() {
 async fn payments_example_on_postgres() {
     let schema = TestSchema::create().await;
     let example = Example::start(Some(&schema.database_url()));
-    assert!(example.banner.contains("PostgreSQL"), "{:?}", example.banner);
+    assert!(example.banner.contains("PostgreSQL (DATABASE_URL) store"), "{:?}", example.banner);
     walk_through(&example).await;
 
     let client = schema.pool(1).get().await.expect("connect");

@@ -27,14 +27,17 @@ async fn workload(store: &dyn Store) {
     testing::claims_stay_exact_when_retries_dominate(store).await;
 }
 
-/// On the backend `client` reaches: how many of the store's statements are prepared, and how many times they ran
+/// The store's shared statements (named from their text) in `pg_prepared_statements`.
+const SHARED: &str = "name LIKE 'idempotent\\_%'";
+
+/// On the backend `client` reaches: how many prepared statements match `condition`, and how many times they ran
 /// from a plan. One simple query: one round trip, so behind a pooler the answer is one backend's.
-async fn prepared_statements(client: &tokio_postgres::Client) -> (u64, u64) {
+async fn prepared_statements(client: &tokio_postgres::Client, condition: &str) -> (u64, u64) {
     let messages = client
-        .simple_query(
+        .simple_query(&format!(
             "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements \
-             WHERE name LIKE 'idempotent\\_%'",
-        )
+             WHERE {condition}"
+        ))
         .await
         .expect("read pg_prepared_statements");
     let row = messages
@@ -61,7 +64,7 @@ async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(conne
     let client = pool.get().await.expect("a connection");
     let mut best = (0, 0);
     for _ in 0..SERVER_POOL_SIZE * 2 {
-        best = best.max(prepared_statements(&client).await);
+        best = best.max(prepared_statements(&client, SHARED).await);
     }
     let (prepared, executions) = best;
     assert!(prepared >= 2, "the claim and the completion at least are prepared, found {prepared}");
@@ -92,7 +95,7 @@ async fn store_on_one_backend() -> (TestSchema, deadpool_postgres::Pool, Postgre
 /// The one backend has the store's statements prepared and ran them from their plans more than once each.
 async fn assert_prepared_and_reused(pool: &deadpool_postgres::Pool) {
     let client = pool.get().await.expect("the pool's one connection");
-    let (prepared, executions) = prepared_statements(&client).await;
+    let (prepared, executions) = prepared_statements(&client, SHARED).await;
     assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
 }
 
@@ -102,9 +105,9 @@ async fn assert_prepared_and_reused(pool: &deadpool_postgres::Pool) {
 async fn a_backend_that_forgot_the_statements_prepares_them_again() {
     let (schema, pool, store) = store_on_one_backend().await;
     let client = pool.get().await.expect("the pool's one connection");
-    assert!(prepared_statements(&client).await.0 >= 2);
+    assert!(prepared_statements(&client, SHARED).await.0 >= 2);
     client.batch_execute("DISCARD ALL").await.expect("discard");
-    assert_eq!(prepared_statements(&client).await, (0, 0));
+    assert_eq!(prepared_statements(&client, SHARED).await, (0, 0));
     drop(client);
 
     workload(&store).await;
@@ -147,6 +150,14 @@ mod type_change {
 async fn after_a_type_change_one_backend_prepares_the_statements_again() {
     let (schema, pool, store) = store_on_one_backend().await;
     let client = pool.get().await.expect("the pool's one connection");
+    let messages = client.simple_query("SELECT clock_timestamp()::text").await.expect("the server's clock");
+    let changed_at = messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("one row");
     client
         .batch_execute(&format!("ALTER TABLE {}.idempotency_records ALTER COLUMN state TYPE varchar(16)", schema.name))
         .await
@@ -154,7 +165,32 @@ async fn after_a_type_change_one_backend_prepares_the_statements_again() {
     drop(client);
     workload(&store).await;
     workload(&store).await;
-    assert_prepared_and_reused(&pool).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    let since = format!("{SHARED} AND prepare_time > '{changed_at}'::timestamptz");
+    let (prepared, runs) = prepared_statements(&client, &since).await;
+    assert!(prepared >= 1 && runs >= 1, "prepared again after the change and run: {runs} runs of {prepared}");
+    drop(client);
+    schema.drop_schema().await;
+}
+
+/// The two other statement modes serve the same requests and leave no shared statement behind: unnamed statements
+/// none at all, tokio-postgres' named statements only their own protocol-level ones.
+#[actix_web::test]
+async fn the_unnamed_and_the_named_modes_prepare_no_shared_statement() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(1);
+    let modes = [
+        (PostgresStore::new(pool.clone()).with_schema(&schema.name).with_unnamed_statements(), "unnamed"),
+        (PostgresStore::new(pool.clone()).with_schema(&schema.name).with_prepared_statements(), "named"),
+    ];
+    modes[0].0.migrate().await.expect("migrate");
+    for (store, mode) in &modes {
+        workload(store).await;
+        let client = pool.get().await.expect("the pool's one connection");
+        assert_eq!(prepared_statements(&client, SHARED).await, (0, 0), "{mode}: no shared statement");
+        let (named, _) = prepared_statements(&client, "NOT from_sql").await;
+        assert_eq!(named > 0, *mode == "named", "{mode}: {named} protocol-level statements");
+    }
     schema.drop_schema().await;
 }
 
@@ -177,7 +213,10 @@ async fn quotes_backslashes_and_every_byte_value_reach_the_table_unchanged() {
         ],
         body: Some(Bytes::from(every_byte.clone())),
     };
-    // Twice: the backend learns the statements at the first key (which runs unnamed), the second runs `EXECUTE`.
+    let client = pool.get().await.expect("the pool's one connection");
+    let (_, runs_before) = prepared_statements(&client, SHARED).await;
+    drop(client);
+    // Two keys: the claim and the read run `EXECUTE` for both; the lookup, new to the backend, for the second.
     for key in [[7_u8; 32], [8_u8; 32]] {
         let id = RecordId { scope_hash: [9; 32], key_hash: key, method: "POST".into(), route: route.into() };
         let fingerprint: [u8; 32] = every_byte[224..].try_into().expect("32 bytes");
@@ -197,6 +236,11 @@ async fn quotes_backslashes_and_every_byte_value_reach_the_table_unchanged() {
         let status = store.lookup(&id.scope_hash, &key).await.expect("lookup").expect("a status");
         assert_eq!((status.method.as_str(), status.route.as_str()), ("POST", route));
     }
-    assert_prepared_and_reused(&pool).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    let (_, runs_after) = prepared_statements(&client, SHARED).await;
+    assert!(runs_after >= runs_before + 5, "the arguments went through EXECUTE: {runs_before} runs, then {runs_after}");
+    let completion = format!("{SHARED} AND statement LIKE '%SET state = ''completed''%'");
+    assert_eq!(prepared_statements(&client, &completion).await, (0, 0), "the stored response is always bound");
+    drop(client);
     schema.drop_schema().await;
 }

@@ -45,7 +45,18 @@ impl ExampleProcess {
     /// [`ExampleProcess::start`] with more environment variables (e.g. `DATABASE_LISTEN_URL`).
     pub fn start_with_env(name: &str, port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(example_binary(name));
-        command.env_remove("DATABASE_LISTEN_URL").envs(env.iter().copied());
+        // Only what the test passes chooses the stores: nothing inherited from the environment running the suite.
+        for inherited in [
+            "DATABASE_LISTEN_URL",
+            "REDIS_URL",
+            "REDIS_CLUSTER_NODES",
+            "REDIS_KEY_PREFIX",
+            "REDIS_REPLICA_ACKS",
+            "REDIS_REPLICA_ACKS_TIMEOUT_MS",
+        ] {
+            command.env_remove(inherited);
+        }
+        command.envs(env.iter().copied());
         command
             .env("BIND", format!("127.0.0.1:{port}"))
             .env_remove("DATABASE_URL")

@@ -114,6 +114,11 @@ pub async fn waiter_of_a_dead_worker_takes_over_once_the_lease_lapses(store: &dy
         }
     }
     assert!(started.elapsed() >= SHORT_LEASE, "taken over after {:?}, before the lease lapsed", started.elapsed());
+    assert!(
+        started.elapsed() < WOKEN_WITHIN,
+        "taken over {:?} after a {SHORT_LEASE:?} lease: a wait outlived the lease remaining",
+        started.elapsed()
+    );
 }
 
 /// Rule: a waiter waits on the attempt that holds the record when it looks. After a take-over (the first worker
