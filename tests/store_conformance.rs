@@ -35,7 +35,7 @@ on_every_store!(
     release_frees_the_key_and_a_stale_release_does_nothing,
     a_completion_keeps_status_headers_and_body_exactly,
     // Waiters.
-    waiter_is_woken_by_completion_without_polling,
+    waiter_is_woken_by_completion,
     waiter_is_woken_by_release,
     waiter_returns_at_its_timeout,
     waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses,

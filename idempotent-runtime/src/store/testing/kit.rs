@@ -56,7 +56,7 @@ cases!(
     release_frees_the_key_and_a_stale_release_does_nothing(shared),
     a_completion_keeps_status_headers_and_body_exactly(shared),
     // Waiters.
-    waiter_is_woken_by_completion_without_polling(shared),
+    waiter_is_woken_by_completion(shared),
     waiter_is_woken_by_release(shared),
     waiter_returns_at_its_timeout(shared),
     waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses(shared),

@@ -121,7 +121,7 @@ pub use self::takeover::{
 };
 pub use self::timeouts::a_store_that_stops_answering_is_bounded_by_the_runtimes_timeout;
 pub use self::waiters::{
-    waiter_is_woken_by_completion_without_polling, waiter_is_woken_by_release,
+    waiter_is_woken_by_completion, waiter_is_woken_by_release,
     waiter_of_a_dead_worker_takes_over_once_the_lease_lapses,
     waiter_on_a_dead_workers_claim_returns_once_the_lease_lapses,
     waiter_on_a_taken_over_record_is_woken_by_the_new_attempts_completion, waiter_returns_at_its_timeout,

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const WOKEN_WITHIN: Duration = Duration::from_secs(5);
 
 /// Rule: a waiter on a record in progress is woken by its completion, long before its timeout.
-pub async fn waiter_is_woken_by_completion_without_polling(store: &dyn Store) {
+pub async fn waiter_is_woken_by_completion(store: &dyn Store) {
     let scope = Scope::random();
     let original = scope.request(7, 1, 71, LONG, LONG);
     store.claim(&original).await.unwrap();
