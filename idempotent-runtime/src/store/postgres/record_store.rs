@@ -29,8 +29,7 @@ impl PostgresStore {
                 FirstStatement::Read => self.query(&self.statements.read, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
-                // Insert: a conflicting row its snapshot cannot show (inserted concurrently): read it. Read: no
-                // record (or it vanished since): insert.
+                // Insert: the record exists: read it. Read: no record (or it vanished since): insert.
                 step = match step {
                     FirstStatement::Insert => FirstStatement::Read,
                     FirstStatement::Read => FirstStatement::Insert,
