@@ -37,3 +37,29 @@ CREATE TABLE IF NOT EXISTS idempotency_records (
     -- Leave room on each page so that completing a record (an UPDATE of non-indexed columns) stays a HOT update.
     fillfactor = 80
 );
+
+-- Stores an attempt's response if the record still carries its token (PostgresStore::complete; the same UPDATE
+-- runs as a plain statement where this function is missing). A function because its plan is cached per
+-- connection while the response stays a bound parameter: a prepared statement would do the same, but cannot be
+-- shared behind a transaction-mode pooler, and the response must not be written into a statement's text (it
+-- would reach the server log). `SET search_path FROM CURRENT` ties the table name to the schema this file is
+-- applied in, whatever the caller's search_path. Its parameters' names and types are part of its identity:
+-- changing them needs a DROP FUNCTION first.
+CREATE OR REPLACE FUNCTION idempotency_records_complete(
+    p_key_hash bytea, p_scope_hash bytea, p_method text, p_route text, p_token bigint, p_ttl_secs float8,
+    p_status smallint, p_header_names text[], p_header_values bytea[], p_body bytea)
+RETURNS SETOF boolean
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $function$
+BEGIN
+    RETURN QUERY
+    UPDATE idempotency_records
+    SET state = 'completed', locked_until = NULL, completed_at = now(),
+        expires_at = now() + make_interval(secs => p_ttl_secs),
+        status = p_status, header_names = p_header_names, header_values = p_header_values, body = p_body
+    WHERE key_hash = p_key_hash AND scope_hash = p_scope_hash AND method = p_method AND route = p_route
+      AND token = p_token AND state IN ('in_progress', 'completed')
+    RETURNING has_waiters;
+END
+$function$;

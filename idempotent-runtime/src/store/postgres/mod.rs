@@ -27,6 +27,7 @@ mod transactional;
 mod tx;
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,12 +76,15 @@ pub struct PostgresStore {
     /// The statements, rendered for the store's table.
     statements: Arc<Statements>,
     mode: StatementMode,
+    /// Set once a completion found the schema's completion function missing (a table created by an older
+    /// `sql/schema.sql`): completions then run as a plain statement.
+    completion_function_missing: Arc<AtomicBool>,
 }
 
 /// The first statement of a claim.
 #[derive(Clone, Copy)]
 enum FirstStatement {
-    /// `INSERT ... ON CONFLICT DO NOTHING`, returning the existing record if there is one.
+    /// `INSERT ... ON CONFLICT DO NOTHING` (then a read if the record exists).
     Insert,
     /// A plain read by primary key (then an insert if there is no record).
     Read,
@@ -123,6 +127,7 @@ impl PostgresStore {
             existing_share: Arc::default(),
             statements: Arc::new(Statements::new(Table::in_search_path())),
             mode: StatementMode::default(),
+            completion_function_missing: Arc::default(),
         }
     }
 
@@ -131,6 +136,7 @@ impl PostgresStore {
     /// `options=-csearch_path=...` does not pass PgBouncer).
     pub fn with_schema(mut self, schema: &str) -> Self {
         self.statements = Arc::new(Statements::new(Table::in_schema(schema)));
+        self.completion_function_missing = Arc::default();
         self
     }
 

@@ -1,14 +1,17 @@
 //! [`Store`] on PostgreSQL: each operation is one atomic statement on the table (see [`super::sql`]), and waiters
 //! are woken by notification or poll.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use super::listener::Listener;
 use super::rows::{ClaimParams, CompleteParams, corrupt, decode_failed, id_params, record_from_row};
 use super::sql::*;
+use super::statement::{Param, StatementMode};
 use super::{FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore, lock};
 use crate::digest::Digest;
 use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
@@ -16,6 +19,9 @@ use crate::store::{
     Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
     TransactionalStore,
 };
+
+/// SQLSTATE `42883`: no function of that name and argument types.
+const UNDEFINED_FUNCTION: &str = "42883";
 
 impl PostgresStore {
     /// Claims by inserting or by reading first; each step that finds nothing conclusive moves to the other.
@@ -54,6 +60,30 @@ impl PostgresStore {
             StoreErrorKind::Unavailable,
             format!("the claim did not settle after {MAX_CLAIM_ATTEMPTS} attempts under contention"),
         ))
+    }
+
+    /// Stores a response. Its arguments are bound: the response must not travel in a statement's text
+    /// (`StatementMode::binding_arguments`). A bound statement is planned on every call unless it is prepared per
+    /// connection, which only [`StatementMode::Prepared`] may do; the other modes call the schema's completion
+    /// function, whose plan each connection caches, or, where the function is missing (a table created by an
+    /// older `sql/schema.sql`), run the plain `UPDATE` and say so once.
+    async fn completion_rows(&self, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        if self.mode != StatementMode::Prepared && !self.completion_function_missing.load(Ordering::Relaxed) {
+            match self.query_binding_arguments(&self.statements.complete_function, params).await {
+                Err(error) if error.sqlstate() == Some(UNDEFINED_FUNCTION) => {
+                    if !self.completion_function_missing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            %error,
+                            "the idempotency table's completion function is missing: completions run as a plain \
+                             UPDATE, planned each time; apply sql/schema.sql again (or call PostgresStore::migrate()) \
+                             and restart to use it"
+                        );
+                    }
+                }
+                rows => return rows,
+            }
+        }
+        self.query_binding_arguments(&self.statements.complete, params).await
     }
 
     /// Wakes the waiters of a record; a failure only makes them wait until their next look.
@@ -132,8 +162,7 @@ impl Store for PostgresStore {
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
         let completing = CompleteParams::new(attempt, response, ttl);
-        // Bound: the response must not travel in the statement's text (`StatementMode::binding_arguments`).
-        let rows = self.query_binding_arguments(&self.statements.complete, &completing.params()).await?;
+        let rows = self.completion_rows(&completing.params()).await?;
         let Some(row) = rows.first() else { return Ok(Completion::Fenced) };
         if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
             self.notify(&attempt.id).await;

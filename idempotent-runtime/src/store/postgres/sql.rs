@@ -55,6 +55,11 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token
   AND state IN ('in_progress', 'completed')
 RETURNING has_waiters";
 
+/// [`COMPLETE_SQL`] through the schema's function (`sql/schema.sql`), whose plan each connection caches.
+pub(super) const COMPLETE_FUNCTION_SQL: &str = "
+SELECT has_waiters
+FROM {schema_prefix}idempotency_records_complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS completed(has_waiters)";
+
 pub(super) const RELEASE_SQL: &str = "
 DELETE FROM {table}
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND token = $5 AND state = 'in_progress'
@@ -109,6 +114,7 @@ pub(super) struct Statements {
     pub(super) read: String,
     pub(super) takeover: String,
     pub(super) complete: String,
+    pub(super) complete_function: String,
     pub(super) release: String,
     pub(super) lookup: String,
     pub(super) heartbeat: String,
@@ -125,6 +131,7 @@ impl Statements {
             read: table.render(READ_SQL),
             takeover: table.render(TAKEOVER_SQL),
             complete: table.render(COMPLETE_SQL),
+            complete_function: table.render(COMPLETE_FUNCTION_SQL),
             release: table.render(RELEASE_SQL),
             lookup: table.render(LOOKUP_SQL),
             heartbeat: table.render(HEARTBEAT_SQL),

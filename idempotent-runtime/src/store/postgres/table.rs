@@ -35,10 +35,15 @@ impl Table {
         self.schema.as_deref().map(quote_identifier)
     }
 
-    /// `template` with `{table}` replaced by the table's SQL name and `{table_literal}` by that name as a string
-    /// literal (for `'...'::regclass`).
+    /// `template` with `{table}` replaced by the table's SQL name, `{table_literal}` by that name as a string
+    /// literal (for `'...'::regclass`), and `{schema_prefix}` by the schema and a dot (or nothing), which
+    /// qualifies the schema's other objects as the table is.
     pub(crate) fn render(&self, template: &str) -> String {
-        template.replace("{table_literal}", &self.qualified.replace('\'', "''")).replace("{table}", &self.qualified)
+        let schema_prefix = self.quoted_schema().map(|schema| format!("{schema}.")).unwrap_or_default();
+        template
+            .replace("{table_literal}", &self.qualified.replace('\'', "''"))
+            .replace("{table}", &self.qualified)
+            .replace("{schema_prefix}", &schema_prefix)
     }
 }
 
@@ -60,6 +65,16 @@ mod tests {
         assert_eq!(
             Table::in_schema("billing").render(template),
             "SELECT '\"billing\".idempotency_records'::regclass FROM \"billing\".idempotency_records"
+        );
+    }
+
+    #[test]
+    fn qualifies_the_schemas_other_objects_as_the_table() {
+        let template = "SELECT {schema_prefix}f() FROM {table}";
+        assert_eq!(Table::in_search_path().render(template), "SELECT f() FROM idempotency_records");
+        assert_eq!(
+            Table::in_schema("billing").render(template),
+            "SELECT \"billing\".f() FROM \"billing\".idempotency_records"
         );
     }
 

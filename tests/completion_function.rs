@@ -1,0 +1,118 @@
+//! The schema's completion function (`idempotency_records_complete`, `sql/schema.sql`): by default a response is
+//! stored through it (its plan cached per connection, the response still bound), it updates the table of the
+//! schema it was created in whatever the caller's `search_path`, and a table created before it existed keeps
+//! storing responses with the plain `UPDATE`.
+
+mod support;
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use idempotent_runtime::PostgresStore;
+use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, RecordId, Store, StoredResponse, testing};
+use support::postgres::TestSchema;
+
+/// The function's argument types, as `DROP FUNCTION` and `CREATE OR REPLACE FUNCTION` name it.
+const SIGNATURE: &str =
+    "idempotency_records_complete(bytea, bytea, text, text, bigint, float8, smallint, text[], bytea[], bytea)";
+
+/// Claims a fresh key on `store` and stores a response for it: what the completion answered.
+async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
+    let request = ClaimRequest {
+        id: RecordId {
+            scope_hash: [3; 32],
+            key_hash: std::array::from_fn(|_| fastrand::u8(..)),
+            method: "POST".into(),
+            route: "/completed".into(),
+        },
+        fingerprint: [4; 32],
+        token: fastrand::i64(..),
+        lease: Duration::from_secs(30),
+        ttl: Duration::from_secs(60),
+    };
+    let claim = store.claim(&request).await.expect("claim");
+    assert!(matches!(claim, Claim::Acquired { .. }), "a fresh key is acquired: {claim:?}");
+    let response =
+        StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(b"{}")) };
+    let attempt = Attempt { id: request.id, token: request.token };
+    store.complete(&attempt, &response, request.ttl).await.map(|_| ()).map_err(|error| error.to_string())
+}
+
+#[actix_web::test]
+async fn responses_are_stored_through_the_function_except_on_named_statements() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(4);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    store.migrate().await.expect("migrate");
+    claim_and_complete(&store).await.expect("the schema's function stores the response");
+    // A function that refuses every call tells which stores call it.
+    let refusing = format!(
+        "DROP FUNCTION {0}.{SIGNATURE}; CREATE FUNCTION {0}.{SIGNATURE} RETURNS SETOF boolean LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'the completion function ran'; END $$",
+        schema.name
+    );
+    pool.get().await.unwrap().batch_execute(&refusing).await.expect("replace the function");
+
+    for (mode, store) in [("default", store.clone()), ("unnamed", store.clone().with_unnamed_statements())] {
+        let answer = claim_and_complete(&store).await;
+        assert!(
+            answer.as_ref().is_err_and(|error| error.contains("the completion function ran")),
+            "the {mode} statements store responses through the function: {answer:?}"
+        );
+    }
+    // Named statements are planned once per connection anyway: the plain UPDATE, prepared.
+    claim_and_complete(&store.with_prepared_statements()).await.expect("named statements do not call the function");
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn a_table_created_before_the_function_existed_still_stores_responses() {
+    let schema = TestSchema::create().await;
+    let pool = schema.pool(4);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    store.migrate().await.expect("migrate");
+    pool.get().await.unwrap().batch_execute(&format!("DROP FUNCTION {}.{SIGNATURE}", schema.name)).await.unwrap();
+
+    // The first completion finds the function missing, the next ones no longer look for it.
+    testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
+    testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
+    // Applying the schema again brings the function back; a store started afterwards uses it.
+    store.migrate().await.expect("migrate again");
+    let exists: bool = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(&format!("SELECT to_regprocedure('{}.{SIGNATURE}') IS NOT NULL", schema.name), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(exists, "migrate() creates the function on a table that lacked it");
+    testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(pool).with_schema(&schema.name))
+        .await;
+    schema.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn the_function_writes_to_its_own_schemas_table_whatever_the_search_path() {
+    let (records, decoy) = (TestSchema::create().await, TestSchema::create().await);
+    PostgresStore::new(decoy.pool(1)).migrate().await.expect("a decoy table first in the search_path");
+    // The store's connections look up names in the decoy's schema; its table and function are in `records`.
+    let store = PostgresStore::new(decoy.pool(4)).with_schema(&records.name);
+    store.migrate().await.expect("migrate");
+
+    testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
+    testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
+    let decoy_rows: i64 = decoy
+        .pool(1)
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM idempotency_records", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(decoy_rows, 0, "nothing reached the table the caller's search_path names");
+    records.drop_schema().await;
+    decoy.drop_schema().await;
+}
