@@ -10,14 +10,14 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::PostgresStore;
-use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, RecordId, Store, StoredResponse, testing};
+use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, Completion, RecordId, Store, StoredResponse, testing};
 use support::postgres::TestSchema;
 
 /// The function's argument types, as `DROP FUNCTION` and `CREATE OR REPLACE FUNCTION` name it.
 const SIGNATURE: &str =
     "idempotency_records_complete(bytea, bytea, text, text, bigint, float8, smallint, text[], bytea[], bytea)";
 
-/// Claims a fresh key on `store` and stores a response for it: what the completion answered.
+/// Claims a fresh key on `store` and stores a response for it: `Ok` when the response was stored.
 async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
     let request = ClaimRequest {
         id: RecordId {
@@ -36,7 +36,17 @@ async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
     let response =
         StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(b"{}")) };
     let attempt = Attempt { id: request.id, token: request.token };
-    store.complete(&attempt, &response, request.ttl).await.map(|_| ()).map_err(|error| error.to_string())
+    match store.complete(&attempt, &response, request.ttl).await {
+        Ok(Completion::Stored) => Ok(()),
+        Ok(other) => panic!("the attempt that holds the claim is fenced: {other:?}"),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Whether `schema` has the completion function.
+async fn has_function(pool: &deadpool_postgres::Pool, schema: &str) -> bool {
+    let query = format!("SELECT to_regprocedure('{schema}.{SIGNATURE}') IS NOT NULL");
+    pool.get().await.unwrap().query_one(&query, &[]).await.unwrap().get(0)
 }
 
 #[actix_web::test]
@@ -79,15 +89,7 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
     testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
     // Applying the schema again brings the function back; a store started afterwards uses it.
     store.migrate().await.expect("migrate again");
-    let exists: bool = pool
-        .get()
-        .await
-        .unwrap()
-        .query_one(&format!("SELECT to_regprocedure('{}.{SIGNATURE}') IS NOT NULL", schema.name), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(exists, "migrate() creates the function on a table that lacked it");
+    assert!(has_function(&pool, &schema.name).await, "migrate() creates the function on a table that lacked it");
     testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(pool).with_schema(&schema.name))
         .await;
     schema.drop_schema().await;
@@ -100,6 +102,7 @@ async fn the_function_writes_to_its_own_schemas_table_whatever_the_search_path()
     // The store's connections look up names in the decoy's schema; its table and function are in `records`.
     let store = PostgresStore::new(decoy.pool(4)).with_schema(&records.name);
     store.migrate().await.expect("migrate");
+    assert!(has_function(&decoy.pool(1), &records.name).await, "the function is created beside its table");
 
     testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
     testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
@@ -115,4 +118,30 @@ async fn the_function_writes_to_its_own_schemas_table_whatever_the_search_path()
     assert_eq!(decoy_rows, 0, "nothing reached the table the caller's search_path names");
     records.drop_schema().await;
     decoy.drop_schema().await;
+}
+
+#[actix_web::test]
+async fn migrating_as_another_role_leaves_the_function_to_its_owner() {
+    let schema = TestSchema::create().await;
+    let owner = schema.pool(2);
+    PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
+    let role = format!("{}_app", schema.name);
+    let grants = format!(
+        "CREATE ROLE {role} LOGIN; GRANT USAGE, CREATE ON SCHEMA {0} TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {0}.idempotency_records TO {role}",
+        schema.name
+    );
+    owner.get().await.unwrap().batch_execute(&grants).await.expect("an application role");
+    let mut config = schema.config();
+    config.user(&role);
+    let manager = deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, Default::default());
+    let app = deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap();
+
+    // Only the owner may replace a function: the application role's migrate() leaves it and succeeds.
+    PostgresStore::new(app.clone()).migrate().await.expect("another role's migrate()");
+    assert!(has_function(&owner, &schema.name).await, "the owner's function stays");
+    testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(app)).await;
+
+    schema.drop_schema().await;
+    owner.get().await.unwrap().batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
 }

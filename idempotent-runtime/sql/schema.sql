@@ -39,22 +39,36 @@ CREATE TABLE IF NOT EXISTS idempotency_records (
 );
 
 -- Stores an attempt's response if the record still carries its token (PostgresStore::complete; the same UPDATE
--- runs as a plain statement where this function is missing). A function because its plan is cached per
--- connection while the response stays a bound parameter: a prepared statement would do the same, but cannot be
--- shared behind a transaction-mode pooler, and the response must not be written into a statement's text (it
--- would reach the server log). `SET search_path FROM CURRENT` ties the table name to the schema this file is
--- applied in, whatever the caller's search_path. Its parameters' names and types are part of its identity:
--- changing them needs a DROP FUNCTION first.
-CREATE OR REPLACE FUNCTION idempotency_records_complete(
+-- runs as a plain statement where this function is missing or not executable). A function because its plan is
+-- cached per connection while the response stays a bound parameter: a prepared statement would do the same, but
+-- cannot be shared behind a transaction-mode pooler, and the response must not be written into a statement's text
+-- (it would reach the server log). It is created beside the table and names the table with its schema, so it
+-- updates that table whatever the caller's search_path. Only its owner may replace it: applied by another role,
+-- this step leaves it as it is. Its parameters' names and types are part of its identity: changing them needs a
+-- DROP FUNCTION first.
+DO $migrate$
+DECLARE
+    table_schema name := (SELECT relnamespace::regnamespace::name FROM pg_class
+                          WHERE oid = 'idempotency_records'::regclass);
+    existing regprocedure := to_regprocedure(format(
+        '%I.idempotency_records_complete(bytea, bytea, text, text, bigint, float8, smallint, text[], bytea[], bytea)',
+        table_schema));
+BEGIN
+    IF existing IS NOT NULL
+       AND NOT pg_has_role((SELECT proowner FROM pg_proc WHERE oid = existing), 'USAGE') THEN
+        RAISE NOTICE '% belongs to another role: left as it is', existing;
+        RETURN;
+    END IF;
+    EXECUTE format($create$
+CREATE OR REPLACE FUNCTION %1$I.idempotency_records_complete(
     p_key_hash bytea, p_scope_hash bytea, p_method text, p_route text, p_token bigint, p_ttl_secs float8,
     p_status smallint, p_header_names text[], p_header_values bytea[], p_body bytea)
 RETURNS SETOF boolean
 LANGUAGE plpgsql
-SET search_path FROM CURRENT
 AS $function$
 BEGIN
     RETURN QUERY
-    UPDATE idempotency_records
+    UPDATE %1$I.idempotency_records
     SET state = 'completed', locked_until = NULL, completed_at = now(),
         expires_at = now() + make_interval(secs => p_ttl_secs),
         status = p_status, header_names = p_header_names, header_values = p_header_values, body = p_body
@@ -62,4 +76,7 @@ BEGIN
       AND token = p_token AND state IN ('in_progress', 'completed')
     RETURNING has_waiters;
 END
-$function$;
+$function$
+$create$, table_schema);
+END
+$migrate$;

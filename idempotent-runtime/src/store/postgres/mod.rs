@@ -76,8 +76,8 @@ pub struct PostgresStore {
     /// The statements, rendered for the store's table.
     statements: Arc<Statements>,
     mode: StatementMode,
-    /// Set once a completion found the schema's completion function missing (a table created by an older
-    /// `sql/schema.sql`): completions then run as a plain statement.
+    /// Set once a completion found the schema's completion function missing or not executable: completions then
+    /// run as a plain statement.
     completion_function_missing: Arc<AtomicBool>,
 }
 
@@ -174,8 +174,9 @@ impl PostgresStore {
         self
     }
 
-    /// Creates the table (and the schema given to [`PostgresStore::with_schema`]) if it does not exist
-    /// ([`SCHEMA_SQL`]); safe to call from many processes at once, and through a transaction-mode pooler.
+    /// Creates the table (and the schema given to [`PostgresStore::with_schema`]) if it does not exist, and its
+    /// completion function, which it replaces only when this role owns it ([`SCHEMA_SQL`]); safe to call from
+    /// many processes at once, and through a transaction-mode pooler.
     ///
     /// # Errors
     ///

@@ -20,8 +20,10 @@ use crate::store::{
     TransactionalStore,
 };
 
-/// SQLSTATE `42883`: no function of that name and argument types.
-const UNDEFINED_FUNCTION: &str = "42883";
+/// SQLSTATEs that say the schema's completion function cannot be called: it does not exist (`42883`, a table
+/// created by an older `sql/schema.sql`), or this role may not execute it (`42501`). The plain `UPDATE` then
+/// stores the response; if the role lacks a privilege on the table too, that statement fails with the same answer.
+const COMPLETION_FUNCTION_UNUSABLE: [&str; 2] = ["42883", "42501"];
 
 impl PostgresStore {
     /// Claims by inserting or by reading first; each step that finds nothing conclusive moves to the other.
@@ -50,8 +52,9 @@ impl PostgresStore {
                 if self.execute(&self.statements.takeover, &claiming.takeover_params(&current)).await? == 1 {
                     return Ok(Claim::Acquired { took_over: true });
                 }
-                // Another request took it over first, or its owner finished: look again.
-                step = FirstStatement::Insert;
+                // Another request took it over first, or its owner finished: look again (a released record reads
+                // as absent, and the next step inserts).
+                step = FirstStatement::Read;
                 continue;
             }
             return Ok(Claim::Existing(record_from_row(row)?));
@@ -65,18 +68,18 @@ impl PostgresStore {
     /// Stores a response. Its arguments are bound: the response must not travel in a statement's text
     /// (`StatementMode::binding_arguments`). A bound statement is planned on every call unless it is prepared per
     /// connection, which only [`StatementMode::Prepared`] may do; the other modes call the schema's completion
-    /// function, whose plan each connection caches, or, where the function is missing (a table created by an
-    /// older `sql/schema.sql`), run the plain `UPDATE` and say so once.
+    /// function, whose plan each connection caches, or, where it cannot be called
+    /// ([`COMPLETION_FUNCTION_UNUSABLE`]), run the plain `UPDATE` and say so once.
     async fn completion_rows(&self, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         if self.mode != StatementMode::Prepared && !self.completion_function_missing.load(Ordering::Relaxed) {
             match self.query_binding_arguments(&self.statements.complete_function, params).await {
-                Err(error) if error.sqlstate() == Some(UNDEFINED_FUNCTION) => {
+                Err(error) if error.sqlstate().is_some_and(|code| COMPLETION_FUNCTION_UNUSABLE.contains(&code)) => {
                     if !self.completion_function_missing.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             %error,
-                            "the idempotency table's completion function is missing: completions run as a plain \
-                             UPDATE, planned each time; apply sql/schema.sql again (or call PostgresStore::migrate()) \
-                             and restart to use it"
+                            "the idempotency table's completion function cannot be called: completions run as a \
+                             plain UPDATE, planned each time; apply sql/schema.sql again (or call \
+                             PostgresStore::migrate()), grant EXECUTE on it, and restart to use it"
                         );
                     }
                 }
