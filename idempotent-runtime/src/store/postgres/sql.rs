@@ -10,8 +10,9 @@ use super::table::Table;
 /// Inserts a claim; no row when the record exists, which the claim then reads (`READ_SQL`). `ON CONFLICT DO
 /// NOTHING` neither locks nor writes the existing row, so replays stay read-only. A fresh key needs this statement
 /// alone, as plain as the floor's: returning the existing record from the same statement (a CTE and a `UNION ALL`
-/// branch reading it) cost PostgreSQL about 10% more per fresh key, and retries are served read first once they
-/// dominate (`ExistingShare`), where an existing record costs one statement either way.
+/// branch reading it) made claim and completion 15-25% slower than the floor's in pgbench (BENCHMARKS.md), and
+/// retries are served read first once they dominate (`ExistingShare`), where an existing record costs one
+/// statement either way.
 pub(super) const CLAIM_SQL: &str = "
 INSERT INTO {table}
     (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
