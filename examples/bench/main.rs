@@ -24,6 +24,7 @@ mod machine;
 mod measures;
 mod options;
 mod redis_app;
+mod redis_lua_floor;
 mod report;
 mod run_schema;
 mod scale;
@@ -88,6 +89,7 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         // The same `/lib` route on a RedisStore, and the floor on the same Redis (see `redis_app`).
         list.extend([
             on_redis("redis_floor_new", Plan::new(app::FLOOR_PATH, Keys::Fresh)),
+            on_redis("redis_lua_floor_new", Plan::new(redis_lua_floor::LUA_FLOOR_PATH, Keys::Fresh)),
             on_redis("redis_new", Plan::new(app::LIB_PATH, Keys::Fresh)),
             on_redis(
                 "redis_floor_replay",

@@ -22,9 +22,10 @@ usage: cargo run --release --example bench -- [options]
   --growth-keys N    fresh keys sent to a new memory store to find its worst request while it grows (default
                      1100000, i.e. past 10^6 records)
   --no-growth        skip that growth measurement
-  --redis            add the Redis scenarios: redis_floor_new, redis_new, redis_floor_replay, redis_replay (the
-                     library's RedisStore against a hand-written floor on the same Redis; REDIS_URL, default
-                     redis://127.0.0.1:6379); with --only, name them to run them alone
+  --redis            add the Redis scenarios: redis_floor_new, redis_lua_floor_new, redis_new, redis_floor_replay,
+                     redis_replay (the library's RedisStore against hand-written floors on the same Redis, the
+                     second running the library's own scripts; REDIS_URL, default redis://127.0.0.1:6379); with
+                     --only, name them to run them alone
   --all              every figure in one run: the scenarios (PostgreSQL, memory store and Redis), the growth, the
                      RSS measurement, then the --scale run (claims at 10^4 and --scale-rows records, and the purge)
 

@@ -5,6 +5,7 @@
 //!   an expiry), the handler body, one completion script (fenced by the token: `HSET` of state, status, headers
 //!   and body, and the ttl's expiry). Two round trips, `EVALSHA` each, as the library's.
 //! - `redis_floor_replay`: one `HMGET` of the record, the fingerprint check, the stored response written out.
+//! - `redis_lua_floor_new` (`POST /floor_lua`, see `redis_lua_floor`): the library's own two scripts, called plainly.
 //!
 //! Both sides connect on the server worker's runtime (lazily, at the first request), as a real app's store does,
 //! so that their connections' I/O is the server's CPU and never the client's. The library's store is wrapped in
@@ -28,6 +29,7 @@ use tokio::sync::OnceCell;
 
 use crate::app::{self, FLOOR_PATH, FLOOR_REPLAY_HEADER, Order, respond};
 use crate::floor::{Identity, storable};
+use crate::redis_lua_floor::{LUA_FLOOR_PATH, LuaFloor, lua_floor_new};
 use crate::timed_store::TimedStore;
 
 /// The floor's claim: the record must not exist; it is created in progress with the lease as its expiry.
@@ -52,7 +54,7 @@ const FLOOR_TTL_MS: u64 = 24 * 3600 * 1000;
 pub(crate) struct RedisServer {
     pub(crate) server: app::Server,
     pub(crate) url: String,
-    pub(crate) prefixes: [String; 2],
+    pub(crate) prefixes: [String; 3],
 }
 
 /// The Redis server the scenarios use: `REDIS_URL`, default the local one.
@@ -65,29 +67,40 @@ pub(crate) async fn start(workers: usize) -> Result<RedisServer, String> {
     let url = redis_url();
     let lib_prefix = format!("bench:{}:lib:", std::process::id());
     let floor_prefix = format!("bench:{}:floor:", std::process::id());
+    let lua_floor_prefix = format!("bench:{}:lua_floor:", std::process::id());
     RedisStore::node(url.clone()).key_prefix(lib_prefix.clone()).connect().await.map_err(|error| {
         format!("Redis is not usable at REDIS_URL={url}: {error}\nstart it with: redis-server --daemonize yes")
     })?;
     let (lib_url, lib_prefix_for_app) = (url.clone(), lib_prefix.clone());
     let (floor_url, floor_prefix_for_app) = (url.clone(), floor_prefix.clone());
+    let lua_floor_prefix_for_app = lua_floor_prefix.clone();
     let server = app::serve!(
         move || {
             // One store and one floor connection per worker, connected on that worker's runtime.
             let store = LazyRedis { url: lib_url.clone(), prefix: lib_prefix_for_app.clone(), store: OnceCell::new() };
             let idempotency = Idempotency::builder(TimedStore(store)).build();
             let floor = web::Data::new(RedisFloor::new(floor_url.clone(), floor_prefix_for_app.clone()));
-            App::new().app_data(idempotency).app_data(floor).service(app::lib).service(
-                web::resource(FLOOR_PATH)
-                    .route(
-                        web::post().guard(guard::Header(FLOOR_REPLAY_HEADER.0, FLOOR_REPLAY_HEADER.1)).to(floor_replay),
-                    )
-                    .route(web::post().to(floor_new)),
-            )
+            let lua_floor = web::Data::new(LuaFloor::new(floor_url.clone(), lua_floor_prefix_for_app.clone()));
+            App::new()
+                .app_data(idempotency)
+                .app_data(floor)
+                .app_data(lua_floor)
+                .service(app::lib)
+                .service(
+                    web::resource(FLOOR_PATH)
+                        .route(
+                            web::post()
+                                .guard(guard::Header(FLOOR_REPLAY_HEADER.0, FLOOR_REPLAY_HEADER.1))
+                                .to(floor_replay),
+                        )
+                        .route(web::post().to(floor_new)),
+                )
+                .route(LUA_FLOOR_PATH, web::post().to(lua_floor_new))
         },
         workers
     )
     .map_err(|error| format!("cannot start the Redis server: {error}"))?;
-    Ok(RedisServer { server, url, prefixes: [lib_prefix, floor_prefix] })
+    Ok(RedisServer { server, url, prefixes: [lib_prefix, floor_prefix, lua_floor_prefix] })
 }
 
 impl RedisServer {
@@ -226,7 +239,7 @@ impl RedisFloor {
 }
 
 /// Headers as `name: value\n` lines (the floor's own encoding; values never hold a newline).
-fn encode_headers(head: &HttpResponse<()>) -> Vec<u8> {
+pub(crate) fn encode_headers(head: &HttpResponse<()>) -> Vec<u8> {
     let mut encoded = Vec::new();
     for (name, value) in head.headers().iter().filter(|(name, _)| storable(name)) {
         encoded.extend_from_slice(name.as_str().as_bytes());

@@ -30,11 +30,12 @@ pub(crate) struct Results {
 }
 
 /// The library-to-floor pairs whose requests/s ratio is reported per round and as the median of the rounds.
-const FLOOR_PAIRS: [(&str, &str, &str); 5] = [
+const FLOOR_PAIRS: [(&str, &str, &str); 6] = [
     ("new/floor_new", "new", "floor_new"),
     ("replay/floor_replay", "replay", "floor_replay"),
     ("new_tx/floor_new_tx", "new_tx", "floor_new_tx"),
     ("redis_new/redis_floor_new", "redis_new", "redis_floor_new"),
+    ("redis_new/redis_lua_floor_new", "redis_new", "redis_lua_floor_new"),
     ("redis_replay/redis_floor_replay", "redis_replay", "redis_floor_replay"),
 ];
 
@@ -61,6 +62,9 @@ impl Results {
             ("new/new_unnamed", "new", "new_unnamed"),
             ("replay/replay_unnamed", "replay", "replay_unnamed"),
             ("redis_new/redis_floor_new", "redis_new", "redis_floor_new"),
+            // Issue 12's floor: the library's own scripts, called plainly (`redis_lua_floor`).
+            ("redis_new/redis_lua_floor_new", "redis_new", "redis_lua_floor_new"),
+            ("redis_lua_floor_new/redis_floor_new", "redis_lua_floor_new", "redis_floor_new"),
             ("redis_replay/redis_floor_replay", "redis_replay", "redis_floor_replay"),
             // The library on Redis against the library on PostgreSQL, in the same run.
             ("redis_new/new", "redis_new", "new"),

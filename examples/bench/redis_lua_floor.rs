@@ -1,0 +1,139 @@
+//! The Redis floor as issue 12 words it: "the same Lua or commands, written plainly". `redis_lua_floor_new` runs
+//! the library's own claim and completion scripts (the very files `RedisStore` loads), on keys laid out as the
+//! library's, from a hand-written handler: no middleware, no store trait, no response capture.
+//!
+//! It is the second Redis floor. The first (`redis_floor_new`, in `redis_app`) is the least any Redis layer must
+//! do: no status-lookup index, no take-over rule, no server clock. Against this one the ratio measures what the
+//! library's Rust layer costs above its scripts; against the first, what its scripts cost too. Both are reported.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody as _;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use idempotent_runtime::to_hex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use tokio::sync::OnceCell;
+
+use crate::app::{Order, respond};
+use crate::floor::Identity;
+use crate::redis_app::encode_headers;
+
+/// The library's scripts, byte for byte.
+const CLAIM_LUA: &str = include_str!("../../idempotent-runtime/src/store/redis/claim.lua");
+const COMPLETE_LUA: &str = include_str!("../../idempotent-runtime/src/store/redis/complete.lua");
+
+/// The route this floor serves (`POST`, fresh keys only).
+pub(crate) const LUA_FLOOR_PATH: &str = "/floor_lua";
+
+const LEASE_MS: u64 = 30_000;
+const TTL_MS: u64 = 24 * 3600 * 1000;
+/// The library's `EXPIRY_GRACE`: Redis forgets a record this long after it expires.
+const GRACE_MS: u64 = 5_000;
+
+pub(crate) struct LuaFloor {
+    url: String,
+    prefix: String,
+    connection: OnceCell<ConnectionManager>,
+    claim: Arc<Script>,
+    complete: Arc<Script>,
+}
+
+/// The keys of one record, laid out as the library's (`store/redis/keys.rs`): one hash tag per (scope, key).
+struct Keys {
+    record: Vec<u8>,
+    index: Vec<u8>,
+    member: Vec<u8>,
+    channel: Vec<u8>,
+}
+
+impl LuaFloor {
+    pub(crate) fn new(url: String, prefix: String) -> Self {
+        Self {
+            url,
+            prefix,
+            connection: OnceCell::new(),
+            claim: Arc::new(Script::new(CLAIM_LUA)),
+            complete: Arc::new(Script::new(COMPLETE_LUA)),
+        }
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| async {
+                let client = redis::Client::open(self.url.as_str())?;
+                client.get_connection_manager_with_config(ConnectionManagerConfig::new()).await
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(connection.clone())
+    }
+
+    fn keys(&self, id: &Identity) -> Keys {
+        let stem = format!("{}{{{}{}}}", self.prefix, to_hex(&id.scope_hash), to_hex(&id.key_hash));
+        let member = format!("{} {}", id.method, id.route);
+        Keys {
+            record: format!("{stem}:r:{member}").into_bytes(),
+            index: format!("{stem}:i").into_bytes(),
+            channel: format!("{stem}:w:{member}").into_bytes(),
+            member: member.into_bytes(),
+        }
+    }
+}
+
+/// `redis_lua_floor_new`: the library's claim script, the handler body, the library's completion script.
+pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web::Data<LuaFloor>) -> HttpResponse {
+    let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
+    let mut connection = match floor.connection().await {
+        Ok(connection) => connection,
+        Err(error) => return HttpResponse::ServiceUnavailable().body(error),
+    };
+    let keys = floor.keys(&id);
+    let token = fastrand::i64(..);
+    let claimed: Result<Value, _> = floor
+        .claim
+        .key(&keys.record)
+        .key(&keys.index)
+        .arg(id.fingerprint.as_slice())
+        .arg(token)
+        .arg(LEASE_MS)
+        .arg(TTL_MS)
+        .arg(GRACE_MS)
+        .arg(&keys.member)
+        .invoke_async(&mut connection)
+        .await;
+    match claimed {
+        // `{1, took_over}` when acquired; the seven-field record otherwise.
+        Ok(Value::Array(items)) if items.len() == 2 => {}
+        Ok(_) => return HttpResponse::Conflict().finish(),
+        Err(error) => return HttpResponse::ServiceUnavailable().body(error.to_string()),
+    }
+    let Ok(order) = serde_json::from_slice::<Order>(&body) else { return HttpResponse::BadRequest().finish() };
+    let response = respond(&order);
+
+    let (head, body) = response.into_parts();
+    let Ok(bytes) = body.try_into_bytes() else { return HttpResponse::InternalServerError().finish() };
+    let stored: Result<i64, _> = floor
+        .complete
+        .key(&keys.record)
+        .key(&keys.index)
+        .arg(token)
+        .arg(TTL_MS)
+        .arg(GRACE_MS)
+        .arg(head.status().as_u16())
+        .arg(encode_headers(&head))
+        .arg("1")
+        .arg(bytes.as_ref())
+        .arg("PUBLISH")
+        .arg(&keys.channel)
+        .invoke_async(&mut connection)
+        .await;
+    match stored {
+        Ok(1) => {}
+        Ok(_) => eprintln!("redis lua floor: a completion was fenced"),
+        Err(error) => eprintln!("redis lua floor: could not store a response: {error}"),
+    }
+    head.set_body(bytes).map_into_boxed_body()
+}
