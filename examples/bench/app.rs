@@ -25,7 +25,10 @@
 //! memory-store scenarios (`mem_new`, `mem_replay`, and the growth past 10^6 keys). A third, in `redis_app`, serves
 //! it on a `RedisStore` next to a Redis floor (`redis_new`, `redis_replay`, `redis_floor_new`, `redis_floor_replay`).
 
+use actix_web::body::MessageBody as _;
 use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{App, HttpResponse, guard, post, web};
 use deadpool_postgres::Pool;
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Tx, idempotent};
@@ -73,6 +76,15 @@ pub(crate) fn respond(order: &Order) -> HttpResponse {
         reference: &order.reference,
         status: "accepted-for-processing",
     })
+}
+
+/// The handler body as a floor runs it: the order parsed and answered, and the answer split into its head (to
+/// store) and its bytes. `Err` is the status to answer instead: 400 for a body that is not an order.
+pub(crate) fn floor_answer(body: &[u8]) -> Result<(HttpResponse<()>, Bytes), StatusCode> {
+    let Ok(order) = serde_json::from_slice::<Order>(body) else { return Err(StatusCode::BAD_REQUEST) };
+    let (head, body) = respond(&order).into_parts();
+    let Ok(bytes) = body.try_into_bytes() else { return Err(StatusCode::INTERNAL_SERVER_ERROR) };
+    Ok((head, bytes))
 }
 
 #[post("/bare")]

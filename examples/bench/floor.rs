@@ -10,7 +10,7 @@ use deadpool_postgres::{GenericClient as _, Pool};
 use sha2::{Digest as _, Sha256};
 use tokio_postgres::types::ToSql;
 
-use crate::app::{Order, respond};
+use crate::app::{Order, floor_answer, respond};
 
 /// The floor's table: the columns, constraints, primary key and storage options of `idempotency_records` (as
 /// `sql/schema.sql` makes them), copied from the live table so that the two never drift apart.
@@ -150,11 +150,10 @@ pub(crate) async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Dat
         Ok(_) => return HttpResponse::Conflict().finish(),
         Err(error) => return HttpResponse::ServiceUnavailable().body(error),
     }
-    let Ok(order) = serde_json::from_slice::<Order>(&body) else { return HttpResponse::BadRequest().finish() };
-    let response = respond(&order);
-
-    let (head, body) = response.into_parts();
-    let Ok(bytes) = body.try_into_bytes() else { return HttpResponse::InternalServerError().finish() };
+    let (head, bytes) = match floor_answer(&body) {
+        Ok(answer) => answer,
+        Err(status) => return HttpResponse::build(status).finish(),
+    };
     let status = i16::try_from(head.status().as_u16()).unwrap_or(i16::MAX);
     let names: Vec<&str> = head.headers().iter().filter(|(name, _)| storable(name)).map(|(n, _)| n.as_str()).collect();
     let values: Vec<&[u8]> =

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::MessageBody as _;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
@@ -27,7 +26,7 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use crate::app::{self, FLOOR_PATH, FLOOR_REPLAY_HEADER, Order, respond};
+use crate::app::{self, FLOOR_PATH, FLOOR_REPLAY_HEADER, floor_answer};
 use crate::floor::{Identity, storable};
 use crate::redis_lua_floor::{LUA_FLOOR_PATH, LuaFloor, lua_floor_new};
 use crate::timed_store::TimedStore;
@@ -200,26 +199,18 @@ impl Store for LazyRedis {
 // The floor.
 // ---------------------------------------------------------------------------------------------------------------
 
-struct RedisFloor {
+/// A floor's connection to Redis, made at its first request, on the runtime of the worker that serves it.
+pub(crate) struct FloorConnection {
     url: String,
-    prefix: String,
     connection: OnceCell<ConnectionManager>,
-    claim: Arc<Script>,
-    complete: Arc<Script>,
 }
 
-impl RedisFloor {
-    fn new(url: String, prefix: String) -> Self {
-        Self {
-            url,
-            prefix,
-            connection: OnceCell::new(),
-            claim: Arc::new(Script::new(FLOOR_CLAIM_LUA)),
-            complete: Arc::new(Script::new(FLOOR_COMPLETE_LUA)),
-        }
+impl FloorConnection {
+    pub(crate) fn new(url: String) -> Self {
+        Self { url, connection: OnceCell::new() }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, String> {
+    pub(crate) async fn get(&self) -> Result<ConnectionManager, String> {
         let connection = self
             .connection
             .get_or_try_init(|| async {
@@ -229,6 +220,24 @@ impl RedisFloor {
             .await
             .map_err(|error| error.to_string())?;
         Ok(connection.clone())
+    }
+}
+
+struct RedisFloor {
+    prefix: String,
+    connection: FloorConnection,
+    claim: Arc<Script>,
+    complete: Arc<Script>,
+}
+
+impl RedisFloor {
+    fn new(url: String, prefix: String) -> Self {
+        Self {
+            prefix,
+            connection: FloorConnection::new(url),
+            claim: Arc::new(Script::new(FLOOR_CLAIM_LUA)),
+            complete: Arc::new(Script::new(FLOOR_COMPLETE_LUA)),
+        }
     }
 
     /// The record's key: the prefix, the (scope, key) as a hash tag, the method and route (as the library's).
@@ -253,7 +262,7 @@ pub(crate) fn encode_headers(head: &HttpResponse<()>) -> Vec<u8> {
 /// `redis_floor_new`: claim (1 script), the handler body, store the response (1 script).
 async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloor>) -> HttpResponse {
     let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut connection = match floor.connection().await {
+    let mut connection = match floor.connection.get().await {
         Ok(connection) => connection,
         Err(error) => return HttpResponse::ServiceUnavailable().body(error),
     };
@@ -272,11 +281,10 @@ async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloo
         Ok(_) => return HttpResponse::Conflict().finish(),
         Err(error) => return HttpResponse::ServiceUnavailable().body(error.to_string()),
     }
-    let Ok(order) = serde_json::from_slice::<Order>(&body) else { return HttpResponse::BadRequest().finish() };
-    let response = respond(&order);
-
-    let (head, body) = response.into_parts();
-    let Ok(bytes) = body.try_into_bytes() else { return HttpResponse::InternalServerError().finish() };
+    let (head, bytes) = match floor_answer(&body) {
+        Ok(answer) => answer,
+        Err(status) => return HttpResponse::build(status).finish(),
+    };
     let stored: Result<i64, _> = floor
         .complete
         .key(&key)
@@ -296,7 +304,7 @@ async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloo
 /// `redis_floor_replay`: one `HMGET`, the fingerprint check, and the stored response written out.
 async fn floor_replay(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloor>) -> HttpResponse {
     let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut connection = match floor.connection().await {
+    let mut connection = match floor.connection.get().await {
         Ok(connection) => connection,
         Err(error) => return HttpResponse::ServiceUnavailable().body(error),
     };

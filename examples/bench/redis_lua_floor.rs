@@ -8,17 +8,14 @@
 
 use std::sync::Arc;
 
-use actix_web::body::MessageBody as _;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use idempotent_runtime::to_hex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
-use tokio::sync::OnceCell;
 
-use crate::app::{Order, respond};
+use crate::app::floor_answer;
 use crate::floor::Identity;
-use crate::redis_app::encode_headers;
+use crate::redis_app::{FloorConnection, encode_headers};
 
 /// The library's scripts, byte for byte.
 const CLAIM_LUA: &str = include_str!("../../idempotent-runtime/src/store/redis/claim.lua");
@@ -33,9 +30,8 @@ const TTL_MS: u64 = 24 * 3600 * 1000;
 const GRACE_MS: u64 = 5_000;
 
 pub(crate) struct LuaFloor {
-    url: String,
     prefix: String,
-    connection: OnceCell<ConnectionManager>,
+    connection: FloorConnection,
     claim: Arc<Script>,
     complete: Arc<Script>,
 }
@@ -51,24 +47,11 @@ struct Keys {
 impl LuaFloor {
     pub(crate) fn new(url: String, prefix: String) -> Self {
         Self {
-            url,
             prefix,
-            connection: OnceCell::new(),
+            connection: FloorConnection::new(url),
             claim: Arc::new(Script::new(CLAIM_LUA)),
             complete: Arc::new(Script::new(COMPLETE_LUA)),
         }
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, String> {
-        let connection = self
-            .connection
-            .get_or_try_init(|| async {
-                let client = redis::Client::open(self.url.as_str())?;
-                client.get_connection_manager_with_config(ConnectionManagerConfig::new()).await
-            })
-            .await
-            .map_err(|error| error.to_string())?;
-        Ok(connection.clone())
     }
 
     fn keys(&self, id: &Identity) -> Keys {
@@ -86,7 +69,7 @@ impl LuaFloor {
 /// `redis_lua_floor_new`: the library's claim script, the handler body, the library's completion script.
 pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web::Data<LuaFloor>) -> HttpResponse {
     let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut connection = match floor.connection().await {
+    let mut connection = match floor.connection.get().await {
         Ok(connection) => connection,
         Err(error) => return HttpResponse::ServiceUnavailable().body(error),
     };
@@ -110,11 +93,10 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
         Ok(_) => return HttpResponse::Conflict().finish(),
         Err(error) => return HttpResponse::ServiceUnavailable().body(error.to_string()),
     }
-    let Ok(order) = serde_json::from_slice::<Order>(&body) else { return HttpResponse::BadRequest().finish() };
-    let response = respond(&order);
-
-    let (head, body) = response.into_parts();
-    let Ok(bytes) = body.try_into_bytes() else { return HttpResponse::InternalServerError().finish() };
+    let (head, bytes) = match floor_answer(&body) {
+        Ok(answer) => answer,
+        Err(status) => return HttpResponse::build(status).finish(),
+    };
     let stored: Result<i64, _> = floor
         .complete
         .key(&keys.record)
