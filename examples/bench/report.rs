@@ -16,6 +16,9 @@ pub(crate) const TARGET_MEMORY_MAX_US: f64 = 20_000.0;
 /// The issue's target for the library's throughput against its floor (median of the rounds).
 pub(crate) const TARGET_FLOOR_RATIO: f64 = 0.95;
 
+/// Issue 12's target for the library on Redis against its floor (median of the rounds).
+pub(crate) const TARGET_REDIS_RATIO: f64 = 0.9;
+
 /// Everything a default run measured.
 pub(crate) struct Results {
     pub(crate) options: Options,
@@ -140,6 +143,33 @@ impl Results {
             ));
         }
         lines
+    }
+
+    /// The lines that answer issue 12's "Done when": fresh keys against the floor the issue names (the library's
+    /// own scripts, called plainly) and replays against theirs; the least-work floor's ratio beside them.
+    pub(crate) fn redis_targets(&self) -> Vec<String> {
+        let rounds = self.round_ratios();
+        let line = |pair: &str, target: Option<f64>| {
+            let (_, each, median) = rounds.iter().find(|(label, _, _)| *label == pair)?;
+            let each: Vec<String> = each.iter().map(|ratio| format!("{ratio:.3}")).collect();
+            let verdict = match target {
+                Some(target) => format!("(target >= {target}): {}", verdict(*median >= target)),
+                None => "(the least-work floor: reported, no target)".to_owned(),
+            };
+            Some(format!(
+                "{pair}: req/s ratio median {median:.3} of {} round(s) [{}] {verdict}",
+                each.len(),
+                each.join(", ")
+            ))
+        };
+        [
+            line("redis_new/redis_lua_floor_new", Some(TARGET_REDIS_RATIO)),
+            line("redis_replay/redis_floor_replay", Some(TARGET_REDIS_RATIO)),
+            line("redis_new/redis_floor_new", None),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     pub(crate) fn print(&self) {
