@@ -1,10 +1,11 @@
 //! The schema's completion function (`idempotency_records_complete`, `sql/schema.sql`): by default a response is
 //! stored through it (its plan cached per connection, the response still bound), it updates the table of the
 //! schema it was created in whatever the caller's `search_path`, and a table created before it existed keeps
-//! storing responses with the plain `UPDATE`.
+//! storing responses with the plain `UPDATE`, saying so once.
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -12,6 +13,7 @@ use actix_web::web::Bytes;
 use idempotent_runtime::PostgresStore;
 use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, Completion, RecordId, Store, StoredResponse, testing};
 use support::postgres::TestSchema;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The function's argument types, as `DROP FUNCTION` and `CREATE OR REPLACE FUNCTION` name it.
 const SIGNATURE: &str =
@@ -88,14 +90,46 @@ async fn responses_are_stored_through_the_function_except_on_named_statements() 
     schema.drop_schema().await;
 }
 
+/// What this thread's code logs while a test runs (the test's runtime runs the store on the test's thread).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn lines_containing(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().filter(|line| line.contains(text)).count()
+    }
+}
+
 #[actix_web::test]
 async fn a_table_created_before_the_function_existed_still_stores_responses() {
     let (schema, pool, store) = migrated_store().await;
     pool.get().await.unwrap().batch_execute(&format!("DROP FUNCTION {}.{SIGNATURE}", schema.name)).await.unwrap();
 
-    // The first completion finds the function missing, the next ones no longer look for it.
+    // The first completion finds the function missing and says so; the next ones no longer look for it.
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let capturing =
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish().set_default();
     testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
     testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
+    claim_and_complete(&store).await.expect("a third completion");
+    drop(capturing);
+    assert_eq!(
+        logs.lines_containing("completion function cannot be called"),
+        1,
+        "one warning for the store, not one per completion"
+    );
     // Applying the schema again brings the function back; a store started afterwards uses it.
     store.migrate().await.expect("migrate again");
     assert!(has_function(&pool, &schema.name).await, "migrate() creates the function on a table that lacked it");
