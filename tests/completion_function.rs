@@ -19,8 +19,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 const SIGNATURE: &str =
     "idempotency_records_complete(bytea, bytea, text, text, bigint, float8, smallint, text[], bytea[], bytea)";
 
-/// Claims a fresh key on `store` and stores a response for it: `Ok` when the response was stored.
-async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
+/// Claims a fresh key on `store`: the attempt that holds it.
+async fn claim_fresh(store: &dyn Store) -> Attempt {
     let request = ClaimRequest {
         id: RecordId {
             scope_hash: [3; 32],
@@ -35,14 +35,24 @@ async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
     };
     let claim = store.claim(&request).await.expect("claim");
     assert!(matches!(claim, Claim::Acquired { .. }), "a fresh key is acquired: {claim:?}");
+    Attempt { id: request.id, token: request.token }
+}
+
+/// Stores a response for `attempt`: `Ok` when it was stored.
+async fn complete(store: &dyn Store, attempt: &Attempt) -> Result<(), String> {
     let response =
         StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(b"{}")) };
-    let attempt = Attempt { id: request.id, token: request.token };
-    match store.complete(&attempt, &response, request.ttl).await {
+    match store.complete(attempt, &response, Duration::from_secs(60)).await {
         Ok(Completion::Stored) => Ok(()),
         Ok(other) => panic!("the attempt that holds the claim is fenced: {other:?}"),
         Err(error) => Err(error.to_string()),
     }
+}
+
+/// Claims a fresh key on `store` and stores a response for it: `Ok` when the response was stored.
+async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
+    let attempt = claim_fresh(store).await;
+    complete(store, &attempt).await
 }
 
 /// Whether `schema` has the completion function.
@@ -116,14 +126,21 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
     let (schema, pool, store) = migrated_store().await;
     pool.get().await.unwrap().batch_execute(&format!("DROP FUNCTION {}.{SIGNATURE}", schema.name)).await.unwrap();
 
-    // The first completion finds the function missing and says so; the next ones no longer look for it.
+    // The first completions, at once, all find the function missing; the store says so once, and the next
+    // completions no longer look for it.
     let logs = Logs::default();
     let writer = logs.clone();
     let capturing =
         tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish().set_default();
+    let mut attempts = Vec::new();
+    for _ in 0..4 {
+        attempts.push(claim_fresh(&store).await);
+    }
+    // Sent together, the four completions all try the function before any of them hears it is missing.
+    let first = futures_util::future::join_all(attempts.iter().map(|attempt| complete(&store, attempt))).await;
+    assert!(first.iter().all(Result::is_ok), "every first completion is stored: {first:?}");
     testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
     testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
-    claim_and_complete(&store).await.expect("a third completion");
     drop(capturing);
     assert_eq!(
         logs.lines_containing("completion function cannot be called"),

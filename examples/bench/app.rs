@@ -82,8 +82,8 @@ pub(crate) fn respond(order: &Order) -> HttpResponse {
 /// store) and its bytes. `Err` is the status to answer instead: 400 for a body that is not an order.
 pub(crate) fn floor_answer(body: &[u8]) -> Result<(HttpResponse<()>, Bytes), StatusCode> {
     let Ok(order) = serde_json::from_slice::<Order>(body) else { return Err(StatusCode::BAD_REQUEST) };
-    let (head, body) = respond(&order).into_parts();
-    let Ok(bytes) = body.try_into_bytes() else { return Err(StatusCode::INTERNAL_SERVER_ERROR) };
+    let (head, answer) = respond(&order).into_parts();
+    let Ok(bytes) = answer.try_into_bytes() else { return Err(StatusCode::INTERNAL_SERVER_ERROR) };
     Ok((head, bytes))
 }
 

@@ -1,5 +1,6 @@
-//! The Redis scenarios' server: the same `POST /lib` route on the library's [`RedisStore`], and `POST /floor`, a
-//! hand-written floor on the same Redis: the least any Redis idempotency layer must do.
+//! The Redis scenarios' server: the same `POST /lib` route on the library's [`RedisStore`], `POST /floor`, a
+//! hand-written floor on the same Redis (the least any Redis idempotency layer must do), and `POST /floor_lua`,
+//! the floor issue 12 names (the library's own scripts, sent by a plain handler).
 //!
 //! - `redis_floor_new`: one claim script (the record must not exist: `HSET` of fingerprint, token and state, and
 //!   an expiry), the handler body, one completion script (fenced by the token: `HSET` of state, status, headers
@@ -7,12 +8,11 @@
 //! - `redis_floor_replay`: one `HMGET` of the record, the fingerprint check, the stored response written out.
 //! - `redis_lua_floor_new` (`POST /floor_lua`, see `redis_lua_floor`): the library's own two scripts, called plainly.
 //!
-//! Both sides connect on the server worker's runtime (lazily, at the first request), as a real app's store does,
+//! Every side connects on the server worker's runtime (lazily, at the first request), as a real app's store does,
 //! so that their connections' I/O is the server's CPU and never the client's. The library's store is not wrapped
 //! in `TimedStore`: the timing cost the library's side 6 µs of server CPU per fresh key and about 8% of its
 //! throughput, work that no floor does (BENCHMARKS.md, Redis).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -49,7 +49,7 @@ return 1";
 const FLOOR_LEASE_MS: u64 = 30_000;
 const FLOOR_TTL_MS: u64 = 24 * 3600 * 1000;
 
-/// The server and the key prefixes its two sides write under (deleted at the end).
+/// The server and the key prefixes its library and its two floors write under (deleted at the end).
 pub(crate) struct RedisServer {
     pub(crate) server: app::Server,
     pub(crate) url: String,
@@ -206,10 +206,12 @@ pub(crate) struct FloorConnection {
 }
 
 impl FloorConnection {
+    /// A connection to `url`, not made yet.
     pub(crate) fn new(url: String) -> Self {
         Self { url, connection: OnceCell::new() }
     }
 
+    /// The connection, made at the first call (on the caller's runtime); the error as text for a 503.
     pub(crate) async fn get(&self) -> Result<ConnectionManager, String> {
         let connection = self
             .connection
@@ -226,8 +228,8 @@ impl FloorConnection {
 struct RedisFloor {
     prefix: String,
     connection: FloorConnection,
-    claim: Arc<Script>,
-    complete: Arc<Script>,
+    claim: Script,
+    complete: Script,
 }
 
 impl RedisFloor {
@@ -235,8 +237,8 @@ impl RedisFloor {
         Self {
             prefix,
             connection: FloorConnection::new(url),
-            claim: Arc::new(Script::new(FLOOR_CLAIM_LUA)),
-            complete: Arc::new(Script::new(FLOOR_COMPLETE_LUA)),
+            claim: Script::new(FLOOR_CLAIM_LUA),
+            complete: Script::new(FLOOR_COMPLETE_LUA),
         }
     }
 

@@ -1,16 +1,15 @@
 //! The Redis floor as issue 12 words it: "the same Lua or commands, written plainly". `redis_lua_floor_new` runs
 //! the library's own claim and completion scripts (the very files `RedisStore` loads), on keys laid out as the
-//! library's, from a hand-written handler: no middleware, no store trait, no response capture.
+//! library's, from a hand-written handler: no middleware, no store trait, no response capture. The stored headers
+//! use the floors' own `name: value` lines (the library's encoding differs by a few bytes).
 //!
 //! It is the second Redis floor. The first (`redis_floor_new`, in `redis_app`) is the least any Redis layer must
 //! do: no status-lookup index, no take-over rule, no server clock. Against this one the ratio measures what the
 //! library's Rust layer costs above its scripts; against the first, what its scripts cost too. Both are reported.
 
-use std::sync::Arc;
-
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use idempotent_runtime::to_hex;
+use idempotent_runtime::{DEFAULT_LEASE, DEFAULT_TTL, to_hex};
 use redis::{Script, Value};
 
 use crate::app::floor_answer;
@@ -24,20 +23,22 @@ const COMPLETE_LUA: &str = include_str!("../../idempotent-runtime/src/store/redi
 /// The route this floor serves (`POST`, fresh keys only).
 pub(crate) const LUA_FLOOR_PATH: &str = "/floor_lua";
 
-const LEASE_MS: u64 = 30_000;
-const TTL_MS: u64 = 24 * 3600 * 1000;
+/// The lease and ttl of the library's route (`#[idempotent(scope = "global")]` keeps the defaults).
+const LEASE_MS: u64 = DEFAULT_LEASE.as_millis() as u64;
+const TTL_MS: u64 = DEFAULT_TTL.as_millis() as u64;
 /// The library's `EXPIRY_GRACE`: Redis forgets a record this long after it expires.
 const GRACE_MS: u64 = 5_000;
 
+/// The floor's state in each server worker: its key prefix, its connection and the library's two scripts.
 pub(crate) struct LuaFloor {
     prefix: String,
     connection: FloorConnection,
-    claim: Arc<Script>,
-    complete: Arc<Script>,
+    claim: Script,
+    complete: Script,
 }
 
 /// The keys of one record, laid out as the library's (`store/redis/keys.rs`): one hash tag per (scope, key).
-struct Keys {
+struct RecordKeys {
     record: Vec<u8>,
     index: Vec<u8>,
     member: Vec<u8>,
@@ -45,19 +46,21 @@ struct Keys {
 }
 
 impl LuaFloor {
+    /// A floor on the Redis at `url`, writing under `prefix`; it connects at its first request.
     pub(crate) fn new(url: String, prefix: String) -> Self {
         Self {
             prefix,
             connection: FloorConnection::new(url),
-            claim: Arc::new(Script::new(CLAIM_LUA)),
-            complete: Arc::new(Script::new(COMPLETE_LUA)),
+            claim: Script::new(CLAIM_LUA),
+            complete: Script::new(COMPLETE_LUA),
         }
     }
 
-    fn keys(&self, id: &Identity) -> Keys {
+    /// The record's keys, as `store/redis/keys.rs` makes them.
+    fn keys(&self, id: &Identity) -> RecordKeys {
         let stem = format!("{}{{{}{}}}", self.prefix, to_hex(&id.scope_hash), to_hex(&id.key_hash));
         let member = format!("{} {}", id.method, id.route);
-        Keys {
+        RecordKeys {
             record: format!("{stem}:r:{member}").into_bytes(),
             index: format!("{stem}:i").into_bytes(),
             channel: format!("{stem}:w:{member}").into_bytes(),
@@ -88,9 +91,11 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
         .invoke_async(&mut connection)
         .await;
     match claimed {
-        // `{1, took_over}` when acquired; the seven-field record otherwise.
+        // `{1, took_over}` when acquired; the seven-field record otherwise; anything else is an error, as in the
+        // library.
         Ok(Value::Array(items)) if items.len() == 2 => {}
-        Ok(_) => return HttpResponse::Conflict().finish(),
+        Ok(Value::Array(_)) => return HttpResponse::Conflict().finish(),
+        Ok(other) => return HttpResponse::ServiceUnavailable().body(format!("unexpected claim reply {other:?}")),
         Err(error) => return HttpResponse::ServiceUnavailable().body(error.to_string()),
     }
     let (head, bytes) = match floor_answer(&body) {

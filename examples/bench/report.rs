@@ -152,12 +152,12 @@ impl Results {
         let line = |pair: &str, target: Option<f64>| {
             let (_, each, median) = rounds.iter().find(|(label, _, _)| *label == pair)?;
             let each: Vec<String> = each.iter().map(|ratio| format!("{ratio:.3}")).collect();
-            let verdict = match target {
+            let judged = match target {
                 Some(target) => format!("(target >= {target}): {}", verdict(*median >= target)),
                 None => "(the least-work floor: reported, no target)".to_owned(),
             };
             Some(format!(
-                "{pair}: req/s ratio median {median:.3} of {} round(s) [{}] {verdict}",
+                "{pair}: req/s ratio median {median:.3} of {} round(s) [{}] {judged}",
                 each.len(),
                 each.join(", ")
             ))
