@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use idempotent_runtime::PostgresStore;
 use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, Completion, RecordId, Store, StoredResponse, testing};
+use support::logs::CapturedLogs;
 use support::postgres::TestSchema;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -100,27 +100,6 @@ async fn responses_are_stored_through_the_function_except_on_named_statements() 
     schema.drop_schema().await;
 }
 
-/// What this thread's code logs while a test runs (the test's runtime runs the store on the test's thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn lines_containing(&self, text: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().filter(|line| line.contains(text)).count()
-    }
-}
-
 #[actix_web::test]
 async fn a_table_created_before_the_function_existed_still_stores_responses() {
     let (schema, pool, store) = migrated_store().await;
@@ -128,7 +107,8 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
 
     // The first completions, at once, all find the function missing; the store says so once, and the next
     // completions no longer look for it.
-    let logs = Logs::default();
+    // Captured on this thread only: the test's runtime runs the store on it, and other tests log elsewhere.
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     let capturing =
         tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish().set_default();
@@ -143,7 +123,7 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
     testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
     drop(capturing);
     assert_eq!(
-        logs.lines_containing("completion function cannot be called"),
+        logs.text().lines().filter(|line| line.contains("completion function cannot be called")).count(),
         1,
         "one warning for the store, not one per completion"
     );

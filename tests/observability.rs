@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -21,6 +20,7 @@ use idempotent_runtime::store::{
 };
 use idempotent_runtime::{Idempotency, MemoryStore, PostgresStore, Store, StoreError, async_trait, idempotent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use support::logs::CapturedLogs;
 use tokio::sync::Semaphore;
 
 /// Holds requests marked `x-test-hold` inside the handler until the test opens the gate.
@@ -76,20 +76,6 @@ impl Store for AlwaysFenced {
     }
 }
 
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn counter(snapshotter: &Snapshotter, name: &str) -> u64 {
     snapshotter
         .snapshot()
@@ -126,7 +112,7 @@ async fn counters_latency_and_spans_report_what_happened() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().expect("the only recorder of this binary");
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -207,7 +193,7 @@ async fn counters_latency_and_spans_report_what_happened() {
     };
     assert_eq!((samples("claim"), samples("complete")), (1, 1), "the request's claim and completion are timed");
 
-    let logs = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("UTF-8 logs");
+    let logs = logs.text();
     assert!(logs.contains("route=/observed"), "{logs}");
     assert!(logs.contains("this route fails open"), "the unprotected run is logged: {logs}");
     for outcome in ["executed", "replayed", "key_reused", "store_unavailable", "fail_open"] {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, post, web};
 use idempotent_runtime::{Idempotency, PostgresStore, Store, idempotent};
+use support::logs::CapturedLogs;
 use support::postgres::pool_for;
 use support::private_cluster::PrivateCluster;
 
@@ -179,26 +180,12 @@ async fn statement_stuck_on_a_lock_is_cancelled_and_leaves_no_claim_behind() {
     schema.drop_schema().await;
 }
 
-/// Log output captured in memory (the one subscriber of this binary; only the test below logs through it).
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The operator learns what PostgreSQL said (SQLSTATE and message, not `db error`); the client learns nothing
 /// internal. Staged with a store named on a schema that does not exist.
 #[actix_web::test]
 async fn a_database_error_is_logged_with_its_sqlstate_and_message_and_hidden_from_the_client() {
-    let logs = Captured::default();
+    // The one subscriber of this binary; only this test logs through it.
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
     let schema = support::postgres::TestSchema::create().await;
@@ -217,7 +204,7 @@ async fn a_database_error_is_logged_with_its_sqlstate_and_message_and_hidden_fro
     for internal in ["42P01", "SQLSTATE", "idempotency_records", "idempotent_no_such_schema", "does not exist"] {
         assert!(!body.contains(internal), "the problem body reveals {internal:?}: {body}");
     }
-    let logs = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf-8 logs");
+    let logs = logs.text();
     let line =
         logs.lines().find(|line| line.contains("answering 503")).unwrap_or_else(|| panic!("no 503 line in:\n{logs}"));
     assert!(line.contains("SQLSTATE 42P01") && line.contains("does not exist"), "{line}");

@@ -23,7 +23,8 @@
 //!
 //! A second kind of server, [`start_memory`], serves the same `POST /lib` route on a [`MemoryStore`]: the
 //! memory-store scenarios (`mem_new`, `mem_replay`, and the growth past 10^6 keys). A third, in `redis_app`, serves
-//! it on a `RedisStore` next to a Redis floor (`redis_new`, `redis_replay`, `redis_floor_new`, `redis_floor_replay`).
+//! it on a `RedisStore` next to two Redis floors (`redis_new`, `redis_replay`, `redis_floor_new`,
+//! `redis_lua_floor_new`, `redis_floor_replay`).
 
 use actix_web::body::MessageBody as _;
 use actix_web::dev::ServerHandle;

@@ -7,7 +7,7 @@
 //! DATABASE_URL=... cargo run --release --example bench -- --scale                    # 10^4 and 10^7 rows, purge
 //! DATABASE_URL=... cargo run --release --example bench -- --scale --scale-rows 1000000  # a quicker check
 //! DATABASE_URL=... REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example bench -- --redis \
-//!     --only redis_floor_new,redis_new,redis_floor_replay,redis_replay --rounds 3 --no-memory
+//!     --only redis_floor_new,redis_lua_floor_new,redis_new,redis_floor_replay,redis_replay --rounds 3 --no-memory
 //! ```
 //!
 //! Everything runs in this process: actix apps on `127.0.0.1:0` (one worker by default), driven over real HTTP on

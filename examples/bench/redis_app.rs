@@ -211,8 +211,14 @@ impl FloorConnection {
         Self { url, connection: OnceCell::new() }
     }
 
-    /// The connection, made at the first call (on the caller's runtime); the error as text for a 503.
-    pub(crate) async fn get(&self) -> Result<ConnectionManager, String> {
+    /// What every floor handler starts with: the request's identity and the connection (made at the first call,
+    /// on the caller's runtime). `Err` is the answer instead: 400 without a usable key, 503 without Redis.
+    pub(crate) async fn start(
+        &self,
+        request: &HttpRequest,
+        body: &[u8],
+    ) -> Result<(Identity, ConnectionManager), (StatusCode, String)> {
+        let Some(id) = Identity::of(request, body) else { return Err((StatusCode::BAD_REQUEST, String::new())) };
         let connection = self
             .connection
             .get_or_try_init(|| async {
@@ -220,9 +226,15 @@ impl FloorConnection {
                 client.get_connection_manager_with_config(ConnectionManagerConfig::new()).await
             })
             .await
-            .map_err(|error| error.to_string())?;
-        Ok(connection.clone())
+            .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+        Ok((id, connection.clone()))
     }
+}
+
+/// The part of every key of a record's (scope, key) that the library writes as its hash tag:
+/// `<prefix>{<scope hex><key hex>}` (`store/redis/keys.rs`).
+pub(crate) fn key_stem(prefix: &str, id: &Identity) -> String {
+    format!("{prefix}{{{}{}}}", to_hex(&id.scope_hash), to_hex(&id.key_hash))
 }
 
 struct RedisFloor {
@@ -244,8 +256,7 @@ impl RedisFloor {
 
     /// The record's key: the prefix, the (scope, key) as a hash tag, the method and route (as the library's).
     fn key(&self, id: &Identity) -> Vec<u8> {
-        format!("{}{{{}{}}}:r:{} {}", self.prefix, to_hex(&id.scope_hash), to_hex(&id.key_hash), id.method, id.route)
-            .into_bytes()
+        format!("{}:r:{} {}", key_stem(&self.prefix, id), id.method, id.route).into_bytes()
     }
 }
 
@@ -263,10 +274,9 @@ pub(crate) fn encode_headers(head: &HttpResponse<()>) -> Vec<u8> {
 
 /// `redis_floor_new`: claim (1 script), the handler body, store the response (1 script).
 async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloor>) -> HttpResponse {
-    let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut connection = match floor.connection.get().await {
-        Ok(connection) => connection,
-        Err(error) => return HttpResponse::ServiceUnavailable().body(error),
+    let (id, mut connection) = match floor.connection.start(&request, &body).await {
+        Ok(started) => started,
+        Err((status, error)) => return HttpResponse::build(status).body(error),
     };
     let key = floor.key(&id);
     let token = fastrand::u64(..);
@@ -305,10 +315,9 @@ async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloo
 
 /// `redis_floor_replay`: one `HMGET`, the fingerprint check, and the stored response written out.
 async fn floor_replay(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloor>) -> HttpResponse {
-    let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut connection = match floor.connection.get().await {
-        Ok(connection) => connection,
-        Err(error) => return HttpResponse::ServiceUnavailable().body(error),
+    let (id, mut connection) = match floor.connection.start(&request, &body).await {
+        Ok(started) => started,
+        Err((status, error)) => return HttpResponse::build(status).body(error),
     };
     type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<u16>, Option<Vec<u8>>, Option<Vec<u8>>);
     let read: Result<Fields, _> =

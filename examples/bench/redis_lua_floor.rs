@@ -9,12 +9,12 @@
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use idempotent_runtime::{DEFAULT_LEASE, DEFAULT_TTL, to_hex};
+use idempotent_runtime::{DEFAULT_LEASE, DEFAULT_TTL};
 use redis::{Script, Value};
 
 use crate::app::floor_answer;
 use crate::floor::Identity;
-use crate::redis_app::{FloorConnection, encode_headers};
+use crate::redis_app::{FloorConnection, encode_headers, key_stem};
 
 /// The library's scripts, byte for byte.
 const CLAIM_LUA: &str = include_str!("../../idempotent-runtime/src/store/redis/claim.lua");
@@ -58,7 +58,7 @@ impl LuaFloor {
 
     /// The record's keys, as `store/redis/keys.rs` makes them.
     fn keys(&self, id: &Identity) -> RecordKeys {
-        let stem = format!("{}{{{}{}}}", self.prefix, to_hex(&id.scope_hash), to_hex(&id.key_hash));
+        let stem = key_stem(&self.prefix, id);
         let member = format!("{} {}", id.method, id.route);
         RecordKeys {
             record: format!("{stem}:r:{member}").into_bytes(),
@@ -71,10 +71,9 @@ impl LuaFloor {
 
 /// `redis_lua_floor_new`: the library's claim script, the handler body, the library's completion script.
 pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web::Data<LuaFloor>) -> HttpResponse {
-    let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut connection = match floor.connection.get().await {
-        Ok(connection) => connection,
-        Err(error) => return HttpResponse::ServiceUnavailable().body(error),
+    let (id, mut connection) = match floor.connection.start(&request, &body).await {
+        Ok(started) => started,
+        Err((status, error)) => return HttpResponse::build(status).body(error),
     };
     let keys = floor.keys(&id);
     let token = fastrand::i64(..);

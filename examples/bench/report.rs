@@ -111,13 +111,8 @@ impl Results {
         for (label, rounds, median) in
             self.round_ratios().into_iter().filter(|(label, _, _)| !label.starts_with("redis"))
         {
-            let each: Vec<String> = rounds.iter().map(|ratio| format!("{ratio:.3}")).collect();
-            lines.push(format!(
-                "{label}: req/s ratio median {median:.3} of {} round(s) [{}] (target >= {TARGET_FLOOR_RATIO}): {}",
-                rounds.len(),
-                each.join(", "),
-                verdict(median >= TARGET_FLOOR_RATIO)
-            ));
+            let judged = format!("(target >= {TARGET_FLOOR_RATIO}): {}", verdict(median >= TARGET_FLOOR_RATIO));
+            lines.push(median_line(label, &rounds, median, &judged));
         }
         if let Some(m) = self.measured("mem_new") {
             lines.push(format!(
@@ -150,17 +145,12 @@ impl Results {
     pub(crate) fn redis_targets(&self) -> Vec<String> {
         let rounds = self.round_ratios();
         let line = |pair: &str, target: Option<f64>| {
-            let (_, each, median) = rounds.iter().find(|(label, _, _)| *label == pair)?;
-            let each: Vec<String> = each.iter().map(|ratio| format!("{ratio:.3}")).collect();
+            let (label, each, median) = rounds.iter().find(|(label, _, _)| *label == pair)?;
             let judged = match target {
                 Some(target) => format!("(target >= {target}): {}", verdict(*median >= target)),
                 None => "(the least-work floor: reported, no target)".to_owned(),
             };
-            Some(format!(
-                "{pair}: req/s ratio median {median:.3} of {} round(s) [{}] {judged}",
-                each.len(),
-                each.join(", ")
-            ))
+            Some(median_line(label, each, *median, &judged))
         };
         [
             line("redis_new/redis_lua_floor_new", Some(TARGET_REDIS_RATIO)),
@@ -301,6 +291,12 @@ impl Results {
             "machine": self.machine.to_json(),
         })
     }
+}
+
+/// One pair's line of a target block: its rounds' requests/s ratios, their median, and how it is judged.
+fn median_line(label: &str, rounds: &[f64], median: f64, judged: &str) -> String {
+    let each: Vec<String> = rounds.iter().map(|ratio| format!("{ratio:.3}")).collect();
+    format!("{label}: req/s ratio median {median:.3} of {} round(s) [{}] {judged}", rounds.len(), each.join(", "))
 }
 
 pub(crate) fn verdict(met: bool) -> &'static str {

@@ -6,6 +6,7 @@ pub mod brokers;
 pub mod cancellation;
 pub mod example_process;
 pub mod fault_proxy;
+pub mod logs;
 pub mod outage;
 pub mod payments_load;
 pub mod pgbouncer;

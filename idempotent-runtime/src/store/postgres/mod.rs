@@ -78,7 +78,7 @@ pub struct PostgresStore {
     mode: StatementMode,
     /// Set once a completion found the schema's completion function missing or not executable: completions then
     /// run as a plain statement.
-    completion_function_missing: Arc<AtomicBool>,
+    completion_function_unusable: Arc<AtomicBool>,
 }
 
 /// The first statement of a claim.
@@ -127,7 +127,7 @@ impl PostgresStore {
             existing_share: Arc::default(),
             statements: Arc::new(Statements::new(Table::in_search_path())),
             mode: StatementMode::default(),
-            completion_function_missing: Arc::default(),
+            completion_function_unusable: Arc::default(),
         }
     }
 
@@ -136,7 +136,7 @@ impl PostgresStore {
     /// `options=-csearch_path=...` does not pass PgBouncer).
     pub fn with_schema(mut self, schema: &str) -> Self {
         self.statements = Arc::new(Statements::new(Table::in_schema(schema)));
-        self.completion_function_missing = Arc::default();
+        self.completion_function_unusable = Arc::default();
         self
     }
 
