@@ -1,10 +1,11 @@
 //! The schema's completion function (`idempotency_records_complete`, `sql/schema.sql`): by default a response is
 //! stored through it (its plan cached per connection, the response still bound), it updates the table of the
 //! schema it was created in whatever the caller's `search_path`, and a table created before it existed keeps
-//! storing responses with the plain `UPDATE`, saying so once.
+//! storing responses with the plain `UPDATE`, saying so once, as does a role that may not execute it.
 
 mod support;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -13,7 +14,6 @@ use idempotent_runtime::PostgresStore;
 use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, Completion, RecordId, Store, StoredResponse, testing};
 use support::logs::CapturedLogs;
 use support::postgres::TestSchema;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The function's argument types, as `DROP FUNCTION` and `CREATE OR REPLACE FUNCTION` name it.
 const SIGNATURE: &str =
@@ -53,6 +53,18 @@ async fn complete(store: &dyn Store, attempt: &Attempt) -> Result<(), String> {
 async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
     let attempt = claim_fresh(store).await;
     complete(store, &attempt).await
+}
+
+/// This binary's logs, from every test's thread: one global subscriber, installed by the first test that asks.
+/// (A thread-local one misses events when another test's thread reaches the same call site first.)
+fn logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
+        logs
+    })
 }
 
 /// Whether `schema` has the completion function.
@@ -107,11 +119,7 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
 
     // The first completions, at once, all find the function missing; the store says so once, and the next
     // completions no longer look for it.
-    // Captured on this thread only: the test's runtime runs the store on it, and other tests log elsewhere.
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let capturing =
-        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish().set_default();
+    let logs = logs();
     let mut attempts = Vec::new();
     for _ in 0..4 {
         attempts.push(claim_fresh(&store).await);
@@ -121,12 +129,13 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
     assert!(first.iter().all(Result::is_ok), "every first completion is stored: {first:?}");
     testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
     testing::one_claim_wins_and_the_record_is_replayed_after_completion(&store).await;
-    drop(capturing);
-    assert_eq!(
-        logs.text().lines().filter(|line| line.contains("completion function cannot be called")).count(),
-        1,
-        "one warning for the store, not one per completion"
-    );
+    // The warning quotes the missing function by its schema, which is this test's alone.
+    let warnings = logs
+        .text()
+        .lines()
+        .filter(|line| line.contains("completion function cannot be called") && line.contains(&schema.name))
+        .count();
+    assert_eq!(warnings, 1, "one warning for the store, not one per completion");
     // Applying the schema again brings the function back; a store started afterwards uses it.
     store.migrate().await.expect("migrate again");
     assert!(has_function(&pool, &schema.name).await, "migrate() creates the function on a table that lacked it");
@@ -155,11 +164,9 @@ async fn the_function_writes_to_its_own_schemas_table_whatever_the_search_path()
     decoy.drop_schema().await;
 }
 
-#[actix_web::test]
-async fn migrating_as_another_role_leaves_the_function_to_its_owner() {
-    let schema = TestSchema::create().await;
-    let owner = schema.pool(2);
-    PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
+/// An application role on `schema` (owned by `owner`'s role) that may use the table but owns nothing, and a pool
+/// that logs in as it.
+async fn application_role(schema: &TestSchema, owner: &deadpool_postgres::Pool) -> (String, deadpool_postgres::Pool) {
     let role = format!("{}_app", schema.name);
     let grants = format!(
         "CREATE ROLE {role} LOGIN; GRANT USAGE, CREATE ON SCHEMA {0} TO {role}; \
@@ -170,12 +177,38 @@ async fn migrating_as_another_role_leaves_the_function_to_its_owner() {
     let mut config = schema.config();
     config.user(&role);
     let manager = deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, Default::default());
-    let app = deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap();
+    (role, deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap())
+}
+
+#[actix_web::test]
+async fn migrating_as_another_role_leaves_the_function_to_its_owner() {
+    let schema = TestSchema::create().await;
+    let owner = schema.pool(2);
+    PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
+    let (role, app) = application_role(&schema, &owner).await;
 
     // Only the owner may replace a function: the application role's migrate() leaves it and succeeds.
     PostgresStore::new(app.clone()).migrate().await.expect("another role's migrate()");
     assert!(has_function(&owner, &schema.name).await, "the owner's function stays");
     testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(app)).await;
+
+    schema.drop_schema().await;
+    owner.get().await.unwrap().batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
+}
+
+#[actix_web::test]
+async fn a_role_that_may_not_execute_the_function_still_stores_responses() {
+    let schema = TestSchema::create().await;
+    let owner = schema.pool(2);
+    PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
+    let (role, app) = application_role(&schema, &owner).await;
+    let revoke = format!("REVOKE EXECUTE ON FUNCTION {}.{SIGNATURE} FROM PUBLIC", schema.name);
+    owner.get().await.unwrap().batch_execute(&revoke).await.expect("revoke EXECUTE");
+
+    // The function answers 42501 to this role: its completions run as the plain UPDATE, which it may run.
+    let store = PostgresStore::new(app);
+    testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
+    claim_and_complete(&store).await.expect("a later completion, without the function");
 
     schema.drop_schema().await;
     owner.get().await.unwrap().batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
