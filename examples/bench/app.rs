@@ -13,6 +13,9 @@
 //!   for `new_tx` (claim, handler and stored response in one transaction, one commit);
 //! - `POST /floor_tx`: the floor of a transactional route, `floor_new_tx`: `BEGIN` + the `INSERT`, the body, the
 //!   `UPDATE` + `COMMIT`, on one connection (each pair pipelined, as the library does);
+//! - `POST /pooler_safe_floor`: the floor's statements sent the cheapest way that works behind a
+//!   transaction-mode pooler ([`crate::pooler_safe_floor`]), `pooler_safe_floor_new` and, with the replay header,
+//!   `pooler_safe_floor_replay`: the most any pooler-safe layer can reach against the floor;
 //! - `POST /lib_big` (`max_request_body = "2MiB"`): the library's route of the memory measurement;
 //! - `POST /prepared/lib` and `POST /prepared/lib_tx`: `/lib` and `/lib_tx` on a store built with
 //!   `PostgresStore::with_prepared_statements()` (named statements prepared once per connection, direct
@@ -37,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::floor::create_floor_table;
 use crate::floor::{Floor, floor_new, floor_new_tx, floor_replay};
+use crate::pooler_safe_floor::{POOLER_SAFE_FLOOR_PATH, pooler_safe_floor_new, pooler_safe_floor_replay};
 use crate::timed_store::TimedStore;
 
 pub(crate) const BARE_PATH: &str = "/bare";
@@ -174,6 +178,15 @@ pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
                         web::post().guard(guard::Header(FLOOR_REPLAY_HEADER.0, FLOOR_REPLAY_HEADER.1)).to(floor_replay),
                     )
                     .route(web::post().to(floor_new)),
+            )
+            .service(
+                web::resource(POOLER_SAFE_FLOOR_PATH)
+                    .route(
+                        web::post()
+                            .guard(guard::Header(FLOOR_REPLAY_HEADER.0, FLOOR_REPLAY_HEADER.1))
+                            .to(pooler_safe_floor_replay),
+                    )
+                    .route(web::post().to(pooler_safe_floor_new)),
             )
     };
     serve!(app, workers)

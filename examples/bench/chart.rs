@@ -43,7 +43,7 @@ pub(crate) fn chart(path: &str, results: &Results) -> Result<(), String> {
         .into_iter()
         .map(|(label, _, median)| (label.split('/').next().unwrap_or(label).to_owned(), median))
         .collect();
-    bar_panel(&panels[3], "library / floor, req/s (median of rounds)", "ratio", &ratios, Some(TARGET_FLOOR_RATIO))?;
+    bar_panel(&panels[3], "against the floor, req/s (median of rounds)", "ratio", &ratios, Some(TARGET_FLOOR_RATIO))?;
     let mut memory_rps = Vec::new();
     let mut memory_latency = Vec::new();
     for name in ["mem_new", "mem_replay"] {

@@ -23,6 +23,7 @@ mod load;
 mod machine;
 mod measures;
 mod options;
+mod pooler_safe_floor;
 mod redis_app;
 mod redis_lua_floor;
 mod report;
@@ -73,6 +74,13 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         new_tx(),
         on_postgres("floor_replay", Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed()),
         on_postgres("replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
+        // The floor sent the cheapest way that is correct behind a transaction-mode pooler: the most the
+        // library's pooler-safe default can reach.
+        on_postgres("pooler_safe_floor_new", Plan::new(pooler_safe_floor::POOLER_SAFE_FLOOR_PATH, Keys::Fresh)),
+        on_postgres(
+            "pooler_safe_floor_replay",
+            Plan::new(pooler_safe_floor::POOLER_SAFE_FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed(),
+        ),
         // The same `#[idempotent(scope = "global")]` route on a MemoryStore: fresh keys, then retries.
         on_memory("mem_new", Plan::new(app::LIB_PATH, Keys::Fresh)),
         on_memory("mem_replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
