@@ -200,31 +200,6 @@ async fn the_unnamed_and_the_named_modes_prepare_no_shared_statement() {
 #[actix_web::test]
 async fn quotes_backslashes_and_every_byte_value_reach_the_table_unchanged() {
     let (schema, pool, store) = store_on_one_backend().await;
-    assert_every_value_round_trips(schema, pool, store).await;
-}
-
-/// The claim and the read come back as text (the simple query protocol), where a `bytea` follows the server's
-/// `bytea_output`. A server set to `escape` (per database or role, as some operators do) must replay the same
-/// bytes as one on the default `hex`.
-#[actix_web::test]
-async fn every_byte_value_reads_back_unchanged_when_the_server_writes_bytea_escaped() {
-    let schema = TestSchema::create().await;
-    let url = support::postgres::database_url();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let pool = support::postgres::pool_for(&format!("{url}{separator}options=-cbytea_output%3Descape"), None, 1);
-    let client = pool.get().await.expect("the pool's one connection");
-    let setting = client.query_one("SHOW bytea_output", &[]).await.expect("SHOW bytea_output");
-    assert_eq!(setting.get::<_, &str>(0), "escape", "the connection writes bytea escaped");
-    drop(client);
-    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
-    store.migrate().await.expect("migrate");
-    workload(&store).await;
-    assert_every_value_round_trips(schema, pool, store).await;
-}
-
-/// Claims, completes, reads and looks up two records whose route, fingerprint and response carry quotes,
-/// backslashes, non-ASCII text and every byte value, and checks each comes back as it went in.
-async fn assert_every_value_round_trips(schema: TestSchema, pool: deadpool_postgres::Pool, store: PostgresStore) {
     let every_byte: Vec<u8> = (0..=255).collect();
     let route = "/o'clock\\\\{id}/é'';--";
     let response = StoredResponse {

@@ -207,7 +207,7 @@ fn push_bytea(out: &mut String, bytes: &[u8]) {
 /// A `bytea` in PostgreSQL's text output (`bytea_output = hex`, the default): `\x` and two hex digits a byte.
 fn bytea(text: &str) -> Option<Vec<u8>> {
     let digits = text.strip_prefix("\\x")?.as_bytes();
-    if !digits.len().is_multiple_of(2) {
+    if digits.len() % 2 != 0 {
         return None;
     }
     let nibble = |digit: u8| char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok());

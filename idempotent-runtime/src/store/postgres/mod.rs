@@ -19,7 +19,6 @@ mod claim_transaction;
 mod connection;
 mod listener;
 mod record_store;
-mod result_row;
 mod rows;
 mod sql;
 mod statement;
@@ -238,11 +237,6 @@ impl PostgresStore {
     /// timer per operation, on the hot path).
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         self.query_in(self.mode, sql, params).await
-    }
-
-    /// [`PostgresStore::query`] for rows read by column ([`result_row::ResultRow`]), in whichever format is cheapest.
-    async fn query_rows(&self, sql: &str, params: &[Param<'_>]) -> Result<statement::Rows, StoreError> {
-        self.on_pooled_connection(async |client| statement::query_rows(client, self.mode, sql, params).await).await
     }
 
     /// [`PostgresStore::query`] for a statement whose arguments must be bound, not written into its text.

@@ -33,8 +33,8 @@ impl PostgresStore {
         let mut step = first;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
-                FirstStatement::Insert => self.query_rows(&self.statements.claim, &params).await?,
-                FirstStatement::Read => self.query_rows(&self.statements.read, &params[..5]).await?,
+                FirstStatement::Insert => self.query(&self.statements.claim, &params).await?,
+                FirstStatement::Read => self.query(&self.statements.read, &params[..5]).await?,
             };
             let Some(row) = rows.first() else {
                 // Insert: the record exists: read it. Read: no record (or it vanished since): insert.
@@ -44,11 +44,11 @@ impl PostgresStore {
                 };
                 continue;
             };
-            if row.boolean("acquired")? {
+            if row.try_get::<_, bool>("acquired").map_err(decode_failed)? {
                 return Ok(Claim::Acquired { took_over: false });
             }
-            if row.boolean("takeover")? {
-                let current = row.int8("token")?;
+            if row.try_get::<_, bool>("takeover").map_err(decode_failed)? {
+                let current: i64 = row.try_get("token").map_err(decode_failed)?;
                 if self.execute(&self.statements.takeover, &claiming.takeover_params(&current)).await? == 1 {
                     return Ok(Claim::Acquired { took_over: true });
                 }
@@ -268,9 +268,9 @@ impl Store for PostgresStore {
         // The fingerprint parameter only feeds the `takeover` column, which a plain read ignores.
         let no_fingerprint: &[u8] = &[];
         let [p1, p2, p3, p4] = id_params(id);
-        let rows = self.query_rows(&self.statements.read, &[p1, p2, p3, p4, (&no_fingerprint, Type::BYTEA)]).await?;
+        let rows = self.query(&self.statements.read, &[p1, p2, p3, p4, (&no_fingerprint, Type::BYTEA)]).await?;
         match rows.first() {
-            Some(row) if !row.boolean("expired")? => Ok(Some(record_from_row(row)?)),
+            Some(row) if !row.try_get::<_, bool>("expired").map_err(decode_failed)? => Ok(Some(record_from_row(row)?)),
             _ => Ok(None),
         }
     }

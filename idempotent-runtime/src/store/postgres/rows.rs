@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use super::PostgresStore;
-use super::result_row::ResultRow;
 use super::sql::NOTIFY_SQL;
 use super::statement::{self, Param, failed};
 use crate::digest::Digest;
@@ -125,15 +125,24 @@ impl<'a> CompleteParams<'a> {
     }
 }
 
-pub(super) fn record_from_row<R: ResultRow + ?Sized>(row: &R) -> Result<Record, StoreError> {
-    let fingerprint: Digest =
-        row.bytes("fingerprint")?.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
-    let state = match row.text("state")? {
+pub(super) fn record_from_row(row: &Row) -> Result<Record, StoreError> {
+    let fingerprint: Vec<u8> = row.try_get("fingerprint").map_err(decode_failed)?;
+    let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
+    let state: &str = row.try_get("state").map_err(decode_failed)?;
+    let state = match state {
         "in_progress" => {
-            let remaining_ms = row.int8("lease_remaining_ms")?;
+            let remaining_ms: i64 = row.try_get("lease_remaining_ms").map_err(decode_failed)?;
             RecordState::InProgress { lease_remaining: Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)) }
         }
-        "completed" => RecordState::Completed(row.response()?),
+        "completed" => {
+            let status: i16 = row.try_get("status").map_err(decode_failed)?;
+            let names: Vec<&str> = row.try_get("header_names").map_err(decode_failed)?;
+            let values: Vec<&[u8]> = row.try_get("header_values").map_err(decode_failed)?;
+            let body: Option<Vec<u8>> = row.try_get("body").map_err(decode_failed)?;
+            let response = StoredResponse::from_parts(i64::from(status), &names, &values, body.map(Into::into))
+                .map_err(|error| corrupt(error.0))?;
+            RecordState::Completed(response)
+        }
         other => return Err(corrupt(format!("unknown state {other:?}"))),
     };
     Ok(Record { fingerprint, state })

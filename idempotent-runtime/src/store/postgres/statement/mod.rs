@@ -3,8 +3,7 @@
 //!
 //! - by default ([`StatementMode::Shared`], [`shared`]) each statement is prepared once per backend under a name
 //!   derived from its text, and run with `EXECUTE`: planned once, and correct whichever backend a round trip
-//!   reaches (the statements whose rows are read by column, [`query_rows`], through the simple query protocol,
-//!   their rows as text);
+//!   reaches;
 //! - inside a transaction, for a stored response ([`StatementMode::binding_arguments`]), and on request
 //!   ([`StatementMode::Unnamed`]), statements are sent unnamed with their parameter types in one round trip
 //!   (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the server plans them every time;
@@ -17,14 +16,13 @@
 use std::fmt;
 
 use deadpool_postgres::ClientWrapper;
+use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Row, SimpleQueryRow};
 
 use crate::store::{StoreError, StoreErrorKind};
 
 mod literal;
 mod shared;
-pub(crate) mod text;
 
 /// One statement parameter and its PostgreSQL type (an unnamed statement is not described before it runs).
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -73,28 +71,6 @@ pub(crate) async fn query(
             let statement = client.prepare_typed_cached(sql, &types(params)).await?;
             client.query(&statement, &values(params)).await
         }
-    }
-}
-
-/// A statement's rows in the format they arrived in.
-pub(crate) enum Rows {
-    /// Through the extended protocol, in binary.
-    Binary(Vec<Row>),
-    /// Through the simple query protocol, as text.
-    Text(Vec<SimpleQueryRow>),
-}
-
-/// Runs a statement and returns its rows for reading by column: the cheapest way for the mode, which for
-/// [`StatementMode::Shared`] answers text.
-pub(crate) async fn query_rows(
-    client: &ClientWrapper,
-    mode: StatementMode,
-    sql: &str,
-    params: &[Param<'_>],
-) -> Result<Rows, tokio_postgres::Error> {
-    match mode {
-        StatementMode::Shared => shared::query_rows(client, sql, params).await,
-        mode => query(client, mode, sql, params).await.map(Rows::Binary),
     }
 }
 

@@ -10,11 +10,6 @@
 //! statement is then prepared (on whichever backend the pooler picks; `42P05` means it already was) and this one
 //! request runs unnamed, which is correct anywhere. Each backend thus learns each statement once.
 //!
-//! A statement whose rows the store reads by column ([`query_rows`]) goes through the simple query protocol: one
-//! `Query` message instead of `Parse`/`Bind`/`Describe`/`Execute`/`Sync` for an unnamed statement whose text is
-//! the `EXECUTE`, which cost PostgreSQL less CPU per statement (BENCHMARKS.md, "The pooler-safe floor"). Its rows
-//! come back as text ([`super::text`]).
-//!
 //! Only for statements in their own implicit transaction (inside an explicit one, a `26000` would abort the
 //! transaction) whose arguments may appear in the server's log (not a stored response): the others are sent
 //! unnamed ([`super::StatementMode::binding_arguments`]).
@@ -23,11 +18,11 @@ use std::fmt::Write as _;
 
 use deadpool_postgres::ClientWrapper;
 use sha2::{Digest as _, Sha256};
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Row, SimpleQueryMessage};
 
+use super::Param;
 use super::literal;
-use super::{Param, Rows};
 
 /// Arguments longer than this are bound to an unnamed statement instead: a literal doubles a value's bytes and the
 /// server's parser would scan them. (Stored responses are always bound: `StatementMode::binding_arguments`.)
@@ -90,31 +85,6 @@ pub(super) async fn query(
             client.query_typed(sql, params).await
         }
         rows => rows,
-    }
-}
-
-/// Runs a statement and returns its rows, as text where the `EXECUTE` went through the simple query protocol and
-/// in binary where the statement ran unnamed (an argument that cannot be a literal, or a backend that lacked it).
-pub(super) async fn query_rows(
-    client: &ClientWrapper,
-    sql: &str,
-    params: &[Param<'_>],
-) -> Result<Rows, tokio_postgres::Error> {
-    let Some(call) = Call::new(sql, params) else { return client.query_typed(sql, params).await.map(Rows::Binary) };
-    match client.simple_query(&call.execute).await {
-        Ok(messages) => Ok(Rows::Text(
-            messages
-                .into_iter()
-                .filter_map(|message| match message {
-                    SimpleQueryMessage::Row(row) => Some(row),
-                    _ => None,
-                })
-                .collect(),
-        )),
-        Err(error) => {
-            recover(client, &call, error).await?;
-            client.query_typed(sql, params).await.map(Rows::Binary)
-        }
     }
 }
 
