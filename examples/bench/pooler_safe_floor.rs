@@ -75,14 +75,7 @@ impl Floor {
 pub(crate) async fn pooler_safe_floor_new(request: HttpRequest, body: Bytes, floor: web::Data<Floor>) -> HttpResponse {
     let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
     let token = fastrand::i64(..);
-    let mut identity = String::with_capacity(320);
-    push_bytea(&mut identity, &id.key_hash);
-    identity.push_str(", ");
-    push_bytea(&mut identity, &id.scope_hash);
-    identity.push_str(", ");
-    push_text(&mut identity, &id.method);
-    identity.push_str(", ");
-    push_text(&mut identity, &id.route);
+    let identity = primary_key(&id);
 
     let mut claim = identity.clone();
     claim.push_str(", ");
@@ -130,15 +123,7 @@ pub(crate) async fn pooler_safe_floor_replay(
     floor: web::Data<Floor>,
 ) -> HttpResponse {
     let Some(id) = Identity::of(&request, &body) else { return HttpResponse::BadRequest().finish() };
-    let mut arguments = String::with_capacity(256);
-    push_bytea(&mut arguments, &id.key_hash);
-    arguments.push_str(", ");
-    push_bytea(&mut arguments, &id.scope_hash);
-    arguments.push_str(", ");
-    push_text(&mut arguments, &id.method);
-    arguments.push_str(", ");
-    push_text(&mut arguments, &id.route);
-    let messages = match floor.execute_shared(&READ, &arguments).await {
+    let messages = match floor.execute_shared(&READ, &primary_key(&id)).await {
         Ok(messages) => messages,
         Err(error) => return HttpResponse::ServiceUnavailable().body(error),
     };
@@ -168,6 +153,19 @@ pub(crate) async fn pooler_safe_floor_replay(
     }
     response.insert_header(("idempotent-replayed", HeaderValue::from_static("true")));
     response.body(stored_body)
+}
+
+/// `$1` to `$4` of every floor statement, the record's primary key, as literals.
+fn primary_key(id: &Identity) -> String {
+    let mut literals = String::with_capacity(320);
+    push_bytea(&mut literals, &id.key_hash);
+    literals.push_str(", ");
+    push_bytea(&mut literals, &id.scope_hash);
+    literals.push_str(", ");
+    push_text(&mut literals, &id.method);
+    literals.push_str(", ");
+    push_text(&mut literals, &id.route);
+    literals
 }
 
 /// The rows an `INSERT` or `UPDATE` changed.
