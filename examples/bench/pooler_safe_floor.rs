@@ -6,8 +6,8 @@
 //! process-wide counter), which another backend may not know or may know as another process's statement. So the
 //! statements are prepared per backend with SQL `PREPARE`, under fixed names, and run with `EXECUTE name(<literal
 //! arguments>)` through the simple query protocol (one `Query` message; `EXECUTE` takes no bound parameters).
-//! Per statement this cost PostgreSQL less CPU than the same `EXECUTE` sent as an unnamed extended-protocol
-//! statement and far less than an unnamed statement planned every time (`docs/bench/statement-cpu.txt`). Results
+//! Per statement this cost PostgreSQL no more CPU than the same `EXECUTE` sent as an unnamed extended-protocol
+//! statement, and far less than an unnamed statement planned every time (`docs/bench/statement-cpu.txt`). Results
 //! come back as text. A backend that lacks a statement answers `26000`; it is prepared there and run again.
 //!
 //! No layer that is correct behind such a pooler can do less per request with tokio-postgres, so its ratio to the

@@ -32,7 +32,8 @@ pub(crate) struct Results {
     pub(crate) memory: Option<Memory>,
 }
 
-/// The library-to-floor pairs whose requests/s ratio is reported per round and as the median of the rounds.
+/// The pairs against a floor (the library's, and the pooler-safe floor's) whose requests/s ratio is reported per
+/// round and as the median of the rounds.
 const FLOOR_PAIRS: [(&str, &str, &str); 8] = [
     ("new/floor_new", "new", "floor_new"),
     ("replay/floor_replay", "replay", "floor_replay"),
