@@ -56,15 +56,9 @@ async fn claim_and_complete(store: &dyn Store) -> Result<(), String> {
 }
 
 /// This binary's logs, from every test's thread: one global subscriber, installed by the first test that asks.
-/// (A thread-local one misses events when another test's thread reaches the same call site first.)
 fn logs() -> &'static CapturedLogs {
     static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = CapturedLogs::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
-        logs
-    })
+    LOGS.get_or_init(CapturedLogs::install)
 }
 
 /// Whether `schema` has the completion function.
@@ -164,52 +158,65 @@ async fn the_function_writes_to_its_own_schemas_table_whatever_the_search_path()
     decoy.drop_schema().await;
 }
 
-/// An application role on `schema` (owned by `owner`'s role) that may use the table but owns nothing, and a pool
-/// that logs in as it.
-async fn application_role(schema: &TestSchema, owner: &deadpool_postgres::Pool) -> (String, deadpool_postgres::Pool) {
-    let role = format!("{}_app", schema.name);
-    let grants = format!(
-        "CREATE ROLE {role} LOGIN; GRANT USAGE, CREATE ON SCHEMA {0} TO {role}; \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON {0}.idempotency_records TO {role}",
-        schema.name
-    );
-    owner.get().await.unwrap().batch_execute(&grants).await.expect("an application role");
-    let mut config = schema.config();
-    config.user(&role);
-    let manager = deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, Default::default());
-    (role, deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap())
+/// A migrated schema, its owner's pool, and an application role that may use the table but owns nothing, with a
+/// pool that logs in as it.
+struct TwoRoles {
+    schema: TestSchema,
+    owner: deadpool_postgres::Pool,
+    role: String,
+    app: deadpool_postgres::Pool,
+}
+
+impl TwoRoles {
+    async fn create() -> Self {
+        let schema = TestSchema::create().await;
+        let owner = schema.pool(2);
+        PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
+        let role = format!("{}_app", schema.name);
+        let grants = format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE, CREATE ON SCHEMA {0} TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON {0}.idempotency_records TO {role}",
+            schema.name
+        );
+        owner.get().await.unwrap().batch_execute(&grants).await.expect("an application role");
+        let mut config = schema.config();
+        config.user(&role);
+        let manager = deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, Default::default());
+        let app = deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap();
+        Self { schema, owner, role, app }
+    }
+
+    async fn drop_all(self) {
+        let Self { schema, owner, role, app } = self;
+        drop(app);
+        schema.drop_schema().await;
+        owner.get().await.unwrap().batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
+    }
 }
 
 #[actix_web::test]
 async fn migrating_as_another_role_leaves_the_function_to_its_owner() {
-    let schema = TestSchema::create().await;
-    let owner = schema.pool(2);
-    PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
-    let (role, app) = application_role(&schema, &owner).await;
+    let roles = TwoRoles::create().await;
 
     // Only the owner may replace a function: the application role's migrate() leaves it and succeeds.
-    PostgresStore::new(app.clone()).migrate().await.expect("another role's migrate()");
-    assert!(has_function(&owner, &schema.name).await, "the owner's function stays");
-    testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(app)).await;
+    PostgresStore::new(roles.app.clone()).migrate().await.expect("another role's migrate()");
+    assert!(has_function(&roles.owner, &roles.schema.name).await, "the owner's function stays");
+    testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(roles.app.clone())).await;
 
-    schema.drop_schema().await;
-    owner.get().await.unwrap().batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
+    roles.drop_all().await;
 }
 
 #[actix_web::test]
 async fn a_role_that_may_not_execute_the_function_still_stores_responses() {
-    let schema = TestSchema::create().await;
-    let owner = schema.pool(2);
-    PostgresStore::new(owner.clone()).migrate().await.expect("migrate as the owner");
-    let (role, app) = application_role(&schema, &owner).await;
-    let revoke = format!("REVOKE EXECUTE ON FUNCTION {}.{SIGNATURE} FROM PUBLIC", schema.name);
-    owner.get().await.unwrap().batch_execute(&revoke).await.expect("revoke EXECUTE");
+    let roles = TwoRoles::create().await;
+    let revoke = format!("REVOKE EXECUTE ON FUNCTION {}.{SIGNATURE} FROM PUBLIC", roles.schema.name);
+    roles.owner.get().await.unwrap().batch_execute(&revoke).await.expect("revoke EXECUTE");
 
     // The function answers 42501 to this role: its completions run as the plain UPDATE, which it may run.
-    let store = PostgresStore::new(app);
+    let store = PostgresStore::new(roles.app.clone());
     testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
     claim_and_complete(&store).await.expect("a later completion, without the function");
 
-    schema.drop_schema().await;
-    owner.get().await.unwrap().batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
+    drop(store);
+    roles.drop_all().await;
 }

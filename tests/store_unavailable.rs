@@ -185,9 +185,7 @@ async fn statement_stuck_on_a_lock_is_cancelled_and_leaves_no_claim_behind() {
 #[actix_web::test]
 async fn a_database_error_is_logged_with_its_sqlstate_and_message_and_hidden_from_the_client() {
     // The one subscriber of this binary; only this test logs through it.
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
+    let logs = CapturedLogs::install();
     let schema = support::postgres::TestSchema::create().await;
     let store = PostgresStore::new(schema.pool(2)).with_schema("idempotent_no_such_schema");
 

@@ -19,6 +19,15 @@ impl Write for CapturedLogs {
 }
 
 impl CapturedLogs {
+    /// Installs the test binary's one global subscriber, writing plain text into a new capture. A global one,
+    /// because a thread-local subscriber misses events when another test's thread reaches a call site first.
+    pub fn install() -> Self {
+        let logs = Self::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
+        logs
+    }
+
     /// Everything logged so far.
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().expect("log buffer").clone()).expect("UTF-8 logs")
