@@ -3,22 +3,48 @@
 //! travel in its text.
 //!
 //! A value is first encoded by its own [`ToSql`] in PostgreSQL's binary format, then read back from that format
-//! and written out, so the literal is exactly the value the unnamed statement would have bound. Strings use the
-//! escape syntax (`E'...'`), whose meaning does not depend on `standard_conforming_strings`. A type this module
-//! does not know answers `None`, and the caller sends the statement unnamed instead.
+//! and written out, so the literal is exactly the value the unnamed statement would have bound. A type this
+//! module does not know answers `None`, and the caller sends the statement unnamed instead.
+//!
+//! Every literal is printable ASCII, so that it means the same in every session. The store shares the
+//! application's pool, and the application may change the session: `client_encoding` decides how the server
+//! reads the statement's bytes (under SJIS a UTF-8 byte can swallow the backslash that follows it, and with
+//! `backslash_quote = on` the quote after that then ends nothing), and `standard_conforming_strings` decides
+//! whether a backslash escapes in `'...'`. So:
+//!
+//! - printable ASCII text is written in the escape syntax (`E'...'`, quotes doubled, backslashes doubled), which
+//!   reads the same whatever `standard_conforming_strings` says;
+//! - any other text (non-ASCII, control characters) is written as its UTF-8 bytes in hex, decoded by the server:
+//!   `pg_catalog.convert_from(pg_catalog.decode('<hex>', 'hex'), 'UTF8')`. That form holds no backslash and no
+//!   quote of the value's own; it is the text a bound parameter would have given, converted to the database's
+//!   encoding just as a bound one is. Binding such a value instead (answering `None`) would be as safe, but
+//!   would send every request with a non-ASCII argument (a receiver namespace, a path) down the unnamed path,
+//!   parsed and planned each time: a cost that depends on the data, for no gain in safety;
+//! - `bytea` is written in hex (`E'\\x...'`), numbers in quotes with their cast, booleans as keywords.
 
 use std::fmt::Write as _;
 
 use bytes::BytesMut;
 use tokio_postgres::types::{IsNull, Kind, ToSql, Type};
 
-/// Appends `value` of type `ty` to `out` as a literal of that type; `None` when the type is not one the store
-/// uses, the value cannot be encoded, or `out` would grow past `max_len` (checked before the literal is
-/// written: a hex literal takes twice its bytes). The caller then binds the value instead.
+/// Appends `value` of type `ty` to `out` as a literal of that type; `None`, with `out` as it was, when the type
+/// is not one the store uses, the value cannot be encoded, or `out` would grow past `max_len`. The caller then
+/// binds the value instead.
 pub(super) fn write(value: &(dyn ToSql + Sync), ty: &Type, out: &mut String, max_len: usize) -> Option<()> {
+    let start = out.len();
+    let written = write_unbounded(value, ty, out, max_len);
+    if written.is_none() || out.len() > max_len {
+        out.truncate(start);
+        return None;
+    }
+    Some(())
+}
+
+fn write_unbounded(value: &(dyn ToSql + Sync), ty: &Type, out: &mut String, max_len: usize) -> Option<()> {
     let mut encoded = BytesMut::new();
     let is_null = value.to_sql_checked(ty, &mut encoded).ok()?;
-    if out.len() + encoded.len() * 2 + 32 > max_len {
+    // An early answer for a value that cannot fit: no literal is shorter than half its binary encoding.
+    if out.len() + encoded.len() / 2 > max_len {
         return None;
     }
     match is_null {
@@ -63,7 +89,11 @@ fn write_scalar(encoded: &[u8], ty: &Type, out: &mut String) -> Option<()> {
     Some(())
 }
 
+/// Printable ASCII in the escape syntax, anything else as its bytes in hex (see the module's documentation).
 fn write_text(text: &str, out: &mut String) {
+    if !text.bytes().all(is_printable_ascii) {
+        return write_utf8_hex(text.as_bytes(), out);
+    }
     out.push_str("E'");
     for character in text.chars() {
         match character {
@@ -75,14 +105,30 @@ fn write_text(text: &str, out: &mut String) {
     out.push('\'');
 }
 
-fn write_bytea(bytes: &[u8], out: &mut String) {
+fn is_printable_ascii(byte: u8) -> bool {
+    (b' '..=b'~').contains(&byte)
+}
+
+/// UTF-8 `bytes` as text the server decodes: pure ASCII, with no backslash, so the same in every session.
+/// Schema-qualified so that no `search_path` can put other functions in their place.
+fn write_utf8_hex(bytes: &[u8], out: &mut String) {
+    out.push_str("pg_catalog.convert_from(pg_catalog.decode('");
+    push_hex(bytes, out);
+    out.push_str("', 'hex'), 'UTF8')");
+}
+
+fn push_hex(bytes: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2 + 16);
-    out.push_str("E'\\\\x");
+    out.reserve(bytes.len() * 2);
     for byte in bytes {
         out.push(char::from(HEX[usize::from(byte >> 4)]));
         out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
+}
+
+fn write_bytea(bytes: &[u8], out: &mut String) {
+    out.push_str("E'\\\\x");
+    push_hex(bytes, out);
     out.push_str("'::bytea");
 }
 
@@ -148,7 +194,26 @@ mod tests {
     fn strings_escape_quotes_and_backslashes_whatever_the_server_setting() {
         assert_eq!(literal(&"/a/{id}", Type::TEXT).unwrap(), "E'/a/{id}'");
         assert_eq!(literal(&"it's \\ here", Type::TEXT).unwrap(), "E'it''s \\\\ here'");
-        assert_eq!(literal(&"é'", Type::TEXT).unwrap(), "E'é'''");
+    }
+
+    #[test]
+    fn text_that_is_not_printable_ascii_is_written_as_its_bytes() {
+        let decoded = |hex: &str| format!("pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8')");
+        assert_eq!(literal(&"é'", Type::TEXT).unwrap(), decoded("c3a927"));
+        // Under SJIS, 0x81 opens a two-byte character that would swallow the backslash after it.
+        assert_eq!(literal(&"\u{81}\\'", Type::TEXT).unwrap(), decoded("c2815c27"));
+        assert_eq!(literal(&"a\nb", Type::TEXT).unwrap(), decoded("610a62"));
+        assert_eq!(literal(&"\0", Type::TEXT).unwrap(), decoded("00"), "the server refuses it, as when bound");
+        let names = vec!["ok".to_owned(), "ü".to_owned()];
+        assert_eq!(literal(&names, Type::TEXT_ARRAY).unwrap(), format!("ARRAY[E'ok', {}]::text[]", decoded("c3bc")));
+    }
+
+    #[test]
+    fn every_literal_is_printable_ascii() {
+        for text in ["", "plain", "it's", "back\\slash", "日本語", "\u{81}\\", "tab\t", "\u{7f}", "\u{10ffff}"] {
+            let written = literal(&text, Type::TEXT).unwrap();
+            assert!(written.bytes().all(is_printable_ascii), "{text:?} became {written:?}");
+        }
     }
 
     #[test]
@@ -176,6 +241,16 @@ mod tests {
         let mut out = String::from("EXECUTE x(");
         assert_eq!(write(&vec![0_u8; 600], &Type::BYTEA, &mut out, 1024), None);
         assert_eq!(out, "EXECUTE x(", "nothing written");
+        // Short non-ASCII elements take far more room as literals than encoded: the limit holds all the same.
+        let names = vec!["é".to_owned(); 20];
+        assert_eq!(write(&names, &Type::TEXT_ARRAY, &mut out, 1024), None);
+        assert_eq!(out, "EXECUTE x(", "nothing written");
+        let mut alone = String::new();
+        write(&names, &Type::TEXT_ARRAY, &mut alone, usize::MAX).unwrap();
+        let fits = out.len() + alone.len();
+        assert_eq!(write(&names, &Type::TEXT_ARRAY, &mut out, fits - 1), None);
+        assert_eq!(write(&names, &Type::TEXT_ARRAY, &mut out, fits), Some(()));
+        assert_eq!(out.len(), fits);
     }
 
     #[test]
