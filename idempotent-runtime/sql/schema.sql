@@ -48,8 +48,9 @@ CREATE TABLE IF NOT EXISTS idempotency_records (
 -- DROP FUNCTION first.
 DO $migrate$
 DECLARE
-    table_schema name := (SELECT relnamespace::regnamespace::name FROM pg_class
-                          WHERE oid = 'idempotency_records'::regclass);
+    -- The schema's own name (`regnamespace` would print it quoted where it needs quotes, and `%I` quote it again).
+    table_schema name := (SELECT nspname FROM pg_namespace
+                          WHERE oid = (SELECT relnamespace FROM pg_class WHERE oid = 'idempotency_records'::regclass));
     existing regprocedure := to_regprocedure(format(
         '%I.idempotency_records_complete(bytea, bytea, text, text, bigint, float8, smallint, text[], bytea[], bytea)',
         table_schema));
