@@ -1,5 +1,6 @@
-//! The schema's completion function (`idempotency_records_complete`, `sql/schema.sql`): by default a response is
-//! stored through it (its plan cached per connection, the response still bound), it updates the table of the
+//! The schema's completion function (`idempotency_records_complete`, `sql/schema.sql`): on the pooler-safe and the
+//! unnamed statements a response is stored through it (its plan cached per connection, the response still bound;
+//! the default's named statements prepare the plain `UPDATE` once per connection instead), it updates the table of the
 //! schema it was created in whatever the caller's `search_path`, and a table created before it existed keeps
 //! storing responses with the plain `UPDATE`, saying so once, as does a role that may not execute it.
 
@@ -73,11 +74,11 @@ async fn count(pool: &deadpool_postgres::Pool, table: &str, condition: &str) -> 
     pool.get().await.unwrap().query_one(&query, &[]).await.unwrap().get(0)
 }
 
-/// A store on a fresh schema, migrated, and a pool of that schema.
+/// A store on a fresh schema with the pooler-safe statements, migrated, and a pool of that schema.
 async fn migrated_store() -> (TestSchema, deadpool_postgres::Pool, PostgresStore) {
     let schema = TestSchema::create().await;
     let pool = schema.pool(4);
-    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name).with_pooler_safe_statements();
     store.migrate().await.expect("migrate");
     (schema, pool, store)
 }
@@ -94,14 +95,16 @@ async fn responses_are_stored_through_the_function_except_on_named_statements() 
     );
     pool.get().await.unwrap().batch_execute(&refusing).await.expect("replace the function");
 
-    for (mode, store) in [("default", store.clone()), ("unnamed", store.clone().with_unnamed_statements())] {
+    for (mode, store) in [("pooler-safe", store.clone()), ("unnamed", store.clone().with_unnamed_statements())] {
         let answer = claim_and_complete(&store).await;
         assert!(
             answer.as_ref().is_err_and(|error| error.contains("the completion function ran")),
             "the {mode} statements store responses through the function: {answer:?}"
         );
     }
-    // Named statements are planned once per connection anyway: the plain UPDATE, prepared.
+    // Named statements (the default's, directly) are planned once per connection anyway: the plain UPDATE, prepared.
+    let default = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    claim_and_complete(&default).await.expect("the default's named statements do not call the function");
     claim_and_complete(&store.with_prepared_statements()).await.expect("named statements do not call the function");
     schema.drop_schema().await;
 }
@@ -133,8 +136,8 @@ async fn a_table_created_before_the_function_existed_still_stores_responses() {
     // Applying the schema again brings the function back; a store started afterwards uses it.
     store.migrate().await.expect("migrate again");
     assert!(has_function(&pool, &schema.name).await, "migrate() creates the function on a table that lacked it");
-    testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(pool).with_schema(&schema.name))
-        .await;
+    let restarted = PostgresStore::new(pool).with_schema(&schema.name).with_pooler_safe_statements();
+    testing::a_completion_keeps_status_headers_and_body_exactly(&restarted).await;
     schema.drop_schema().await;
 }
 
@@ -143,7 +146,7 @@ async fn the_function_writes_to_its_own_schemas_table_whatever_the_search_path()
     let (records, decoy) = (TestSchema::create().await, TestSchema::create().await);
     PostgresStore::new(decoy.pool(1)).migrate().await.expect("a decoy table first in the search_path");
     // The store's connections look up names in the decoy's schema; its table and function are in `records`.
-    let store = PostgresStore::new(decoy.pool(4)).with_schema(&records.name);
+    let store = PostgresStore::new(decoy.pool(4)).with_schema(&records.name).with_pooler_safe_statements();
     store.migrate().await.expect("migrate");
     assert!(has_function(&decoy.pool(1), &records.name).await, "the function is created beside its table");
 
@@ -201,7 +204,8 @@ async fn migrating_as_another_role_leaves_the_function_to_its_owner() {
     // Only the owner may replace a function: the application role's migrate() leaves it and succeeds.
     PostgresStore::new(roles.app.clone()).migrate().await.expect("another role's migrate()");
     assert!(has_function(&roles.owner, &roles.schema.name).await, "the owner's function stays");
-    testing::a_completion_keeps_status_headers_and_body_exactly(&PostgresStore::new(roles.app.clone())).await;
+    let store = PostgresStore::new(roles.app.clone()).with_pooler_safe_statements();
+    testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
 
     roles.drop_all().await;
 }
@@ -213,7 +217,7 @@ async fn a_role_that_may_not_execute_the_function_still_stores_responses() {
     roles.owner.get().await.unwrap().batch_execute(&revoke).await.expect("revoke EXECUTE");
 
     // The function answers 42501 to this role: its completions run as the plain UPDATE, which it may run.
-    let store = PostgresStore::new(roles.app.clone());
+    let store = PostgresStore::new(roles.app.clone()).with_pooler_safe_statements();
     testing::a_completion_keeps_status_headers_and_body_exactly(&store).await;
     claim_and_complete(&store).await.expect("a later completion, without the function");
 

@@ -1,7 +1,9 @@
-//! How `PostgresStore` sends its statements by default: each is prepared once per backend under a name derived
-//! from its text and run with `EXECUTE` (README, "Deploying on PostgreSQL"). The conformance suites prove the
-//! answers right, directly and behind PgBouncer; these tests prove the statements really are prepared and run from
-//! their plans, and that a backend which forgot them, or whose table changed under them, keeps answering.
+//! How `PostgresStore` sends its statements: by default named and prepared once per connection, and with
+//! `with_pooler_safe_statements()` (or once the default found a pooler that does not track prepared statements)
+//! prepared once per backend under a name derived from their text and run with `EXECUTE`. The conformance suites
+//! prove the answers right, directly and behind PgBouncer; these tests prove the statements really are prepared
+//! and run from their plans, and that a backend which forgot them, or whose table changed under them, keeps
+//! answering.
 
 #[macro_use]
 mod support;
@@ -54,7 +56,7 @@ async fn prepared_statements(client: &tokio_postgres::Client, condition: &str) -
 async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(connection: Connection) {
     let schema = TestSchema::create().await;
     let (pool, _bouncer) = connection.app_pool(&schema, 16);
-    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name).with_pooler_safe_statements();
     store.migrate().await.expect("migrate");
     workload(&store).await;
     testing::concurrent_claims_of_one_record_acquire_exactly_once(std::sync::Arc::new(store.clone())).await;
@@ -76,9 +78,33 @@ async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(conne
     schema.drop_schema().await;
 }
 
-mod prepared {
+mod pooler_safe {
     use super::*;
     on_every_connection!(statements_are_prepared_once_per_backend_and_run_from_their_plans);
+}
+
+/// By default, directly: the store's statements are tokio-postgres' named statements, prepared once per connection
+/// and run from their plans, and none goes the pooler-safe way.
+#[actix_web::test]
+async fn by_default_statements_are_named_and_prepared_once_per_connection() {
+    let schema = TestSchema::create().await;
+    // The default probes two connections before its first statement (a pool of one cannot be probed, and goes the
+    // pooler-safe way); both are read below.
+    let pool = schema.pool(2);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    store.migrate().await.expect("migrate");
+    workload(&store).await;
+    let clients = [pool.get().await.expect("first"), pool.get().await.expect("second")];
+    let (mut prepared, mut runs) = (0, 0);
+    for client in &clients {
+        assert_eq!(prepared_statements(client, SHARED).await, (0, 0), "no pooler-safe statement");
+        let (named, named_runs) = prepared_statements(client, "NOT from_sql").await;
+        (prepared, runs) = (prepared + named, runs + named_runs);
+    }
+    assert!(prepared >= 2, "the claim and the completion at least are named statements, found {prepared}");
+    assert!(runs > prepared, "named statements ran from their plans more than once each: {runs} runs of {prepared}");
+    drop(clients);
+    schema.drop_schema().await;
 }
 
 /// A migrated store on a fresh schema whose pool holds one connection, so that every statement and every probe
@@ -86,7 +112,7 @@ mod prepared {
 async fn store_on_one_backend() -> (TestSchema, deadpool_postgres::Pool, PostgresStore) {
     let schema = TestSchema::create().await;
     let pool = schema.pool(1);
-    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name);
+    let store = PostgresStore::new(pool.clone()).with_schema(&schema.name).with_pooler_safe_statements();
     store.migrate().await.expect("migrate");
     workload(&store).await;
     (schema, pool, store)

@@ -57,8 +57,10 @@ impl PgBouncer {
              query_wait_timeout = 30\n\
              ignore_startup_parameters = extra_float_digits\n\
              logfile = {dir}/pgbouncer.log\n\
-             pidfile = {dir}/pgbouncer.pid\n",
-            dir = dir.display()
+             pidfile = {dir}/pgbouncer.pid\n\
+             {tracking}",
+            dir = dir.display(),
+            tracking = if tracks_prepared_statements() { "max_prepared_statements = 200\n" } else { "" },
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
         std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").expect("write userlist.txt");
@@ -152,6 +154,22 @@ impl Drop for PgBouncer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether the PgBouncer the suites start tracks protocol-level prepared statements (version 1.21 and later, with
+/// `max_prepared_statements` set, as the suites do there). Debian 12's 1.18 does not.
+pub fn tracks_prepared_statements() -> bool {
+    static TRACKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACKS.get_or_init(|| {
+        let output = Command::new(binary()).arg("--version").output().expect("run pgbouncer --version");
+        let text = String::from_utf8_lossy(&output.stdout);
+        // "PgBouncer 1.18.0" (then, on later versions, the libraries it was built with).
+        let version = text.split_whitespace().nth(1).unwrap_or_default();
+        let mut numbers = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+        let major_minor = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        assert!(major_minor > (0, 0), "could not read PgBouncer's version from {text:?}");
+        major_minor >= (1, 21)
+    })
 }
 
 fn binary() -> PathBuf {

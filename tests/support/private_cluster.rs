@@ -45,6 +45,11 @@ impl PrivateCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Everything the server logged so far (its `-l` log file).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).expect("read the private cluster's log")
+    }
+
     /// Stops the server at once (connections are cut, as in a crash or a failover).
     pub fn stop(&self) {
         run(

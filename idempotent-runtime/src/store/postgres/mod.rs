@@ -2,9 +2,9 @@
 //!
 //! Round trips per request: a fresh key costs two statements (claim, complete), a replay or a conflict one (the
 //! claim statement returns the existing record when it inserts nothing). Every decision is made by one atomic
-//! statement, so any number of processes may share the table. Statements hold no session state a pooler could lose
-//! (they are prepared per backend under names derived from their text, or sent unnamed: `statement`), so the
-//! store works through a transaction-mode pooler.
+//! statement, so any number of processes may share the table. Statements are named and prepared once per
+//! connection where that works (directly, or behind a pooler that tracks prepared statements), and go a
+//! pooler-safe way behind a transaction-mode pooler that does not (`statement`).
 
 /// The channel every waiter listens on and every completion, release and operator release notifies (the payload
 /// names the record): one literal, so that the SQL strings can include it with `concat!`.
@@ -26,6 +26,7 @@ mod table;
 mod transactional;
 mod tx;
 
+use std::convert::identity;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,7 @@ use self::listener::Listener;
 pub(crate) use self::rows::complete_and_commit;
 use self::rows::query_failed;
 use self::sql::Statements;
-use self::statement::{Param, StatementMode, pool_failed};
+use self::statement::{Param, StatementChoice, StatementMode, pool_failed};
 use self::table::Table;
 pub use self::tx::Tx;
 use super::existing_share::ExistingShare;
@@ -75,7 +76,8 @@ pub struct PostgresStore {
     existing_share: Arc<ExistingShare>,
     /// The statements, rendered for the store's table.
     statements: Arc<Statements>,
-    mode: StatementMode,
+    /// How statements are sent: set, or found when the first one is sent.
+    statement_choice: Arc<StatementChoice>,
     /// Set once a completion found the schema's completion function missing or not executable: completions then
     /// run as a plain statement.
     completion_function_unusable: Arc<AtomicBool>,
@@ -110,14 +112,20 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("timeout", &self.timeout)
             .field("table", &self.statements.table)
-            .field("mode", &self.mode)
+            .field("statements", &self.statement_choice)
             .finish_non_exhaustive()
     }
 }
 
 impl PostgresStore {
     /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`], on the `idempotency_records` table of the
-    /// connections' `search_path`. The pool may go through a transaction-mode pooler (PgBouncer and the like).
+    /// connections' `search_path`.
+    ///
+    /// Its statements are named and prepared once per connection, as tokio-postgres applications do. Before the
+    /// first one, the store probes two of the pool's connections: if they go through a transaction-mode pooler
+    /// that does not track prepared statements (PgBouncer 1.20 and older), it uses
+    /// [`PostgresStore::with_pooler_safe_statements`] instead, and says so once in a warning. A named statement
+    /// that fails the way such a pooler makes it fail switches the store the same way, and is sent again.
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
@@ -126,7 +134,7 @@ impl PostgresStore {
             purge_cursor: Arc::default(),
             existing_share: Arc::default(),
             statements: Arc::new(Statements::new(Table::in_search_path())),
-            mode: StatementMode::default(),
+            statement_choice: Arc::default(),
             completion_function_unusable: Arc::default(),
         }
     }
@@ -149,21 +157,31 @@ impl PostgresStore {
         self
     }
 
-    /// Sends every statement unnamed, parsed and planned by the server each time, instead of the default: SQL
-    /// `PREPARE` once per backend under a name derived from the statement's text, then `EXECUTE` (correct behind
-    /// a transaction-mode pooler too; see the README's "Deploying on PostgreSQL"). For a proxy that treats SQL
-    /// `PREPARE` as session state and pins the client to one backend for it. BENCHMARKS.md measures what it
-    /// costs.
-    pub fn with_unnamed_statements(mut self) -> Self {
-        self.mode = StatementMode::Unnamed;
+    /// For a pool behind a transaction-mode pooler that does not track prepared statements (PgBouncer 1.20 and
+    /// older in `pool_mode = transaction`, as Debian 12 ships): each statement is prepared once per backend with
+    /// SQL `PREPARE` under a name derived from its text and run with `EXECUTE`, correct whichever backend a round
+    /// trip reaches. The default finds such a pooler by itself; this skips the probe. It costs PostgreSQL CPU per
+    /// statement, and each backend's first use of each statement logs one `ERROR: prepared statement
+    /// "idempotent_..." does not exist` (BENCHMARKS.md, the guide's "Deploying on PostgreSQL").
+    pub fn with_pooler_safe_statements(mut self) -> Self {
+        self.statement_choice = Arc::new(StatementChoice::fixed(StatementMode::Shared));
         self
     }
 
-    /// Prepares each statement once per connection (tokio-postgres' named statements) instead of the default.
-    /// Only for a pool whose connections reach PostgreSQL directly: behind a transaction-mode pooler the
-    /// statements fail (`prepared statement "sN" does not exist`). BENCHMARKS.md measures what it saves.
+    /// Sends every statement unnamed, parsed and planned by the server each time. For a proxy that pins a client
+    /// to one backend for SQL `PREPARE`, where [`PostgresStore::with_pooler_safe_statements`] would not help.
+    /// BENCHMARKS.md measures what it costs.
+    pub fn with_unnamed_statements(mut self) -> Self {
+        self.statement_choice = Arc::new(StatementChoice::fixed(StatementMode::Unnamed));
+        self
+    }
+
+    /// Named statements prepared once per connection, as by default, without the probe before the first one and
+    /// without the switch: for a pool known to reach PostgreSQL directly, or through a pooler that tracks
+    /// prepared statements (PgBouncer >= 1.21 with `max_prepared_statements`). Behind a pooler that does not,
+    /// statements would fail, or run another client's statement of the same name.
     pub fn with_prepared_statements(mut self) -> Self {
-        self.mode = StatementMode::Prepared;
+        self.statement_choice = Arc::new(StatementChoice::fixed(StatementMode::Prepared));
         self
     }
 
@@ -210,9 +228,21 @@ impl PostgresStore {
         &self.statements.table
     }
 
-    /// How statements are sent, for the [`crate::admin`] queries.
-    pub(crate) fn mode(&self) -> StatementMode {
-        self.mode
+    /// How statements are sent now, for a caller that already holds a connection (see
+    /// [`StatementChoice::settled`]).
+    pub(crate) fn settled_mode(&self) -> StatementMode {
+        self.statement_choice.settled()
+    }
+
+    /// How statements are sent, probing the pool's connections before the first statement.
+    pub(crate) async fn statement_mode(&self) -> Result<StatementMode, StoreError> {
+        self.statement_choice.mode(&self.pool).await.map_err(pool_failed)
+    }
+
+    /// Whether a statement sent in `mode` failed in a way that switched the store to the pooler-safe way (it had
+    /// no effect, and may be sent again).
+    pub(crate) fn switched_by(&self, mode: StatementMode, sqlstate: Option<&str>) -> bool {
+        self.statement_choice.switched_by(mode, sqlstate)
     }
 
     fn statements(&self) -> &Statements {
@@ -236,31 +266,40 @@ impl PostgresStore {
     /// Runs one statement on a pooled connection, the wait for the connection included, under one deadline (one
     /// timer per operation, on the hot path).
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        self.query_in(self.mode, sql, params).await
+        self.on_pooled_connection(identity, async |client, mode| {
+            statement::query(client, &self.statement_choice, mode, identity, sql, params).await
+        })
+        .await
     }
 
     /// [`PostgresStore::query`] for a statement whose arguments must be bound, not written into its text.
     async fn query_binding_arguments(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        self.query_in(self.mode.binding_arguments(), sql, params).await
-    }
-
-    async fn query_in(&self, mode: StatementMode, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        self.on_pooled_connection(async |client| statement::query(client, mode, sql, params).await).await
+        let adapt = StatementMode::binding_arguments;
+        self.on_pooled_connection(adapt, async |client, mode| {
+            statement::query(client, &self.statement_choice, mode, adapt, sql, params).await
+        })
+        .await
     }
 
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        self.on_pooled_connection(async |client| statement::execute(client, self.mode, sql, params).await).await
+        self.on_pooled_connection(identity, async |client, mode| {
+            statement::execute(client, &self.statement_choice, mode, sql, params).await
+        })
+        .await
     }
 
-    /// Runs `statement` on a pooled connection, the wait for the connection included, under the store's timeout.
+    /// Runs `statement` on a pooled connection in the store's statement mode (as `adapt` adapts it), the wait for
+    /// the connection included, under the store's timeout.
     async fn on_pooled_connection<T>(
         &self,
-        statement: impl AsyncFnOnce(&deadpool_postgres::ClientWrapper) -> Result<T, tokio_postgres::Error>,
+        adapt: fn(StatementMode) -> StatementMode,
+        statement: impl AsyncFnOnce(&deadpool_postgres::ClientWrapper, StatementMode) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         let mut client = None;
         let outcome = tokio::time::timeout(self.timeout, async {
+            let mode = adapt(self.statement_mode().await?);
             let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
-            statement(client).await.map_err(query_failed)
+            statement(client, mode).await.map_err(query_failed)
         })
         .await;
         self.finish(client, outcome)

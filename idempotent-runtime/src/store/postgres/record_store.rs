@@ -71,7 +71,8 @@ impl PostgresStore {
     /// function, whose plan each connection caches, or, where it cannot be called
     /// ([`COMPLETION_FUNCTION_UNUSABLE`]), run the plain `UPDATE` and say so once.
     async fn completion_rows(&self, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        if self.mode != StatementMode::Prepared && !self.completion_function_unusable.load(Ordering::Relaxed) {
+        if self.settled_mode() != StatementMode::Prepared && !self.completion_function_unusable.load(Ordering::Relaxed)
+        {
             match self.query_binding_arguments(&self.statements.complete_function, params).await {
                 Err(error) if error.sqlstate().is_some_and(|code| COMPLETION_FUNCTION_UNUSABLE.contains(&code)) => {
                     if !self.completion_function_unusable.swap(true, Ordering::Relaxed) {

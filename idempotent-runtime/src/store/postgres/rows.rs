@@ -35,17 +35,28 @@ pub(crate) async fn complete_and_commit(
             query_failed(error)
         }
     };
+    let mode = store.settled_mode().binding_arguments();
+    let complete = &store.statements().complete;
+    // The completion and the COMMIT go out together, in that order: a named statement not yet prepared on this
+    // connection is prepared first, or its `Parse` would go before the COMMIT and its `Bind` after it.
+    statement::prepare_ahead(client, mode, complete, &params).await.map_err(in_aborted_transaction)?;
     let (stored, committed) = futures_util::future::join(
-        statement::query(client, store.mode().binding_arguments(), &store.statements().complete, &params),
+        statement::query_in(client, mode, complete, &params),
         client.batch_execute("COMMIT"),
     )
     .await;
-    let stored = stored.map_err(in_aborted_transaction)?;
+    let stored = stored.map_err(|error| {
+        // Inside the transaction it cannot be sent again; the store switches for the next ones.
+        store.switched_by(mode, statement::sqlstate(&error));
+        in_aborted_transaction(error)
+    })?;
     committed.map_err(query_failed)?;
     let row = stored.first().ok_or_else(|| corrupt("the claimed record vanished inside its own transaction"))?;
     if row.try_get::<_, bool>("has_waiters").map_err(decode_failed)? {
         let digest = crate::store::postgres::notify_payload(&attempt.id);
-        if let Err(error) = statement::execute(client, store.mode(), NOTIFY_SQL, &[(&digest, Type::TEXT)]).await {
+        if let Err(error) =
+            statement::execute_in(client, store.settled_mode(), NOTIFY_SQL, &[(&digest, Type::TEXT)]).await
+        {
             tracing::warn!(error = %query_failed(error), "could not wake the waiters of a completed record; they find out at their next look");
         }
     }

@@ -71,14 +71,23 @@ impl TransactionalStore for PostgresStore {
         wait: Option<Duration>,
     ) -> Result<TransactionalClaim, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout() + wait.unwrap_or_default();
+        let mode = match tokio::time::timeout_at(deadline, self.statement_mode()).await {
+            Ok(mode) => mode?.binding_arguments(),
+            Err(_) => return Err(self.timed_out("choosing how statements are sent")),
+        };
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);
-        let claiming = TransactionalClaimRun { statements: self.statements(), mode: self.mode().binding_arguments() };
+        let claiming = TransactionalClaimRun { statements: self.statements(), mode };
         let step = match tokio::time::timeout_at(deadline, claiming.claim(&connection, request, wait)).await {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {
                 rollback(connection).await;
+                // A named statement that met a pooler without statement tracking aborted only this transaction,
+                // before the handler ran: the claim starts again the pooler-safe way.
+                if self.switched_by(mode, error.sqlstate()) {
+                    return Box::pin(self.claim_in_transaction(request, wait)).await;
+                }
                 return Err(error);
             }
             // The transaction's state is unknown: `connection` is closed when dropped here.
@@ -142,9 +151,11 @@ impl TransactionalClaimRun<'_> {
         let statements = self.statements;
         let sql =
             if wait.is_some() { &statements.wait_claim_in_transaction } else { &statements.try_claim_in_transaction };
-        let (begun, claimed) =
-            futures_util::future::join(client.batch_execute(&begin), statement::query(client, self.mode, sql, &params))
-                .await;
+        let (begun, claimed) = futures_util::future::join(
+            client.batch_execute(&begin),
+            statement::query_in(client, self.mode, sql, &params),
+        )
+        .await;
         begun.map_err(failed)?;
         let rows = match claimed {
             Ok(rows) => rows,
@@ -163,7 +174,7 @@ impl TransactionalClaimRun<'_> {
         let row = if row.try_get::<_, Option<Vec<u8>>>("fingerprint").map_err(decode)?.is_some() {
             row.clone()
         } else {
-            let rows = statement::query(client, self.mode, &statements.read, &params[..5]).await.map_err(failed)?;
+            let rows = statement::query_in(client, self.mode, &statements.read, &params[..5]).await.map_err(failed)?;
             match rows.into_iter().next() {
                 Some(row) => row,
                 // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
@@ -173,7 +184,7 @@ impl TransactionalClaimRun<'_> {
         if row.try_get::<_, bool>("takeover").map_err(decode)? {
             let current: i64 = row.try_get("token").map_err(decode)?;
             let taken =
-                statement::execute(client, self.mode, &statements.takeover, &claiming.takeover_params(&current))
+                statement::execute_in(client, self.mode, &statements.takeover, &claiming.takeover_params(&current))
                     .await
                     .map_err(failed)?;
             return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
@@ -187,7 +198,7 @@ impl TransactionalClaimRun<'_> {
         client: &deadpool_postgres::Client,
         params: &[Param<'_>; 9],
     ) -> Result<Step, StoreError> {
-        let rows = statement::query(client, self.mode, &self.statements.try_claim_in_transaction, params)
+        let rows = statement::query_in(client, self.mode, &self.statements.try_claim_in_transaction, params)
             .await
             .map_err(failed)?;
         let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;

@@ -310,7 +310,7 @@ async fn query(
     store
         .bounded(async {
             let client = store.pool().get().await.map_err(crate::store::postgres::statement::pool_failed)?;
-            crate::store::postgres::statement::query(
+            crate::store::postgres::statement::query_in(
                 &client,
                 crate::store::postgres::statement::StatementMode::Unnamed,
                 &sql,

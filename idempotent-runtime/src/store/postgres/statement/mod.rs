@@ -1,15 +1,17 @@
-//! How the PostgreSQL store sends its statements, so that they work through a transaction-mode pooler
-//! (PgBouncer, RDS Proxy, Supavisor):
+//! How the PostgreSQL store sends its statements:
 //!
-//! - by default ([`StatementMode::Shared`], [`shared`]) each statement is prepared once per backend under a name
-//!   derived from its text, and run with `EXECUTE`: planned once, and correct whichever backend a round trip
-//!   reaches;
-//! - inside a transaction, for a stored response ([`StatementMode::binding_arguments`]), and on request
-//!   ([`StatementMode::Unnamed`]), statements are sent unnamed with their parameter types in one round trip
-//!   (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives the round trip, and the server plans them every time;
-//! - a named statement prepared once per connection ([`StatementMode::Prepared`], tokio-postgres'
-//!   `prepare_cached`) breaks behind such a pooler, where the next round trip may reach another backend; it stays
-//!   an opt-in for direct connections.
+//! - by default ([`StatementMode::Prepared`] once the [`probe`] allowed it) each statement is prepared once per
+//!   connection under a name (tokio-postgres' `prepare_typed_cached`), what every tokio-postgres application does:
+//!   planned once, and correct on a direct connection and behind a pooler that tracks protocol-level prepared
+//!   statements (PgBouncer >= 1.21 with `max_prepared_statements`);
+//! - behind a transaction-mode pooler that does not track them, found by the probe or by a named statement's
+//!   failure ([`choice`]), or on request, statements go the pooler-safe way ([`StatementMode::Shared`],
+//!   [`shared`]): prepared once per backend with SQL `PREPARE` under a name derived from their text, and run with
+//!   `EXECUTE`;
+//! - inside a transaction and for a stored response on the pooler-safe way
+//!   ([`StatementMode::binding_arguments`]), and on request ([`StatementMode::Unnamed`]), statements are sent
+//!   unnamed with their parameter types in one round trip (`Parse`/`Bind`/`Execute`/`Sync`): nothing outlives
+//!   the round trip, and the server plans them every time.
 //!
 //! Errors keep what the server said: the SQLSTATE and its message, not tokio-postgres' bare `db error`.
 
@@ -17,27 +19,32 @@ use std::fmt;
 
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::store::{StoreError, StoreErrorKind};
 
+mod choice;
 mod literal;
+mod probe;
 mod shared;
+
+pub(crate) use self::choice::StatementChoice;
 
 /// One statement parameter and its PostgreSQL type (an unnamed statement is not described before it runs).
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
-/// How statements reach the server; see [`crate::PostgresStore::with_unnamed_statements`] and
-/// [`crate::PostgresStore::with_prepared_statements`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How statements reach the server; see [`crate::PostgresStore::with_pooler_safe_statements`],
+/// [`crate::PostgresStore::with_unnamed_statements`] and [`crate::PostgresStore::with_prepared_statements`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StatementMode {
     /// Prepared once per backend under a name derived from the text, run with `EXECUTE`: correct through any
     /// pooler, outside explicit transactions.
-    #[default]
     Shared,
     /// Unnamed statements: correct through any pooler, inside a transaction too.
     Unnamed,
-    /// Named statements prepared once per connection: direct connections only.
+    /// Named statements prepared once per connection: on a direct connection, or behind a pooler that tracks
+    /// them.
     Prepared,
 }
 
@@ -57,8 +64,42 @@ impl StatementMode {
     }
 }
 
-/// Runs a statement and returns its rows.
+/// Runs a statement in `mode` and returns its rows. A named statement that met a pooler without statement
+/// tracking ran nothing: it switches `choice`, and is sent again the way `choice` now gives (as `adapt` adapts it).
 pub(crate) async fn query(
+    client: &ClientWrapper,
+    choice: &StatementChoice,
+    mode: StatementMode,
+    adapt: fn(StatementMode) -> StatementMode,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    match query_in(client, mode, sql, params).await {
+        Err(error) if choice.switched_by(mode, sqlstate(&error)) => {
+            query_in(client, adapt(choice.settled()), sql, params).await
+        }
+        rows => rows,
+    }
+}
+
+/// Runs a statement in `mode` and returns the number of rows it changed; sent again as [`query`] says.
+pub(crate) async fn execute(
+    client: &ClientWrapper,
+    choice: &StatementChoice,
+    mode: StatementMode,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    match execute_in(client, mode, sql, params).await {
+        Err(error) if choice.switched_by(mode, sqlstate(&error)) => {
+            execute_in(client, choice.settled(), sql, params).await
+        }
+        changed => changed,
+    }
+}
+
+/// Runs a statement in `mode` and returns its rows.
+pub(crate) async fn query_in(
     client: &ClientWrapper,
     mode: StatementMode,
     sql: &str,
@@ -68,14 +109,21 @@ pub(crate) async fn query(
         StatementMode::Shared => shared::query(client, sql, params).await,
         StatementMode::Unnamed => client.query_typed(sql, params).await,
         StatementMode::Prepared => {
-            let statement = client.prepare_typed_cached(sql, &types(params)).await?;
-            client.query(&statement, &values(params)).await
+            let types = types(params);
+            let statement = client.prepare_typed_cached(sql, &types).await?;
+            match client.query(&statement, &values(params)).await {
+                Err(error) if is_stale_plan(&error) => {
+                    let statement = prepare_again(client, sql, &types).await?;
+                    client.query(&statement, &values(params)).await
+                }
+                rows => rows,
+            }
         }
     }
 }
 
-/// Runs a statement and returns the number of rows it changed.
-pub(crate) async fn execute(
+/// Runs a statement in `mode` and returns the number of rows it changed.
+pub(crate) async fn execute_in(
     client: &ClientWrapper,
     mode: StatementMode,
     sql: &str,
@@ -85,10 +133,55 @@ pub(crate) async fn execute(
         StatementMode::Shared => shared::execute(client, sql, params).await,
         StatementMode::Unnamed => client.execute_typed(sql, params).await,
         StatementMode::Prepared => {
-            let statement = client.prepare_typed_cached(sql, &types(params)).await?;
-            client.execute(&statement, &values(params)).await
+            let types = types(params);
+            let statement = client.prepare_typed_cached(sql, &types).await?;
+            match client.execute(&statement, &values(params)).await {
+                Err(error) if is_stale_plan(&error) => {
+                    let statement = prepare_again(client, sql, &types).await?;
+                    client.execute(&statement, &values(params)).await
+                }
+                changed => changed,
+            }
         }
     }
+}
+
+/// Prepares a named statement on this connection unless it already is (other modes prepare nothing ahead), so
+/// that running it then sends its `Bind` at once: for a statement pipelined with another one, such as a
+/// completion with its `COMMIT`, which must reach the server in the order they were written.
+pub(crate) async fn prepare_ahead(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    if mode == StatementMode::Prepared {
+        client.prepare_typed_cached(sql, &types(params)).await?;
+    }
+    Ok(())
+}
+
+/// The SQLSTATE of a server's error.
+pub(crate) fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
+    error.code().map(SqlState::code)
+}
+
+/// `cached plan must not change result type`: a migration changed a result column's type under a named
+/// statement, which the backend then refuses for as long as it lives. Matched by code, not by the message, which
+/// the server translates. The refused statement ran nothing.
+fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+}
+
+/// Forgets a named statement this connection cached and prepares it afresh (under a new name: dropping the old
+/// statement closes its name on the server).
+async fn prepare_again(
+    client: &ClientWrapper,
+    sql: &str,
+    types: &[Type],
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    drop(client.statement_cache.remove(sql, types));
+    client.prepare_typed_cached(sql, types).await
 }
 
 fn types(params: &[Param<'_>]) -> Vec<Type> {
@@ -118,7 +211,21 @@ pub(crate) fn pool_failed(error: deadpool_postgres::PoolError) -> StoreError {
 #[derive(Debug)]
 struct PostgresError(tokio_postgres::Error);
 
+/// What went wrong in PostgreSQL's own words (the SQLSTATE and message, or the I/O error), for a log line.
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    Described(error).to_string()
+}
+
 impl fmt::Display for PostgresError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Described(&self.0).fmt(f)
+    }
+}
+
+/// Writes a tokio-postgres error with the server's SQLSTATE and message, or its chain of causes.
+struct Described<'a>(&'a tokio_postgres::Error);
+
+impl fmt::Display for Described<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(db) = self.0.as_db_error() {
             write!(f, "SQLSTATE {}: {}: {}", db.code().code(), db.severity(), db.message())?;
