@@ -9,6 +9,7 @@
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
+use idempotent_runtime::store::testing::REDIS_EXPIRY_GRACE;
 use idempotent_runtime::{DEFAULT_LEASE, DEFAULT_TTL};
 use redis::{Script, Value};
 
@@ -26,8 +27,8 @@ pub(crate) const LUA_FLOOR_PATH: &str = "/floor_lua";
 /// The lease and ttl of the library's route (`#[idempotent(scope = "global")]` keeps the defaults).
 const LEASE_MS: u64 = DEFAULT_LEASE.as_millis() as u64;
 const TTL_MS: u64 = DEFAULT_TTL.as_millis() as u64;
-/// The library's `EXPIRY_GRACE`: Redis forgets a record this long after it expires.
-const GRACE_MS: u64 = 5_000;
+/// The library's `EXPIRY_GRACE` (Redis forgets a record this long after it expires), the runtime's own constant.
+const GRACE_MS: u64 = REDIS_EXPIRY_GRACE.as_millis() as u64;
 
 /// The floor's state in each server worker: its key prefix, its connection and the library's two scripts.
 pub(crate) struct LuaFloor {

@@ -37,7 +37,7 @@ pub const DEFAULT_KEY_PREFIX: &str = "idempotency:";
 
 /// How long Redis keeps a record after it expired. It already reads as absent; keeping it a little longer lets a
 /// fresh claim report that it replaced an expired record (the take-over counter), as on the other stores.
-const EXPIRY_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const EXPIRY_GRACE: Duration = Duration::from_secs(5);
 
 /// A completed record read without the claim script (no server clock) is replayed only while its expiry is at
 /// least this far ahead by this process's clock; nearer its expiry, the script decides on the server's clock. A
