@@ -52,6 +52,8 @@ pub(crate) const LIB_TX_PREPARED_PATH: &str = "/prepared/lib_tx";
 pub(crate) const LIB_UNNAMED_PATH: &str = "/unnamed/lib";
 pub(crate) const FLOOR_PATH: &str = "/floor";
 pub(crate) const FLOOR_TX_PATH: &str = "/floor_tx";
+/// The library's table in the run's schema (the floors' is [`crate::floor::FLOOR_TABLE`]).
+pub(crate) const LIBRARY_TABLE: &str = "idempotency_records";
 /// Routes a `POST /floor` to the floor's replay handler.
 pub(crate) const FLOOR_REPLAY_HEADER: (&str, &str) = ("x-bench-floor", "replay");
 

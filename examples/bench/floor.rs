@@ -12,6 +12,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::app::{Order, floor_answer, respond};
 
+/// The floors' table in the run's schema (every PostgreSQL floor's records).
+pub(crate) const FLOOR_TABLE: &str = "bench_floor_records";
+
 /// The floor's table: the columns, constraints, primary key and storage options of `idempotency_records` (as
 /// `sql/schema.sql` makes them), copied from the live table so that the two never drift apart.
 pub(crate) async fn create_floor_table(client: &deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
@@ -175,10 +178,24 @@ pub(crate) async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Dat
             ],
         )
         .await;
-    if let Err(error) = stored {
-        eprintln!("floor: could not store a response: {error}");
+    if let Some(answer) = not_stored(stored) {
+        return answer;
     }
     head.set_body(bytes).map_into_boxed_body()
+}
+
+/// A floor's completion must change exactly its record: otherwise the response was not stored, and the floor
+/// answers this error (counted as one by the bench), never the response. Shared by the PostgreSQL floors.
+pub(crate) fn not_stored(changed: Result<u64, String>) -> Option<HttpResponse> {
+    match changed {
+        Ok(1) => None,
+        Ok(rows) => {
+            Some(HttpResponse::InternalServerError().body(format!("floor: the completion changed {rows} rows")))
+        }
+        Err(error) => {
+            Some(HttpResponse::ServiceUnavailable().body(format!("floor: could not store a response: {error}")))
+        }
+    }
 }
 
 /// `floor_replay`: one `SELECT` by primary key, the fingerprint check, and the stored response written out.
@@ -284,9 +301,10 @@ pub(crate) async fn floor_new_tx(request: HttpRequest, body: Bytes, floor: web::
     ];
     let (stored, committed) =
         futures_util::future::join(client.execute(&complete, &params), client.batch_execute("COMMIT")).await;
-    if let Err(error) = stored.and(committed.map(|()| 1)) {
-        eprintln!("floor: could not store a response: {error}");
-        return HttpResponse::ServiceUnavailable().finish();
+    // The `UPDATE` is pipelined with the `COMMIT`: a completion that changed no row has committed nothing of the
+    // response, and answers an error.
+    if let Some(answer) = not_stored(committed.and(stored).map_err(|error| error.to_string())) {
+        return answer;
     }
     head.set_body(bytes).map_into_boxed_body()
 }

@@ -1,11 +1,15 @@
 //! The load generator: closed-loop streams of requests over keep-alive connections, one `awc` client per
-//! measurement, latencies in an HDR histogram.
+//! measurement, latencies in an HDR histogram; and an open loop at a fixed rate ([`drive_open`]).
 //!
 //! The client runs on the main thread's single-threaded runtime; each of the `concurrency` tasks sends a request,
 //! reads the whole response, checks it, and sends the next one. A request's latency is from just before it is
 //! sent to just after its response body is read.
+//!
+//! An answer counts as a success only if it is what the plan expects; with [`Plan::stored_in`], a fresh key's 200
+//! counts only if its record is then completed in the run's table (issue 29: a layer that stopped storing
+//! responses would otherwise look faster).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +37,8 @@ pub(crate) struct Plan {
     keys: Keys,
     header: Option<(&'static str, &'static str)>,
     replayed: bool,
+    /// The table (in the run's schema) where every fresh key answered 200 must then be a completed record.
+    table: Option<&'static str>,
 }
 
 /// The requests that complete a replay scenario's keys: the same route, the same bodies, before measuring.
@@ -44,7 +50,23 @@ pub(crate) struct Setup {
 
 impl Plan {
     pub(crate) fn new(path: &'static str, keys: Keys) -> Self {
-        Self { path, keys, header: None, replayed: false }
+        Self { path, keys, header: None, replayed: false, table: None }
+    }
+
+    /// After the measurement, every measured success must have its completed record in `table` (fresh keys
+    /// only): a success without one is counted as an error instead (see [`Stats::unstored`]).
+    pub(crate) fn stored_in(mut self, table: &'static str) -> Self {
+        self.table = Some(table);
+        self
+    }
+
+    pub(crate) fn path(&self) -> &'static str {
+        self.path
+    }
+
+    /// The fresh keys whose records are checked, if any.
+    fn checked_table(&self) -> Option<&'static str> {
+        self.table.filter(|_| matches!(self.keys, Keys::Fresh))
     }
 
     /// Sends this header too (it selects the floor's replay handler).
@@ -97,6 +119,9 @@ pub(crate) struct Stats {
     pub(crate) histogram: Histogram<u64>,
     /// CPU time spent during the measured part.
     pub(crate) cpu: CpuUse,
+    /// Of the answers counted as successes, how many had no completed record afterwards (moved from `requests`
+    /// to `errors`); `None` when the scenario's records are not checked (replays, memory store, Redis, `bare`).
+    pub(crate) unstored: Option<u64>,
 }
 
 impl Stats {
@@ -107,6 +132,7 @@ impl Stats {
             elapsed: Duration::ZERO,
             histogram: Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("valid histogram bounds"),
             cpu: CpuUse::default(),
+            unstored: None,
         }
     }
 
@@ -125,6 +151,10 @@ impl Stats {
         self.elapsed += other.elapsed;
         self.histogram.add(&other.histogram).expect("histograms of equal bounds");
         self.cpu.add(other.cpu);
+        self.unstored = match (self.unstored, other.unstored) {
+            (None, None) => None,
+            (mine, theirs) => Some(mine.unwrap_or(0) + theirs.unwrap_or(0)),
+        };
     }
 
     /// CPU microseconds per successful request of one party.
@@ -135,7 +165,7 @@ impl Stats {
     pub(crate) fn summary(&self) -> String {
         format!(
             "{:>7.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  CPU us/req: server {:>5.1} postgres {:>5.1} client {:>5.1}; \
-             other load {:.2} cores ({} requests, {} errors)",
+             other load {:.2} cores ({} requests, {} errors{})",
             self.rps(),
             self.quantile_us(0.5),
             self.quantile_us(0.99),
@@ -144,7 +174,12 @@ impl Stats {
             self.cpu_us_per_request(self.cpu.client),
             self.cpu.other / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
             self.requests,
-            self.errors
+            self.errors,
+            match self.unstored {
+                Some(0) => ", every success stored".to_owned(),
+                Some(missing) => format!(", of which {missing} answered 200 but NOT stored"),
+                None => String::new(),
+            }
         )
     }
 }
@@ -239,6 +274,8 @@ async fn drive_until(
         tasks.push(actix_web::rt::spawn(async move {
             let mut stats = Stats::new();
             let mut first_error = None;
+            // The numbers of the measured successes' fresh keys, when their records are checked.
+            let mut succeeded = Vec::new();
             while Instant::now() < end {
                 let n = counter.get();
                 if n >= count {
@@ -256,6 +293,9 @@ async fn drive_until(
                     Ok(answer) if answer.status == 200 && answer.replayed == plan.replayed => {
                         stats.requests += 1;
                         stats.histogram.saturating_record(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+                        if plan.checked_table().is_some() {
+                            succeeded.push(n);
+                        }
                     }
                     Ok(answer) => {
                         stats.errors += 1;
@@ -269,20 +309,131 @@ async fn drive_until(
                     }
                 }
             }
-            (stats, first_error)
+            (stats, first_error, succeeded)
         }));
     }
     actix_web::rt::time::sleep_until(measure_start.into()).await;
     let cpu_before = CpuSample::now(admin).await;
     let mut total = Stats::new();
     let mut first_error = None;
+    let mut succeeded = Vec::new();
     for task in tasks {
-        let (stats, error) = task.await.map_err(|error| format!("a client task failed: {error}"))?;
+        let (stats, error, numbers) = task.await.map_err(|error| format!("a client task failed: {error}"))?;
         total.merge(stats);
         first_error = first_error.or(error);
+        succeeded.extend(numbers);
     }
     total.elapsed = measure_start.elapsed();
     total.cpu = cpu_before.until(&CpuSample::now(admin).await);
+    finish(total, first_error, plan, fresh, &succeeded, admin).await
+}
+
+/// Drives one scenario in an open loop: request `n` is due at `n / rate` seconds after the start and is sent then
+/// (or as soon as the client thread gets to it), whatever became of the earlier ones, and its latency counts from
+/// when it was due. A slow answer thus delays no later request and hides no waiting time (no coordinated
+/// omission). At most `connections` requests are on the wire at once; the others wait for a connection, and that
+/// wait is part of their latency. Requests due in the warm-up are sent but not counted; the measurement ends when
+/// every request due before its end is answered.
+pub(crate) async fn drive_open(
+    base: &str,
+    plan: &Plan,
+    rate: f64,
+    connections: usize,
+    warm_up: Duration,
+    measure: Duration,
+    admin: &Pool,
+) -> Result<Stats, String> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("an open loop needs a positive rate, not {rate}"));
+    }
+    let client = client(connections);
+    let uri: Uri = format!("{base}{}", plan.path).parse().map_err(|error| format!("bad URL: {error}"))?;
+    let fresh = fastrand::u32(..);
+    let start = Instant::now();
+    let measure_start = start + warm_up;
+    let end = measure_start + measure;
+    // The CPU counters are read by a task of their own, so that no request waits for them.
+    let cpu_before = {
+        let admin = admin.clone();
+        actix_web::rt::spawn(async move {
+            actix_web::rt::time::sleep_until(measure_start.into()).await;
+            CpuSample::now(&admin).await
+        })
+    };
+    type Shared = (Stats, Option<String>, Vec<u64>);
+    let shared: Rc<RefCell<Shared>> = Rc::new(RefCell::new((Stats::new(), None, Vec::new())));
+    let mut tasks = Vec::new();
+    for n in 0u64.. {
+        let due = start + Duration::from_secs_f64(n as f64 / rate);
+        if due >= end {
+            break;
+        }
+        if due > Instant::now() {
+            actix_web::rt::time::sleep_until(due.into()).await;
+        }
+        let (client, uri, shared) = (client.clone(), uri.clone(), Rc::clone(&shared));
+        let (key, body) = plan.request(fresh, n);
+        let (header, replayed, checked) = (plan.header, plan.replayed, plan.checked_table().is_some());
+        tasks.push(actix_web::rt::spawn(async move {
+            let answer = send(&client, &uri, key, header, body).await;
+            let latency = due.elapsed();
+            if due < measure_start {
+                return;
+            }
+            let (stats, first_error, succeeded) = &mut *shared.borrow_mut();
+            match answer {
+                Ok(answer) if answer.status == 200 && answer.replayed == replayed => {
+                    stats.requests += 1;
+                    stats.histogram.saturating_record(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+                    if checked {
+                        succeeded.push(n);
+                    }
+                }
+                Ok(answer) => {
+                    stats.errors += 1;
+                    first_error.get_or_insert_with(|| {
+                        format!("unexpected answer (replayed: {}): {}", answer.replayed, describe(&answer))
+                    });
+                }
+                Err(error) => {
+                    stats.errors += 1;
+                    first_error.get_or_insert(error);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|error| format!("a client task failed: {error}"))?;
+    }
+    let cpu_before = cpu_before.await.map_err(|error| format!("a client task failed: {error}"))?;
+    let (mut total, first_error, succeeded) = shared.replace((Stats::new(), None, Vec::new()));
+    total.elapsed = measure_start.elapsed();
+    total.cpu = cpu_before.until(&CpuSample::now(admin).await);
+    finish(total, first_error, plan, fresh, &succeeded, admin).await
+}
+
+/// Checks a measurement's stored records (when its plan asks for it), reports its failures, and refuses it when
+/// more than 1% of its requests failed.
+async fn finish(
+    mut total: Stats,
+    mut first_error: Option<String>,
+    plan: &Plan,
+    fresh: u32,
+    succeeded: &[u64],
+    admin: &Pool,
+) -> Result<Stats, String> {
+    if let Some(table) = plan.checked_table() {
+        let stored = count_stored(admin, table, fresh, succeeded).await?;
+        let missing = (succeeded.len() as u64).saturating_sub(stored);
+        total.requests -= missing.min(total.requests);
+        total.errors += missing;
+        total.unstored = Some(missing);
+        if missing > 0 {
+            first_error.get_or_insert_with(|| {
+                format!("{missing} answers were 200 but their records are not completed in {table}")
+            });
+        }
+    }
     if let Some(error) = &first_error {
         eprintln!("warning: {} of {} requests failed; first: {error}", total.errors, total.errors + total.requests);
     }
@@ -295,6 +446,24 @@ async fn drive_until(
         ));
     }
     Ok(total)
+}
+
+/// How many of the fresh keys numbered `numbers` (prefix `fresh`) have a completed record in `table`, by primary
+/// key (the key digest leads it), in batches.
+async fn count_stored(admin: &Pool, table: &str, fresh: u32, numbers: &[u64]) -> Result<u64, String> {
+    let client = admin.get().await.map_err(|error| format!("checking stored records: {error}"))?;
+    let sql = format!("SELECT count(*) FROM {table} WHERE key_hash = ANY($1) AND state = 'completed'");
+    let mut stored = 0;
+    for batch in numbers.chunks(10_000) {
+        let digests: Vec<Vec<u8>> =
+            batch.iter().map(|&n| idempotent_runtime::key_digest(key_for(fresh, n)).to_vec()).collect();
+        let row = client
+            .query_one(&sql, &[&digests])
+            .await
+            .map_err(|error| format!("checking stored records in {table}: {error}"))?;
+        stored += u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    }
+    Ok(stored)
 }
 
 /// Completes a replay scenario's keys through its route, `concurrency` at a time.

@@ -63,7 +63,14 @@ enum Target {
 /// The scenarios, in the order they run and are reported.
 fn scenarios(options: &Options) -> Vec<Scenario> {
     let cycle = || Keys::Cycle { prefix: fastrand::u32(..), count: options.replay_keys };
-    let on_postgres = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Postgres };
+    // Every fresh key a PostgreSQL scenario answers 200 must then have its completed record (see `load`).
+    let on_postgres = |name, plan: Plan| {
+        let plan = match record_table(plan.path()) {
+            Some(table) => plan.stored_in(table),
+            None => plan,
+        };
+        Scenario { name, plan: Ok(plan), target: Target::Postgres }
+    };
     let on_memory = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Memory };
     let on_redis = |name, plan| Scenario { name, plan: Ok(plan), target: Target::Redis };
     let mut list = vec![
@@ -109,10 +116,21 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
     list
 }
 
+/// The table (in the run's schema) where a PostgreSQL route keeps its records: the floors' or the library's;
+/// `bare` keeps none.
+fn record_table(path: &str) -> Option<&'static str> {
+    match path {
+        app::BARE_PATH => None,
+        app::FLOOR_PATH | app::FLOOR_TX_PATH | pooler_safe_floor::POOLER_SAFE_FLOOR_PATH => Some(floor::FLOOR_TABLE),
+        _ => Some(app::LIBRARY_TABLE),
+    }
+}
+
 /// `new_tx`: a fresh key on a transactional route (claim, handler and stored response in one transaction). A
 /// scenario the runtime cannot serve yet returns `Err(reason)` here instead, printed as its row and `null` in JSON.
 fn new_tx() -> Scenario {
-    Scenario { name: "new_tx", plan: Ok(Plan::new(app::LIB_TX_PATH, Keys::Fresh)), target: Target::Postgres }
+    let plan = Plan::new(app::LIB_TX_PATH, Keys::Fresh).stored_in(app::LIBRARY_TABLE);
+    Scenario { name: "new_tx", plan: Ok(plan), target: Target::Postgres }
 }
 
 #[actix_web::main]

@@ -18,6 +18,8 @@ pub(crate) struct Measured {
     pub(crate) client_cpu_us: f64,
     /// CPU cores kept busy meanwhile by everything else on the machine.
     pub(crate) other_cores: f64,
+    /// Successes whose record was not completed afterwards (counted in `errors`); `None`: not checked.
+    pub(crate) unstored: Option<u64>,
 }
 
 impl From<&Stats> for Measured {
@@ -32,6 +34,7 @@ impl From<&Stats> for Measured {
             postgres_cpu_us: stats.cpu_us_per_request(stats.cpu.postgres),
             client_cpu_us: stats.cpu_us_per_request(stats.cpu.client),
             other_cores: stats.cpu.other / stats.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+            unstored: stats.unstored,
         }
     }
 }
@@ -50,6 +53,7 @@ impl Measured {
                 "client": round2(self.client_cpu_us),
             },
             "other_load_cores": round2(self.other_cores),
+            "unstored": self.unstored,
         })
     }
 }

@@ -22,7 +22,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::app::floor_answer;
 use crate::floor::{
-    FLOOR_CLAIM_SQL, FLOOR_COMPLETE_SQL, FLOOR_LEASE_SECS, FLOOR_READ_SQL, FLOOR_TTL_SECS, Floor, Identity, storable,
+    FLOOR_CLAIM_SQL, FLOOR_COMPLETE_SQL, FLOOR_LEASE_SECS, FLOOR_READ_SQL, FLOOR_TTL_SECS, Floor, Identity, not_stored,
+    storable,
 };
 
 pub(crate) const POOLER_SAFE_FLOOR_PATH: &str = "/pooler_safe_floor";
@@ -110,8 +111,10 @@ pub(crate) async fn pooler_safe_floor_new(request: HttpRequest, body: Bytes, flo
     }
     complete.push_str("]::bytea[], ");
     push_bytea(&mut complete, &bytes);
-    if let Err(error) = floor.execute_shared(&COMPLETE, &complete).await {
-        eprintln!("pooler-safe floor: could not store a response: {error}");
+    if let Some(answer) =
+        not_stored(floor.execute_shared(&COMPLETE, &complete).await.map(|messages| changed(&messages)))
+    {
+        return answer;
     }
     head.set_body(bytes).map_into_boxed_body()
 }

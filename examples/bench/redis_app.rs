@@ -307,8 +307,13 @@ async fn floor_new(request: HttpRequest, body: Bytes, floor: web::Data<RedisFloo
         .arg(bytes.as_ref())
         .invoke_async(&mut connection)
         .await;
-    if let Err(error) = stored {
-        eprintln!("redis floor: could not store a response: {error}");
+    // The completion must have stored the response (1); a fenced one (0) or an error answers an error.
+    match stored {
+        Ok(1) => {}
+        Ok(other) => {
+            return HttpResponse::InternalServerError().body(format!("redis floor: completion answered {other}"));
+        }
+        Err(error) => return HttpResponse::ServiceUnavailable().body(format!("redis floor: not stored: {error}")),
     }
     head.set_body(bytes).map_into_boxed_body()
 }

@@ -117,10 +117,13 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
         .arg(&keys.channel)
         .invoke_async(&mut connection)
         .await;
+    // The completion must have stored the response (1); a fenced one (0) or an error answers an error.
     match stored {
         Ok(1) => {}
-        Ok(_) => eprintln!("redis lua floor: a completion was fenced"),
-        Err(error) => eprintln!("redis lua floor: could not store a response: {error}"),
+        Ok(other) => {
+            return HttpResponse::InternalServerError().body(format!("redis lua floor: completion answered {other}"));
+        }
+        Err(error) => return HttpResponse::ServiceUnavailable().body(format!("redis lua floor: not stored: {error}")),
     }
     head.set_body(bytes).map_into_boxed_body()
 }

@@ -185,13 +185,13 @@ impl Results {
         );
         println!(
             "| scenario | req/s | p50 (us) | p99 (us) | server CPU us/req | PostgreSQL CPU us/req | client CPU us/req \
-             | other load (cores) | requests | errors |"
+             | other load (cores) | requests | errors | not stored |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (name, outcome) in &self.outcomes {
             match outcome {
                 Outcome::Measured(m) => println!(
-                    "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                    "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {} |",
                     m.rps,
                     m.p50_us,
                     m.p99_us,
@@ -200,9 +200,10 @@ impl Results {
                     m.client_cpu_us,
                     m.other_cores,
                     m.requests,
-                    m.errors
+                    m.errors,
+                    m.unstored.map_or_else(|| "-".to_owned(), |unstored| unstored.to_string())
                 ),
-                Outcome::NotImplemented(reason) => println!("| {name} | {reason} | | | | | | | | |"),
+                Outcome::NotImplemented(reason) => println!("| {name} | {reason} | | | | | | | | | |"),
             }
         }
         println!();
