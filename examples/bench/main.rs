@@ -10,6 +10,8 @@
 //!     --only redis_floor_new,redis_lua_floor_new,redis_new,redis_floor_replay,redis_replay --rounds 3 --no-memory
 //! ```
 //!
+//! With `--strict` the process exits with status 3 when a verdict is NOT met or inconclusive (`judge`).
+//!
 //! Everything runs in this process: actix apps on `127.0.0.1:0` (one worker by default), driven over real HTTP on
 //! loopback by an `awc` client with a keep-alive pool of `--concurrency` connections, each connection one
 //! closed-loop stream of requests. Every run works in a fresh schema `bench_<pid>`, dropped at the end. The method
@@ -19,6 +21,7 @@ mod app;
 mod chart;
 mod cpu;
 mod floor;
+mod judge;
 mod load;
 mod machine;
 mod measures;
@@ -164,13 +167,17 @@ async fn main() -> ExitCode {
     };
     let result = run(&options, &schema).await;
     schema.drop_schema().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
+    if let Err(message) = result {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
     }
+    let (met, not_met, inconclusive) = judge::tally();
+    println!("\nverdicts: {met} met, {not_met} NOT met, {inconclusive} inconclusive");
+    if options.strict && not_met + inconclusive > 0 {
+        eprintln!("--strict: {not_met} verdict(s) NOT met and {inconclusive} inconclusive");
+        return ExitCode::from(judge::STRICT_EXIT_CODE);
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run(options: &Options, schema: &RunSchema) -> Result<(), String> {
@@ -198,7 +205,7 @@ async fn run(options: &Options, schema: &RunSchema) -> Result<(), String> {
     server.stop().await;
     let targets = result?;
     if !targets.is_empty() {
-        println!("\nissue 15 targets (this run):");
+        println!("\ntargets (this run):");
         for line in targets {
             println!("  {line}");
         }

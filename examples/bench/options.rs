@@ -19,6 +19,14 @@ usage: cargo run --release --example bench -- [options]
   --scale            scale mode instead of the scenarios: claims at 10^4 and at --scale-rows pre-loaded records,
                      then a batched purge of expired records running concurrently with claims
   --scale-rows N     the large table size of --scale (default 10000000)
+  --claim-rate R     --scale: the claims per second of the open-loop purge measurement (claims due at a fixed
+                     rate, latency from when each was due); default half the closed-loop rate of claims alone
+                     measured just before
+  --strict           exit with status 3 when any verdict on a target is NOT met or inconclusive. Inconclusive:
+                     a median of rounds over fewer than 3 rounds, or rounds spread over 1.15x (largest / smallest);
+                     over 0.25 cores of other load during a measurement judged; a purge that ran out of expired
+                     rows (its p99 rise; its rate unless above the target); a fresh-key success without its
+                     completed record is NOT met (see BENCHMARKS.md, Method)
   --growth-keys N    fresh keys sent to a new memory store to find its worst request while it grows (default
                      1100000, i.e. past 10^6 records)
   --no-growth        skip that growth measurement
@@ -49,6 +57,10 @@ pub(crate) struct Options {
     pub(crate) growth_keys: u64,
     pub(crate) redis: bool,
     pub(crate) all: bool,
+    /// `--claim-rate`: the open-loop purge measurement's claims per second (`None`: half the closed-loop rate).
+    pub(crate) claim_rate: Option<f64>,
+    /// `--strict`: a verdict NOT met or inconclusive ends the process with a failure status.
+    pub(crate) strict: bool,
 }
 
 impl Options {
@@ -69,6 +81,8 @@ impl Options {
             growth_keys: 1_100_000,
             redis: false,
             all: false,
+            claim_rate: None,
+            strict: false,
         };
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -89,6 +103,8 @@ impl Options {
                 "--no-growth" => options.growth_keys = 0,
                 "--redis" => options.redis = true,
                 "--all" => options.all = true,
+                "--claim-rate" => options.claim_rate = Some(number(&value("--claim-rate")?, "--claim-rate")?),
+                "--strict" => options.strict = true,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -98,6 +114,9 @@ impl Options {
         }
         if options.concurrency == 0 || options.workers == 0 || options.rounds == 0 || options.replay_keys == 0 {
             return Err("--concurrency, --workers, --rounds and --replay-keys must be at least 1".to_owned());
+        }
+        if options.claim_rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
+            return Err("--claim-rate must be > 0".to_owned());
         }
         if options.scale_rows < 20_000 {
             return Err("--scale-rows must be at least 20000 (the small size is 10^4)".to_owned());

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::Options;
 pub(crate) use crate::chart::chart;
+use crate::judge::{self, Verdict};
 use crate::load::Memory;
 use crate::machine::Machine;
 use crate::measures::{Growth, Measured, Outcome, Ratio, StoreOps, round2, round3};
@@ -94,7 +95,7 @@ impl Results {
         FLOOR_PAIRS
             .iter()
             .filter_map(|(label, library, floor)| {
-                let mut ratios: Vec<f64> = self
+                let ratios: Vec<f64> = self
                     .per_round
                     .iter()
                     .filter_map(|round| {
@@ -105,17 +106,35 @@ impl Results {
                 if ratios.is_empty() {
                     return None;
                 }
-                let in_order = ratios.clone();
-                ratios.sort_by(f64::total_cmp);
-                let middle = ratios.len() / 2;
-                let median =
-                    if ratios.len() % 2 == 1 { ratios[middle] } else { (ratios[middle - 1] + ratios[middle]) / 2.0 };
-                Some((*label, in_order, median))
+                let median = judge::median(&ratios);
+                Some((*label, ratios, median))
             })
             .collect()
     }
 
-    /// The lines that answer issue 15's "Done when" for this run's part (PostgreSQL ratios, memory store).
+    /// The verdict on a pair's median ratio against `target`: NOT met when one side answered successes it did not
+    /// store; inconclusive on too few rounds, too wide a spread, or other load (see `judge`).
+    fn ratio_verdict(&self, label: &str, rounds: &[f64], median: f64, target: f64) -> Verdict {
+        let Some((_, library, floor)) = FLOOR_PAIRS.iter().find(|(pair, _, _)| *pair == label) else {
+            return Verdict::judge(median >= target, vec![format!("unknown pair {label}")]);
+        };
+        if [library, floor].iter().any(|name| self.measured(name).and_then(|m| m.unstored).unwrap_or(0) > 0) {
+            return Verdict::failed();
+        }
+        let other_load = self
+            .per_round
+            .iter()
+            .flatten()
+            .filter(|(scenario, _)| scenario == library || scenario == floor)
+            .map(|(_, measured)| measured.other_cores)
+            .fold(0.0, f64::max);
+        let mut doubts = judge::round_doubts(rounds);
+        doubts.extend(judge::load_doubt(other_load));
+        Verdict::judge(median >= target, doubts)
+    }
+
+    /// The lines that answer issue 15's "Done when" for this run's part (PostgreSQL ratios, memory store), and
+    /// issue 29's check of the stored responses.
     pub(crate) fn targets(&self) -> Vec<String> {
         let mut lines = Vec::new();
         // Issue 15's targets are PostgreSQL's; the Redis pairs' rounds are printed with the results.
@@ -125,7 +144,8 @@ impl Results {
             let judged = if [POOLER_SAFE_NEW, POOLER_SAFE_REPLAY].contains(&label) {
                 "(no target: the most a pooler-safe layer can reach)".to_owned()
             } else {
-                format!("(target >= {TARGET_FLOOR_RATIO}): {}", verdict(median >= TARGET_FLOOR_RATIO))
+                let verdict = self.ratio_verdict(label, &rounds, median, TARGET_FLOOR_RATIO);
+                format!("(target >= {TARGET_FLOOR_RATIO}): {verdict}")
             };
             lines.push(median_line(label, &rounds, median, &judged));
         }
@@ -133,18 +153,19 @@ impl Results {
             lines.push(format!(
                 "memory store, fresh keys: p99 {:.1} us (target < {TARGET_MEMORY_P99_US:.0} us): {}",
                 m.p99_us,
-                verdict(m.p99_us < TARGET_MEMORY_P99_US)
+                Verdict::judge(m.p99_us < TARGET_MEMORY_P99_US, judge::load_doubt(m.other_cores).into_iter().collect())
             ));
         }
         if let Some(growth) = &self.growth {
+            let doubts = || judge::load_doubt(growth.measured.other_cores).into_iter().collect();
             lines.push(format!(
                 "memory store growing 0 -> {} records: p99 {:.1} us (target < {TARGET_MEMORY_P99_US:.0} us): {}; \
                  worst request {:.1} us (target < {TARGET_MEMORY_MAX_US:.0} us): {}",
                 growth.keys,
                 growth.measured.p99_us,
-                verdict(growth.measured.p99_us < TARGET_MEMORY_P99_US),
+                Verdict::judge(growth.measured.p99_us < TARGET_MEMORY_P99_US, doubts()),
                 growth.max_us,
-                verdict(growth.max_us < TARGET_MEMORY_MAX_US)
+                Verdict::judge(growth.max_us < TARGET_MEMORY_MAX_US, doubts())
             ));
             lines.push(format!(
                 "  (the store's own worst claim or completion meanwhile: {:.1} us; the rest of a slow request is \
@@ -152,7 +173,44 @@ impl Results {
                 growth.store_ops.max_us, growth.measured.other_cores
             ));
         }
+        lines.extend(self.stored_lines());
         lines
+    }
+
+    /// Issue 29: every fresh key a PostgreSQL scenario counted as a success has its completed record. One line per
+    /// scenario that fell short (NOT met), or one line for all when none did.
+    fn stored_lines(&self) -> Vec<String> {
+        let checked: Vec<(&str, u64, u64)> = self
+            .outcomes
+            .iter()
+            .filter_map(|(name, outcome)| match outcome {
+                Outcome::Measured(m) => Some((*name, m.unstored?, m.requests)),
+                Outcome::NotImplemented(_) => None,
+            })
+            .collect();
+        if checked.is_empty() {
+            return Vec::new();
+        }
+        let short: Vec<String> = checked
+            .iter()
+            .filter(|(_, unstored, _)| *unstored > 0)
+            .map(|(name, unstored, requests)| {
+                format!(
+                    "stored responses, {name}: {unstored} answers were 200 without a completed record (counted as \
+                     errors; {requests} stored): {}",
+                    Verdict::failed()
+                )
+            })
+            .collect();
+        if !short.is_empty() {
+            return short;
+        }
+        let names: Vec<&str> = checked.iter().map(|(name, _, _)| *name).collect();
+        vec![format!(
+            "stored responses: every success of {} has its completed record: {}",
+            names.join(", "),
+            Verdict::judge(true, Vec::new())
+        )]
     }
 
     /// The lines that answer issue 12's "Done when": fresh keys against the floor the issue names (the library's
@@ -162,7 +220,7 @@ impl Results {
         let line = |pair: &str, target: Option<f64>| {
             let (label, each, median) = rounds.iter().find(|(label, _, _)| *label == pair)?;
             let judged = match target {
-                Some(target) => format!("(target >= {target}): {}", verdict(*median >= target)),
+                Some(target) => format!("(target >= {target}): {}", self.ratio_verdict(label, each, *median, target)),
                 None => "(the least-work floor: reported, no target)".to_owned(),
             };
             Some(median_line(label, each, *median, &judged))
@@ -313,10 +371,6 @@ impl Results {
 fn median_line(label: &str, rounds: &[f64], median: f64, judged: &str) -> String {
     let each: Vec<String> = rounds.iter().map(|ratio| format!("{ratio:.3}")).collect();
     format!("{label}: req/s ratio median {median:.3} of {} round(s) [{}] {judged}", rounds.len(), each.join(", "))
-}
-
-pub(crate) fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT met" }
 }
 
 pub(crate) fn mib(kib: u64) -> f64 {

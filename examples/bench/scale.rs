@@ -3,10 +3,12 @@
 //! 1. COPY 10^4 records into `idempotency_records`, `VACUUM (ANALYZE)`, `CHECKPOINT`, measure `new` (fresh keys);
 //! 2. COPY more records up to `--scale-rows` (10^7 by default), the same settling, measure `new` again;
 //! 3. run a purge in a loop while `new` is measured once more: expired rows deleted per second, and the claims'
-//!    latency meanwhile. Two purges, one after the other: the runtime's own (`Store::purge_batch`, a sweep of the
-//!    heap in page ranges, `DELETE ... WHERE ctid >= '(p,0)' AND ctid < '(p+k,0)' AND <expired>`), then a batched
-//!    `DELETE ... WHERE ctid = ANY (...)` of expired rows (the statement issue 7 proposed before the runtime had a
-//!    purge), for comparison.
+//!    latency meanwhile. The runtime's own purge (`Store::purge_batch`, a sweep of the heap in page ranges,
+//!    `DELETE ... WHERE ctid >= '(p,0)' AND ctid < '(p+k,0)' AND <expired>`), in rounds alternating with claims
+//!    alone: first under closed-loop claims (as many as the machine answers), then under claims due at a fixed
+//!    rate (open loop, issue 24: `--claim-rate`, by default half the closed-loop rate just measured), the claims'
+//!    p99 with and without it at that rate; then a batched `DELETE ... WHERE ctid = ANY (...)` of expired rows
+//!    (the statement issue 7 proposed before the runtime had a purge), for comparison.
 //!
 //! The pre-loaded records look like the table of a busy service with a 24 h ttl: completed responses of the
 //! bench route (same scope, method and route, random key digests) created evenly over the last 48 hours in heap
@@ -23,6 +25,7 @@ use idempotent_runtime::purge::{DEFAULT_PURGE_BATCH, DEFAULT_PURGE_REST};
 use idempotent_runtime::{PostgresStore, Store as _};
 
 use crate::app::{self, Server};
+use crate::judge::{self, Verdict};
 use crate::load::{self, Keys, Plan, Stats};
 use crate::machine::Machine;
 use crate::measures::Measured;
@@ -142,43 +145,41 @@ async fn measure(
     let rounds = options.rounds.max(3);
     println!("\nclaims (`new`), {rounds} rounds alternating between the two tables");
     let (mut small, mut large): (Option<Stats>, Option<Stats>) = (None, None);
+    // Each round's p50 ratio (large over small), and the most other load of any of these measurements.
+    let (mut p50_rounds, mut claims_other_load) = (Vec::new(), 0.0f64);
     for _ in 0..rounds {
-        for (total, label, schema, server) in [
-            (&mut small, format!("{SMALL_ROWS} records"), small_schema, small_server),
-            (&mut large, format!("{large_rows} records"), schema, server),
-        ] {
-            let stats = claims(options, schema, server, &label).await?;
-            match total {
-                Some(total) => total.merge(stats),
-                None => *total = Some(stats),
-            }
-        }
+        let small_round = claims(options, small_schema, small_server, &format!("{SMALL_ROWS} records")).await?;
+        let large_round = claims(options, schema, server, &format!("{large_rows} records")).await?;
+        p50_rounds.push(large_round.quantile_us(0.5) / small_round.quantile_us(0.5));
+        claims_other_load = claims_other_load.max(other_cores(&small_round)).max(other_cores(&large_round));
+        merge(&mut small, small_round);
+        merge(&mut large, large_round);
     }
     let (Some(small), Some(large)) = (small, large) else { return Err("no rounds".to_owned()) };
 
     // The runtime's purge as `spawn_purger` runs it (paced), in rounds alternating with claims alone, so that the
-    // p99 it is compared with is measured under the same load of the rest of the machine; then the statement of
-    // issue 7, flat out, once, for comparison.
-    let mut purges = Vec::new();
+    // p99 it is compared with is measured under the same load of the rest of the machine; then the same purge under
+    // claims sent at a fixed rate (open loop); then the statement of issue 7, flat out, once, for comparison (last:
+    // it deletes expired rows wherever they are, ahead of the runtime's sweep).
     let runtime = Purger::Runtime(PostgresStore::new(schema.pool(1)?));
     println!("\npurging expired records ({}) while measuring claims, {rounds} rounds alternating", runtime.describe());
-    let mut without: Option<Stats> = None;
-    let mut with: Option<Purge> = None;
-    for _ in 0..rounds {
-        let alone = claims(options, schema, server, "claims without a purge").await?;
-        merge(&mut without, alone);
-        let purge = purge_during_claims(options, schema, server, &runtime, DEFAULT_PURGE_REST).await?;
-        match &mut with {
-            Some(total) => total.merge(purge)?,
-            None => with = Some(purge),
+    let closed = purge_rounds(options, schema, server, &runtime, rounds, ClaimLoad::Closed).await?;
+    let without_m = Measured::from(&closed.without);
+    let rate = options.claim_rate.unwrap_or(without_m.rps / 2.0);
+    println!(
+        "\nopen loop: claims due at a fixed {rate:.0}/s ({}), latency from when each was due; the same purge, {rounds} \
+         rounds alternating",
+        if options.claim_rate.is_some() {
+            "--claim-rate"
+        } else {
+            "half the closed-loop rate of claims alone just measured"
         }
-    }
-    let (Some(without), Some(with)) = (without, with) else { return Err("no rounds".to_owned()) };
-    let without_m = Measured::from(&without);
-    purges.push(with);
+    );
+    let open = purge_rounds(options, schema, server, &runtime, rounds, ClaimLoad::Open(rate)).await?;
+    let open_without_m = Measured::from(&open.without);
     let ctid = Purger::Ctid(schema.pool(1)?);
     println!("\npurging expired records ({}) while measuring claims", ctid.describe());
-    purges.push(purge_during_claims(options, schema, server, &ctid, 0.0).await?);
+    let ctid_purge = purge_during_claims(options, schema, server, &ctid, 0.0, ClaimLoad::Closed).await?;
 
     let (small_m, large_m) = (Measured::from(&small), Measured::from(&large));
     let p50_ratio = large_m.p50_us / small_m.p50_us;
@@ -188,9 +189,13 @@ async fn measure(
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut rows = vec![(format!("{SMALL_ROWS} records"), small_m), (format!("{large_rows} records"), large_m)];
     rows.push((format!("{large_rows} records, claims alone (between the purge rounds)"), without_m));
-    for purge in &purges {
-        rows.push((format!("{large_rows} records, {} purge running", purge.name), Measured::from(&purge.claims)));
-    }
+    rows.push((format!("{large_rows} records, runtime purge running"), Measured::from(&closed.with.claims)));
+    rows.push((format!("{large_rows} records, claims due at {rate:.0}/s, alone (open loop)"), open_without_m));
+    rows.push((
+        format!("{large_rows} records, claims due at {rate:.0}/s, runtime purge running (open loop)"),
+        Measured::from(&open.with.claims),
+    ));
+    rows.push((format!("{large_rows} records, ctid_statement purge running"), Measured::from(&ctid_purge.claims)));
     for (label, m) in rows {
         println!(
             "| {label} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
@@ -198,8 +203,9 @@ async fn measure(
         );
     }
     println!(
-        "\nclaim p50 ratio {large_rows} / {SMALL_ROWS} records: {p50_ratio:.3} (target <= {TARGET_P50_RATIO}); \
-         req/s ratio {:.3}",
+        "\nclaim p50 ratio {large_rows} / {SMALL_ROWS} records: {p50_ratio:.3} (rounds [{}]; target <= \
+         {TARGET_P50_RATIO}); req/s ratio {:.3}",
+        listed(&p50_rounds),
         large_m.rps / small_m.rps
     );
     println!(
@@ -210,11 +216,16 @@ async fn measure(
         settle_seconds,
         size as f64 / (1 << 20) as f64
     );
-    for purge in &purges {
+    let purges = [
+        (&closed.with, without_m, "closed loop"),
+        (&open.with, open_without_m, "open loop"),
+        (&ctid_purge, without_m, "closed loop"),
+    ];
+    for (purge, without, how) in purges {
         let during = Measured::from(&purge.claims);
         println!(
-            "purge ({}): {} rows in {} batches over {:.1} s = {:.0} rows/s, {:.0} rows/s of its busy time (batch p50 \
-             {:.1} ms, max {:.1} ms; first batch {:.1} ms, last {:.1} ms){}",
+            "purge ({}, {how}): {} rows in {} batches over {:.1} s = {:.0} rows/s, {:.0} rows/s of its busy time \
+             (batch p50 {:.1} ms, max {:.1} ms; first batch {:.1} ms, last {:.1} ms){}",
             purge.name,
             purge.deleted,
             purge.batches,
@@ -228,31 +239,27 @@ async fn measure(
             if purge.exhausted { "; it ran out of expired rows before the measurement ended" } else { "" }
         );
         println!(
-            "  claims meanwhile: p99 {:.1} us vs {:.1} us without ({:.2}x), p50 {:.1} us vs {:.1} us",
+            "  claims meanwhile: {:.0}/s, p99 {:.1} us vs {:.1} us without ({:.2}x), p50 {:.1} us vs {:.1} us",
+            during.rps,
             during.p99_us,
-            without_m.p99_us,
-            during.p99_us / without_m.p99_us,
+            without.p99_us,
+            during.p99_us / without.p99_us,
             during.p50_us,
-            without_m.p50_us
+            without.p50_us
         );
     }
 
     let mut targets = Vec::new();
-    if let Some(purge) = purges.iter().find(|purge| purge.name == "runtime") {
-        let rate = purge.deleted as f64 / purge.seconds;
-        let rise = Measured::from(&purge.claims).p99_us / without_m.p99_us;
-        targets.push(format!(
-            "purge (runtime, {large_rows} records): {rate:.0} expired rows/s (target >= {TARGET_PURGE_RATE:.0}): {}; \
-             claims' p99 {rise:.3}x without it (target < {TARGET_PURGE_P99_RISE}): {}{}",
-            report::verdict(rate >= TARGET_PURGE_RATE),
-            report::verdict(rise < TARGET_PURGE_P99_RISE),
-            if purge.exhausted {
-                " (it ran out of expired rows: the rate is a lower bound, and the claims ran partly without it)"
-            } else {
-                ""
-            }
-        ));
-    }
+    let mut p50_doubts = judge::round_doubts(&p50_rounds);
+    p50_doubts.extend(judge::load_doubt(claims_other_load));
+    targets.push(format!(
+        "claims at {large_rows} / {SMALL_ROWS} records: p50 ratio {p50_ratio:.3} (rounds [{}]; target <= \
+         {TARGET_P50_RATIO}): {}",
+        listed(&p50_rounds),
+        Verdict::judge(p50_ratio <= TARGET_P50_RATIO, p50_doubts)
+    ));
+    targets.push(closed.target_line(&format!("purge (runtime, {large_rows} records, closed loop)")));
+    targets.push(open.target_line(&format!("purge (runtime, {large_rows} records, claims due at {rate:.0}/s)")));
     if let Some(path) = crate::scale_json_path(options) {
         let value = json!({
             "scale": {
@@ -262,6 +269,7 @@ async fn measure(
                 "new_at_small": small_m.to_json(),
                 "new_at_large": large_m.to_json(),
                 "p50_ratio": round3(p50_ratio),
+                "p50_ratio_per_round": p50_rounds.iter().copied().map(round3).collect::<Vec<_>>(),
                 "rps_ratio": round3(large_m.rps / small_m.rps),
                 "target_p50_ratio": TARGET_P50_RATIO,
                 "small_load_seconds": round3(small_load.seconds),
@@ -270,27 +278,15 @@ async fn measure(
                 "settle_seconds": round3(settle_seconds),
                 "table_bytes": size,
             },
-            "purge": purges.iter().map(|purge| {
-                let during = Measured::from(&purge.claims);
-                (purge.name.to_owned(), json!({
-                    "how": purge.how,
-                    "deleted": purge.deleted,
-                    "batches": purge.batches,
-                    "seconds": round3(purge.seconds),
-                    "deleted_per_second": (purge.deleted as f64 / purge.seconds).round(),
-                    "batch_p50_ms": purge.batch_us.value_at_quantile(0.5) as f64 / 1000.0,
-                    "batch_max_ms": purge.batch_us.max() as f64 / 1000.0,
-                    "first_batch_ms": round3(purge.first_batch_ms),
-                    "last_batch_ms": round3(purge.last_batch_ms),
-                    "exhausted": purge.exhausted,
-                    "new_during_purge": during.to_json(),
-                    "busy_seconds": round3(purge.busy_seconds),
-                    "rest": purge.rest,
-                    "deleted_per_busy_second": (purge.deleted as f64 / purge.busy_seconds.max(f64::MIN_POSITIVE)).round(),
-                    "new_without_purge": without_m.to_json(),
-                    "p99_ratio_during_purge": round3(during.p99_us / without_m.p99_us),
-                }))
+            "purge": purges.iter().filter(|(_, _, how)| *how == "closed loop").map(|(purge, without, _)| {
+                (purge.name.to_owned(), purge.to_json(*without))
             }).collect::<serde_json::Map<String, serde_json::Value>>(),
+            "purge_open_loop": {
+                "claim_rate": rate.round(),
+                "claim_rate_from": if options.claim_rate.is_some() { "--claim-rate" } else { "half the closed-loop rate" },
+                "runtime": open.with.to_json(open_without_m),
+                "p99_ratio_per_round": open.rises.iter().copied().map(round3).collect::<Vec<_>>(),
+            },
             "config": {
                 "seconds": options.seconds,
                 "warmup_seconds": options.warmup,
@@ -308,17 +304,134 @@ async fn measure(
     Ok(targets)
 }
 
+/// Values of rounds, for a line.
+fn listed(values: &[f64]) -> String {
+    values.iter().map(|value| format!("{value:.3}")).collect::<Vec<_>>().join(", ")
+}
+
+fn other_cores(stats: &Stats) -> f64 {
+    Measured::from(stats).other_cores
+}
+
+/// How the claims measured beside a purge are sent.
+#[derive(Debug, Clone, Copy)]
+enum ClaimLoad {
+    /// `--concurrency` closed-loop streams (as many claims as the machine answers).
+    Closed,
+    /// Claims due at this many per second, whatever the answers (`load::drive_open`).
+    Open(f64),
+}
+
+/// A purge measured in rounds, each round claims alone and then claims with the purge running.
+struct PurgeRounds {
+    without: Stats,
+    with: Purge,
+    /// Each round's claims' p99 with the purge over without it.
+    rises: Vec<f64>,
+    /// The most other load of any of the measurements.
+    other_load: f64,
+}
+
+async fn purge_rounds(
+    options: &Options,
+    schema: &RunSchema,
+    server: &Server,
+    purger: &Purger,
+    rounds: usize,
+    load: ClaimLoad,
+) -> Result<PurgeRounds, String> {
+    let (mut without, mut with): (Option<Stats>, Option<Purge>) = (None, None);
+    let (mut rises, mut other_load) = (Vec::new(), 0.0f64);
+    for _ in 0..rounds {
+        let alone = match load {
+            ClaimLoad::Closed => claims(options, schema, server, "claims without a purge").await?,
+            ClaimLoad::Open(rate) => open_claims(options, schema, server, rate, "claims without a purge").await?,
+        };
+        let purge = purge_during_claims(options, schema, server, purger, DEFAULT_PURGE_REST, load).await?;
+        rises.push(purge.claims.quantile_us(0.99) / alone.quantile_us(0.99));
+        other_load = other_load.max(other_cores(&alone)).max(other_cores(&purge.claims));
+        merge(&mut without, alone);
+        match &mut with {
+            Some(total) => total.merge(purge)?,
+            None => with = Some(purge),
+        }
+    }
+    let (Some(without), Some(with)) = (without, with) else { return Err("no rounds".to_owned()) };
+    Ok(PurgeRounds { without, with, rises, other_load })
+}
+
+impl PurgeRounds {
+    /// Issue 15's and 24's targets for the purge: its rate, and the claims' p99 beside it. The rate of a purge that
+    /// ran out of rows is a lower bound (met if above the target, inconclusive otherwise); the p99's rise is then
+    /// inconclusive, the claims having run partly without it.
+    fn target_line(&self, label: &str) -> String {
+        let purge = &self.with;
+        let rate = purge.deleted as f64 / purge.seconds;
+        let rise = Measured::from(&purge.claims).p99_us / Measured::from(&self.without).p99_us;
+        let load = judge::load_doubt(self.other_load);
+        let ran_out = "it ran out of expired rows";
+        let mut rate_doubts: Vec<String> = load.iter().cloned().collect();
+        if purge.exhausted && rate < TARGET_PURGE_RATE {
+            rate_doubts.push(format!("{ran_out}: the rate is a lower bound"));
+        }
+        let mut rise_doubts = judge::round_doubts(&self.rises);
+        rise_doubts.extend(load);
+        if purge.exhausted {
+            rise_doubts.push(format!("{ran_out}: the claims ran partly without it"));
+        }
+        format!(
+            "{label}: {rate:.0} expired rows/s (target >= {TARGET_PURGE_RATE:.0}): {}; claims' p99 {rise:.3}x \
+             without it (rounds [{}]; target < {TARGET_PURGE_P99_RISE}): {}",
+            Verdict::judge(rate >= TARGET_PURGE_RATE, rate_doubts),
+            listed(&self.rises),
+            Verdict::judge(rise < TARGET_PURGE_P99_RISE, rise_doubts)
+        )
+    }
+}
+
 fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
 async fn claims(options: &Options, schema: &RunSchema, server: &Server, label: &str) -> Result<Stats, String> {
-    let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
-    let stats =
-        load::drive(&server.base, &plan, options.concurrency, options.warm_up(), options.measure(), &schema.admin)
-            .await?;
+    let stats = load::drive(
+        &server.base,
+        &claim_plan(),
+        options.concurrency,
+        options.warm_up(),
+        options.measure(),
+        &schema.admin,
+    )
+    .await?;
     println!("  {label:<24} {}", stats.summary());
     Ok(stats)
+}
+
+/// Claims due at `rate` per second (open loop), on at most `--concurrency` connections.
+async fn open_claims(
+    options: &Options,
+    schema: &RunSchema,
+    server: &Server,
+    rate: f64,
+    label: &str,
+) -> Result<Stats, String> {
+    let stats = load::drive_open(
+        &server.base,
+        &claim_plan(),
+        rate,
+        options.concurrency,
+        options.warm_up(),
+        options.measure(),
+        &schema.admin,
+    )
+    .await?;
+    println!("  {label:<24} {}", stats.summary());
+    Ok(stats)
+}
+
+/// `new`: fresh keys on the library's route, each success checked for its completed record.
+fn claim_plan() -> Plan {
+    Plan::new(app::LIB_PATH, Keys::Fresh).stored_in(app::LIBRARY_TABLE)
 }
 
 struct Purge {
@@ -355,6 +468,31 @@ impl Purge {
     }
 }
 
+impl Purge {
+    /// The purge's figures, and the claims' beside it against `without` (claims alone).
+    fn to_json(&self, without: Measured) -> serde_json::Value {
+        let during = Measured::from(&self.claims);
+        json!({
+            "how": self.how,
+            "deleted": self.deleted,
+            "batches": self.batches,
+            "seconds": round3(self.seconds),
+            "deleted_per_second": (self.deleted as f64 / self.seconds).round(),
+            "batch_p50_ms": self.batch_us.value_at_quantile(0.5) as f64 / 1000.0,
+            "batch_max_ms": self.batch_us.max() as f64 / 1000.0,
+            "first_batch_ms": round3(self.first_batch_ms),
+            "last_batch_ms": round3(self.last_batch_ms),
+            "exhausted": self.exhausted,
+            "new_during_purge": during.to_json(),
+            "busy_seconds": round3(self.busy_seconds),
+            "rest": self.rest,
+            "deleted_per_busy_second": (self.deleted as f64 / self.busy_seconds.max(f64::MIN_POSITIVE)).round(),
+            "new_without_purge": without.to_json(),
+            "p99_ratio_during_purge": round3(during.p99_us / without.p99_us),
+        })
+    }
+}
+
 fn merge(total: &mut Option<Stats>, stats: Stats) {
     match total {
         Some(total) => total.merge(stats),
@@ -362,8 +500,9 @@ fn merge(total: &mut Option<Stats>, stats: Stats) {
     }
 }
 
-/// Runs the purge loop on its own connection while `new` is measured (no warm-up: the purge starts with the
-/// measurement and stops with it). After each batch it sleeps `rest` times the batch's duration, as
+/// Runs the purge loop on its own connection while `new` is measured. Closed loop: no warm-up, the purge starts
+/// with the measurement. Open loop: the claims' warm-up first, then the purge with the measurement. It stops with
+/// the measurement. After each batch it sleeps `rest` times the batch's duration, as
 /// `idempotent_runtime::purge::purge_expired_paced` does.
 async fn purge_during_claims(
     options: &Options,
@@ -371,10 +510,16 @@ async fn purge_during_claims(
     server: &Server,
     purger: &Purger,
     rest: f64,
+    load: ClaimLoad,
 ) -> Result<Purge, String> {
     let (name, how) = (purger.name(), format!("{} (rest {rest} x each batch)", purger.describe()));
     let stop = Cell::new(false);
+    let warm_up = match load {
+        ClaimLoad::Closed => Duration::ZERO,
+        ClaimLoad::Open(_) => options.warm_up(),
+    };
     let purging = async {
+        actix_web::rt::time::sleep(warm_up).await;
         let started = Instant::now();
         let mut batch_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
         let (mut deleted, mut batches, mut first, mut last, mut busy) = (0u64, 0u64, 0.0, 0.0, 0.0);
@@ -400,11 +545,15 @@ async fn purge_during_claims(
         }
         Ok::<_, String>((deleted, batches, started.elapsed().as_secs_f64(), busy, batch_us, first, last, exhausted))
     };
-    let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
+    let plan = claim_plan();
     let measuring = async {
-        let claims =
-            load::drive(&server.base, &plan, options.concurrency, Duration::ZERO, options.measure(), &schema.admin)
-                .await;
+        let (base, measure, admin) = (&server.base, options.measure(), &schema.admin);
+        let claims = match load {
+            ClaimLoad::Closed => load::drive(base, &plan, options.concurrency, warm_up, measure, admin).await,
+            ClaimLoad::Open(rate) => {
+                load::drive_open(base, &plan, rate, options.concurrency, warm_up, measure, admin).await
+            }
+        };
         stop.set(true);
         claims
     };
