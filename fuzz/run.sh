@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
-for target in key_parse stored_response_decode; do
+for target in key_parse stored_response_decode sql_literal; do
   log="$(mktemp)"
   set +e
   cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" >"$log" 2>&1

@@ -75,6 +75,12 @@ pub use idempotent_client as client;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The PostgreSQL store's SQL literal writer, for its fuzz target and property test. Not public API.
+#[cfg(all(feature = "postgres", feature = "testing"))]
+#[doc(hidden)]
+#[path = "sql_literal.rs"]
+pub mod __sql_literal;
+
 /// The attribute `Store` implementations need (`#[async_trait] impl Store for MyStore`), re-exported so that
 /// implementing a store takes no extra dependency.
 pub use async_trait::async_trait;
