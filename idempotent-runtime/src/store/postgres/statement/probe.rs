@@ -76,7 +76,9 @@ async fn multiplexed(first: &Object, second: &Object) -> Result<bool, tokio_post
     Ok(false)
 }
 
-/// Whether a named statement prepared once runs on other backends too: it must answer from two backends.
+/// Whether a named statement prepared once runs on other backends too: it must answer from two backends. A pooler
+/// lends the server connection released last: the first look runs where the statement was prepared, the second
+/// (while the other connection holds that backend) elsewhere.
 ///
 /// Its text carries a number drawn for this probe, and it takes no argument. Behind a pooler that does not track
 /// statements, its name may reach a backend where another process prepared the same name: if that was another
@@ -87,10 +89,17 @@ async fn tracking(first: &Object, second: &Object) -> Result<Finding, tokio_post
     let statement = first.prepare(&format!("SELECT {nonce}::int8 AS nonce, pg_backend_pid() AS pid")).await?;
     let mut backends = Vec::new();
     let mut finding = Finding::Unknown("the named statement answered from one backend only".to_owned());
-    for _ in 0..LOOKS {
-        pin(second).await?;
+    for look in 0..LOOKS {
+        // Every other look the second connection pins the backend a pooler would lend next, so that the first
+        // one's looks alternate between two backends.
+        let pinning = look % 2 == 1;
+        if pinning {
+            pin(second).await?;
+        }
         let answer = tokio::time::timeout(PINNED_ANSWER, first.query(&statement, &[])).await;
-        second.batch_execute("ROLLBACK").await?;
+        if pinning {
+            second.batch_execute("ROLLBACK").await?;
+        }
         let rows = match answer {
             Err(_) => {
                 finding = Finding::Unknown("the pooler serves one backend at a time".to_owned());
