@@ -43,11 +43,15 @@ async fn send(
     };
     match response {
         Ok(mut response) => {
-            let raw = response.body().await.unwrap_or_default();
+            // An answer whose body cannot be read fails here, and one that is not JSON keeps its text: two
+            // unreadable bodies must never compare equal as two defaults.
+            let status = response.status();
+            let raw = response.body().await.unwrap_or_else(|error| panic!("the {status} answer's body: {error}"));
             Reply {
-                status: Some(response.status()),
+                status: Some(status),
                 replayed: response.headers().get("idempotent-replayed").is_some_and(|value| value == "true"),
-                body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+                body: serde_json::from_slice(&raw)
+                    .unwrap_or_else(|_| Value::String(format!("not JSON: {}", String::from_utf8_lossy(&raw)))),
             }
         }
         Err(_) => Reply { status: None, replayed: false, body: Value::Null },
@@ -119,6 +123,7 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
         assert!(started.elapsed() < Duration::from_secs(5));
         let replay = order(&base, "crash", &key, &item, 0).await;
         assert!(replay.replayed);
+        assert!(retry.body["id"].is_i64(), "the created order as JSON: {:?}", retry.body);
         assert_eq!(replay.body, retry.body);
     }
     let orders = orders_of(&schema, "crash").await;
