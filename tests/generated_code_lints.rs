@@ -4,8 +4,9 @@
 #![deny(warnings, clippy::all, missing_docs, unreachable_pub, rust_2018_idioms, unused_qualifications)]
 #![forbid(unsafe_code)]
 
-use actix_web::{App, HttpRequest, HttpResponse, post, web};
-use idempotent_runtime::idempotent;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, post, test, web};
+use idempotent_runtime::{Idempotency, KeyIssuer, MemoryStore, idempotent};
 
 /// The tenant of a request, for `scope = tenant_of`.
 fn tenant_of(request: &HttpRequest) -> Option<String> {
@@ -105,7 +106,7 @@ fn whole_body(_request: &HttpRequest, body: &[u8]) -> Vec<u8> {
 }
 
 /// Stores successes only, for `store_responses = ...`.
-fn successes(status: actix_web::http::StatusCode) -> bool {
+fn successes(status: StatusCode) -> bool {
     status.is_success()
 }
 
@@ -132,21 +133,63 @@ async fn issued(body: web::Bytes) -> HttpResponse {
     HttpResponse::Created().body(body)
 }
 
-#[test]
-fn every_option_combination_registers() {
-    let _app = App::new()
-        .service(all)
-        .service(derived)
-        .service(reject)
-        .service(defaults)
-        .service(empty)
-        .service(user)
-        .service(global)
-        .service(tenant)
-        .service(account)
-        .service(raw)
-        .service(below)
-        .service(contract)
-        .service(fingerprint)
-        .service(issued);
+/// Every route is registered and reached: a request to each answers from the route (not 404, not a server
+/// error), so an expansion that compiles but loses a route, or panics when it runs, fails here.
+#[actix_web::test]
+async fn every_option_combination_registers() {
+    let app = test::init_service(
+        App::new()
+            .app_data(
+                Idempotency::builder(MemoryStore::new())
+                    .user_resolver(|_| Some("u".to_owned()))
+                    .key_issuer(KeyIssuer::new([7; 32]).expect("a 32-byte secret"))
+                    .build(),
+            )
+            .service(all)
+            .service(derived)
+            .service(reject)
+            .service(defaults)
+            .service(empty)
+            .service(user)
+            .service(global)
+            .service(tenant)
+            .service(account)
+            .service(raw)
+            .service(below)
+            .service(contract)
+            .service(fingerprint)
+            .service(issued),
+    )
+    .await;
+    let paths = [
+        "/all",
+        "/derived",
+        "/reject",
+        "/defaults",
+        "/empty",
+        "/user",
+        "/global",
+        "/tenant",
+        "/account",
+        "/raw",
+        "/below",
+        "/contract",
+        "/fingerprint",
+        "/issued",
+    ];
+    for path in paths {
+        let request = test::TestRequest::post()
+            .uri(path)
+            .insert_header(("Idempotency-Key", "k-1"))
+            .insert_header(("X-Request-Id", "k-1"))
+            .insert_header(("X-Tenant-Id", "t"))
+            .insert_header(("x-tenant", "t"))
+            .insert_header(("x-account", "a"))
+            .to_request();
+        let status = test::call_service(&app, request).await.status();
+        assert_ne!(status, StatusCode::NOT_FOUND, "{path} is not registered");
+        assert!(!status.is_server_error(), "{path} answered {status}");
+    }
+    let unknown = test::call_service(&app, test::TestRequest::post().uri("/nowhere").to_request()).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "the check can tell a missing route");
 }
