@@ -172,6 +172,8 @@ fn parse(key: &str) -> Option<(u64, [u8; NONCE_LEN], [u8; TAG_LEN])> {
         || expires.is_empty()
         || expires.len() > 20
         || !expires.bytes().all(|b| b.is_ascii_digit())
+        // One number, one spelling: the tag covers the number, the record the text.
+        || (expires.len() > 1 && expires.starts_with('0'))
     {
         return None;
     }
@@ -250,6 +252,21 @@ mod tests {
             assert_eq!(issuer().verify(garbage, &ALICE, at(1_000)), Verdict::NotIssued, "{garbage:?}");
         }
         assert_eq!(issuer().verify(&key.to_uppercase(), &ALICE, at(1_000)), Verdict::NotIssued);
+    }
+
+    #[test]
+    fn one_issued_key_has_one_spelling() {
+        // The tag covers the expiry's number, the record the key's text: a zero in front of the number would turn
+        // one issued key into several distinct keys, each a first use.
+        let key = issuer().issue(&ALICE, at(1_000)).key;
+        assert!(matches!(issuer().verify(&key, &ALICE, at(1_000)), Verdict::Valid { .. }));
+        for padded in ["ik1_01600_", "ik1_0001600_", "ik1_00000000000000001600_"] {
+            let padded = key.replacen("ik1_1600_", padded, 1);
+            assert_eq!(issuer().verify(&padded, &ALICE, at(1_000)), Verdict::NotIssued, "{padded}");
+        }
+        let zeros = "0".repeat(2 * NONCE_LEN);
+        assert!(parse(&format!("ik1_0_{zeros}_{zeros}")).is_some(), "zero itself has one spelling");
+        assert!(parse(&format!("ik1_00_{zeros}_{zeros}")).is_none());
     }
 
     #[test]
