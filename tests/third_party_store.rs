@@ -2,8 +2,9 @@
 //! the example) that a third party can implement a `Store` and test it in a few lines.
 //!
 //! The store keeps its records in one `Mutex<HashMap>` and wakes waiters with a `tokio::sync::Notify` per record.
-//! It keeps the trait's default `purge_batch` (it answers `Unsupported`, which the kit accepts: expired records
-//! stay until they are claimed again) and has no transactional routes.
+//! It keeps the trait's default `purge_batch` (it answers `Unsupported`: expired records stay until they are claimed
+//! again), so it leaves the kit's purge cases out, by name (`Kit::without_purge`); and it has no transactional
+//! routes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,10 +18,25 @@ use idempotent_runtime::store::{
 use idempotent_runtime::{Digest, Store, StoreError, async_trait};
 use tokio::sync::Notify;
 
-/// The test: the whole kit on a fresh store.
+/// The test: the whole kit on a fresh store, but the purge cases (this store has no purge).
 #[test]
 fn a_third_party_store_passes_the_conformance_kit() {
-    testing::block_on(testing::run_all(Arc::new(HashMapStore::default())));
+    testing::block_on(testing::Kit::new(Arc::new(HashMapStore::default())).without_purge().run());
+}
+
+/// Left in, the purge cases fail on a store without a purge: the kit never passes a case it did not run.
+#[test]
+fn the_kit_fails_a_store_without_a_purge_unless_told_to_leave_the_purge_out() {
+    for case in testing::PURGE_CASES {
+        let mut kit = testing::Kit::new(Arc::new(HashMapStore::default()));
+        for other in testing::CASES.iter().filter(|other| *other != case) {
+            kit = kit.skip(other);
+        }
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| testing::block_on(kit.run())));
+        let panic = ran.expect_err("a purge case passed on a store that does not purge");
+        let message = panic.downcast_ref::<String>().map_or("", String::as_str);
+        assert!(message.contains(case) && message.contains("without_purge"), "{message}");
+    }
 }
 
 #[derive(Default)]

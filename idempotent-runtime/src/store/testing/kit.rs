@@ -67,15 +67,20 @@ cases!(
     lookup_finds_the_most_recent_live_record_on_any_route(shared),
     lookup_never_reports_another_scopes_record(shared),
     lookup_ignores_expired_records(shared),
-    // Purge (passes with a note on a store whose `purge_batch` is unsupported).
+    // Purge (fails on a store whose `purge_batch` is unsupported, unless left out with `Kit::without_purge`).
     purge_deletes_only_expired_records(shared),
     purge_sweeps_a_large_store_in_bounded_batches(shared),
     // A store that stops answering, bounded by the runtime.
     a_store_that_stops_answering_is_bounded_by_the_runtimes_timeout(owned),
 );
 
+/// The purge cases, which [`Kit::without_purge`] leaves out.
+pub const PURGE_CASES: &[&str] =
+    &["purge_deletes_only_expired_records", "purge_sweeps_a_large_store_in_bounded_batches"];
+
 /// Runs every case of the kit on `store`, one after the other (they share the store: each case works in a random
-/// scope of its own). Panics at the first case that fails, naming it and the rule it checks.
+/// scope of its own). Panics at the first case that fails, naming it and the rule it checks; a store without a purge
+/// fails the purge cases (leave them out with [`Kit::without_purge`]).
 ///
 /// Run it on a multi-thread runtime (see [`block_on`]) so that the concurrent cases claim in parallel.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -112,6 +117,13 @@ impl Kit {
         let known = known.unwrap_or_else(|| panic!("`{case}` is not a case of the store conformance kit: {CASES:?}"));
         self.skipped.push(known);
         self
+    }
+
+    /// Leaves out the purge cases ([`PURGE_CASES`]), for a store that keeps the trait's default `purge_batch`
+    /// (which answers `Unsupported`): without this, those cases fail on such a store.
+    #[must_use]
+    pub fn without_purge(self) -> Self {
+        PURGE_CASES.iter().fold(self, |kit, case| kit.skip(case))
     }
 
     /// Runs the cases not skipped, in the order of [`CASES`], printing each name as it starts.

@@ -11,7 +11,7 @@
 //! stops answering. A store without a purge answers
 //! [`Store::purge_batch`](crate::Store::purge_batch) with an error of kind
 //! [`StoreErrorKind::Unsupported`](crate::StoreErrorKind::Unsupported): the purge
-//! cases then say so and pass. The cases take a few seconds in all (they watch short leases and ttls lapse).
+//! cases then fail, unless [`Kit::without_purge`] leaves them out explicitly. The cases take a few seconds in all (they watch short leases and ttls lapse).
 //!
 //! In a store's own tests, enable the feature for the dev-dependency
 //! (`idempotent-runtime = { version = "0.1", features = ["testing"] }`), implement the store, and call the kit from
@@ -54,7 +54,8 @@
 //!     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
 //!         self.inner.lookup(scope_hash, key_hash).await
 //!     }
-//!     // `wait` keeps its default (polling `read`), `purge_batch` its "unsupported": the kit checks both.
+//!     // `wait` keeps its default (polling `read`), which the kit checks; `purge_batch` its "unsupported", so the
+//!     // test below leaves the purge cases out.
 //! }
 //!
 //! // #[test]
@@ -62,7 +63,7 @@
 //!     // A multi-thread runtime, so that the concurrent cases claim in parallel (`testing::block_on` builds the same).
 //!     testing::block_on(async {
 //!         let store = Arc::new(Counted { inner: MemoryStore::new(), claims: AtomicU64::new(0) });
-//!         testing::run_all(store).await;
+//!         testing::Kit::new(store).without_purge().run().await;
 //!     });
 //! }
 //! # counted_store_conforms_to_the_store_contract();
@@ -114,7 +115,7 @@ pub use self::heartbeat::{
     a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over, heartbeat_keeps_a_claim_and_reports_a_lost_one,
     heartbeat_of_a_token_the_record_does_not_carry_is_lost,
 };
-pub use self::kit::{CASES, Kit, block_on, run_all};
+pub use self::kit::{CASES, Kit, PURGE_CASES, block_on, run_all};
 pub use self::lookup::{
     expired_records_read_as_absent_and_are_claimed_afresh, lookup_finds_the_most_recent_live_record_on_any_route,
     lookup_ignores_expired_records, lookup_never_reports_another_scopes_record,

@@ -1,7 +1,8 @@
 //! The purge: bounded batches that delete expired records only, and sweep the whole store.
 //!
 //! A store without a purge answers `purge_batch` with an error of kind [`StoreErrorKind::Unsupported`]: these
-//! cases then say so on one line and pass. They count what a pass deletes, so first they let every short-lived
+//! cases then fail, naming [`Kit::without_purge`](super::Kit::without_purge), which leaves them out explicitly (a
+//! kit that passed them unrun would certify a purge nobody checked). They count what a pass deletes, so first they let every short-lived
 //! record of the kit's other cases expire and purge them: the store may be shared with those cases, but not with
 //! anything else writing expiring records meanwhile.
 
@@ -15,9 +16,7 @@ use crate::store::{Store, StoreErrorKind};
 /// Rule: a purge deletes every expired record and nothing else: neither a live completed record nor a claim in
 /// progress under its lease (even past its ttl); a second pass finds nothing.
 pub async fn purge_deletes_only_expired_records(store: &dyn Store) {
-    if !purge_is_supported_and_done(store, "purge_deletes_only_expired_records").await {
-        return;
-    }
+    purge_what_other_cases_left(store, "purge_deletes_only_expired_records").await;
     let scope = Scope::random();
     let short = Duration::from_millis(100);
     for key in 10..40u8 {
@@ -45,9 +44,7 @@ pub async fn purge_deletes_only_expired_records(store: &dyn Store) {
 /// Rule: a purge batch is bounded (a batch of 100 neither examines every one of 601 records nor completes the
 /// pass), and repeated batches sweep the whole store: 600 expired records deleted, the live one kept.
 pub async fn purge_sweeps_a_large_store_in_bounded_batches(store: &dyn Store) {
-    if !purge_is_supported_and_done(store, "purge_sweeps_a_large_store_in_bounded_batches").await {
-        return;
-    }
+    purge_what_other_cases_left(store, "purge_sweeps_a_large_store_in_bounded_batches").await;
     let scope = Scope::random();
     // 600 expired records (spread over many heap pages or shards) and one live one.
     let short = Duration::from_millis(100);
@@ -73,14 +70,19 @@ pub async fn purge_sweeps_a_large_store_in_bounded_batches(store: &dyn Store) {
     assert_eq!(purge_expired(store, 100).await.unwrap().deleted, 0, "a second pass finds nothing");
 }
 
-/// Whether the store purges (else prints why `case` passes without a check); if it does, lets the short-lived
-/// records other cases may have left expire and purges them (two passes: the first may start mid-sweep).
-async fn purge_is_supported_and_done(store: &dyn Store, case: &str) -> bool {
+/// Lets the short-lived records other cases may have left expire and purges them (two passes: the first may start
+/// mid-sweep).
+///
+/// # Panics
+///
+/// When the store does not purge (its `purge_batch` answers `Unsupported`): such a store leaves the purge cases out
+/// with [`Kit::without_purge`](super::Kit::without_purge), or does not call them.
+async fn purge_what_other_cases_left(store: &dyn Store, case: &str) {
     match store.purge_batch(1).await {
-        Err(error) if error.kind() == StoreErrorKind::Unsupported => {
-            println!("store conformance: {case}: the store does not support purge ({error}); not checked");
-            return false;
-        }
+        Err(error) if error.kind() == StoreErrorKind::Unsupported => panic!(
+            "{case}: the store does not support purge ({error}); a store without a purge leaves the purge cases \
+             out explicitly, with `Kit::without_purge()`"
+        ),
         answer => drop(answer.unwrap_or_else(|error| panic!("a purge batch failed: {error}"))),
     }
     tokio::time::sleep(SHORT_TTL_BOUND).await;
@@ -92,5 +94,4 @@ async fn purge_is_supported_and_done(store: &dyn Store, case: &str) -> bool {
             .pass_complete
         {}
     }
-    true
 }
