@@ -8,6 +8,7 @@
 #[macro_use]
 mod support;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -53,6 +54,79 @@ async fn prepared_statements(client: &tokio_postgres::Client, condition: &str) -
     (number(0), number(1))
 }
 
+/// The server's clock, as text for a `timestamptz` literal.
+async fn server_clock(client: &tokio_postgres::Client) -> String {
+    let messages = client.simple_query("SELECT clock_timestamp()::text").await.expect("the server's clock");
+    messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("one row")
+}
+
+/// [`prepared_statements`] on each backend the pool's connections reach, each probe inside a transaction held
+/// open until all are done, so that behind PgBouncer each reaches a backend of its own (all of them: as many probes
+/// as it has backends); directly, on every connection of the pool.
+async fn on_every_backend(connection: Connection, pool: &deadpool_postgres::Pool, condition: &str) -> Vec<(u64, u64)> {
+    let clients = pinned(connection, pool).await;
+    let mut found = Vec::new();
+    for client in &clients {
+        found.push(prepared_statements(client, condition).await);
+    }
+    unpin(&clients).await;
+    found
+}
+
+/// A connection per backend, each in a transaction (so that behind PgBouncer each holds a backend of its own).
+async fn pinned(connection: Connection, pool: &deadpool_postgres::Pool) -> Vec<deadpool_postgres::Object> {
+    let backends = match connection {
+        Connection::Direct => pool.status().size.max(1),
+        Connection::PgBouncer => SERVER_POOL_SIZE,
+    };
+    let mut clients = Vec::new();
+    for _ in 0..backends {
+        let client = pool.get().await.expect("a connection");
+        client.batch_execute("BEGIN").await.expect("pin a backend");
+        clients.push(client);
+    }
+    clients
+}
+
+async fn unpin(clients: &[deadpool_postgres::Object]) {
+    for client in clients {
+        client.batch_execute("ROLLBACK").await.expect("release the backend");
+    }
+}
+
+/// The store's statements (shared or protocol-level) on each backend [`on_every_backend`] reaches: for each backend
+/// (by its process id), each statement's text and when it was prepared.
+async fn statements_by_backend(
+    connection: Connection,
+    pool: &deadpool_postgres::Pool,
+) -> HashMap<String, HashMap<String, String>> {
+    let clients = pinned(connection, pool).await;
+    let mut found: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for client in &clients {
+        let messages = client
+            .simple_query(&format!(
+                "SELECT pg_backend_pid()::text, statement, prepare_time::text FROM pg_prepared_statements \
+                 WHERE {SHARED} OR NOT from_sql"
+            ))
+            .await
+            .expect("read pg_prepared_statements");
+        for message in messages {
+            if let SimpleQueryMessage::Row(row) = message {
+                let text = |index: usize| row.get(index).expect("not null").to_owned();
+                found.entry(text(0)).or_default().insert(text(1), text(2));
+            }
+        }
+    }
+    unpin(&clients).await;
+    found
+}
+
 async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(connection: Connection) {
     let schema = TestSchema::create().await;
     let (pool, _bouncer) = connection.app_pool(&schema, 16);
@@ -62,19 +136,22 @@ async fn statements_are_prepared_once_per_backend_and_run_from_their_plans(conne
     testing::concurrent_claims_of_one_record_acquire_exactly_once(std::sync::Arc::new(store.clone())).await;
 
     // Directly, the pool's connections each prepared what they ran. Behind PgBouncer the clients' connections
-    // share SERVER_POOL_SIZE backends, and each probe below reaches one of them.
-    let client = pool.get().await.expect("a connection");
-    let mut best = (0, 0);
-    for _ in 0..SERVER_POOL_SIZE * 2 {
-        best = best.max(prepared_statements(&client, SHARED).await);
-    }
+    // share SERVER_POOL_SIZE backends, and the probes below reach each of them.
+    let best = on_every_backend(connection, &pool, SHARED).await.into_iter().max().expect("a backend");
     let (prepared, executions) = best;
     assert!(prepared >= 2, "the claim and the completion at least are prepared, found {prepared}");
     assert!(
         executions > prepared,
         "statements ran from their plans more than once each: {executions} runs of {prepared}"
     );
-    drop(client);
+    // Once per backend: no backend holds one statement's text under two names.
+    let duplicates = format!(
+        "{SHARED} AND statement IN (SELECT statement FROM pg_prepared_statements WHERE {SHARED} GROUP BY statement \
+         HAVING count(*) > 1)"
+    );
+    for (backend, (twice, _)) in on_every_backend(connection, &pool, &duplicates).await.into_iter().enumerate() {
+        assert_eq!(twice, 0, "backend {backend}: {twice} statements prepared under more than one name");
+    }
     schema.drop_schema().await;
 }
 
@@ -125,6 +202,26 @@ async fn assert_prepared_and_reused(pool: &deadpool_postgres::Pool) {
     assert!(prepared >= 2 && executions > prepared, "prepared again and reused: {executions} runs of {prepared}");
 }
 
+/// On one backend, a second workload prepares nothing again: every statement it runs is the one prepared by the
+/// first, run from its plan (a store that prepared per request, or deallocated after each, fails here).
+#[actix_web::test]
+async fn one_backend_prepares_each_statement_once() {
+    let (schema, pool, store) = store_on_one_backend().await;
+    let client = pool.get().await.expect("the pool's one connection");
+    let (prepared, runs) = prepared_statements(&client, SHARED).await;
+    let after_first = server_clock(&client).await;
+    drop(client);
+    workload(&store).await;
+    let client = pool.get().await.expect("the pool's one connection");
+    let since = format!("{SHARED} AND prepare_time > '{after_first}'::timestamptz");
+    assert_eq!(prepared_statements(&client, &since).await.0, 0, "prepared again by the second workload");
+    let (prepared_after, runs_after) = prepared_statements(&client, SHARED).await;
+    assert_eq!(prepared_after, prepared, "the same statements");
+    assert!(runs_after >= runs + prepared, "each statement ran again from its plan: {runs} then {runs_after} runs");
+    drop(client);
+    schema.drop_schema().await;
+}
+
 /// A backend that forgot its prepared statements (`DISCARD ALL`, which PgBouncer's session mode runs between
 /// clients) prepares them again at the next request; nothing fails meanwhile.
 #[actix_web::test]
@@ -153,6 +250,7 @@ async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh(co
     for _ in 0..SERVER_POOL_SIZE {
         workload(&store).await;
     }
+    let before = statements_by_backend(connection, &pool).await;
     let client = pool.get().await.expect("a connection");
     client
         .batch_execute(&format!("ALTER TABLE {}.idempotency_records ALTER COLUMN state TYPE varchar(16)", schema.name))
@@ -163,6 +261,18 @@ async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh(co
     for _ in 0..SERVER_POOL_SIZE * 2 {
         workload(&store).await;
     }
+    // The refused statements were forgotten and prepared again (named or pooler-safe, whichever way the store
+    // went): some backend holds a statement it had before the change, prepared anew. A store that only answered
+    // around them would leave them as they were (a fresh backend's first statements do not count).
+    let after = statements_by_backend(connection, &pool).await;
+    let again = after
+        .iter()
+        .flat_map(|(backend, statements)| statements.iter().map(move |statement| (backend, statement)))
+        .filter(|(backend, (text, prepared_at))| {
+            before.get(*backend).and_then(|old| old.get(*text)).is_some_and(|old_at| old_at != *prepared_at)
+        })
+        .count();
+    assert!(again >= 1, "no statement was prepared again after the type change: before {before:?}, after {after:?}");
     schema.drop_schema().await;
 }
 
@@ -176,14 +286,7 @@ mod type_change {
 async fn after_a_type_change_one_backend_prepares_the_statements_again() {
     let (schema, pool, store) = store_on_one_backend().await;
     let client = pool.get().await.expect("the pool's one connection");
-    let messages = client.simple_query("SELECT clock_timestamp()::text").await.expect("the server's clock");
-    let changed_at = messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .expect("one row");
+    let changed_at = server_clock(&client).await;
     client
         .batch_execute(&format!("ALTER TABLE {}.idempotency_records ALTER COLUMN state TYPE varchar(16)", schema.name))
         .await
