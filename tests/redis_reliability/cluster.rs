@@ -163,6 +163,15 @@ async fn cluster_master_killed_under_load_measures_the_503_window_and_double_exe
             // The claim and the response were on the replica before the handler ran and the response was sent.
             assert_eq!(run.twice_answered_before_kill, 0, "with WAIT, an acknowledged response survives the failover");
         }
+        // A key sent after the kill is claimed on the new master (or refused with 503): it never runs twice.
+        assert_eq!(run.twice_after_kill, 0, "keys sent after the kill ran twice");
+        // The 503s end once the shard serves again: without WAIT at the take-over, with WAIT once the restarted
+        // node is its replica; plus the client's slot-map refresh and one store timeout (2 s) for a request sent
+        // just before.
+        let served_again = if replica_acks { run.rejoined } else { run.took_over };
+        let bound = served_again + Duration::from_secs(3);
+        assert!(run.window <= bound, "the last 503 came {:?} after the kill, past {bound:?}", run.window);
+        assert!(run.took_over < Duration::from_secs(10), "the replica took over {:?} after the kill", run.took_over);
         runs.push(run);
     }
     let (without, with) = (&runs[0], &runs[1]);
@@ -174,9 +183,32 @@ async fn cluster_master_killed_under_load_measures_the_503_window_and_double_exe
     ));
 }
 
-/// What `WAIT` costs by itself: the library's `RedisStore` on a healthy private cluster, 16 concurrent loops of a
-/// fresh key's store work (claim, then complete), without and with `replica_acks(1, 500 ms)`, interleaved over 3
-/// rounds of 2 s. (The failover test's throughput goes through the example's PostgreSQL payments, which hide it.)
+/// The record's hash as the Redis store names it (`store/redis/keys.rs`), for reading it on a replica.
+fn record_key(id: &idempotent_runtime::store::RecordId) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>();
+    format!(
+        "{}{{{}{}}}:r:{} {}",
+        idempotent_runtime::DEFAULT_KEY_PREFIX,
+        hex(&id.scope_hash),
+        hex(&id.key_hash),
+        id.method,
+        id.route
+    )
+}
+
+/// The state field of `key`'s record read on the replica on `port` (`READONLY`), if it has the record.
+async fn state_on_replica(port: u16, key: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("a replica's URL");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connect to the replica");
+    let () = redis::cmd("READONLY").query_async(&mut connection).await.expect("READONLY");
+    redis::cmd("HGET").arg(key).arg("s").query_async(&mut connection).await.expect("HGET on the replica")
+}
+
+/// What `WAIT` is for, then what it costs by itself: the library's `RedisStore` on a healthy private cluster.
+/// With `replica_acks(1, 500 ms)` a completed record is on its replica when `complete` returns, and a claim whose
+/// replica does not answer is refused (without `WAIT` it is acquired). Then 16 concurrent loops of a fresh key's
+/// store work (claim, then complete), without and with `WAIT`, interleaved over 3 rounds of 2 s. (The failover
+/// test's throughput goes through the example's PostgreSQL payments, which hide it.)
 #[actix_web::test]
 async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
     use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, RecordId, StoredResponse};
@@ -184,7 +216,7 @@ async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
     const LOOPS: usize = 16;
     const ROUNDS: usize = 3;
     const ROUND: Duration = Duration::from_secs(2);
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("start a private cluster");
+    let cluster = Arc::new(tokio::task::spawn_blocking(RedisCluster::start).await.expect("start a private cluster"));
     let connect = |acks: bool| {
         let builder = RedisStore::cluster(cluster.nodes());
         let builder = if acks { builder.replica_acks(1, Duration::from_millis(500)) } else { builder };
@@ -192,6 +224,41 @@ async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
     };
     let stores = [connect(false).await.expect("connect"), connect(true).await.expect("connect with WAIT")];
     let response = StoredResponse { status: StatusCode::CREATED, headers: Vec::new(), body: Some("{}".into()) };
+
+    let fresh = |key: u8| ClaimRequest {
+        id: RecordId {
+            scope_hash: [9; 32],
+            key_hash: [key; 32],
+            method: "POST".to_owned(),
+            route: "/payments".to_owned(),
+        },
+        fingerprint: [1; 32],
+        token: 1,
+        lease: LEASE,
+        ttl: Duration::from_secs(60),
+    };
+    // With WAIT, the completed record is on its replica as soon as `complete` returns.
+    let stored = fresh(1);
+    let key = record_key(&stored.id);
+    let replica = cluster.replica_of(cluster.master_of(&key));
+    assert!(matches!(stores[1].claim(&stored).await.expect("claim with WAIT"), Claim::Acquired { .. }));
+    let attempt = Attempt { id: stored.id.clone(), token: stored.token };
+    stores[1].complete(&attempt, &response, stored.ttl).await.expect("complete with WAIT");
+    assert_eq!(state_on_replica(replica, &key).await.as_deref(), Some("c"), "the completed record on the replica");
+    // With the shard's replica stopped, a claim with WAIT is refused; without, it is acquired.
+    let (unacknowledged, plain) = (fresh(2), fresh(3));
+    let replica = cluster.replica_of(cluster.master_of(&record_key(&unacknowledged.id)));
+    cluster.pause(replica);
+    let refused = stores[1].claim(&unacknowledged).await;
+    let acquired = stores[0].claim(&plain).await;
+    cluster.resume(replica);
+    assert!(refused.is_err(), "a claim no replica acknowledged: {refused:?}");
+    assert!(matches!(acquired, Ok(Claim::Acquired { .. })), "without WAIT: {acquired:?}");
+    let watching = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || watching.wait_until_healthy(Duration::from_secs(30)))
+        .await
+        .expect("the replica is back in sync");
+
     // Per store: fresh keys completed, time spent, latencies of claim + complete.
     let mut totals = [(0usize, Duration::ZERO, Vec::new()), (0usize, Duration::ZERO, Vec::new())];
     for _ in 0..ROUNDS {
@@ -249,5 +316,6 @@ async fn replica_acknowledgements_cost_on_a_healthy_cluster() {
         with.2,
         100.0 * (1.0 - with.0 / without.0)
     ));
+    drop(stores);
     drop(cluster);
 }

@@ -126,6 +126,33 @@ impl RedisCluster {
         wait_for_ping(port);
     }
 
+    /// Stops the server on `port` without ending it (SIGSTOP): it answers nothing, to its master included, until
+    /// [`RedisCluster::resume`].
+    pub fn pause(&self, port: u16) {
+        self.signal(port, "-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self, port: u16) {
+        self.signal(port, "-CONT");
+    }
+
+    fn signal(&self, port: u16, signal: &str) {
+        let index = self.ports.iter().position(|&known| known == port).expect("a port of this cluster");
+        let servers = self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pid = servers[index].as_ref().expect("a running node").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// The port of the replica of the master on `master`.
+    pub fn replica_of(&self, master: u16) -> u16 {
+        let replication = cli(master, &["info", "replication"]);
+        let line = replication.lines().find(|line| line.starts_with("slave0:")).expect("a master with a replica");
+        let port = line.split(',').find_map(|field| field.strip_prefix("port=")).expect("the replica's port");
+        port.parse().expect("a port number")
+    }
+
     fn running_ports(&self) -> Vec<u16> {
         let servers = self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.ports.iter().zip(servers.iter()).filter(|(_, child)| child.is_some()).map(|(&port, _)| port).collect()
