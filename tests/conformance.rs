@@ -15,6 +15,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpRequest, HttpResponse, post};
 use futures_util::StreamExt as _;
 use futures_util::stream::{self, FuturesUnordered};
+use idempotent_runtime::store::testing::CountingWaits;
 use idempotent_runtime::{Idempotency, Store, idempotent};
 use serde::Deserialize;
 use support::probe::Probe;
@@ -223,11 +224,14 @@ enum Setup {
 struct Harness {
     server: TestServer,
     probe: web::Data<Probe>,
+    /// The app's store, counting the waits the runtime asks of it (a duplicate that waits).
+    waits: CountingWaits,
 }
 
 fn start(store: &StoreUnderTest, setup: Setup) -> Harness {
     let probe = web::Data::new(Probe::default());
-    let store: Arc<dyn Store> = Arc::clone(&store.store);
+    let waits = CountingWaits::new(Arc::clone(&store.store));
+    let store: Arc<dyn Store> = Arc::new(waits.clone());
     let app_probe = probe.clone();
     let server = actix_test::start(move || {
         let idempotency = match setup {
@@ -264,7 +268,7 @@ fn start(store: &StoreUnderTest, setup: Setup) -> Harness {
             .service(derived)
             .service(idempotent_runtime::status_lookup("/idempotency/{key}"))
     });
-    Harness { server, probe }
+    Harness { server, probe, waits }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

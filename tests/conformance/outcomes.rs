@@ -177,7 +177,8 @@ pub(super) async fn waiting_duplicate_replays_the_original_when_it_completes(sto
         let started = std::time::Instant::now();
         let waiting = call("/wait").key("k").body("same").send(&app.server);
         let opening = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The duplicate is waiting on the original's record before the original may finish.
+            assert!(eventually(Duration::from_secs(10), || app.waits.waits() >= 1).await, "the duplicate never waited");
             app.probe.open(1);
         };
         let (reply, ()) = tokio::join!(waiting, opening);
@@ -202,7 +203,8 @@ pub(super) async fn waiting_duplicate_runs_when_the_original_releases(store: &St
         let started = std::time::Instant::now();
         let waiting = call("/wait").key("k").body("same").send(&app.server);
         let opening = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The duplicate is waiting on the original's record before the original may finish.
+            assert!(eventually(Duration::from_secs(10), || app.waits.waits() >= 1).await, "the duplicate never waited");
             app.probe.open(1);
         };
         let (reply, ()) = tokio::join!(waiting, opening);

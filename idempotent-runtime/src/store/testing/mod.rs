@@ -93,6 +93,7 @@ pub const REDIS_EXPIRY_GRACE: std::time::Duration = super::redis::EXPIRY_GRACE;
 
 mod claims;
 mod completion;
+mod counting;
 mod fixture;
 mod heartbeat;
 mod kit;
@@ -111,6 +112,7 @@ pub use self::completion::{
     a_completion_keeps_status_headers_and_body_exactly, a_completion_retried_with_its_own_lease_is_stored_not_fenced,
     release_frees_the_key_and_a_stale_release_does_nothing,
 };
+pub use self::counting::CountingWaits;
 pub use self::heartbeat::{
     a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over, heartbeat_keeps_a_claim_and_reports_a_lost_one,
     heartbeat_of_a_token_the_record_does_not_carry_is_lost,
