@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use super::listener::Listener;
-use super::rows::{ClaimParams, CompleteParams, corrupt, decode_failed, id_params, record_from_row};
+use super::rows::{ClaimParams, CompleteParams, ExistingRecord, corrupt, decode_failed, id_params};
 use super::sql::*;
 use super::statement::{Param, StatementMode};
 use super::{FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore, lock};
@@ -34,7 +34,7 @@ impl PostgresStore {
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let rows = match step {
                 FirstStatement::Insert => self.query(&self.statements.claim, &params).await?,
-                FirstStatement::Read => self.query(&self.statements.read, &params[..5]).await?,
+                FirstStatement::Read => self.query(&self.statements.read, &params[..4]).await?,
             };
             let Some(row) = rows.first() else {
                 // Insert: the record exists: read it. Read: no record (or it vanished since): insert.
@@ -44,20 +44,18 @@ impl PostgresStore {
                 };
                 continue;
             };
-            if row.try_get::<_, bool>("acquired").map_err(decode_failed)? {
-                return Ok(Claim::Acquired { took_over: false });
-            }
-            if row.try_get::<_, bool>("takeover").map_err(decode_failed)? {
-                let current: i64 = row.try_get("token").map_err(decode_failed)?;
-                if self.execute(&self.statements.takeover, &claiming.takeover_params(&current)).await? == 1 {
+            // The insert answers a row only when it inserted.
+            let FirstStatement::Read = step else { return Ok(Claim::Acquired { took_over: false }) };
+            let existing = ExistingRecord::from_row(row)?;
+            if existing.verdict(&request.fingerprint).acquires() {
+                if self.execute(&self.statements.takeover, &claiming.takeover_params(&existing.token)).await? == 1 {
                     return Ok(Claim::Acquired { took_over: true });
                 }
                 // Another request took it over first, or its owner finished: look again (a released record reads
                 // as absent, and the next step inserts).
-                step = FirstStatement::Read;
                 continue;
             }
-            return Ok(Claim::Existing(record_from_row(row)?));
+            return Ok(Claim::Existing(existing.into_record(row)?));
         }
         Err(StoreError::new(
             StoreErrorKind::Unavailable,
@@ -266,13 +264,9 @@ impl Store for PostgresStore {
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
-        // The fingerprint parameter only feeds the `takeover` column, which a plain read ignores.
-        let no_fingerprint: &[u8] = &[];
-        let [p1, p2, p3, p4] = id_params(id);
-        let rows = self.query(&self.statements.read, &[p1, p2, p3, p4, (&no_fingerprint, Type::BYTEA)]).await?;
-        match rows.first() {
-            Some(row) if !row.try_get::<_, bool>("expired").map_err(decode_failed)? => Ok(Some(record_from_row(row)?)),
-            _ => Ok(None),
-        }
+        let rows = self.query(&self.statements.read, &id_params(id)).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let existing = ExistingRecord::from_row(row)?;
+        if existing.is_expired() { Ok(None) } else { Ok(Some(existing.into_record(row)?)) }
     }
 }

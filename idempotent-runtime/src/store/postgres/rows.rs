@@ -1,7 +1,7 @@
 //! Statement parameters and row decoding shared by the plain and the transactional claim, and the transactional
 //! completion.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
@@ -11,7 +11,9 @@ use super::sql::NOTIFY_SQL;
 use super::statement::{self, Param, failed};
 use crate::digest::Digest;
 use crate::record::{Record, RecordId, RecordState, StoredResponse};
-use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
+use crate::store::{
+    Attempt, ClaimRequest, ClaimVerdict, StoreError, StoreErrorKind, StoredClaim, StoredClaimState, claim_verdict,
+};
 
 /// Stores the response in the transaction that claimed the record and commits it, pipelined: the `COMMIT` is
 /// sent without waiting for the `UPDATE`'s answer (if the `UPDATE` failed, the aborted transaction rolls back).
@@ -136,16 +138,62 @@ impl<'a> CompleteParams<'a> {
     }
 }
 
-pub(super) fn record_from_row(row: &Row) -> Result<Record, StoreError> {
-    let fingerprint: Vec<u8> = row.try_get("fingerprint").map_err(decode_failed)?;
-    let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
-    let state: &str = row.try_get("state").map_err(decode_failed)?;
-    let state = match state {
-        "in_progress" => {
-            let remaining_ms: i64 = row.try_get("lease_remaining_ms").map_err(decode_failed)?;
-            RecordState::InProgress { lease_remaining: Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)) }
-        }
-        "completed" => {
+/// A record as the read and the transactional claim return it: its columns as stored and the statement's
+/// `now()`, which decide the claim rule and expiry here rather than in SQL.
+pub(super) struct ExistingRecord {
+    fingerprint: Digest,
+    /// The token of the attempt that holds it, which a take-over must present.
+    pub(super) token: i64,
+    completed: bool,
+    /// The lease's end while in progress.
+    locked_until: Option<SystemTime>,
+    expires_at: SystemTime,
+    /// The server's clock when the statement ran.
+    now: SystemTime,
+}
+
+impl ExistingRecord {
+    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
+        let fingerprint: &[u8] = row.try_get("fingerprint").map_err(decode_failed)?;
+        let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
+        let completed = match row.try_get::<_, &str>("state").map_err(decode_failed)? {
+            "in_progress" => false,
+            "completed" => true,
+            other => return Err(corrupt(format!("unknown state {other:?}"))),
+        };
+        Ok(Self {
+            fingerprint,
+            token: row.try_get("token").map_err(decode_failed)?,
+            completed,
+            locked_until: row.try_get("locked_until").map_err(decode_failed)?,
+            expires_at: row.try_get("expires_at").map_err(decode_failed)?,
+            now: row.try_get("now").map_err(decode_failed)?,
+        })
+    }
+
+    fn stored(&self) -> StoredClaim<'_, SystemTime> {
+        let state = match (self.completed, self.locked_until) {
+            (false, Some(lease_until)) => StoredClaimState::InProgress { lease_until },
+            // A running record without a lease end cannot be written by the store; it reads as lapsed.
+            (false, None) => StoredClaimState::InProgress { lease_until: SystemTime::UNIX_EPOCH },
+            (true, _) => StoredClaimState::Completed,
+        };
+        StoredClaim { fingerprint: &self.fingerprint, state, expires_at: self.expires_at }
+    }
+
+    /// What a claim with `fingerprint` makes of this record ([`claim_verdict`]).
+    pub(super) fn verdict(&self, fingerprint: &Digest) -> ClaimVerdict<SystemTime> {
+        claim_verdict(Some(&self.stored()), fingerprint, self.now)
+    }
+
+    /// Whether the record is gone for every purpose.
+    pub(super) fn is_expired(&self) -> bool {
+        self.stored().is_expired(self.now)
+    }
+
+    /// The record, with its response read from `row` when it is completed.
+    pub(super) fn into_record(self, row: &Row) -> Result<Record, StoreError> {
+        let state = if self.completed {
             let status: i16 = row.try_get("status").map_err(decode_failed)?;
             let names: Vec<&str> = row.try_get("header_names").map_err(decode_failed)?;
             let values: Vec<&[u8]> = row.try_get("header_values").map_err(decode_failed)?;
@@ -153,10 +201,12 @@ pub(super) fn record_from_row(row: &Row) -> Result<Record, StoreError> {
             let response = StoredResponse::from_parts(i64::from(status), &names, &values, body.map(Into::into))
                 .map_err(|error| corrupt(error.0))?;
             RecordState::Completed(response)
-        }
-        other => return Err(corrupt(format!("unknown state {other:?}"))),
-    };
-    Ok(Record { fingerprint, state })
+        } else {
+            let lease_end = self.locked_until.unwrap_or(self.now);
+            RecordState::InProgress { lease_remaining: lease_end.duration_since(self.now).unwrap_or(Duration::ZERO) }
+        };
+        Ok(Record { fingerprint: self.fingerprint, state })
+    }
 }
 
 pub(super) fn query_failed(error: tokio_postgres::Error) -> StoreError {

@@ -18,7 +18,7 @@ use tokio_postgres::types::Type;
 use super::PostgresStore;
 use super::TransactionConnection;
 use super::claim_transaction::{PostgresTransaction, rollback};
-use super::rows::{ClaimParams, record_from_row};
+use super::rows::{ClaimParams, ExistingRecord};
 use super::sql::Statements;
 use super::statement::{self, Param, StatementMode};
 use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
@@ -30,7 +30,9 @@ use crate::store::{OpenTransaction, TransactionalClaim, TransactionalStore};
 macro_rules! claim_in_transaction_sql {
     ($lock:literal) => {
         concat!(
-            "WITH lock AS (", $lock, "),
+            "WITH lock AS (",
+            $lock,
+            "),
 inserted AS (
     INSERT INTO {table}
         (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
@@ -41,11 +43,7 @@ inserted AS (
     RETURNING 1
 )
 SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.token, r.state,
-       greatest(0, (extract(epoch FROM r.locked_until - now()) * 1000)::bigint) AS lease_remaining_ms,
-       (r.state = 'completed' AND r.expires_at <= now())
-           OR (r.state = 'in_progress' AND r.locked_until <= now() AND (r.fingerprint = $5 OR r.expires_at <= now()))
-           AS takeover,
-       r.status, r.header_names, r.header_values, r.body
+       r.locked_until, r.expires_at, now() AS now, r.status, r.header_names, r.header_values, r.body
 FROM lock
 LEFT JOIN {table} r
     ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
@@ -171,25 +169,29 @@ impl TransactionalClaimRun<'_> {
         }
         // The record exists. Its row may be invisible to the claim's snapshot (committed while this statement
         // waited for the lock): then read it with a new statement, which sees every committed row.
-        let row = if row.try_get::<_, Option<Vec<u8>>>("fingerprint").map_err(decode)?.is_some() {
+        let row = if row.try_get::<_, Option<&[u8]>>("fingerprint").map_err(decode)?.is_some() {
             row.clone()
         } else {
-            let rows = statement::query_in(client, self.mode, &statements.read, &params[..5]).await.map_err(failed)?;
+            let rows = statement::query_in(client, self.mode, &statements.read, &params[..4]).await.map_err(failed)?;
             match rows.into_iter().next() {
                 Some(row) => row,
                 // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
                 None => return self.claim_again(client, &params).await,
             }
         };
-        if row.try_get::<_, bool>("takeover").map_err(decode)? {
-            let current: i64 = row.try_get("token").map_err(decode)?;
-            let taken =
-                statement::execute_in(client, self.mode, &statements.takeover, &claiming.takeover_params(&current))
-                    .await
-                    .map_err(failed)?;
+        let existing = ExistingRecord::from_row(&row)?;
+        if existing.verdict(&request.fingerprint).acquires() {
+            let taken = statement::execute_in(
+                client,
+                self.mode,
+                &statements.takeover,
+                &claiming.takeover_params(&existing.token),
+            )
+            .await
+            .map_err(failed)?;
             return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
         }
-        Ok(Step::Existing(record_from_row(&row)?))
+        Ok(Step::Existing(existing.into_record(&row)?))
     }
 
     /// Inserts the claim under the lock already held (the record was released between the claim and the read).
