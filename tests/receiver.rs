@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use idempotent_runtime::store::RecordState;
+use idempotent_runtime::store::testing::CountingWaits;
 use idempotent_runtime::{PostgresStore, ReceiveError, Received, Receiver, Store, StoreErrorKind};
 use serde::{Deserialize, Serialize};
 use support::eventually;
@@ -217,11 +218,13 @@ async fn concurrent_deliveries_run_once_and_the_others_are_in_flight(store: Arc<
 }
 
 async fn concurrent_deliveries_in_wait_mode_get_the_replay(store: Arc<dyn Store>) {
-    let receiver = Receiver::new(store).on_conflict_wait(Duration::from_secs(10));
+    let waits = CountingWaits::new(store);
+    let receiver = Receiver::new(waits.clone()).on_conflict_wait(Duration::from_secs(10));
     let (runs, gate) = (Runs::default(), Arc::new(Semaphore::new(0)));
     let deliveries = deliver_concurrently(&receiver, &runs, &gate).await;
     assert!(eventually(Duration::from_secs(5), || runs.count() == 1).await, "one delivery runs the closure");
-    tokio::time::sleep(Duration::from_millis(200)).await; // the others are waiting now
+    // The nine others are waiting on the record before the first may finish.
+    assert!(eventually(Duration::from_secs(10), || waits.waits() >= 9).await, "{} of 9 waited", waits.waits());
     assert_eq!(deliveries.iter().filter(|delivery| delivery.is_finished()).count(), 0, "nobody answered early");
     gate.add_permits(1);
     let mut replayed = 0;
@@ -352,12 +355,13 @@ async fn waiting_on_a_postgres_store_without_listener_polls_and_replays() {
     let schema = support::postgres::TestSchema::create().await;
     let store = PostgresStore::new(schema.pool(4));
     store.migrate().await.unwrap();
-    let receiver = Receiver::new(store).on_conflict_wait(Duration::from_secs(5));
+    let waits = CountingWaits::new(store);
+    let receiver = Receiver::new(waits.clone()).on_conflict_wait(Duration::from_secs(5));
     let held = Held::start(&receiver, "m-1", "payload", "first").await;
     let runs = Runs::default();
     let waiting = receiver.run(NAMESPACE, "m-1", "payload", runs.returning("second"));
     let finishing = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(eventually(Duration::from_secs(10), || waits.waits() >= 1).await, "the delivery never waited");
         held.finish().await
     };
     let (waited, original) = tokio::join!(waiting, finishing);

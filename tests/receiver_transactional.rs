@@ -7,7 +7,7 @@ mod support;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use futures_util::FutureExt as _;
@@ -245,8 +245,13 @@ async fn a_duplicate_during_the_first_delivery_is_in_flight_or_waits_for_its_com
             Ok::<_, std::io::Error>(b"second".to_vec())
         });
         let release = async {
-            // The waiting delivery blocks on the first one's transaction until it commits.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The waiting delivery blocks on the first one's transaction until it commits: seen blocked first.
+            let blocked = Instant::now();
+            // (The store reaches its table through the search path: its statements name no schema.)
+            while !support::postgres::store_statement_waits_on_a_lock(&inbox.pool, "").await {
+                assert!(blocked.elapsed() < Duration::from_secs(10), "the duplicate never waited on the first");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let _ = finish_tx.send(());
         };
         let (waited, ()) = tokio::join!(waited, release);

@@ -241,7 +241,12 @@ async fn wait_mode_waits_for_the_commit_and_replays(connection: Connection) {
         assert!(eventually(Duration::from_secs(10), || app.runs() == 1).await);
         let waiting = app.send("/write-wait", "k", "hello", &[]);
         let opening = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The duplicate's claim is blocked on the original's uncommitted one before the original may commit.
+            let blocked = Instant::now();
+            while !support::postgres::store_statement_waits_on_a_lock(&app.pool, &app.schema.name).await {
+                assert!(blocked.elapsed() < Duration::from_secs(10), "the duplicate never waited on the original");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             app.probe.open(1);
         };
         tokio::join!(waiting, opening).0

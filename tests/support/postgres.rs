@@ -94,3 +94,20 @@ fn unreachable_postgres(error: &dyn std::fmt::Display) -> ! {
         url = database_url()
     )
 }
+
+/// Whether some session waits on a lock in a statement of the store on `schema` (its table named in the text, or a
+/// pooler-safe `EXECUTE idempotent_...`): a transactional duplicate blocked on the original's uncommitted claim.
+pub async fn store_statement_waits_on_a_lock(pool: &Pool, schema: &str) -> bool {
+    let client = pool.get().await.expect("connect");
+    let waiting: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() \
+             AND (strpos(query, $1) > 0 AND strpos(query, 'idempotency_records') > 0 \
+                  OR query LIKE 'EXECUTE idempotent\\_%')",
+            &[&schema],
+        )
+        .await
+        .expect("read pg_stat_activity")
+        .get(0);
+    waiting > 0
+}
