@@ -92,13 +92,30 @@ async fn admin_release_wakes_waiting_requests() {
     let started = std::time::Instant::now();
     let waiting = store.wait(&id, Duration::from_secs(20));
     let releasing = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The waiter subscribes, then marks the record (`has_waiters`): once marked, a release wakes it.
+        let client = schema.pool(1).get().await.expect("connect");
+        let subscribed = std::time::Instant::now();
+        loop {
+            let marked: bool = client
+                .query_one(
+                    "SELECT has_waiters FROM idempotency_records WHERE key_hash = $1 AND scope_hash = $2",
+                    &[&id.key_hash.as_slice(), &id.scope_hash.as_slice()],
+                )
+                .await
+                .expect("the claimed record")
+                .get(0);
+            if marked {
+                break;
+            }
+            assert!(subscribed.elapsed() < Duration::from_secs(10), "the waiter never marked the record");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         admin::release(&store, &admin::Selector::new("stuck", &scope), true).await.expect("release")
     };
     let (waited, released) = tokio::join!(waiting, releasing);
     waited.expect("wait");
     assert!(matches!(released, admin::ReleaseOutcome::Released { .. }), "{released:?}");
-    // Notified: well before the waiter's own look at the record, which comes a second after it started waiting.
+    // Notified: well before the waiter's own look at the record, which comes a second after it subscribed.
     assert!(started.elapsed() < Duration::from_millis(800), "woken by the release's notification, not a later look");
     assert_eq!(store.read(&id).await.expect("read"), None);
     drop(store);
