@@ -234,9 +234,9 @@ impl PostgresStore {
         self.statement_choice.settled()
     }
 
-    /// How statements are sent, probing the pool's connections before the first statement.
-    pub(crate) async fn statement_mode(&self) -> Result<StatementMode, StoreError> {
-        self.statement_choice.mode(&self.pool).await.map_err(pool_failed)
+    /// How statements are sent now; the first call starts the probe of the pool's connections.
+    pub(crate) fn statement_mode(&self) -> StatementMode {
+        self.statement_choice.mode(&self.pool)
     }
 
     /// Whether a statement sent in `mode` failed in a way that switched the store to the pooler-safe way (it had
@@ -297,7 +297,7 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         let mut client = None;
         let outcome = tokio::time::timeout(self.timeout, async {
-            let mode = adapt(self.statement_mode().await?);
+            let mode = adapt(self.statement_mode());
             let client = client.insert(self.pool.get().await.map_err(pool_failed)?);
             statement(client, mode).await.map_err(query_failed)
         })

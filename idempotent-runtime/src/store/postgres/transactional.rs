@@ -69,10 +69,7 @@ impl TransactionalStore for PostgresStore {
         wait: Option<Duration>,
     ) -> Result<TransactionalClaim, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout() + wait.unwrap_or_default();
-        let mode = match tokio::time::timeout_at(deadline, self.statement_mode()).await {
-            Ok(mode) => mode?.binding_arguments(),
-            Err(_) => return Err(self.timed_out("choosing how statements are sent")),
-        };
+        let mode = self.statement_mode().binding_arguments();
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);

@@ -1,23 +1,35 @@
 //! Which way a store sends its statements: the way its owner set, or, by default, named statements once the
 //! [`probe`](super::probe) found that they work on the pool's connections, and the pooler-safe way for good once
 //! the probe or a statement's failure shows a transaction-mode pooler that does not track them.
+//!
+//! The probe runs in the background from the store's first statement on; until it has answered, statements are
+//! sent unnamed, which is correct on any connection and logs nothing. So no request waits for the probe, and a
+//! pool too busy to lend the probe a second connection at once delays only the choice.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
 
 use super::StatementMode;
 use super::probe::{self, Finding};
+
+/// How long after a probe that decided nothing the next one may start.
+const PROBE_RETRY: Duration = Duration::from_secs(1);
 
 /// The way a store sends statements, shared by its clones.
 #[derive(Debug, Default)]
 pub(crate) struct StatementChoice {
     /// Set by the store's owner; `None` detects.
     set: Option<StatementMode>,
-    /// The probe's verdict (detecting stores only), once it ran.
-    probed: OnceCell<StatementMode>,
+    /// The probe's verdict (detecting stores only), once it answered.
+    probed: OnceLock<StatementMode>,
+    /// A probe is running.
+    probing: AtomicBool,
+    /// When a probe that decided nothing may run again.
+    next_probe: Mutex<Option<Instant>>,
     /// A named statement failed the way it does behind a pooler that does not track statements.
     switched: AtomicBool,
 }
@@ -28,33 +40,62 @@ impl StatementChoice {
         Self { set: Some(mode), ..Self::default() }
     }
 
-    /// The way statements go now, probing the pool's connections first if no probe ran yet. A probe that could
-    /// not reach the server decides nothing, and the next statement probes again.
-    pub(crate) async fn mode(&self, pool: &Pool) -> Result<StatementMode, deadpool_postgres::PoolError> {
-        if let Some(mode) = self.set {
-            return Ok(mode);
+    /// The way statements go now. Until the probe answered (it starts on the first call, in the background, on
+    /// `pool`), statements go unnamed. A probe that could not reach the server decides nothing, and a later
+    /// statement starts another.
+    pub(crate) fn mode(self: &std::sync::Arc<Self>, pool: &Pool) -> StatementMode {
+        let mode = self.settled();
+        if self.set.is_none() && self.probed.get().is_none() && self.probe_due() {
+            self.start_probe(pool);
         }
-        if self.switched.load(Ordering::Relaxed) {
-            return Ok(StatementMode::Shared);
-        }
-        let probed = self.probed.get_or_try_init(async || probe::probe(pool).await.map(decide)).await?;
-        Ok(if self.switched.load(Ordering::Relaxed) { StatementMode::Shared } else { *probed })
+        mode
     }
 
-    /// The way statements go now, for a caller that already holds a connection (the probe ran before its claim);
-    /// the pooler-safe way if no probe ran.
+    /// Whether a probe may start now (none runs, and the last one that decided nothing is a second old); marks it
+    /// running.
+    fn probe_due(&self) -> bool {
+        let next = self.next_probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if next.is_some_and(|next| Instant::now() < next) {
+            return false;
+        }
+        !self.probing.swap(true, Ordering::AcqRel)
+    }
+
+    fn start_probe(self: &std::sync::Arc<Self>, pool: &Pool) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.probing.store(false, Ordering::Release);
+            return;
+        };
+        let (choice, pool) = (self.clone(), pool.clone());
+        runtime.spawn(async move {
+            match probe::probe(&pool).await {
+                Ok(finding) => {
+                    let _ = choice.probed.set(decide(finding));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the statement probe decided nothing; it runs again in a second");
+                    *choice.next_probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(Instant::now() + PROBE_RETRY);
+                }
+            }
+            choice.probing.store(false, Ordering::Release);
+        });
+    }
+
+    /// The way statements go now, without starting a probe: unnamed until the probe answered.
     pub(crate) fn settled(&self) -> StatementMode {
         match (self.set, self.switched.load(Ordering::Relaxed), self.probed.get()) {
             (Some(mode), _, _) => mode,
+            (None, true, _) => StatementMode::Shared,
             (None, false, Some(mode)) => *mode,
-            (None, _, _) => StatementMode::Shared,
+            (None, false, None) => StatementMode::Unnamed,
         }
     }
 
-    /// After a statement sent in `mode` failed with the SQLSTATE `sqlstate`: whether that was a named statement meeting a pooler
-    /// that does not track statements. Such a failure had no effect (the server refused the name before running
-    /// anything), so the caller may send the statement again the pooler-safe way, which every later statement
-    /// takes too. Says so once, naming the setting.
+    /// After a statement sent in `mode` failed with the SQLSTATE `sqlstate`: whether that was a named statement
+    /// meeting a pooler that does not track statements. Such a failure had no effect (the server refused the name
+    /// before running anything), so the caller may send the statement again the pooler-safe way, which every later
+    /// statement takes too. Says so once, naming the setting.
     pub(crate) fn switched_by(&self, mode: StatementMode, sqlstate: Option<&str>) -> bool {
         let Some(sqlstate) = sqlstate.filter(|code| POOLER_SYMPTOMS.iter().any(|symptom| symptom.code() == *code))
         else {
@@ -96,9 +137,11 @@ fn decide(finding: Finding) -> StatementMode {
             tracing::warn!(
                 %reason,
                 "could not tell whether the pool's connections may use named statements: idempotency statements \
-                 use the pooler-safe way; PostgresStore::with_prepared_statements() selects named statements"
+                 are sent unnamed (planned every time); PostgresStore::with_prepared_statements() selects named \
+                 statements, PostgresStore::with_pooler_safe_statements() those for a pooler that does not track \
+                 them"
             );
-            StatementMode::Shared
+            StatementMode::Unnamed
         }
     }
 }

@@ -27,8 +27,10 @@ const LOOKS: usize = 4;
 /// transaction ends.
 const PINNED_ANSWER: Duration = Duration::from_secs(1);
 
-/// How long the probe waits for a second pooled connection: a pool of one cannot be probed.
-const SECOND_CONNECTION: Duration = Duration::from_secs(1);
+/// How long the probe waits for each of its two connections: no longer than a pool that has one idle, or room
+/// for one more, takes to lend it. A busy pool is probed later instead of lending the probe connections its
+/// requests are waiting for.
+const LEND_WAIT: Duration = Duration::from_millis(50);
 
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,20 +45,28 @@ pub(crate) enum Finding {
     Unknown(String),
 }
 
-/// Runs the probe on two connections of `pool`.
-pub(crate) async fn probe(pool: &Pool) -> Result<Finding, deadpool_postgres::PoolError> {
-    let first = pool.get().await?;
-    let second = match tokio::time::timeout(SECOND_CONNECTION, pool.get()).await {
-        Ok(second) => second?,
-        Err(_) => return Ok(Finding::Unknown("the pool lent no second connection".to_owned())),
+/// Runs the probe on two connections of `pool`. An error (the pool lent no connections at once, the server
+/// failed) decides nothing: the caller probes again later.
+pub(crate) async fn probe(pool: &Pool) -> Result<Finding, String> {
+    if pool.status().max_size < 2 {
+        return Ok(Finding::Unknown("a pool of one connection cannot be probed".to_owned()));
+    }
+    // Bounded here, not by the pool's own timeouts: they need a runtime set on the pool, which the app may not set.
+    let lend = || async {
+        match tokio::time::timeout(LEND_WAIT, pool.get()).await {
+            Ok(lent) => lent.map_err(|error| format!("no connection for the probe: {error}")),
+            Err(_) => Err("the pool lent no connection at once".to_owned()),
+        }
     };
-    let outcome = async {
+    let first = lend().await?;
+    let second = lend().await?;
+    let looked = async {
         if !multiplexed(&first, &second).await? {
             return Ok(Finding::Direct);
         }
         tracking(&first, &second).await
     };
-    Ok(outcome.await.unwrap_or_else(|error| Finding::Unknown(format!("the probe failed: {error}"))))
+    looked.await.map_err(|error: tokio_postgres::Error| format!("the probe failed: {}", super::describe(&error)))
 }
 
 /// Whether one client connection's round trips reach more than one backend: its backend changes while another
