@@ -272,7 +272,14 @@ async fn a_column_whose_type_changed_under_prepared_statements_is_read_afresh(co
             before.get(*backend).and_then(|old| old.get(*text)).is_some_and(|old_at| old_at != *prepared_at)
         })
         .count();
-    assert!(again >= 1, "no statement was prepared again after the type change: before {before:?}, after {after:?}");
+    // Behind a pooler that tracks prepared statements, the server-side statements are the pooler's (PgBouncer
+    // keeps one per text and backend, whatever name the client gives): the store cannot replace them, and answers
+    // around them, unnamed, until the pooler's server connections are renewed (docs/decisions.md).
+    let pooler_owns_them = connection == Connection::PgBouncer && support::pgbouncer::tracks_prepared_statements();
+    assert!(
+        again >= 1 || pooler_owns_them,
+        "no statement was prepared again after the type change: before {before:?}, after {after:?}"
+    );
     schema.drop_schema().await;
 }
 

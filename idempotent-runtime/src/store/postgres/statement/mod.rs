@@ -110,11 +110,15 @@ pub(crate) async fn query_in(
         StatementMode::Unnamed => client.query_typed(sql, params).await,
         StatementMode::Prepared => {
             let types = types(params);
-            let statement = client.prepare_typed_cached(sql, &types).await?;
-            match client.query(&statement, &values(params)).await {
+            let named = async { client.query(&client.prepare_typed_cached(sql, &types).await?, &values(params)).await };
+            match named.await {
                 Err(error) if is_stale_plan(&error) => {
-                    let statement = prepare_again(client, sql, &types).await?;
-                    client.query(&statement, &values(params)).await
+                    let again =
+                        async { client.query(&prepare_again(client, sql, &types).await?, &values(params)).await };
+                    match again.await {
+                        Err(error) if is_stale_plan(&error) => client.query_typed(sql, params).await,
+                        rows => rows,
+                    }
                 }
                 rows => rows,
             }
@@ -134,11 +138,16 @@ pub(crate) async fn execute_in(
         StatementMode::Unnamed => client.execute_typed(sql, params).await,
         StatementMode::Prepared => {
             let types = types(params);
-            let statement = client.prepare_typed_cached(sql, &types).await?;
-            match client.execute(&statement, &values(params)).await {
+            let named =
+                async { client.execute(&client.prepare_typed_cached(sql, &types).await?, &values(params)).await };
+            match named.await {
                 Err(error) if is_stale_plan(&error) => {
-                    let statement = prepare_again(client, sql, &types).await?;
-                    client.execute(&statement, &values(params)).await
+                    let again =
+                        async { client.execute(&prepare_again(client, sql, &types).await?, &values(params)).await };
+                    match again.await {
+                        Err(error) if is_stale_plan(&error) => client.execute_typed(sql, params).await,
+                        changed => changed,
+                    }
                 }
                 changed => changed,
             }
@@ -174,7 +183,9 @@ fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
 }
 
 /// Forgets a named statement this connection cached and prepares it afresh (under a new name: dropping the old
-/// statement closes its name on the server).
+/// statement closes its name on the server). Behind a pooler that tracks prepared statements the new name may
+/// still reach the backend's stale statement (PgBouncer shares one server-side statement per text): the caller
+/// then sends that request unnamed.
 async fn prepare_again(
     client: &ClientWrapper,
     sql: &str,
