@@ -17,10 +17,10 @@
 //!   transaction-mode pooler ([`crate::pooler_safe_floor`]), `pooler_safe_floor_new` and, with the replay header,
 //!   `pooler_safe_floor_replay`: the most any pooler-safe layer can reach against the floor;
 //! - `POST /lib_big` (`max_request_body = "2MiB"`): the library's route of the memory measurement;
-//! - `POST /prepared/lib` and `POST /prepared/lib_tx`: `/lib` and `/lib_tx` on a store built with
-//!   `PostgresStore::with_prepared_statements()` (named statements prepared once per connection, direct
-//!   connections only), for `new_prepared`, `replay_prepared` and `new_tx_prepared`: what the pooler-safe
-//!   default (statements prepared once per backend, run with `EXECUTE`) costs against them, in the same run;
+//! - `POST /pooler_safe/lib` and `POST /pooler_safe/lib_tx`: `/lib` and `/lib_tx` on a store built with
+//!   `PostgresStore::with_pooler_safe_statements()` (statements prepared once per backend, run with `EXECUTE`:
+//!   for a pooler that does not track prepared statements), for `new_pooler_safe`, `replay_pooler_safe` and
+//!   `new_tx_pooler_safe`: what that way costs against the default's named statements, in the same run;
 //! - `POST /unnamed/lib`: `/lib` on a store built with `PostgresStore::with_unnamed_statements()` (parsed and
 //!   planned by the server every time), for `new_unnamed` and `replay_unnamed`: what the default saves.
 //!
@@ -47,8 +47,8 @@ pub(crate) const BARE_PATH: &str = "/bare";
 pub(crate) const LIB_PATH: &str = "/lib";
 pub(crate) const LIB_BIG_PATH: &str = "/lib_big";
 pub(crate) const LIB_TX_PATH: &str = "/lib_tx";
-pub(crate) const LIB_PREPARED_PATH: &str = "/prepared/lib";
-pub(crate) const LIB_TX_PREPARED_PATH: &str = "/prepared/lib_tx";
+pub(crate) const LIB_POOLER_SAFE_PATH: &str = "/pooler_safe/lib";
+pub(crate) const LIB_TX_POOLER_SAFE_PATH: &str = "/pooler_safe/lib_tx";
 pub(crate) const LIB_UNNAMED_PATH: &str = "/unnamed/lib";
 pub(crate) const FLOOR_PATH: &str = "/floor";
 pub(crate) const FLOOR_TX_PATH: &str = "/floor_tx";
@@ -160,7 +160,7 @@ impl Server {
 /// the worker's runtime, which then drives them.
 pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
     let idempotency = Idempotency::builder(PostgresStore::new(pool.clone())).build();
-    let prepared = Idempotency::builder(PostgresStore::new(pool.clone()).with_prepared_statements()).build();
+    let pooler_safe = Idempotency::builder(PostgresStore::new(pool.clone()).with_pooler_safe_statements()).build();
     let unnamed = Idempotency::builder(PostgresStore::new(pool.clone()).with_unnamed_statements()).build();
     let floor = web::Data::new(Floor { pool });
     let app = move || {
@@ -171,7 +171,7 @@ pub(crate) fn start(pool: Pool, workers: usize) -> std::io::Result<Server> {
             .service(lib)
             .service(lib_big)
             .service(lib_tx)
-            .service(web::scope("/prepared").app_data(prepared.clone()).service(lib).service(lib_tx))
+            .service(web::scope("/pooler_safe").app_data(pooler_safe.clone()).service(lib).service(lib_tx))
             .service(web::scope("/unnamed").app_data(unnamed.clone()).service(lib))
             .route(FLOOR_TX_PATH, web::post().to(floor_new_tx))
             .service(

@@ -85,7 +85,7 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         on_postgres("floor_replay", Plan::new(app::FLOOR_PATH, cycle()).header(app::FLOOR_REPLAY_HEADER).replayed()),
         on_postgres("replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
         // The floor sent the cheapest way that is correct behind a transaction-mode pooler: the most the
-        // library's pooler-safe default can reach.
+        // library's pooler-safe way can reach.
         on_postgres("pooler_safe_floor_new", Plan::new(pooler_safe_floor::POOLER_SAFE_FLOOR_PATH, Keys::Fresh)),
         on_postgres(
             "pooler_safe_floor_replay",
@@ -94,11 +94,12 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         // The same `#[idempotent(scope = "global")]` route on a MemoryStore: fresh keys, then retries.
         on_memory("mem_new", Plan::new(app::LIB_PATH, Keys::Fresh)),
         on_memory("mem_replay", Plan::new(app::LIB_PATH, cycle()).replayed()),
-        // The same routes on named prepared statements (`with_prepared_statements`): what the pooler-safe default
+        // The same routes the pooler-safe way (`with_pooler_safe_statements`): what a pooler that does not track
+        // prepared statements costs, against the default's named statements
         // costs on a direct connection.
-        on_postgres("new_prepared", Plan::new(app::LIB_PREPARED_PATH, Keys::Fresh)),
-        on_postgres("new_tx_prepared", Plan::new(app::LIB_TX_PREPARED_PATH, Keys::Fresh)),
-        on_postgres("replay_prepared", Plan::new(app::LIB_PREPARED_PATH, cycle()).replayed()),
+        on_postgres("new_pooler_safe", Plan::new(app::LIB_POOLER_SAFE_PATH, Keys::Fresh)),
+        on_postgres("new_tx_pooler_safe", Plan::new(app::LIB_TX_POOLER_SAFE_PATH, Keys::Fresh)),
+        on_postgres("replay_pooler_safe", Plan::new(app::LIB_POOLER_SAFE_PATH, cycle()).replayed()),
         // And sent unnamed (`with_unnamed_statements`, parsed and planned every time): what the default saves.
         on_postgres("new_unnamed", Plan::new(app::LIB_UNNAMED_PATH, Keys::Fresh)),
         on_postgres("replay_unnamed", Plan::new(app::LIB_UNNAMED_PATH, cycle()).replayed()),

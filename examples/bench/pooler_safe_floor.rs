@@ -11,7 +11,7 @@
 //! come back as text. A backend that lacks a statement answers `26000`; it is prepared there and run again.
 //!
 //! No layer that is correct behind such a pooler can do less per request with tokio-postgres, so its ratio to the
-//! floor (named statements, direct connections only) bounds what the library's pooler-safe default can reach.
+//! floor (named statements, direct connections only) bounds what the library's pooler-safe way can reach.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};

@@ -69,13 +69,13 @@ impl Results {
             (POOLER_SAFE_REPLAY, "pooler_safe_floor_replay", "floor_replay"),
             ("new/pooler_safe_floor_new", "new", "pooler_safe_floor_new"),
             ("replay/pooler_safe_floor_replay", "replay", "pooler_safe_floor_replay"),
-            // The pooler-safe default (prepared once per backend) against named prepared statements, direct
-            // connection, and against unnamed statements.
-            ("new/new_prepared", "new", "new_prepared"),
-            ("new_tx/new_tx_prepared", "new_tx", "new_tx_prepared"),
-            ("replay/replay_prepared", "replay", "replay_prepared"),
-            ("new/new_unnamed", "new", "new_unnamed"),
-            ("replay/replay_unnamed", "replay", "replay_unnamed"),
+            // The pooler-safe way (prepared once per backend) and unnamed statements against the default's named
+            // statements.
+            ("new_pooler_safe/new", "new_pooler_safe", "new"),
+            ("new_tx_pooler_safe/new_tx", "new_tx_pooler_safe", "new_tx"),
+            ("replay_pooler_safe/replay", "replay_pooler_safe", "replay"),
+            ("new_unnamed/new", "new_unnamed", "new"),
+            ("replay_unnamed/replay", "replay_unnamed", "replay"),
             ("redis_new/redis_floor_new", "redis_new", "redis_floor_new"),
             // Issue 12's floor: the library's own scripts, called plainly (`redis_lua_floor`).
             ("redis_new/redis_lua_floor_new", "redis_new", "redis_lua_floor_new"),
