@@ -175,6 +175,9 @@ async fn measure(
             "half the closed-loop rate of claims alone just measured"
         }
     );
+    // The closed loop's purge may have swept every expired record: the open loop gets its own supply.
+    let expired = expire_again(&schema.admin).await?;
+    println!("  (expired the {expired} live completed records again, for this purge)");
     let open = purge_rounds(options, schema, server, &runtime, rounds, ClaimLoad::Open(rate)).await?;
     let open_without_m = Measured::from(&open.without);
     let ctid = Purger::Ctid(schema.pool(1)?);

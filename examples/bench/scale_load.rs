@@ -125,6 +125,23 @@ pub(super) async fn settle(pool: &Pool) -> Result<(), String> {
     client.batch_execute("CHECKPOINT").await.map_err(|error| format!("CHECKPOINT: {error}"))
 }
 
+/// Expires every live completed record, so that a second purge measurement has rows to delete after the first one
+/// swept the expired half; then settles the table again. Returns how many records it expired.
+pub(super) async fn expire_again(pool: &Pool) -> Result<u64, String> {
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    let expired = client
+        .execute(
+            "UPDATE idempotency_records SET expires_at = now() - interval '1 hour' \
+             WHERE state = 'completed' AND expires_at > now()",
+            &[],
+        )
+        .await
+        .map_err(|error| format!("expiring the live records: {error}"))?;
+    drop(client);
+    settle(pool).await?;
+    Ok(expired)
+}
+
 pub(super) async fn table_size(pool: &Pool) -> Result<u64, String> {
     let client = pool.get().await.map_err(|error| error.to_string())?;
     let row = client
