@@ -121,11 +121,13 @@ impl PostgresStore {
     /// A store on the given pool, with [`DEFAULT_OPERATION_TIMEOUT`], on the `idempotency_records` table of the
     /// connections' `search_path`.
     ///
-    /// Its statements are named and prepared once per connection, as tokio-postgres applications do. Before the
-    /// first one, the store probes two of the pool's connections: if they go through a transaction-mode pooler
-    /// that does not track prepared statements (PgBouncer 1.20 and older), it uses
-    /// [`PostgresStore::with_pooler_safe_statements`] instead, and says so once in a warning. A named statement
-    /// that fails the way such a pooler makes it fail switches the store the same way, and is sent again.
+    /// Its statements are named and prepared once per connection, as tokio-postgres applications do. From its
+    /// first statement on, the store probes two of the pool's connections in the background (statements go
+    /// unnamed until the probe answers): if they go through a transaction-mode pooler that does not track prepared
+    /// statements (PgBouncer 1.20 and older), it uses [`PostgresStore::with_pooler_safe_statements`] instead, and
+    /// says so once in a warning. A named statement that fails the way such a pooler makes it fail switches the
+    /// store the same way, and is sent again. A probe that cannot tell (a pool of one connection) leaves the
+    /// statements unnamed.
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
