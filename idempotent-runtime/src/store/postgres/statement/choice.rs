@@ -151,3 +151,44 @@ fn decide(finding: Finding) -> StatementMode {
 /// another client's statement with another number of parameters (`08P01`).
 const POOLER_SYMPTOMS: [SqlState; 3] =
     [SqlState::INVALID_SQL_STATEMENT_NAME, SqlState::DUPLICATE_PSTATEMENT, SqlState::PROTOCOL_VIOLATION];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_the_probe_answers_statements_go_unnamed_and_a_set_way_stays() {
+        assert_eq!(StatementChoice::default().settled(), StatementMode::Unnamed);
+        for mode in [StatementMode::Shared, StatementMode::Unnamed, StatementMode::Prepared] {
+            assert_eq!(StatementChoice::fixed(mode).settled(), mode);
+        }
+        let probed = StatementChoice::default();
+        probed.probed.set(StatementMode::Prepared).unwrap();
+        assert_eq!(probed.settled(), StatementMode::Prepared);
+    }
+
+    #[test]
+    fn only_a_named_statement_failing_as_behind_such_a_pooler_switches_a_detecting_store() {
+        let detecting = StatementChoice::default();
+        detecting.probed.set(StatementMode::Prepared).unwrap();
+        assert!(!detecting.switched_by(StatementMode::Prepared, Some("23505")), "another error");
+        assert!(!detecting.switched_by(StatementMode::Prepared, None), "not the server's error");
+        assert!(!detecting.switched_by(StatementMode::Shared, Some("26000")), "not a named statement");
+        assert_eq!(detecting.settled(), StatementMode::Prepared);
+        for symptom in ["26000", "42P05", "08P01"] {
+            assert!(detecting.switched_by(StatementMode::Prepared, Some(symptom)), "{symptom}");
+        }
+        assert_eq!(detecting.settled(), StatementMode::Shared, "for good");
+        let set = StatementChoice::fixed(StatementMode::Prepared);
+        assert!(!set.switched_by(StatementMode::Prepared, Some("26000")), "a set way is kept");
+        assert_eq!(set.settled(), StatementMode::Prepared);
+    }
+
+    #[test]
+    fn a_probe_that_cannot_tell_leaves_statements_unnamed() {
+        assert_eq!(decide(Finding::Direct), StatementMode::Prepared);
+        assert_eq!(decide(Finding::TrackingPooler), StatementMode::Prepared);
+        assert_eq!(decide(Finding::NonTrackingPooler("26000".into())), StatementMode::Shared);
+        assert_eq!(decide(Finding::Unknown("a pool of one".into())), StatementMode::Unnamed);
+    }
+}

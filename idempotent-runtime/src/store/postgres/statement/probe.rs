@@ -66,7 +66,11 @@ pub(crate) async fn probe(pool: &Pool) -> Result<Finding, String> {
         }
         tracking(&first, &second).await
     };
-    looked.await.map_err(|error: tokio_postgres::Error| format!("the probe failed: {}", super::describe(&error)))
+    looked.await.map_err(|error: tokio_postgres::Error| {
+        // A failure may have left a transaction open on either connection: neither goes back to the pool.
+        drop((Object::take(first), Object::take(second)));
+        format!("the probe failed: {}", super::describe(&error))
+    })
 }
 
 /// Whether one client connection's round trips reach more than one backend: its backend changes while another
