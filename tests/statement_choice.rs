@@ -14,7 +14,6 @@ use support::logs::CapturedLogs;
 use support::pgbouncer::{PgBouncer, SERVER_POOL_SIZE};
 use support::postgres::{TestSchema, pool_for};
 use support::private_cluster::PrivateCluster;
-use tokio_postgres::SimpleQueryMessage;
 
 /// The test binary's one log capture.
 static LOGS: LazyLock<CapturedLogs> = LazyLock::new(CapturedLogs::install);
@@ -40,22 +39,10 @@ async fn workload(store: &(impl Store + Clone + 'static)) {
 /// How many of the store's pooler-safe statements (SQL `PREPARE`d under `idempotent_...`) and of protocol-level
 /// named statements the backend `client`'s next round trip reaches holds.
 async fn statements_on_backend(client: &tokio_postgres::Client) -> (u64, u64) {
-    let messages = client
-        .simple_query(
-            "SELECT count(*) FILTER (WHERE name LIKE 'idempotent\\_%'), count(*) FILTER (WHERE NOT from_sql) \
-             FROM pg_prepared_statements",
-        )
-        .await
-        .expect("read pg_prepared_statements");
-    let row = messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .expect("one row");
-    let number = |index: usize| row.get(index).and_then(|text| text.parse().ok()).expect("a count");
-    (number(0), number(1))
+    let sql = "SELECT count(*) FILTER (WHERE name LIKE 'idempotent\\_%'), count(*) FILTER (WHERE NOT from_sql) \
+               FROM pg_prepared_statements";
+    let numbers = support::postgres::first_row_numbers(client, sql).await;
+    (numbers[0], numbers[1])
 }
 
 /// Runs `test` in the log's turn and returns its result and what was logged meanwhile.

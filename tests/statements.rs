@@ -36,22 +36,11 @@ const SHARED: &str = "name LIKE 'idempotent\\_%'";
 /// On the backend `client` reaches: how many prepared statements match `condition`, and how many times they ran
 /// from a plan. One simple query: one round trip, so behind a pooler the answer is one backend's.
 async fn prepared_statements(client: &tokio_postgres::Client, condition: &str) -> (u64, u64) {
-    let messages = client
-        .simple_query(&format!(
-            "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements \
-             WHERE {condition}"
-        ))
-        .await
-        .expect("read pg_prepared_statements");
-    let row = messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .expect("one row");
-    let number = |index: usize| row.get(index).and_then(|text| text.parse().ok()).expect("a count");
-    (number(0), number(1))
+    let sql = format!(
+        "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE {condition}"
+    );
+    let numbers = support::postgres::first_row_numbers(client, &sql).await;
+    (numbers[0], numbers[1])
 }
 
 /// The server's clock, as text for a `timestamptz` literal.

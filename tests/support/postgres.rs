@@ -111,3 +111,16 @@ pub async fn store_statement_waits_on_a_lock(pool: &Pool, schema: &str) -> bool 
         .get(0);
     waiting > 0
 }
+
+/// The first row of one simple query's answer, as numbers: one round trip, so behind a pooler it is one backend's.
+pub async fn first_row_numbers(client: &tokio_postgres::Client, sql: &str) -> Vec<u64> {
+    let messages = client.simple_query(sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    let row = messages
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    (0..row.len()).map(|index| row.get(index).and_then(|text| text.parse().ok()).expect("a number")).collect()
+}
