@@ -25,6 +25,7 @@ on_every_connection!(
     concurrent_duplicates_are_refused_at_once_not_blocked_on_the_uncommitted_claim,
     wait_mode_waits_for_the_commit_and_replays,
     a_transactional_route_on_a_store_without_transactions_is_misconfigured,
+    a_column_type_change_fails_no_transactional_request,
 );
 
 /// Writes a row through the transaction, then answers the status in `x-status` (default 201), or panics.
@@ -152,6 +153,26 @@ async fn the_write_the_claim_and_the_response_commit_together(connection: Connec
     let reused = app.send("/write", "k", "other", &[]).await;
     assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.runs(), 1);
+    app.finish().await;
+}
+
+/// A migration that changes the type of a column the transactional claim returns makes PostgreSQL refuse the
+/// named statements prepared before it (`cached plan must not change result type`): the claim starts again, and no
+/// request fails, fresh or replayed.
+async fn a_column_type_change_fails_no_transactional_request(connection: Connection) {
+    let app = start(connection).await;
+    for key in 0..8 {
+        assert_eq!(app.send("/write", &format!("before-{key}"), "hello", &[]).await.status, StatusCode::CREATED);
+    }
+    let alter = format!("ALTER TABLE {}.idempotency_records ALTER COLUMN state TYPE varchar(16)", app.schema.name);
+    app.pool.get().await.expect("connect").batch_execute(&alter).await.expect("change the column's type");
+    for key in 0..8 {
+        let fresh = app.send("/write", &format!("after-{key}"), "hello", &[]).await;
+        assert_eq!(fresh.status, StatusCode::CREATED, "a fresh key after the change: {}", fresh.body);
+        let replay = app.send("/write", &format!("before-{key}"), "hello", &[]).await;
+        assert!(replay.replayed, "a key from before the change is replayed: {:?} {}", replay.status, replay.body);
+    }
+    assert_eq!(app.runs(), 16, "each key ran once");
     app.finish().await;
 }
 

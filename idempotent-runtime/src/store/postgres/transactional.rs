@@ -68,8 +68,33 @@ impl TransactionalStore for PostgresStore {
         request: &ClaimRequest,
         wait: Option<Duration>,
     ) -> Result<TransactionalClaim, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.timeout() + wait.unwrap_or_default();
         let mode = self.statement_mode().binding_arguments();
+        match self.claim_in_transaction_in(mode, request, wait).await {
+            // A named statement that met a pooler without statement tracking aborted only this transaction, before
+            // the handler ran: the claim starts again, the pooler-safe way the store has switched to.
+            Err(error) if self.switched_by(mode, error.sqlstate()) => {
+                self.claim_in_transaction_in(self.statement_mode().binding_arguments(), request, wait).await
+            }
+            // One whose plan a migration made stale (dropped from the connection's cache by then): this claim starts
+            // again unnamed, which no stale plan can refuse (behind a tracking pooler the backend's stale statement
+            // may outlive the cache), and the next ones prepare the statement afresh.
+            Err(error) if mode == StatementMode::Prepared && error.sqlstate() == Some("0A000") => {
+                self.claim_in_transaction_in(StatementMode::Unnamed, request, wait).await
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// One transactional claim, its statements sent in `mode`.
+    async fn claim_in_transaction_in(
+        &self,
+        mode: StatementMode,
+        request: &ClaimRequest,
+        wait: Option<Duration>,
+    ) -> Result<TransactionalClaim, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.timeout() + wait.unwrap_or_default();
         // From `BEGIN` on, the connection is owned by a guard: if this future is dropped mid-claim (a cancelled
         // request), the connection is closed rather than pooled inside the open transaction.
         let connection = TransactionConnection::new(self.connection(deadline).await?);
@@ -78,11 +103,6 @@ impl TransactionalStore for PostgresStore {
             Ok(Ok(step)) => step,
             Ok(Err(error)) => {
                 rollback(connection).await;
-                // A named statement that met a pooler without statement tracking aborted only this transaction,
-                // before the handler ran: the claim starts again the pooler-safe way.
-                if self.switched_by(mode, error.sqlstate()) {
-                    return Box::pin(self.claim_in_transaction(request, wait)).await;
-                }
                 return Err(error);
             }
             // The transaction's state is unknown: `connection` is closed when dropped here.

@@ -116,7 +116,9 @@ pub(crate) async fn query_in(
                     let again =
                         async { client.query(&prepare_again(client, sql, &types).await?, &values(params)).await };
                     match again.await {
-                        Err(error) if is_stale_plan(&error) => client.query_typed(sql, params).await,
+                        Err(again) if is_stale_plan(&again) => client.query_typed(sql, params).await,
+                        // Inside a transaction the refusal aborted it: the caller may start it again.
+                        Err(again) if again.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => Err(error),
                         rows => rows,
                     }
                 }
@@ -145,7 +147,9 @@ pub(crate) async fn execute_in(
                     let again =
                         async { client.execute(&prepare_again(client, sql, &types).await?, &values(params)).await };
                     match again.await {
-                        Err(error) if is_stale_plan(&error) => client.execute_typed(sql, params).await,
+                        Err(again) if is_stale_plan(&again) => client.execute_typed(sql, params).await,
+                        // Inside a transaction the refusal aborted it: the caller may start it again.
+                        Err(again) if again.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => Err(error),
                         changed => changed,
                     }
                 }
@@ -178,7 +182,7 @@ pub(crate) fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
 /// `cached plan must not change result type`: a migration changed a result column's type under a named
 /// statement, which the backend then refuses for as long as it lives. Matched by code, not by the message, which
 /// the server translates. The refused statement ran nothing.
-fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_stale_plan(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
 }
 
