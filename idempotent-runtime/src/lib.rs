@@ -104,7 +104,9 @@ pub use crate::http::store_policy::StorePolicy;
 #[cfg(feature = "postgres")]
 pub use crate::receiver::transactional::{NotTransactional, TransactionalReceiver};
 pub use crate::receiver::{ReceiveError, Received, Receiver};
-pub use crate::record_id::{ScopeValue, derived_key_digest, key_digest, scope_digest};
+pub use crate::record_id::{
+    MIN_SCOPE_SECRET_LEN, ScopeSecret, ScopeValue, derived_key_digest, key_digest, scope_digest,
+};
 /// Operator queries (PostgreSQL): [`store::postgres::admin`].
 #[cfg(feature = "postgres")]
 pub use crate::store::postgres::admin;

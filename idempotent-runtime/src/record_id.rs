@@ -3,9 +3,16 @@
 //! tools all call these functions, so they cannot disagree on where a record lives.
 //!
 //! Each digest is SHA-256 over length-prefixed parts, with a tag per kind of scope so that, say, user `42` and
-//! tenant `42` never share records.
+//! tenant `42` never share records. With a deployment secret ([`ScopeSecret`]) the scope digest is keyed as well,
+//! so that a guessable user id cannot be recovered from the table (docs/decisions.md, "Keyed scope digests").
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use sha2::Sha256;
 
 use crate::digest::{Digest, hash_parts};
+use crate::http::issued_key::WeakSecret;
 use crate::record::RecordId;
 
 /// The method of every receiver record, so that they never meet an HTTP route's records.
@@ -40,6 +47,64 @@ pub fn scope_digest(scope: ScopeValue<'_>) -> Digest {
         ScopeValue::Header { name, value } => hash_parts(&[b"header", name.as_bytes(), value]),
         ScopeValue::Function(value) => hash_parts(&[b"function", value.as_bytes()]),
         ScopeValue::Receiver(namespace) => hash_parts(&[b"receiver", namespace.as_bytes()]),
+    }
+}
+
+/// The shortest secret [`ScopeSecret::new`] accepts, in bytes: the strength of HMAC-SHA256's key.
+pub const MIN_SCOPE_SECRET_LEN: usize = 32;
+
+/// Separates scope digests from any other use of the same secret.
+const SCOPE_DOMAIN: &[u8] = b"idempotent scope v1";
+
+/// A deployment secret that keys the scope digests records are stored under (set with
+/// [`crate::IdempotencyBuilder::scope_secret`]).
+///
+/// Without it a scope is stored as SHA-256 of its value, so whoever reads the table (a backup, a replica, a
+/// log of failed statements) can test guesses: `SHA-256("user", "42")`. With it the digest is
+/// HMAC-SHA256(secret, domain | that SHA-256), which nobody without the secret can compute. Every process of an
+/// app must share it; changing it makes every existing record unreachable (see the builder's transition
+/// settings for the upgrade from unkeyed digests).
+///
+/// ```
+/// use idempotent_runtime::{ScopeSecret, ScopeValue, scope_digest};
+///
+/// let secret = ScopeSecret::new(b"a deployment secret of 32 bytes or more").unwrap();
+/// assert_ne!(secret.digest(ScopeValue::User("42")), scope_digest(ScopeValue::User("42")));
+/// assert!(ScopeSecret::new(b"short").is_err());
+/// ```
+#[derive(Clone)]
+pub struct ScopeSecret(Vec<u8>);
+
+impl ScopeSecret {
+    /// A secret of at least [`MIN_SCOPE_SECRET_LEN`] bytes (random bytes from a secret store, say).
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, WeakSecret> {
+        let secret = secret.as_ref();
+        if secret.len() < MIN_SCOPE_SECRET_LEN {
+            return Err(WeakSecret { len: secret.len() });
+        }
+        Ok(Self(secret.to_vec()))
+    }
+
+    /// The digest records of `scope` are stored under with this secret; operator tools that look records up by
+    /// user compute it the same way.
+    pub fn digest(&self, scope: ScopeValue<'_>) -> Digest {
+        self.keyed(&scope_digest(scope))
+    }
+
+    /// Keys an unkeyed scope digest ([`scope_digest`]): HMAC-SHA256(secret, domain | digest).
+    pub(crate) fn keyed(&self, unkeyed: &Digest) -> Digest {
+        // HMAC accepts keys of any length; `new` only refused short ones.
+        let mut mac = <Hmac<Sha256>>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+        mac.update(&(SCOPE_DOMAIN.len() as u64).to_be_bytes());
+        mac.update(SCOPE_DOMAIN);
+        mac.update(unkeyed);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for ScopeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ScopeSecret(..)")
     }
 }
 
@@ -96,5 +161,28 @@ mod tests {
         }
         assert_ne!(key_digest("42"), derived_key_digest(&key_digest("42")));
         assert_eq!(receiver_record_id("orders", "m-1").key_hash, key_digest("m-1"));
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_secret_keys_the_scope_digest() {
+        let secret = ScopeSecret::new(SECRET).unwrap();
+        let alice = ScopeValue::User("alice");
+        let keyed = secret.digest(alice);
+        assert_ne!(keyed, scope_digest(alice), "with a secret the digest is not the plain SHA-256");
+        assert_eq!(keyed, secret.digest(alice), "the same secret gives the same digest");
+        assert_eq!(keyed, secret.keyed(&scope_digest(alice)));
+        assert_ne!(keyed, secret.digest(ScopeValue::User("bob")));
+        assert_ne!(keyed, secret.digest(ScopeValue::Function("alice")), "kinds stay separate namespaces");
+        let other = ScopeSecret::new(b"another secret, also 32 bytes long").unwrap();
+        assert_ne!(keyed, other.digest(alice), "another secret gives another digest");
+    }
+
+    #[test]
+    fn a_short_scope_secret_is_refused_and_never_printed() {
+        assert_eq!(ScopeSecret::new(&SECRET[..31]).unwrap_err().len, 31);
+        let secret = ScopeSecret::new(SECRET).unwrap();
+        assert_eq!(format!("{secret:?}"), "ScopeSecret(..)");
     }
 }

@@ -1,7 +1,7 @@
 //! The application-wide configuration, registered once as actix app data.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::Uri;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -12,7 +12,9 @@ use crate::http::issued_key::KeyIssuer;
 use crate::http::problem::{ProblemDetails, ProblemStyle};
 use crate::http::replay::{ReplayHook, ReplayedResponse};
 use crate::http::scope::UserResolver;
+use crate::http::scope_digests::{ScopeDigests, Transition};
 use crate::http::store_policy::StorePolicy;
+use crate::record_id::ScopeSecret;
 use crate::store::Store;
 
 pub use crate::attempt::{DEFAULT_LEASE, DEFAULT_TTL};
@@ -85,6 +87,8 @@ pub(crate) struct Settings {
     pub(crate) store_policy: StorePolicy,
     /// Signs and verifies server-issued keys (`issue_keys`, `issued_only` routes).
     pub(crate) key_issuer: Option<KeyIssuer>,
+    /// Whether scope digests are keyed, and the upgrade between unkeyed and keyed ones.
+    pub(crate) scope_digests: ScopeDigests,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -100,6 +104,7 @@ impl std::fmt::Debug for Idempotency {
             .field("denied_headers", &settings.denied_headers)
             .field("problem_type_base", &settings.problems.type_base)
             .field("store_policy", &settings.store_policy)
+            .field("scope_secret", &settings.scope_digests.secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +131,7 @@ impl Idempotency {
                 replay_hook: None,
                 store_policy: StorePolicy::Final,
                 key_issuer: None,
+                scope_digests: ScopeDigests::default(),
             },
         }
     }
@@ -293,6 +299,56 @@ impl IdempotencyBuilder {
     /// lookup. Required by both: without it they answer 500 `misconfigured`.
     pub fn key_issuer(mut self, issuer: KeyIssuer) -> Self {
         self.settings.key_issuer = Some(issuer);
+        self
+    }
+
+    /// Keys the scope digests records are stored under with a deployment secret (HMAC-SHA256), so that whoever
+    /// reads the table cannot test guessed user ids against it. Every process of the app must share the secret.
+    ///
+    /// On an app that already has records, a plain switch would make them unreachable: a retry of a request
+    /// stored without the secret would run its handler again. Upgrade with
+    /// [`reading_unkeyed_scopes_until`](Self::reading_unkeyed_scopes_until) (all processes switched at once) or
+    /// with [`claiming_unkeyed_scopes`](Self::claiming_unkeyed_scopes) first (a rolling deploy).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use idempotent_runtime::{Idempotency, MemoryStore, ScopeSecret};
+    ///
+    /// let secret = ScopeSecret::new(b"from the secret store, 32 bytes or more").unwrap();
+    /// // Deployed on 2026-12-06; records written before live 24 h: read them for a day and a little more.
+    /// let upgraded = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_515_200);
+    /// let idempotency = Idempotency::builder(MemoryStore::new())
+    ///     .scope_secret(secret)
+    ///     .reading_unkeyed_scopes_until(upgraded + Duration::from_secs(25 * 3600))
+    ///     .build();
+    /// # drop(idempotency);
+    /// ```
+    pub fn scope_secret(mut self, secret: ScopeSecret) -> Self {
+        self.settings.scope_digests.secret = Some(secret);
+        self
+    }
+
+    /// The upgrade to a [`scope_secret`](Self::scope_secret): until `until`, a request first looks for its
+    /// record under the unkeyed digest and answers from it (a replay, 409 in flight, 422 for a reused key, or a
+    /// wait with `on_conflict = "wait"`); only when there is none does it claim under the keyed digest. A fresh
+    /// claim that finds an unkeyed record made at the same moment releases itself and answers from that one.
+    ///
+    /// Set `until` to when the last process without the secret stopped serving plus the longest ttl of the app's
+    /// routes: no unkeyed record outlives it. After `until` the setting does nothing and may be removed. Without
+    /// a secret it does nothing.
+    pub fn reading_unkeyed_scopes_until(mut self, until: SystemTime) -> Self {
+        self.settings.scope_digests.transition = Transition::ReadingUnkeyedUntil(until);
+        self
+    }
+
+    /// Step 1 of a rolling upgrade to a [`scope_secret`](Self::scope_secret): new records are still claimed
+    /// under the unkeyed digest, as by processes without the secret, but a record under the keyed digest is
+    /// answered from first, and a fresh claim that finds a keyed record made at the same moment releases itself.
+    /// Deploy this everywhere, then [`reading_unkeyed_scopes_until`](Self::reading_unkeyed_scopes_until): while
+    /// the two steps run side by side, of two concurrent first requests of a key at most one runs its handler.
+    /// Without a secret it does nothing.
+    pub fn claiming_unkeyed_scopes(mut self) -> Self {
+        self.settings.scope_digests.transition = Transition::ClaimingUnkeyed;
         self
     }
 

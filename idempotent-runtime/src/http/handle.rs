@@ -14,7 +14,9 @@ use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use tracing::Instrument as _;
 
 use super::answer::{Answer, Context, Reply, misconfigured};
-use super::run::{answer_existing, run_unprotected, serve_transactional, serve_with_lease, store_failed};
+use super::run::{
+    answer_existing, answer_from_other, run_unprotected, serve_transactional, serve_with_lease, store_failed,
+};
 use crate::attempt::Existing;
 use crate::http::config::{Idempotency, Settings};
 use crate::http::fingerprint::fingerprint;
@@ -97,6 +99,7 @@ where
     if matches!(lookup, KeyLookup::Missing) && !route.required {
         return Answer::new(run_unprotected(request, payload, handler).await, Outcome::Unprotected);
     }
+    // Unkeyed: issued keys are signed over it (the tag never shows it); records live under `scope_digests`.
     let scope_hash = match route.scope.resolve(request, settings.user_resolver.as_ref()) {
         Ok(scope_hash) => scope_hash,
         Err(ScopeError::NoResolver) => {
@@ -173,10 +176,11 @@ where
         KeySource::Derived | KeySource::InBody(_) => (derived_key_digest(&fingerprint), "derived".to_owned()),
     };
     tracing::Span::current().record("key", key.as_str());
+    let scopes = settings.scope_digests.of(scope_hash, SystemTime::now());
     let claim = ClaimRequest {
         fingerprint,
         id: RecordId {
-            scope_hash,
+            scope_hash: scopes.claimed,
             key_hash,
             method: request.method().as_str().to_owned(),
             // A namespace names the record whatever the route is called in this deploy.
@@ -187,6 +191,13 @@ where
         ttl: route.effective_ttl(settings),
     };
     let context = Context { route, settings, request, route_label, key };
+    // During a scope-digest upgrade: the record may be under the other digest (docs/decisions.md).
+    let also = scopes.also.map(|scope_hash| RecordId { scope_hash, ..claim.id.clone() });
+    if let Some(other) = &also
+        && let Some(answer) = answer_from_other(&context, &claim, other).await
+    {
+        return answer;
+    }
     if issued_key_expired {
         // An expired issued key may still retry the request it started (within the route's ttl): only a first use
         // needs a key within its time.
@@ -205,7 +216,7 @@ where
     if route.transactional {
         serve_transactional(&context, body, handler, claim).await
     } else {
-        serve_with_lease(&context, body, handler, claim).await
+        serve_with_lease(&context, body, handler, claim, also.as_ref()).await
     }
 }
 

@@ -47,7 +47,8 @@ pub struct KeyIssuer {
     ttl: Duration,
 }
 
-/// A secret shorter than [`MIN_ISSUER_SECRET_LEN`] bytes.
+/// A secret shorter than [`MIN_ISSUER_SECRET_LEN`] bytes (a key issuer's) or [`crate::MIN_SCOPE_SECRET_LEN`] bytes
+/// (a [`crate::ScopeSecret`]); both are 32.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeakSecret {
     /// The length of the refused secret.
@@ -56,7 +57,7 @@ pub struct WeakSecret {
 
 impl fmt::Display for WeakSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a key issuer secret needs at least {MIN_ISSUER_SECRET_LEN} bytes, this one has {}", self.len)
+        write!(f, "a secret needs at least {MIN_ISSUER_SECRET_LEN} bytes, this one has {}", self.len)
     }
 }
 

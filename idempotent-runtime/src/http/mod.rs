@@ -19,6 +19,7 @@ pub(crate) mod response_body;
 pub(crate) mod route;
 mod run;
 pub(crate) mod scope;
+pub(crate) mod scope_digests;
 pub(crate) mod status;
 pub(crate) mod store_policy;
 #[cfg(feature = "postgres")]

@@ -15,14 +15,17 @@ use super::replay::{replay_to, to_stored};
 use super::response_body::{Captured, capture};
 use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
 use crate::observe::{self, Outcome};
-use crate::store::{ClaimRequest, StoreError, StoreErrorKind};
+use crate::record::RecordId;
+use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 
-/// A plain route: the claim is a record with a lease, renewed while the handler runs.
+/// A plain route: the claim is a record with a lease, renewed while the handler runs. During a scope-digest
+/// upgrade, `also` is the record under the other digest: a fresh claim that finds it live defers to it.
 pub(super) async fn serve_with_lease<F, Args>(
     context: &Context<'_>,
     body: Bytes,
     handler: F,
     claim: ClaimRequest,
+    also: Option<&RecordId>,
 ) -> Answer
 where
     F: Handler<Args>,
@@ -35,6 +38,11 @@ where
         Err(error) => store_failed(context, &error),
         Ok(Claimed::Existing(existing)) => answer_existing(context, existing),
         Ok(Claimed::Acquired { took_over }) => {
+            if let Some(other) = also
+                && let Some(answer) = defer_to_concurrent(context, &claim, other).await
+            {
+                return answer;
+            }
             acquired(context, took_over);
             let started = Instant::now();
             let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
@@ -182,6 +190,64 @@ where
     match run(request, payload, handler).await {
         Ran::Rejected(response) | Ran::Responded(response) => response,
     }
+}
+
+/// During a scope-digest upgrade, before claiming: the answer from the live record under the other digest
+/// (`other`), if there is one this request must not claim past (docs/decisions.md, "Keyed scope digests"). A
+/// record in progress whose lease lapsed is not one: its worker died, and the request claims under its own digest
+/// as it would take the record over. With `on_conflict = "wait"` a record in flight is waited for, then read
+/// again. `None`: claim as usual.
+pub(super) async fn answer_from_other(context: &Context<'_>, claim: &ClaimRequest, other: &RecordId) -> Option<Answer> {
+    let store = &context.settings.calls;
+    let wait_until = context.route.wait.and_then(|wait| Instant::now().checked_add(wait));
+    loop {
+        let record = match observe::timed("read", store.read(other)).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
+            // The claim meets the same store: it fails open, answers 503, or (the store is back) claims.
+            Err(error) if fails_open(context, &error) => return None,
+            Err(error) => return Some(store_failed(context, &error)),
+        };
+        let lease_remaining = match Existing::decide(record, claim) {
+            Existing::InFlight { lease_remaining } if lease_remaining.is_zero() => return None,
+            Existing::InFlight { lease_remaining } => lease_remaining,
+            existing => return Some(answer_existing(context, existing)),
+        };
+        let now = Instant::now();
+        match wait_until {
+            Some(deadline) if now < deadline => {
+                let until_change = (deadline - now).min(lease_remaining);
+                if let Err(error) = observe::timed("wait", store.wait(other, until_change)).await {
+                    return Some(store_failed(context, &error));
+                }
+            }
+            _ => return Some(in_flight(context, lease_remaining)),
+        }
+    }
+}
+
+/// During a scope-digest upgrade, just after a fresh claim: whether a process on the other step of the upgrade
+/// claimed the same request under the other digest at the same moment. Both claim first and look at the other
+/// digest second, so of two such claims at least one sees the other; the one that sees a live record releases its
+/// own claim and answers from that record (409 while it runs), so at most one runs the handler.
+async fn defer_to_concurrent(context: &Context<'_>, claim: &ClaimRequest, other: &RecordId) -> Option<Answer> {
+    let store = &context.settings.calls;
+    let answer = match observe::timed("read", store.read(other)).await {
+        Ok(None) => return None,
+        Ok(Some(record)) => match Existing::decide(record, claim) {
+            // A dead worker's record, not a concurrent claim.
+            Existing::InFlight { lease_remaining } if lease_remaining.is_zero() => return None,
+            Existing::InFlight { lease_remaining } => in_flight(context, lease_remaining),
+            existing => answer_existing(context, existing),
+        },
+        // Unchecked, this claim may be a second one: give it up.
+        Err(error) => store_failed(context, &error),
+    };
+    let ours = Attempt { id: claim.id.clone(), token: claim.token };
+    if let Err(error) = observe::timed("release", store.release(&ours)).await {
+        tracing::warn!(key = %context.key, %error, "could not release a claim that deferred to the other scope digest; it lapses with its lease");
+    }
+    Some(answer)
 }
 
 /// The answer to a request whose key has a live record it does not own: 422 for another request, the replay of

@@ -65,7 +65,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
                 .into_response(style);
         }
     };
-    let status = match settings.calls.lookup(&scope_hash, &key_digest(key.as_str())).await {
+    let status = match lookup_in_scope(settings, scope_hash, &key_digest(key.as_str())).await {
         Ok(status) => status,
         Err(error) => {
             tracing::error!(%error, "idempotency store failed during a status lookup");
@@ -111,7 +111,23 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     response.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store"))).json(document)
 }
 
-/// The hashed scope of the caller of a service mounted beside the routes (the status lookup, the key issuer),
+/// The key's record under the caller's scope: during a scope-digest upgrade under the other digest first, as a
+/// request would answer from it.
+async fn lookup_in_scope(
+    settings: &Settings,
+    unkeyed: Digest,
+    key_hash: &Digest,
+) -> Result<Option<crate::store::KeyStatus>, crate::StoreError> {
+    let scopes = settings.scope_digests.of(unkeyed, SystemTime::now());
+    if let Some(other) = scopes.also
+        && let Some(status) = settings.calls.lookup(&other, key_hash).await?
+    {
+        return Ok(Some(status));
+    }
+    settings.calls.lookup(&scopes.claimed, key_hash).await
+}
+
+/// The hashed (unkeyed) scope of the caller of a service mounted beside the routes (the status lookup, the key issuer),
 /// resolved as the routes resolve it; or the problem that says why there is none. `doing` completes
 /// "... needs an authenticated caller".
 pub(crate) fn caller_scope(
