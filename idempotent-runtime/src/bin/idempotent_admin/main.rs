@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use idempotent_runtime::admin::{self, ReleaseOutcome, Scope, Selector};
 use idempotent_runtime::purge::{DEFAULT_PURGE_BATCH, purge_expired};
-use idempotent_runtime::{Digest, IdempotencyKey, to_hex};
+use idempotent_runtime::{Digest, IdempotencyKey, ScopeSecret, to_hex};
 use serde_json::{Value, json};
 
 use crate::connect::connect;
@@ -95,6 +95,11 @@ struct SelectorArgs {
     /// The scope's hash in hex, as `list` prints it (instead of --scope)
     #[arg(long, value_name = "HEX", value_parser = parse_digest, conflicts_with = "scope")]
     scope_hash: Option<Digest>,
+    /// The app's scope secret (IdempotencyBuilder::scope_secret), for --scope; set it in the environment rather
+    /// than on the command line
+    #[arg(long, env = "IDEMPOTENT_SCOPE_SECRET", hide_env_values = true, value_name = "SECRET",
+          value_parser = parse_scope_secret)]
+    scope_secret: Option<ScopeSecret>,
     /// Only the record of this route pattern, e.g. /payments/{id}
     #[arg(long, value_name = "R")]
     route: Option<String>,
@@ -111,7 +116,10 @@ impl SelectorArgs {
             (None, None) => unreachable!("clap requires --key or --key-hash"),
         };
         let scope_hash = match (&self.scope, self.scope_hash) {
-            (Some(scope), _) => scope.hash(),
+            (Some(scope), _) => match &self.scope_secret {
+                Some(secret) => scope.keyed_hash(secret),
+                None => scope.hash(),
+            },
             (None, Some(hash)) => hash,
             (None, None) => unreachable!("clap requires --scope or --scope-hash"),
         };
@@ -146,6 +154,11 @@ impl SelectorArgs {
 
 fn parse_key(raw: &str) -> Result<IdempotencyKey, String> {
     IdempotencyKey::parse(raw.as_bytes()).map_err(|error| error.to_string())
+}
+
+/// The app's scope secret, as the bytes of the text given (the app must pass `ScopeSecret::new` the same bytes).
+fn parse_scope_secret(secret: &str) -> Result<ScopeSecret, String> {
+    ScopeSecret::new(secret.as_bytes()).map_err(|error| error.to_string())
 }
 
 fn parse_digest(hex: &str) -> Result<Digest, String> {
@@ -302,6 +315,31 @@ mod tests {
         assert_eq!(human(Duration::from_secs(185)), "3m05s");
         assert_eq!(human(Duration::from_secs(2 * 3600 + 7 * 60)), "2h07m");
         assert_eq!(human(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d04h");
+    }
+
+    #[test]
+    fn a_scope_secret_selects_the_keyed_digest_the_app_stores() {
+        let secret = "a deployment secret of 32 bytes or more";
+        let args = Cli::try_parse_from(["idempotent-admin", "show", "--key", "k", "--scope", "user:42"]).unwrap();
+        let keyed = Cli::try_parse_from([
+            "idempotent-admin",
+            "show",
+            "--key",
+            "k",
+            "--scope",
+            "user:42",
+            "--scope-secret",
+            secret,
+        ])
+        .unwrap();
+        let scope_hash = |cli: Cli| match cli.command {
+            Command::Show(selector) => selector.selector().scope_hash,
+            _ => unreachable!("show"),
+        };
+        let app = ScopeSecret::new(secret).unwrap().digest(idempotent_runtime::ScopeValue::User("42"));
+        assert_eq!(scope_hash(keyed), app, "the app's keyed digest");
+        assert_ne!(scope_hash(args), app, "without the secret, the unkeyed one");
+        assert!(parse_scope_secret("short").is_err(), "a short secret is refused as the app refuses it");
     }
 
     #[test]

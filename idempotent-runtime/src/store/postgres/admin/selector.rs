@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::digest::Digest;
-use crate::record_id::{ScopeValue, scope_digest};
+use crate::record_id::{ScopeSecret, ScopeValue, scope_digest};
 
 /// The digest under which a key is stored: `key` is the unquoted key (as [`crate::IdempotencyKey::as_str`] gives
 /// it; parse a raw header value with [`crate::IdempotencyKey::parse`] first).
@@ -51,6 +51,12 @@ impl Scope {
             }
             Self::Function(value) => ScopeValue::Function(value),
         })
+    }
+
+    /// The digest under which an app that set [`ScopeSecret`] (`IdempotencyBuilder::scope_secret`) stores records
+    /// of this scope.
+    pub fn keyed_hash(&self, secret: &ScopeSecret) -> Digest {
+        secret.keyed(&self.hash())
     }
 }
 
