@@ -32,20 +32,20 @@ impl PostgresStore {
         let params = claiming.params();
         let mut step = first;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
-            let rows = match step {
-                FirstStatement::Insert => self.query(&self.statements.claim, &params).await?,
-                FirstStatement::Read => self.query(&self.statements.read, &params[..4]).await?,
-            };
+            if let FirstStatement::Insert = step {
+                // The insert changes a row only when the key was free; otherwise the record exists: read it.
+                if self.execute(&self.statements.claim, &params).await? == 1 {
+                    return Ok(Claim::Acquired { took_over: false });
+                }
+                step = FirstStatement::Read;
+                continue;
+            }
+            let rows = self.query(&self.statements.read, &params[..4]).await?;
             let Some(row) = rows.first() else {
-                // Insert: the record exists: read it. Read: no record (or it vanished since): insert.
-                step = match step {
-                    FirstStatement::Insert => FirstStatement::Read,
-                    FirstStatement::Read => FirstStatement::Insert,
-                };
+                // No record (or it vanished since): insert.
+                step = FirstStatement::Insert;
                 continue;
             };
-            // The insert answers a row only when it inserted.
-            let FirstStatement::Read = step else { return Ok(Claim::Acquired { took_over: false }) };
             let existing = ExistingRecord::from_row(row)?;
             if existing.verdict(&request.fingerprint).acquires() {
                 if self.execute(&self.statements.takeover, &claiming.takeover_params(&existing.token)).await? == 1 {

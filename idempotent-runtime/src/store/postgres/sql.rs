@@ -7,7 +7,7 @@
 
 use super::table::Table;
 
-/// Inserts a claim; no row when the record exists, which the claim then reads (`READ_SQL`). `ON CONFLICT DO
+/// Inserts a claim; it changes no row when the record exists, which the claim then reads (`READ_SQL`). `ON CONFLICT DO
 /// NOTHING` neither locks nor writes the existing row, so replays stay read-only. A fresh key needs this statement
 /// alone, as plain as the floor's: returning the existing record from the same statement (a CTE and a `UNION ALL`
 /// branch reading it) made claim and completion 15-25% slower than the floor's in pgbench (BENCHMARKS.md), and
@@ -18,8 +18,7 @@ INSERT INTO {table}
     (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, 'in_progress',
         now() + make_interval(secs => $7), now() + make_interval(secs => $8))
-ON CONFLICT DO NOTHING
-RETURNING true AS acquired";
+ON CONFLICT DO NOTHING";
 
 /// Reads one record: its columns as stored and the statement's `now()`, from which the claim rule
 /// ([`crate::store::claim_verdict`]) and expiry are decided in Rust (`rows::ExistingRecord`). The same decisions
