@@ -118,6 +118,7 @@ pub(super) struct Statements {
     pub(super) purge: String,
     pub(super) try_claim_in_transaction: String,
     pub(super) wait_claim_in_transaction: String,
+    pub(super) read_in_transaction: String,
 }
 
 impl Statements {
@@ -135,6 +136,7 @@ impl Statements {
             purge: table.render(PURGE_SQL),
             try_claim_in_transaction: table.render(super::transactional::TRY_CLAIM_SQL),
             wait_claim_in_transaction: table.render(super::transactional::WAIT_CLAIM_SQL),
+            read_in_transaction: table.render(super::transactional::READ_IN_TRANSACTION_SQL),
             table,
         }
     }

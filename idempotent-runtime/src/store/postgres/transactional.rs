@@ -24,42 +24,44 @@ use super::statement::{self, Param, StatementMode};
 use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 use crate::store::{OpenTransaction, TransactionalClaim, TransactionalStore};
 
-/// The claim of a transactional route: lock, insert, or return the existing record, in one statement. The two
-/// variants differ only in how the lock is taken. The lock is keyed by (table, record) so that tables in
-/// different schemas of one database never block each other.
+/// The claim of a transactional route: lock the record and insert it, in one statement whose row count says
+/// whether it was acquired (as plain as a fresh key's insert can be: returning the existing record from the same
+/// statement, through CTEs and a join, cost PostgreSQL about 10% more per transaction in pgbench, 5,600-5,800
+/// against 6,300 transactions/s). The two variants differ only in how the lock is taken. The lock is keyed by
+/// (table, record) so that tables in different schemas of one database never block each other; with it held, no
+/// other transaction has an uncommitted row of the record, so `ON CONFLICT` never waits.
 macro_rules! claim_in_transaction_sql {
     ($lock:literal) => {
         concat!(
-            "WITH lock AS (",
+            "INSERT INTO {table}
+    (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
+SELECT $1, $2, $3, $4, $5, $6, 'in_progress', now() + make_interval(secs => $7), now() + make_interval(secs => $8)
+",
             $lock,
-            "),
-inserted AS (
-    INSERT INTO {table}
-        (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
-    SELECT $1, $2, $3, $4, $5, $6, 'in_progress',
-           now() + make_interval(secs => $7), now() + make_interval(secs => $8)
-    FROM lock WHERE got
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)
-SELECT lock.got, EXISTS (SELECT 1 FROM inserted) AS acquired, r.fingerprint, r.token, r.state,
-       r.locked_until, r.expires_at, now() AS now, r.status, r.header_names, r.header_values, r.body
-FROM lock
-LEFT JOIN {table} r
-    ON lock.got AND NOT EXISTS (SELECT 1 FROM inserted)
-   AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4"
+            "
+ON CONFLICT DO NOTHING"
         )
     };
 }
 
-/// A duplicate of an uncommitted claim gets `got = false` at once (409).
+/// A duplicate of an uncommitted claim does not get the lock and inserts nothing at once (409).
 pub(super) const TRY_CLAIM_SQL: &str =
-    claim_in_transaction_sql!("SELECT pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9) AS got");
+    claim_in_transaction_sql!("WHERE pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)");
 
 /// Wait mode: the lock is waited for, bounded by the transaction's `lock_timeout`.
 pub(super) const WAIT_CLAIM_SQL: &str = claim_in_transaction_sql!(
-    "SELECT true AS got FROM (SELECT pg_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)) AS waited"
+    "FROM (SELECT pg_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)) AS waited"
 );
+
+/// After a claim that inserted nothing: whether this transaction holds the record's lock (it may take it now, if
+/// the transaction that held it ended meanwhile; it holds it already if it waited for it), and the record, read by
+/// a new statement that sees every committed row.
+pub(super) const READ_IN_TRANSACTION_SQL: &str = "
+SELECT lock.got, r.fingerprint, r.token, r.state, r.locked_until, r.expires_at, now() AS now,
+       r.status, r.header_names, r.header_values, r.body
+FROM (SELECT pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $5) AS got) AS lock
+LEFT JOIN {table} r
+    ON lock.got AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
 
 #[async_trait]
 impl TransactionalStore for PostgresStore {
@@ -168,35 +170,31 @@ impl TransactionalClaimRun<'_> {
             if wait.is_some() { &statements.wait_claim_in_transaction } else { &statements.try_claim_in_transaction };
         let (begun, claimed) = futures_util::future::join(
             client.batch_execute(&begin),
-            statement::query_in(client, self.mode, sql, &params),
+            statement::execute_in(client, self.mode, sql, &params),
         )
         .await;
         begun.map_err(failed)?;
-        let rows = match claimed {
-            Ok(rows) => rows,
+        match claimed {
+            Ok(1) => return Ok(Step::Acquired),
+            Ok(_) => {}
             Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(Step::Busy),
             Err(error) => return Err(failed(error)),
-        };
-        let row = rows.first().ok_or_else(|| failed_message("the claim returned no row"))?;
+        }
+        // Nothing inserted: the lock is another transaction's, or the record exists.
+        let [p1, p2, p3, p4, ..] = params.clone();
+        let read_params = [p1, p2, p3, p4, (&lock_key, Type::INT4)];
+        let rows = statement::query_in(client, self.mode, &statements.read_in_transaction, &read_params)
+            .await
+            .map_err(failed)?;
+        let row = rows.first().ok_or_else(|| failed_message("the read returned no row"))?;
         if !row.try_get::<_, bool>("got").map_err(decode)? {
             return Ok(Step::Busy);
         }
-        if row.try_get::<_, bool>("acquired").map_err(decode)? {
-            return Ok(Step::Acquired);
+        if row.try_get::<_, Option<&[u8]>>("fingerprint").map_err(decode)?.is_none() {
+            // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
+            return self.claim_again(client, &params).await;
         }
-        // The record exists. Its row may be invisible to the claim's snapshot (committed while this statement
-        // waited for the lock): then read it with a new statement, which sees every committed row.
-        let row = if row.try_get::<_, Option<&[u8]>>("fingerprint").map_err(decode)?.is_some() {
-            row.clone()
-        } else {
-            let rows = statement::query_in(client, self.mode, &statements.read, &params[..4]).await.map_err(failed)?;
-            match rows.into_iter().next() {
-                Some(row) => row,
-                // Deleted meanwhile (released): the lock is ours, so inserting now cannot conflict.
-                None => return self.claim_again(client, &params).await,
-            }
-        };
-        let existing = ExistingRecord::from_row(&row)?;
+        let existing = ExistingRecord::from_row(row)?;
         if existing.verdict(&request.fingerprint).acquires() {
             let taken = statement::execute_in(
                 client,
@@ -208,7 +206,7 @@ impl TransactionalClaimRun<'_> {
             .map_err(failed)?;
             return Ok(if taken == 1 { Step::Acquired } else { Step::Busy });
         }
-        Ok(Step::Existing(existing.into_record(&row)?))
+        Ok(Step::Existing(existing.into_record(row)?))
     }
 
     /// Inserts the claim under the lock already held (the record was released between the claim and the read).
@@ -217,11 +215,10 @@ impl TransactionalClaimRun<'_> {
         client: &deadpool_postgres::Client,
         params: &[Param<'_>; 9],
     ) -> Result<Step, StoreError> {
-        let rows = statement::query_in(client, self.mode, &self.statements.try_claim_in_transaction, params)
+        let inserted = statement::execute_in(client, self.mode, &self.statements.try_claim_in_transaction, params)
             .await
             .map_err(failed)?;
-        let acquired = rows.first().map(|row| row.try_get::<_, bool>("acquired")).transpose().map_err(decode)?;
-        Ok(if acquired == Some(true) { Step::Acquired } else { Step::Busy })
+        Ok(if inserted == 1 { Step::Acquired } else { Step::Busy })
     }
 }
 
