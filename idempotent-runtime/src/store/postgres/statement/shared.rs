@@ -1,4 +1,5 @@
-//! The default statement mode: each statement is prepared once per backend with SQL `PREPARE`, under a name
+//! The pooler-safe statement mode (`with_pooler_safe_statements()`, or what the default finds behind a pooler that
+//! does not track prepared statements): each statement is prepared once per backend with SQL `PREPARE`, under a name
 //! derived from its text, and run with `EXECUTE name(<arguments as literals>)`.
 //!
 //! An unnamed statement is parsed and planned on every request; that was 2.4× PostgreSQL's CPU per replay and
