@@ -27,7 +27,7 @@ use self::postgres::TestSchema;
 /// The listening connection of a store through PgBouncer (for `on_conflict = "wait"`).
 #[derive(Clone, Copy, Debug)]
 pub enum Listening {
-    /// A direct connection to PostgreSQL, as the README asks.
+    /// A direct connection to PostgreSQL, as docs/guide.md asks.
     Direct,
     /// None: waiters poll.
     None,
