@@ -92,12 +92,12 @@ pub use crate::http::config::{
     DEFAULT_LEASE, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_STORE_RETRY_AFTER, DEFAULT_TTL,
     Idempotency, IdempotencyBuilder, REPLAYED_HEADER,
 };
-pub use crate::http::fingerprint::FingerprintFn;
 pub use crate::http::issue_service::{issue_keys, issue_keys_scoped};
 pub use crate::http::issued_key::{DEFAULT_ISSUED_KEY_TTL, KeyIssuer, MIN_ISSUER_SECRET_LEN, WeakSecret};
 pub use crate::http::key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use crate::http::problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ProblemDetails, ProblemKind};
-pub use crate::http::replay::ReplayedResponse;
+pub use crate::http::replay_hook::ReplayedResponse;
+pub use crate::http::route::FingerprintFn;
 pub use crate::http::scope::UserResolver;
 pub use crate::http::status::{status_lookup, status_lookup_scoped};
 pub use crate::http::store_policy::StorePolicy;

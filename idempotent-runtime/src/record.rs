@@ -8,29 +8,6 @@ use actix_web::web::Bytes;
 
 use crate::digest::Digest;
 
-/// A record's identity ([the contract, section 2]): (scope, method, route pattern or namespace, key), scope and key
-/// hashed.
-///
-/// [the contract, section 2]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md#2-the-key-and-the-scope
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RecordId {
-    /// SHA-256 of the scope ([`crate::scope_digest`]); the raw scope is never stored.
-    pub scope_hash: Digest,
-    /// SHA-256 of the unquoted key ([`crate::key_digest`]); the raw key is never stored.
-    pub key_hash: Digest,
-    /// The HTTP method, e.g. `POST`.
-    pub method: String,
-    /// The route pattern, e.g. `/payments/{id}` (not the concrete path).
-    pub route: String,
-}
-
-impl RecordId {
-    /// One digest of the whole identity, e.g. to name the record in a notification.
-    pub fn digest(&self) -> Digest {
-        crate::record_id::record_digest(self)
-    }
-}
-
 /// A response as it is stored and replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {

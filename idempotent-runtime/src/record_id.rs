@@ -1,6 +1,6 @@
-//! Every digest of a record's identity, computed here and nowhere else: the key digest, the scope digests and the
-//! receiver's record id. The HTTP flow, the status lookup, the key-issuing service, the receivers and the operator
-//! tools all call these functions, so they cannot disagree on where a record lives.
+//! A record's identity ([`RecordId`]) and every digest of it, computed here and nowhere else: the key digest, the
+//! scope digests and the receiver's record id. The HTTP flow, the status lookup, the key-issuing service, the
+//! receivers and the operator tools all call these functions, so they cannot disagree on where a record lives.
 //!
 //! Each digest is SHA-256 over length-prefixed parts, with a tag per kind of scope so that, say, user `42` and
 //! tenant `42` never share records. With a deployment secret ([`ScopeSecret`]) the scope digest is keyed as well,
@@ -13,7 +13,29 @@ use sha2::Sha256;
 
 use crate::digest::{Digest, hash_parts};
 use crate::http::issued_key::WeakSecret;
-use crate::record::RecordId;
+
+/// A record's identity ([the contract, section 2]): (scope, method, route pattern or namespace, key), scope and key
+/// hashed.
+///
+/// [the contract, section 2]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md#2-the-key-and-the-scope
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordId {
+    /// SHA-256 of the scope ([`crate::scope_digest`]); the raw scope is never stored.
+    pub scope_hash: Digest,
+    /// SHA-256 of the unquoted key ([`crate::key_digest`]); the raw key is never stored.
+    pub key_hash: Digest,
+    /// The HTTP method, e.g. `POST`.
+    pub method: String,
+    /// The route pattern, e.g. `/payments/{id}` (not the concrete path).
+    pub route: String,
+}
+
+impl RecordId {
+    /// One digest of the whole identity, e.g. to name the record in a notification.
+    pub fn digest(&self) -> Digest {
+        record_digest(self)
+    }
+}
 
 /// The method of every receiver record, so that they never meet an HTTP route's records.
 pub const RECEIVE_METHOD: &str = "RECEIVE";

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::attempt::{BoundedStore, DEFAULT_STORE_TIMEOUT};
 use crate::http::issued_key::KeyIssuer;
 use crate::http::problem::{ProblemDetails, ProblemStyle};
-use crate::http::replay::{ReplayHook, ReplayedResponse};
+use crate::http::replay_hook::{ReplayHook, ReplayedResponse};
 use crate::http::scope::UserResolver;
 use crate::http::scope_digests::{ScopeDigests, Transition};
 use crate::http::store_policy::StorePolicy;

@@ -20,13 +20,6 @@ use actix_web::HttpRequest;
 use crate::digest::{Digest, PartsHasher};
 use crate::http::route::RouteOptions;
 
-/// A route's own fingerprint of the body: `fingerprint = path::to_fn`.
-///
-/// It gets the request (for its headers) and the body bytes as received, and returns the bytes that stand for
-/// the body in the fingerprint. Two requests whose bytes are equal are the same request (given the same method,
-/// path and query).
-pub type FingerprintFn = fn(&HttpRequest, &[u8]) -> Vec<u8>;
-
 /// Fingerprints a request whose body has been read; `route_label` is the matched route pattern.
 pub(crate) fn fingerprint(request: &HttpRequest, route: &RouteOptions, route_label: &str, body: &[u8]) -> Digest {
     let mut hasher = PartsHasher::new();

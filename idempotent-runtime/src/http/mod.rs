@@ -14,6 +14,7 @@ pub(crate) mod key;
 pub(crate) mod key_source;
 pub(crate) mod problem;
 pub(crate) mod replay;
+pub(crate) mod replay_hook;
 pub(crate) mod request_body;
 pub(crate) mod response_body;
 pub(crate) mod route;

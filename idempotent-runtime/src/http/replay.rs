@@ -1,62 +1,13 @@
 //! Turning a handler's response into a stored one, and a stored one back into a response.
 
-use std::sync::Arc;
-
-use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::http::config::{REPLAYED_HEADER, Settings};
 use crate::http::problem::{Problem, ProblemKind, ProblemStyle};
+use crate::http::replay_hook::ReplayedResponse;
 use crate::record::StoredResponse;
-
-/// The app's replay hook ([`crate::IdempotencyBuilder::on_replay`]).
-pub(crate) type ReplayHook = Arc<dyn Fn(&mut ReplayedResponse<'_>) + Send + Sync>;
-
-/// A replayed response on its way out, as the app's replay hook sees it: the request it answers, the stored
-/// response (read-only), and the headers of this one response (writable).
-#[derive(Debug)]
-pub struct ReplayedResponse<'a> {
-    request: &'a HttpRequest,
-    route: &'a str,
-    stored: &'a StoredResponse,
-    response: &'a mut HttpResponse,
-}
-
-impl ReplayedResponse<'_> {
-    /// The retry being answered.
-    pub fn request(&self) -> &HttpRequest {
-        self.request
-    }
-
-    /// The route pattern (e.g. `/payments/{id}`), a bounded label for metrics.
-    pub fn route(&self) -> &str {
-        self.route
-    }
-
-    /// The stored status (what the client gets).
-    pub fn status(&self) -> StatusCode {
-        self.stored.status
-    }
-
-    /// The stored response: status, headers and body bytes as first sent (the body is `None` when it was over
-    /// the response cap).
-    pub fn stored(&self) -> &StoredResponse {
-        self.stored
-    }
-
-    /// The headers this replay is sent with (the stored ones plus `Idempotent-Replayed: true`).
-    pub fn headers(&self) -> &HeaderMap {
-        self.response.headers()
-    }
-
-    /// The headers this replay is sent with, to add or change some: only this response changes, never the
-    /// stored record.
-    pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        self.response.headers_mut()
-    }
-}
 
 /// What to store of a response: its status, the headers that may be replayed, in order, and the body if it fit.
 pub(crate) fn to_stored(head: &HttpResponse<()>, body: Option<Bytes>, settings: &Settings) -> StoredResponse {
@@ -106,7 +57,7 @@ pub(crate) fn replay_to(
 ) -> HttpResponse {
     let mut response = replay(stored, &settings.problems);
     if let Some(hook) = &settings.replay_hook {
-        hook(&mut ReplayedResponse { request, route, stored, response: &mut response });
+        hook(&mut ReplayedResponse::new(request, route, stored, &mut response));
     }
     response
 }

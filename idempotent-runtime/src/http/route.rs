@@ -3,12 +3,20 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix_web::HttpRequest;
+
 use crate::http::config::Settings;
-use crate::http::fingerprint::FingerprintFn;
 use crate::http::key_source::KeySpec;
 use crate::http::scope::ScopeSpec;
 use crate::http::store_policy::StorePolicy;
 use crate::http::usual_duration::UsualDuration;
+
+/// A route's own fingerprint of the body: `fingerprint = path::to_fn`.
+///
+/// It gets the request (for its headers) and the body bytes as received, and returns the bytes that stand for
+/// the body in the fingerprint. Two requests whose bytes are equal are the same request (given the same method,
+/// path and query).
+pub type FingerprintFn = fn(&HttpRequest, &[u8]) -> Vec<u8>;
 
 /// One route's options; unset values fall back to the application's [`crate::Idempotency`].
 ///

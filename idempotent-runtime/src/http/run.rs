@@ -15,7 +15,7 @@ use super::replay::{replay_to, to_stored};
 use super::response_body::{Captured, capture};
 use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
 use crate::observe::{self, Outcome};
-use crate::record::RecordId;
+use crate::record_id::RecordId;
 use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 
 /// A plain route: the claim is a record with a lease, renewed while the handler runs. During a scope-digest

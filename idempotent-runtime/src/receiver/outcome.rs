@@ -6,7 +6,8 @@ use actix_web::web::Bytes;
 
 use super::{ReceiveError, Received};
 use crate::attempt::{self, Existing, Held, Kept};
-use crate::record::{RecordId, StoredResponse};
+use crate::record::StoredResponse;
+use crate::record_id::RecordId;
 use crate::store::{ClaimRequest, StoreError, StoreErrorKind};
 
 /// How a `run` result is stored: as the bytes it is.

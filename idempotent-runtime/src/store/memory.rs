@@ -18,7 +18,8 @@ use super::{
     claim_verdict,
 };
 use crate::digest::Digest;
-use crate::record::{KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
+use crate::record::{KeyState, KeyStatus, Record, RecordState, StoredResponse};
+use crate::record_id::RecordId;
 
 /// How many maps the records are split over. The key digest is uniform, so each holds about 1/`SHARDS` of them:
 /// at 10^7 records a shard's rehash moves about 5,000 entries (well under a millisecond). An empty store costs

@@ -41,7 +41,8 @@ pub use self::redis::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, Red
 pub use self::takeover::{ClaimVerdict, StoredClaim, StoredClaimState, claim_verdict};
 pub use self::transactional::{ClaimTransaction, OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
-pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordId, RecordState, StoredResponse};
+pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordState, StoredResponse};
+use crate::record_id::RecordId;
 
 /// The storage of idempotency records: the few primitives the runtime needs to be atomic.
 ///

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Store, StoreError};
-use crate::record::{Record, RecordId, RecordState};
+use crate::record::{Record, RecordState};
+use crate::record_id::RecordId;
 
 /// The first look after this long, then each interval twice the last, up to [`MAX_WAIT_POLL_INTERVAL`].
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(10);

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::digest::Digest;
-use crate::record::{Record, RecordId};
+use crate::record::Record;
+use crate::record_id::RecordId;
 
 /// What a request asks of the store before its handler may run.
 #[derive(Debug, Clone)]

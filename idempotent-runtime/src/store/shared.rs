@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::{Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, TransactionalStore};
 use crate::digest::Digest;
-use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+use crate::record::{KeyStatus, Record, StoredResponse};
+use crate::record_id::RecordId;
 
 #[async_trait]
 impl Store for Arc<dyn Store> {

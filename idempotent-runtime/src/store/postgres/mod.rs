@@ -354,6 +354,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The payload of a record's notification on [`notify_channel!`]: its identity digest in hex, as waiters listen
 /// for it.
-fn notify_payload(id: &crate::record::RecordId) -> String {
+fn notify_payload(id: &crate::record_id::RecordId) -> String {
     crate::digest::to_hex(&id.digest())
 }

@@ -14,7 +14,8 @@ use super::sql::*;
 use super::statement::{Param, StatementMode};
 use super::{FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore, lock};
 use crate::digest::Digest;
-use crate::record::{KeyState, KeyStatus, Record, RecordId, StoredResponse};
+use crate::record::{KeyState, KeyStatus, Record, StoredResponse};
+use crate::record_id::RecordId;
 use crate::store::{
     Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
     TransactionalStore,

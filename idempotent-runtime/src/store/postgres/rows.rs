@@ -10,7 +10,8 @@ use super::PostgresStore;
 use super::sql::NOTIFY_SQL;
 use super::statement::{self, Param, failed};
 use crate::digest::Digest;
-use crate::record::{Record, RecordId, RecordState, StoredResponse};
+use crate::record::{Record, RecordState, StoredResponse};
+use crate::record_id::RecordId;
 use crate::store::{
     Attempt, ClaimRequest, ClaimVerdict, StoreError, StoreErrorKind, StoredClaim, StoredClaimState, claim_verdict,
 };

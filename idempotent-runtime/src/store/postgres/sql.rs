@@ -103,6 +103,45 @@ SELECT (SELECT count(*) FROM {table}
        (SELECT count(*) FROM deleted) AS deleted,
        pg_relation_size('{table_literal}'::regclass) / current_setting('block_size')::int8 AS pages";
 
+/// The claim of a transactional route: lock the record and insert it, in one statement whose row count says
+/// whether it was acquired (as plain as a fresh key's insert can be: returning the existing record from the same
+/// statement, through CTEs and a join, cost PostgreSQL about 10% more per transaction in pgbench, 5,600-5,800
+/// against 6,300 transactions/s). The two variants differ only in how the lock is taken. The lock is keyed by
+/// (table, record) so that tables in different schemas of one database never block each other; with it held, no
+/// other transaction has an uncommitted row of the record, so `ON CONFLICT` never waits.
+macro_rules! claim_in_transaction_sql {
+    ($lock:literal) => {
+        concat!(
+            "INSERT INTO {table}
+    (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
+SELECT $1, $2, $3, $4, $5, $6, 'in_progress', now() + make_interval(secs => $7), now() + make_interval(secs => $8)
+",
+            $lock,
+            "
+ON CONFLICT DO NOTHING"
+        )
+    };
+}
+
+/// A duplicate of an uncommitted claim does not get the lock and inserts nothing at once (409).
+const TRY_CLAIM_SQL: &str =
+    claim_in_transaction_sql!("WHERE pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)");
+
+/// Wait mode: the lock is waited for, bounded by the transaction's `lock_timeout`.
+const WAIT_CLAIM_SQL: &str = claim_in_transaction_sql!(
+    "FROM (SELECT pg_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)) AS waited"
+);
+
+/// After a claim that inserted nothing: whether this transaction holds the record's lock (it may take it now, if
+/// the transaction that held it ended meanwhile; it holds it already if it waited for it), and the record, read by
+/// a new statement that sees every committed row.
+const READ_IN_TRANSACTION_SQL: &str = "
+SELECT lock.got, r.fingerprint, r.token, r.state, r.locked_until, r.expires_at, now() AS now,
+       r.status, r.header_names, r.header_values, r.body
+FROM (SELECT pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $5) AS got) AS lock
+LEFT JOIN {table} r
+    ON lock.got AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
+
 /// Every statement of the store, rendered once for its table.
 pub(super) struct Statements {
     pub(super) table: Table,
@@ -134,9 +173,9 @@ impl Statements {
             heartbeat: table.render(HEARTBEAT_SQL),
             mark_waited: table.render(MARK_WAITED_SQL),
             purge: table.render(PURGE_SQL),
-            try_claim_in_transaction: table.render(super::transactional::TRY_CLAIM_SQL),
-            wait_claim_in_transaction: table.render(super::transactional::WAIT_CLAIM_SQL),
-            read_in_transaction: table.render(super::transactional::READ_IN_TRANSACTION_SQL),
+            try_claim_in_transaction: table.render(TRY_CLAIM_SQL),
+            wait_claim_in_transaction: table.render(WAIT_CLAIM_SQL),
+            read_in_transaction: table.render(READ_IN_TRANSACTION_SQL),
             table,
         }
     }

@@ -24,45 +24,6 @@ use super::statement::{self, Param, StatementMode};
 use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 use crate::store::{OpenTransaction, TransactionalClaim, TransactionalStore};
 
-/// The claim of a transactional route: lock the record and insert it, in one statement whose row count says
-/// whether it was acquired (as plain as a fresh key's insert can be: returning the existing record from the same
-/// statement, through CTEs and a join, cost PostgreSQL about 10% more per transaction in pgbench, 5,600-5,800
-/// against 6,300 transactions/s). The two variants differ only in how the lock is taken. The lock is keyed by
-/// (table, record) so that tables in different schemas of one database never block each other; with it held, no
-/// other transaction has an uncommitted row of the record, so `ON CONFLICT` never waits.
-macro_rules! claim_in_transaction_sql {
-    ($lock:literal) => {
-        concat!(
-            "INSERT INTO {table}
-    (key_hash, scope_hash, method, route, fingerprint, token, state, locked_until, expires_at)
-SELECT $1, $2, $3, $4, $5, $6, 'in_progress', now() + make_interval(secs => $7), now() + make_interval(secs => $8)
-",
-            $lock,
-            "
-ON CONFLICT DO NOTHING"
-        )
-    };
-}
-
-/// A duplicate of an uncommitted claim does not get the lock and inserts nothing at once (409).
-pub(super) const TRY_CLAIM_SQL: &str =
-    claim_in_transaction_sql!("WHERE pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)");
-
-/// Wait mode: the lock is waited for, bounded by the transaction's `lock_timeout`.
-pub(super) const WAIT_CLAIM_SQL: &str = claim_in_transaction_sql!(
-    "FROM (SELECT pg_advisory_xact_lock('{table_literal}'::regclass::oid::int, $9)) AS waited"
-);
-
-/// After a claim that inserted nothing: whether this transaction holds the record's lock (it may take it now, if
-/// the transaction that held it ended meanwhile; it holds it already if it waited for it), and the record, read by
-/// a new statement that sees every committed row.
-pub(super) const READ_IN_TRANSACTION_SQL: &str = "
-SELECT lock.got, r.fingerprint, r.token, r.state, r.locked_until, r.expires_at, now() AS now,
-       r.status, r.header_names, r.header_values, r.body
-FROM (SELECT pg_try_advisory_xact_lock('{table_literal}'::regclass::oid::int, $5) AS got) AS lock
-LEFT JOIN {table} r
-    ON lock.got AND r.key_hash = $1 AND r.scope_hash = $2 AND r.method = $3 AND r.route = $4";
-
 #[async_trait]
 impl TransactionalStore for PostgresStore {
     async fn claim_in_transaction(

@@ -8,7 +8,7 @@
 //! ```
 
 use crate::digest::{Digest, to_hex};
-use crate::record::RecordId;
+use crate::record_id::RecordId;
 
 /// The keys of one record.
 pub(super) struct RecordKeys {

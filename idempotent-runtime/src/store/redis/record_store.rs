@@ -12,7 +12,8 @@ use super::keys::{self, RecordKeys};
 use super::waiters::{Subscription, Waiters};
 use super::{EXPIRY_GRACE, REPLAY_CLOCK_MARGIN, RedisStore, bounded, failed, millis};
 use crate::digest::Digest;
-use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+use crate::record::{KeyStatus, Record, StoredResponse};
+use crate::record_id::RecordId;
 use crate::store::{Attempt, Claim, ClaimRequest, Completion, LeaseState, Store, StoreError, StoreErrorKind};
 
 impl RedisStore {

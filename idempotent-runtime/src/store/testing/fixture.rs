@@ -6,7 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 
 use crate::digest::Digest;
-use crate::record::{RecordId, StoredResponse};
+use crate::record::StoredResponse;
+use crate::record_id::RecordId;
 use crate::store::{Attempt, ClaimRequest};
 
 /// A ttl or lease no case outlives.

@@ -10,7 +10,8 @@ use actix_web::web::Bytes;
 use async_trait::async_trait;
 
 use crate::digest::Digest;
-use crate::record::{KeyStatus, Record, RecordId, StoredResponse};
+use crate::record::{KeyStatus, Record, StoredResponse};
+use crate::record_id::RecordId;
 use crate::store::{
     Attempt, Claim, ClaimRequest, Completion, LeaseState, PurgeBatch, Store, StoreError, StoreErrorKind,
 };

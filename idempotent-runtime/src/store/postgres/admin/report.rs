@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
-use crate::record::RecordId;
+use crate::record_id::RecordId;
 
 /// Where a record stands, as the store decides it (see the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
