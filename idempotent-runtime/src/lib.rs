@@ -53,6 +53,9 @@
 //! [`docs/contract.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/contract.md
 //! [`docs/decisions.md`]: https://github.com/idempotent-rs/idempotent/blob/main/docs/decisions.md
 
+// On docs.rs (`--cfg docsrs`, a nightly rustdoc) every feature-gated item is labelled with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod attempt;
 mod digest;
 mod http;

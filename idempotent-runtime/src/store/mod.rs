@@ -42,7 +42,7 @@ pub use self::takeover::{ClaimVerdict, StoredClaim, StoredClaimState, claim_verd
 pub use self::transactional::{ClaimTransaction, OpenTransaction, TransactionalClaim, TransactionalStore};
 use crate::digest::Digest;
 pub use crate::record::{CorruptRecord, KeyState, KeyStatus, Record, RecordState, StoredResponse};
-use crate::record_id::RecordId;
+pub use crate::record_id::RecordId;
 
 /// The storage of idempotency records: the few primitives the runtime needs to be atomic.
 ///
