@@ -15,6 +15,7 @@ pub mod private_cluster;
 pub mod probe;
 pub mod redis_cluster;
 pub mod redis_node;
+pub mod replicated_cluster;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use self::postgres::TestSchema;
 /// The listening connection of a store through PgBouncer (for `on_conflict = "wait"`).
 #[derive(Clone, Copy, Debug)]
 pub enum Listening {
-    /// A direct connection to PostgreSQL, as docs/guide.md asks.
+    /// A direct connection to PostgreSQL, as docs/guide/postgres-in-production.md asks.
     Direct,
     /// None: waiters poll.
     None,

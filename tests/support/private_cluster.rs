@@ -76,14 +76,20 @@ impl PrivateCluster {
     }
 
     fn as_cluster_owner(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        if running_as_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
+        as_cluster_owner(&self.bin, program)
+    }
+}
+
+/// `program` of the server binaries in `bin`, run as the cluster's owner: `postgres` when the test runs as root
+/// (initdb and the server refuse root), the current user otherwise.
+pub fn as_cluster_owner(bin: &Path, program: &str) -> Command {
+    let program = bin.join(program);
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
     }
 }
 
@@ -94,7 +100,9 @@ impl Drop for PrivateCluster {
     }
 }
 
-fn server_binaries() -> PathBuf {
+/// The folder of the PostgreSQL server binaries (`PG_BIN`, or the newest `/usr/lib/postgresql/<version>/bin`), or a
+/// panic saying how to install them.
+pub fn server_binaries() -> PathBuf {
     if let Ok(bin) = std::env::var("PG_BIN") {
         return PathBuf::from(bin);
     }
@@ -113,11 +121,13 @@ fn server_binaries() -> PathBuf {
     })
 }
 
-fn running_as_root() -> bool {
+/// Whether the test runs as root (then the clusters run as `postgres`).
+pub fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"))
 }
 
-fn run(command: &mut Command, what: &str) {
+/// Runs `command` to its end, or panics with what it printed.
+pub fn run(command: &mut Command, what: &str) {
     let output = command.output().unwrap_or_else(|error| panic!("could not {what}: {error}"));
     assert!(
         output.status.success(),
