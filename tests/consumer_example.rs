@@ -74,7 +74,7 @@ async fn on_postgres_every_message_is_processed_once_across_runs() {
     schema.drop_schema().await;
 }
 
-/// Wait mode behind a transaction-mode pooler, listening on a direct connection as docs/guide.md asks.
+/// Wait mode behind a transaction-mode pooler, listening on a direct connection as docs/guide/postgres-in-production.md asks.
 #[actix_web::test]
 async fn behind_pgbouncer_with_a_direct_listening_connection_every_message_is_processed_once() {
     let schema = TestSchema::create().await;

@@ -137,7 +137,7 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
 }
 
 /// The orders example on `schema`, directly or through a private PgBouncer (then listening on a direct
-/// connection, `DATABASE_LISTEN_URL`, as docs/guide.md asks of a pooled deployment).
+/// connection, `DATABASE_LISTEN_URL`, as docs/guide/postgres-in-production.md asks of a pooled deployment).
 fn start_orders(connection: Connection, schema: &TestSchema) -> (ExampleProcess, Option<PgBouncer>) {
     let (url, bouncer) = connection.database_url(schema);
     let direct = schema.database_url();

@@ -365,7 +365,7 @@ async fn outage_under_load(base: &str, pool: &deadpool_postgres::Pool, outage: O
         .collect();
     // The example's own payment INSERT runs outside the idempotency record: when its answer is lost (the connection
     // cut after the commit), the handler answers 503 `storage-failed`, the library releases the key (5xx is not
-    // stored), and the retry pays again. That is the handler's own at-least-once write (docs/guide.md, "When
+    // stored), and the retry pays again. That is the handler's own at-least-once write (docs/guide/postgres-in-production.md, "When
     // storing the response fails": pass the key on, or use a transactional route), not the library's: each such
     // answer excuses one extra payment of its key, no more.
     let is_storage_failed =

@@ -69,7 +69,7 @@ impl RedisStoreBuilder {
     /// Waits until `replicas` replicas acknowledged the claim before the handler runs, and the stored response
     /// before it is sent (Redis `WAIT`), each for at most `timeout`. A claim that is not acknowledged in time is
     /// released and answered 503 (the handler does not run); a response that is not is still sent, and logged.
-    /// This narrows, but does not close, the window in which a failover loses a record: see docs/guide.md (Redis).
+    /// This narrows, but does not close, the window in which a failover loses a record: see docs/guide/redis.md.
     pub fn replica_acks(mut self, replicas: usize, timeout: Duration) -> Self {
         self.replica_acks = (replicas > 0).then_some(ReplicaAcks { replicas, timeout });
         self
