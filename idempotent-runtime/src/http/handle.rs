@@ -14,9 +14,8 @@ use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use tracing::Instrument as _;
 
 use super::answer::{Answer, Context, Reply, misconfigured};
-use super::run::{
-    answer_existing, answer_from_other, run_unprotected, serve_transactional, serve_with_lease, store_failed,
-};
+use super::handler_call::HandlerCall;
+use super::run::{answer_existing, answer_from_other, serve_transactional, serve_with_lease, store_failed};
 use crate::attempt::Existing;
 use crate::http::config::{Idempotency, Settings};
 use crate::http::fingerprint::fingerprint;
@@ -32,7 +31,8 @@ use crate::record_id::RecordId;
 use crate::record_id::{derived_key_digest, key_digest};
 use crate::store::ClaimRequest;
 
-/// Runs `handler` at most once per key, replaying its stored response to retries.
+/// Runs `handler` at most once per key, replaying its stored response to retries. Only the type erasure is
+/// generic (compiled per route); the flow behind it is compiled once.
 pub async fn handle<F, Args>(
     route: &'static RouteOptions,
     request: HttpRequest,
@@ -44,6 +44,15 @@ where
     Args: FromRequest,
     F::Output: Responder,
 {
+    respond(route, &request, payload, HandlerCall::new(&request, handler)).await
+}
+
+async fn respond(
+    route: &'static RouteOptions,
+    request: &HttpRequest,
+    payload: actix_web::web::Payload,
+    handler: HandlerCall<'_>,
+) -> HttpResponse {
     let route_label = request.match_pattern().unwrap_or_else(|| request.path().to_owned());
     let span = tracing::info_span!(
         "idempotent",
@@ -52,13 +61,13 @@ where
         key = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
-    let answer = serve(route, &request, &route_label, payload, handler).instrument(span.clone()).await;
+    let answer = serve(route, request, &route_label, payload, handler).instrument(span.clone()).await;
     span.record("outcome", answer.outcome.as_str());
     answer.outcome.count(&route_label);
     match answer.reply {
         Reply::Response(response) => response,
         // Rendered here, once, in the app's style (the configuration may be what is missing).
-        Reply::Problem(problem) => problem.into_response(style_of(&request)),
+        Reply::Problem(problem) => problem.into_response(style_of(request)),
     }
 }
 
@@ -72,18 +81,13 @@ enum KeySource {
     Derived,
 }
 
-async fn serve<F, Args>(
+async fn serve(
     route: &RouteOptions,
     request: &HttpRequest,
     route_label: &str,
     payload: actix_web::web::Payload,
-    handler: F,
-) -> Answer
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
+    handler: HandlerCall<'_>,
+) -> Answer {
     let Some(config) = request.app_data::<Idempotency>().cloned() else {
         return misconfigured(
             route,
@@ -97,7 +101,7 @@ where
 
     let lookup = route.key.lookup(request, &settings.key_header);
     if matches!(lookup, KeyLookup::Missing) && !route.required {
-        return Answer::new(run_unprotected(request, payload, handler).await, Outcome::Unprotected);
+        return Answer::new(handler.run_unprotected(payload).await, Outcome::Unprotected);
     }
     // Unkeyed: issued keys are signed over it (the tag never shows it); records live under `scope_digests`.
     let scope_hash = match route.scope.resolve(request, settings.user_resolver.as_ref()) {
@@ -142,7 +146,7 @@ where
         KeySource::InBody(field) => match lookup_in_form(request, &body, field) {
             KeyLookup::Found(key) => KeySource::Given(key),
             KeyLookup::Missing if !route.required => {
-                let response = run_unprotected(request, Payload::from(body), handler).await;
+                let response = handler.run_unprotected(Payload::from(body)).await;
                 return Answer::new(response, Outcome::Unprotected);
             }
             KeyLookup::Invalid(error) => return key_invalid(route, settings, &error),

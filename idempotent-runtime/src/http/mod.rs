@@ -6,6 +6,7 @@ mod answer;
 pub(crate) mod config;
 pub(crate) mod fingerprint;
 pub(crate) mod handle;
+mod handler_call;
 pub(crate) mod issue_service;
 pub(crate) mod issued_key;
 #[cfg(test)]

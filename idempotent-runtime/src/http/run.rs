@@ -4,12 +4,13 @@
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+use actix_web::HttpMessage as _;
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
-use actix_web::{FromRequest, Handler, HttpMessage as _, HttpRequest, HttpResponse, Responder};
 use futures_util::FutureExt as _;
 
 use super::answer::{Answer, Context, misconfigured};
+use super::handler_call::{HandlerCall, Ran};
 use super::problem::{Problem, ProblemKind};
 use super::replay::{replay_to, to_stored};
 use super::response_body::{Captured, capture};
@@ -20,18 +21,13 @@ use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 
 /// A plain route: the claim is a record with a lease, renewed while the handler runs. During a scope-digest
 /// upgrade, `also` is the record under the other digest: a fresh claim that finds it live defers to it.
-pub(super) async fn serve_with_lease<F, Args>(
+pub(super) async fn serve_with_lease(
     context: &Context<'_>,
     body: Bytes,
-    handler: F,
+    handler: HandlerCall<'_>,
     claim: ClaimRequest,
     also: Option<&RecordId>,
-) -> Answer
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
+) -> Answer {
     let store = &context.settings.calls;
     match attempt::claim_or_wait(&**store, &claim, context.route.wait).await {
         Err(error) if fails_open(context, &error) => fail_open(context, &error, body, handler).await,
@@ -45,7 +41,7 @@ where
             }
             acquired(context, took_over);
             let started = Instant::now();
-            let work = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind();
+            let work = AssertUnwindSafe(handler.run(Payload::from(body))).catch_unwind();
             // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
             // (with its retries).
             let answer =
@@ -58,17 +54,12 @@ where
 }
 
 /// A transactional route (docs/contract.md, section 5): claim, handler writes and stored response commit together.
-pub(super) async fn serve_transactional<F, Args>(
+pub(super) async fn serve_transactional(
     context: &Context<'_>,
     body: Bytes,
-    handler: F,
+    handler: HandlerCall<'_>,
     claim: ClaimRequest,
-) -> Answer
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
+) -> Answer {
     let Some(store) = context.settings.calls.transactional() else {
         return misconfigured(
             context.route,
@@ -88,7 +79,7 @@ where
     let started = Instant::now();
     let held = TransactionHold::new(open, claim.ttl);
     held.open().lend(&mut context.request.extensions_mut());
-    let ran = AssertUnwindSafe(run(context.request, Payload::from(body), handler)).catch_unwind().await;
+    let ran = AssertUnwindSafe(handler.run(Payload::from(body))).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
     held.open().take_back(&mut context.request.extensions_mut());
     let answer = settle(context, held, ran).await;
@@ -161,35 +152,6 @@ async fn settle<H: Held>(context: &Context<'_>, held: H, ran: std::thread::Resul
         }
     }
     Answer::new(head.set_body(body), Outcome::Executed)
-}
-
-/// The outcome of running a handler with its own extractors.
-enum Ran {
-    Rejected(HttpResponse),
-    Responded(HttpResponse),
-}
-
-async fn run<F, Args>(request: &HttpRequest, mut payload: Payload, handler: F) -> Ran
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
-    match Args::from_request(request, &mut payload).await {
-        Err(error) => Ran::Rejected(error.into().error_response()),
-        Ok(args) => Ran::Responded(handler.call(args).await.respond_to(request).map_into_boxed_body()),
-    }
-}
-
-pub(super) async fn run_unprotected<F, Args>(request: &HttpRequest, payload: Payload, handler: F) -> HttpResponse
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
-    match run(request, payload, handler).await {
-        Ran::Rejected(response) | Ran::Responded(response) => response,
-    }
 }
 
 /// During a scope-digest upgrade, before claiming: the answer from the live record under the other digest
@@ -289,19 +251,19 @@ pub(super) fn fails_open(context: &Context<'_>, error: &StoreError) -> bool {
 }
 
 /// `fail_open = true` and the store is unavailable: the handler runs without protection, logged and counted.
-pub(super) async fn fail_open<F, Args>(context: &Context<'_>, error: &StoreError, body: Bytes, handler: F) -> Answer
-where
-    F: Handler<Args>,
-    Args: FromRequest,
-    F::Output: Responder,
-{
+pub(super) async fn fail_open(
+    context: &Context<'_>,
+    error: &StoreError,
+    body: Bytes,
+    handler: HandlerCall<'_>,
+) -> Answer {
     observe::increment(observe::STORE_ERRORS, context.route_label);
     tracing::warn!(
         key = %context.key,
         %error,
         "idempotency store unavailable; this route fails open: the handler runs unprotected (a retry may run it again)"
     );
-    Answer::new(run_unprotected(context.request, Payload::from(body), handler).await, Outcome::FailOpen)
+    Answer::new(handler.run_unprotected(Payload::from(body)).await, Outcome::FailOpen)
 }
 
 pub(super) fn store_failed(context: &Context<'_>, error: &StoreError) -> Answer {
