@@ -27,8 +27,7 @@ use crate::http::request_body::{BodyError, read_capped};
 use crate::http::route::RouteOptions;
 use crate::http::scope::ScopeError;
 use crate::observe::{self, Outcome};
-use crate::record_id::RecordId;
-use crate::record_id::{derived_key_digest, key_digest};
+use crate::record_id::{RecordId, derived_key_digest, key_digest};
 use crate::store::ClaimRequest;
 
 /// Runs `handler` at most once per key, replaying its stored response to retries. Only the type erasure is

@@ -10,8 +10,7 @@ use actix_web::{App, HttpRequest, HttpResponse, post, web};
 
 use crate::http::fingerprint::fingerprint;
 use crate::record::StoredResponse;
-use crate::record_id::RecordId;
-use crate::record_id::{ScopeValue, key_digest, scope_digest};
+use crate::record_id::{RecordId, ScopeValue, key_digest, scope_digest};
 use crate::store::{Attempt, Claim, ClaimRequest, MemoryStore, Store};
 use crate::{Idempotency, KeyIssuer};
 

@@ -62,8 +62,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::attempt::{self, BoundedStore, Claimed, DEFAULT_LEASE, DEFAULT_STORE_TIMEOUT, DEFAULT_TTL};
-use crate::record_id::RecordId;
-use crate::record_id::{payload_fingerprint, receiver_record_id};
+use crate::record_id::{RecordId, payload_fingerprint, receiver_record_id};
 use crate::store::{ClaimRequest, Store, StoreError};
 
 mod outcome;
