@@ -18,15 +18,7 @@ impl PrivateCluster {
     /// Creates and starts a cluster on a free port, or panics saying what is missing.
     pub fn start() -> Self {
         let bin = server_binaries();
-        let dir =
-            std::env::temp_dir().join(format!("idempotent-private-pg-{}-{}", std::process::id(), fastrand::u32(..)));
-        std::fs::create_dir_all(&dir).expect("create the private cluster's folder");
-        if running_as_root() {
-            run(
-                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir),
-                "chown the cluster folder to postgres",
-            );
-        }
+        let dir = cluster_folder("idempotent-private-pg");
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let cluster = Self { bin, dir, port };
         run(
@@ -98,6 +90,17 @@ impl Drop for PrivateCluster {
         let _ = self.as_cluster_owner("pg_ctl").args(["stop", "-m", "immediate", "-D"]).arg(self.data()).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A new folder for a throwaway cluster under the temporary directory, named `prefix-<pid>-<random>`, owned by the
+/// user the cluster runs as.
+pub fn cluster_folder(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), fastrand::u32(..)));
+    std::fs::create_dir_all(&dir).expect("create the cluster's folder");
+    if running_as_root() {
+        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir), "chown the cluster folder to postgres");
+    }
+    dir
 }
 
 /// The folder of the PostgreSQL server binaries (`PG_BIN`, or the newest `/usr/lib/postgresql/<version>/bin`), or a

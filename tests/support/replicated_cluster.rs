@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::private_cluster::{as_cluster_owner, run, running_as_root, server_binaries};
+use super::private_cluster::{as_cluster_owner, cluster_folder, run, server_binaries};
 
 /// The standby's `application_name` (its `cluster_name`), which the primary's `synchronous_standby_names` names.
 const STANDBY_NAME: &str = "standby";
@@ -41,15 +41,7 @@ impl ReplicatedCluster {
                 bin.display()
             );
         }
-        let dir =
-            std::env::temp_dir().join(format!("idempotent-replicated-pg-{}-{}", std::process::id(), fastrand::u32(..)));
-        std::fs::create_dir_all(&dir).expect("create the replicated cluster's folder");
-        if running_as_root() {
-            run(
-                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir),
-                "chown the cluster folder to postgres",
-            );
-        }
+        let dir = cluster_folder("idempotent-replicated-pg");
         let [primary_port, standby_port] = free_ports();
         let cluster = Self { bin, dir, primary_port, standby_port, primary_crashed: AtomicBool::new(false) };
         // initdb --auth=trust also trusts replication connections (`host replication all 127.0.0.1/32 trust`),
