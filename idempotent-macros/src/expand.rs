@@ -96,12 +96,10 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     let request = Ident::new("__idempotent_request", Span::call_site());
     let payload = Ident::new("__idempotent_payload", Span::call_site());
     let route = Ident::new("__IDEMPOTENT_ROUTE", Span::call_site());
-    let mut options = builder_calls(args, &private);
-    if let Some(transaction) = handler.transaction_types().next() {
-        // Named on the user's `Tx` type: a runtime without transactional routes errors there.
-        let method = Ident::new("transactional", transaction.span());
-        options.push(quote!(.#method()));
-    }
+    let options = builder_calls(args, &private);
+    // A separate entry point for transactional routes: an app without them does not link that path.
+    let entry = if handler.transaction_types().next().is_some() { "handle_transactional" } else { "handle" };
+    let entry = Ident::new(entry, Span::call_site());
 
     // Spanned on the declared return type, so "`X` is not a Responder" underlines the handler's own code.
     let output_span = match &sig.output {
@@ -113,17 +111,30 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     let handler_expr = forward_arguments(sig, &handler_fn, &private, output_span);
     // The runtime path too: a call expression spanning from the attribute to the return type would underline
     // both and everything between.
-    let handle = respan(quote!(#private::handle), output_span);
+    let handle = respan(quote!(#private::#entry), output_span);
     let call = quote_spanned! {output_span=>
-        #handle(&#route, #request, #payload, #handler_expr).await
+        #handle(&#route, #request, #payload, #handler_expr)
     };
 
+    // A plain `fn` returning the runtime's future, not an `async fn` awaiting it: one state machine less per route
+    // (BENCHMARKS.md, "Build cost per route"). An attribute macro left below this one (`#[tracing::instrument]`, a
+    // route macro) still gets an `async fn`, as it expects.
+    let (asyncness, output, call) = if attrs.iter().all(is_inert) {
+        // Spanned on the user's return type too: when the handler's output is not a `Responder`, the future's type
+        // fails the same bound, and rustc then reports it once, there, instead of a second time on the attribute.
+        // `Responding` is `Future<Output = HttpResponse>` under a name the user's code does not import, so
+        // `unused_qualifications` has no shorter path to suggest at that span.
+        let output = respan(quote!(impl #private::Responding), output_span);
+        (quote!(), output, call)
+    } else {
+        (quote!(async), quote!(#private::HttpResponse), quote!(#call.await))
+    };
     quote! {
         #(#attrs)*
-        #vis async fn #ident(
+        #vis #asyncness fn #ident(
             #request: #private::HttpRequest,
             #payload: #private::Payload,
-        ) -> #private::HttpResponse {
+        ) -> #output {
             #(#inner_attrs)*
             #sig #body
 
@@ -132,6 +143,13 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
             #call
         }
     }
+}
+
+/// Is this attribute one that no macro reads: docs, lint levels, `cfg`? Only then may the generated function be a
+/// plain `fn`: an attribute macro expects the `async fn` it was written on.
+fn is_inert(attr: &Attribute) -> bool {
+    const INERT: [&str; 8] = ["doc", "cfg", "allow", "warn", "deny", "forbid", "expect", "must_use"];
+    attr.path().get_ident().is_some_and(|name| INERT.iter().any(|inert| name == inert))
 }
 
 /// The handler given to the runtime: the user's function itself when it takes no argument, else a closure that

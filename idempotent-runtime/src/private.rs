@@ -5,11 +5,18 @@ pub use core::time::Duration;
 pub use actix_web::web::Payload;
 pub use actix_web::{HttpRequest, HttpResponse};
 
-pub use crate::http::handle::handle;
+pub use crate::http::handle::{handle, handle_transactional};
 pub use crate::http::key_source::KeySpec;
 pub use crate::http::route::RouteOptions;
 pub use crate::http::scope::ScopeSpec;
 pub use crate::http::store_policy::StorePolicy;
+
+/// What the generated handler returns: the runtime's future of the response. A trait of its own, not
+/// `impl Future<Output = HttpResponse>`, so that the return type, spanned on the user's, names nothing the user's
+/// code could name more briefly (`unused_qualifications`).
+pub trait Responding: core::future::Future<Output = HttpResponse> {}
+
+impl<T: core::future::Future<Output = HttpResponse>> Responding for T {}
 
 /// The identity on an extractor's value, as a function pointer: `#[idempotent]` passes each handler argument
 /// through `extracted::<DeclaredType>()(value)`, spanned on the declared type.

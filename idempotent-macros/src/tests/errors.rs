@@ -211,12 +211,14 @@ fn wait_mode_needs_both_options_and_only_with_wait() {
 
 #[test]
 fn a_tx_parameter_makes_the_route_transactional() {
+    let entry = |item: TokenStream| crate::expand::idempotent(TokenStream::new(), item).to_string();
     let one = quote! { async fn create(tx: Tx, body: web::Json<Order>) -> HttpResponse { todo!() } };
-    assert!(crate::expand::idempotent(TokenStream::new(), one).to_string().contains(". transactional ()"));
+    assert!(entry(one).contains("__private :: handle_transactional ("));
     let qualified = quote! { async fn create(tx: idempotent_runtime::Tx) -> HttpResponse { todo!() } };
-    assert!(crate::expand::idempotent(TokenStream::new(), qualified).to_string().contains(". transactional ()"));
+    assert!(entry(qualified).contains("__private :: handle_transactional ("));
     let none = quote! { async fn create(body: web::Json<Tx>) -> HttpResponse { todo!() } };
-    assert!(!crate::expand::idempotent(TokenStream::new(), none).to_string().contains("transactional"));
+    let plain = entry(none);
+    assert!(plain.contains("__private :: handle (") && !plain.contains("transactional"), "{plain}");
     let two = quote! { async fn create(a: Tx, b: Tx) -> HttpResponse { todo!() } };
     let reported = errors(TokenStream::new(), two);
     assert_eq!(reported.len(), 1);

@@ -3,7 +3,7 @@
 //! attribute, which helps nobody).
 
 use proc_macro2::{TokenStream, TokenTree};
-use quote::quote;
+use quote::{ToTokens as _, quote};
 
 use crate::expand::idempotent;
 
@@ -122,7 +122,8 @@ fn one_function_and_nothing_beside_it() {
         panic!("an fn");
     };
     assert_eq!(outer.sig.ident, "f");
-    assert!(outer.sig.asyncness.is_some());
+    assert!(outer.sig.asyncness.is_none(), "a plain fn returning the runtime's future");
+    assert!(matches!(outer.sig.output, syn::ReturnType::Type(_, ref ty) if matches!(**ty, syn::Type::ImplTrait(_))));
     assert!(matches!(outer.vis, syn::Visibility::Public(_)));
     assert_eq!(outer.sig.inputs.len(), 2);
     let syn::Stmt::Item(syn::Item::Fn(inner)) = &outer.block.stmts[0] else {
@@ -130,6 +131,35 @@ fn one_function_and_nothing_beside_it() {
     };
     assert_eq!(inner.sig.ident, "f");
     assert!(matches!(inner.vis, syn::Visibility::Inherited), "no `pub` on a nested fn");
+}
+
+#[test]
+fn an_attribute_macro_below_still_gets_an_async_fn() {
+    let outer = |item: TokenStream| -> syn::ItemFn { syn::parse2(idempotent(quote!(), item)).expect("one fn") };
+    for item in [
+        quote!(
+            #[tracing::instrument]
+            async fn f() {}
+        ),
+        quote!(
+            #[post("/f")]
+            async fn f() {}
+        ),
+        quote!(
+            #[cfg_attr(feature = "x", tracing::instrument)]
+            async fn f() {}
+        ),
+    ] {
+        let outer = outer(item);
+        assert!(outer.sig.asyncness.is_some(), "{}", outer.to_token_stream());
+    }
+    let inert = quote! {
+        /// Docs.
+        #[allow(clippy::unused_async)]
+        #[cfg(test)]
+        async fn f() {}
+    };
+    assert!(outer(inert).sig.asyncness.is_none(), "docs, lint levels and cfg leave it a plain fn");
 }
 
 #[test]

@@ -1,7 +1,7 @@
-pub async fn create_order(
+pub fn create_order(
     __idempotent_request: ::idempotent_runtime::__private::HttpRequest,
     __idempotent_payload: ::idempotent_runtime::__private::Payload,
-) -> ::idempotent_runtime::__private::HttpResponse {
+) -> impl ::idempotent_runtime::__private::Responding {
     async fn create_order(
         web::Json(order): web::Json<NewOrder>,
         request: HttpRequest,
@@ -18,17 +18,16 @@ pub async fn create_order(
         .max_request_body(524288usize)
         .max_response_body(4096usize);
     ::idempotent_runtime::__private::handle(
-            &__IDEMPOTENT_ROUTE,
-            __idempotent_request,
-            __idempotent_payload,
-            |__idempotent_arg0, __idempotent_arg1| create_order(
-                ::idempotent_runtime::__private::extracted::<
-                    web::Json<NewOrder>,
-                >()(__idempotent_arg0),
-                ::idempotent_runtime::__private::extracted::<
-                    HttpRequest,
-                >()(__idempotent_arg1),
-            ),
-        )
-        .await
+        &__IDEMPOTENT_ROUTE,
+        __idempotent_request,
+        __idempotent_payload,
+        |__idempotent_arg0, __idempotent_arg1| create_order(
+            ::idempotent_runtime::__private::extracted::<
+                web::Json<NewOrder>,
+            >()(__idempotent_arg0),
+            ::idempotent_runtime::__private::extracted::<
+                HttpRequest,
+            >()(__idempotent_arg1),
+        ),
+    )
 }

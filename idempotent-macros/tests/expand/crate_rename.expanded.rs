@@ -1,19 +1,18 @@
-async fn create(
+fn create(
     __idempotent_request: my_app::idem::__private::HttpRequest,
     __idempotent_payload: my_app::idem::__private::Payload,
-) -> my_app::idem::__private::HttpResponse {
+) -> impl my_app::idem::__private::Responding {
     async fn create(body: web::Bytes) -> HttpResponse {
         HttpResponse::Ok().body(body)
     }
     static __IDEMPOTENT_ROUTE: my_app::idem::__private::RouteOptions = my_app::idem::__private::RouteOptions::new()
         .ttl(my_app::idem::__private::Duration::from_secs(5400));
     my_app::idem::__private::handle(
-            &__IDEMPOTENT_ROUTE,
-            __idempotent_request,
-            __idempotent_payload,
-            |__idempotent_arg0| create(
-                my_app::idem::__private::extracted::<web::Bytes>()(__idempotent_arg0),
-            ),
-        )
-        .await
+        &__IDEMPOTENT_ROUTE,
+        __idempotent_request,
+        __idempotent_payload,
+        |__idempotent_arg0| create(
+            my_app::idem::__private::extracted::<web::Bytes>()(__idempotent_arg0),
+        ),
+    )
 }

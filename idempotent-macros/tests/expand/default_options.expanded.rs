@@ -1,7 +1,7 @@
-async fn create_payment(
+fn create_payment(
     __idempotent_request: ::idempotent_runtime::__private::HttpRequest,
     __idempotent_payload: ::idempotent_runtime::__private::Payload,
-) -> ::idempotent_runtime::__private::HttpResponse {
+) -> impl ::idempotent_runtime::__private::Responding {
     async fn create_payment(
         body: web::Json<NewPayment>,
         db: web::Data<Pool>,
@@ -11,17 +11,16 @@ async fn create_payment(
     }
     static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new();
     ::idempotent_runtime::__private::handle(
-            &__IDEMPOTENT_ROUTE,
-            __idempotent_request,
-            __idempotent_payload,
-            |__idempotent_arg0, __idempotent_arg1| create_payment(
-                ::idempotent_runtime::__private::extracted::<
-                    web::Json<NewPayment>,
-                >()(__idempotent_arg0),
-                ::idempotent_runtime::__private::extracted::<
-                    web::Data<Pool>,
-                >()(__idempotent_arg1),
-            ),
-        )
-        .await
+        &__IDEMPOTENT_ROUTE,
+        __idempotent_request,
+        __idempotent_payload,
+        |__idempotent_arg0, __idempotent_arg1| create_payment(
+            ::idempotent_runtime::__private::extracted::<
+                web::Json<NewPayment>,
+            >()(__idempotent_arg0),
+            ::idempotent_runtime::__private::extracted::<
+                web::Data<Pool>,
+            >()(__idempotent_arg1),
+        ),
+    )
 }

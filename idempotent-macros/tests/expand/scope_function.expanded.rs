@@ -1,7 +1,7 @@
-async fn refund(
+fn refund(
     __idempotent_request: ::idempotent_runtime::__private::HttpRequest,
     __idempotent_payload: ::idempotent_runtime::__private::Payload,
-) -> ::idempotent_runtime::__private::HttpResponse {
+) -> impl ::idempotent_runtime::__private::Responding {
     async fn refund(id: web::Path<u64>) -> Result<HttpResponse, Error> {
         Ok(HttpResponse::Ok().body(id.to_string()))
     }
@@ -11,14 +11,13 @@ async fn refund(
         )
         .key(::idempotent_runtime::__private::KeySpec::Query("idem"));
     ::idempotent_runtime::__private::handle(
-            &__IDEMPOTENT_ROUTE,
-            __idempotent_request,
-            __idempotent_payload,
-            |__idempotent_arg0| refund(
-                ::idempotent_runtime::__private::extracted::<
-                    web::Path<u64>,
-                >()(__idempotent_arg0),
-            ),
-        )
-        .await
+        &__IDEMPOTENT_ROUTE,
+        __idempotent_request,
+        __idempotent_payload,
+        |__idempotent_arg0| refund(
+            ::idempotent_runtime::__private::extracted::<
+                web::Path<u64>,
+            >()(__idempotent_arg0),
+        ),
+    )
 }

@@ -7,6 +7,7 @@
 //! Every request ends in one [`Outcome`], recorded once in [`handle`]: as the `outcome` field of the request's
 //! span and as the matching metric.
 
+use std::future::Future;
 use std::time::SystemTime;
 
 use actix_web::dev::Payload;
@@ -15,7 +16,9 @@ use tracing::Instrument as _;
 
 use super::answer::{Answer, Context, Reply, misconfigured};
 use super::handler_call::HandlerCall;
-use super::run::{answer_existing, answer_from_other, serve_transactional, serve_with_lease, store_failed};
+use super::run::{
+    ServeTransactional, answer_existing, answer_from_other, serve_transactional, serve_with_lease, store_failed,
+};
 use crate::attempt::Existing;
 use crate::http::config::{Idempotency, Settings};
 use crate::http::fingerprint::fingerprint;
@@ -31,26 +34,43 @@ use crate::record_id::{RecordId, derived_key_digest, key_digest};
 use crate::store::ClaimRequest;
 
 /// Runs `handler` at most once per key, replaying its stored response to retries. Only the type erasure is
-/// generic (compiled per route); the flow behind it is compiled once.
-pub async fn handle<F, Args>(
+/// generic (compiled per route); the future it returns is the flow's, the same for every route.
+pub fn handle<F, Args>(
     route: &'static RouteOptions,
     request: HttpRequest,
     payload: actix_web::web::Payload,
     handler: F,
-) -> HttpResponse
+) -> impl Future<Output = HttpResponse> + use<F, Args>
 where
     F: Handler<Args>,
-    Args: FromRequest,
+    Args: FromRequest + 'static,
     F::Output: Responder,
 {
-    respond(route, &request, payload, HandlerCall::new(&request, handler)).await
+    respond(route, request, payload, HandlerCall::new(handler), None)
+}
+
+/// [`handle`] for a route whose handler takes `Tx`: the claim, the handler's writes and its stored response commit
+/// in one transaction. A separate entry point, so that only an app with such routes links that path.
+pub fn handle_transactional<F, Args>(
+    route: &'static RouteOptions,
+    request: HttpRequest,
+    payload: actix_web::web::Payload,
+    handler: F,
+) -> impl Future<Output = HttpResponse> + use<F, Args>
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder,
+{
+    respond(route, request, payload, HandlerCall::new(handler), Some(serve_transactional))
 }
 
 async fn respond(
     route: &'static RouteOptions,
-    request: &HttpRequest,
+    request: HttpRequest,
     payload: actix_web::web::Payload,
-    handler: HandlerCall<'_>,
+    handler: HandlerCall,
+    transactional: Option<ServeTransactional>,
 ) -> HttpResponse {
     let route_label = request.match_pattern().unwrap_or_else(|| request.path().to_owned());
     let span = tracing::info_span!(
@@ -60,13 +80,13 @@ async fn respond(
         key = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
-    let answer = serve(route, request, &route_label, payload, handler).instrument(span.clone()).await;
+    let answer = serve(route, &request, &route_label, payload, handler, transactional).instrument(span.clone()).await;
     span.record("outcome", answer.outcome.as_str());
     answer.outcome.count(&route_label);
     match answer.reply {
         Reply::Response(response) => response,
         // Rendered here, once, in the app's style (the configuration may be what is missing).
-        Reply::Problem(problem) => problem.into_response(style_of(request)),
+        Reply::Problem(problem) => problem.into_response(style_of(&request)),
     }
 }
 
@@ -85,7 +105,8 @@ async fn serve(
     request: &HttpRequest,
     route_label: &str,
     payload: actix_web::web::Payload,
-    handler: HandlerCall<'_>,
+    handler: HandlerCall,
+    transactional: Option<ServeTransactional>,
 ) -> Answer {
     let Some(config) = request.app_data::<Idempotency>().cloned() else {
         return misconfigured(
@@ -100,7 +121,7 @@ async fn serve(
 
     let lookup = route.key.lookup(request, &settings.key_header);
     if matches!(lookup, KeyLookup::Missing) && !route.required {
-        return Answer::new(handler.run_unprotected(payload).await, Outcome::Unprotected);
+        return Answer::new(handler.run_unprotected(request, payload).await, Outcome::Unprotected);
     }
     // Unkeyed: issued keys are signed over it (the tag never shows it); records live under `scope_digests`.
     let scope_hash = match route.scope.resolve(request, settings.user_resolver.as_ref()) {
@@ -145,7 +166,7 @@ async fn serve(
         KeySource::InBody(field) => match lookup_in_form(request, &body, field) {
             KeyLookup::Found(key) => KeySource::Given(key),
             KeyLookup::Missing if !route.required => {
-                let response = handler.run_unprotected(Payload::from(body)).await;
+                let response = handler.run_unprotected(request, Payload::from(body)).await;
                 return Answer::new(response, Outcome::Unprotected);
             }
             KeyLookup::Invalid(error) => return key_invalid(route, settings, &error),
@@ -216,10 +237,9 @@ async fn serve(
             Err(error) => store_failed(&context, &error),
         };
     }
-    if route.transactional {
-        serve_transactional(&context, body, handler, claim).await
-    } else {
-        serve_with_lease(&context, body, handler, claim, also.as_ref()).await
+    match transactional {
+        Some(serve_transactional) => serve_transactional(&context, body, handler, claim).await,
+        None => serve_with_lease(&context, body, handler, claim, also.as_ref()).await,
     }
 }
 

@@ -6,6 +6,9 @@
 //! output into a response stay generic; the flow (claim, wait, heartbeat, completion, replay) takes a
 //! [`HandlerCall`] and is compiled once for all routes. Before, the whole flow was generic: about 0.21 s of
 //! release build and 37 KB of binary per route (BENCHMARKS.md, "Build cost per route").
+//!
+//! The call borrows nothing: the request is lent to [`HandlerCall::run`], so the flow's future can own it, and
+//! `handle` returns that one future instead of wrapping it in a state machine of its own for every route.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,22 +24,23 @@ pub(super) enum Ran {
     Responded(HttpResponse),
 }
 
-type RunOnce<'r> = Box<dyn FnOnce(Payload) -> Pin<Box<dyn Future<Output = Ran> + 'r>> + 'r>;
+type Running<'r> = Pin<Box<dyn Future<Output = Ran> + 'r>>;
+type RunOnce = Box<dyn for<'r> FnOnce(&'r HttpRequest, Payload) -> Running<'r>>;
 
-/// A route's handler bound to its request, run at most once on the request's body.
-pub(super) struct HandlerCall<'r> {
-    run: RunOnce<'r>,
+/// A route's handler, run at most once on its request's body.
+pub(super) struct HandlerCall {
+    run: RunOnce,
 }
 
-impl<'r> HandlerCall<'r> {
-    /// Erases `handler`'s types: its extractors run on `request` and the payload given to [`HandlerCall::run`].
-    pub(super) fn new<F, Args>(request: &'r HttpRequest, handler: F) -> Self
+impl HandlerCall {
+    /// Erases `handler`'s types: its extractors run on the request and payload given to [`HandlerCall::run`].
+    pub(super) fn new<F, Args>(handler: F) -> Self
     where
         F: Handler<Args>,
-        Args: FromRequest + 'r,
+        Args: FromRequest + 'static,
         F::Output: Responder,
     {
-        let run: RunOnce<'r> = Box::new(move |mut payload| {
+        let run: RunOnce = Box::new(move |request, mut payload| {
             Box::pin(async move {
                 match Args::from_request(request, &mut payload).await {
                     Err(error) => Ran::Rejected(error.into().error_response()),
@@ -47,14 +51,14 @@ impl<'r> HandlerCall<'r> {
         Self { run }
     }
 
-    /// Extracts the handler's arguments from the request and `payload`, and runs it.
-    pub(super) async fn run(self, payload: Payload) -> Ran {
-        (self.run)(payload).await
+    /// Extracts the handler's arguments from `request` and `payload`, and runs it.
+    pub(super) async fn run(self, request: &HttpRequest, payload: Payload) -> Ran {
+        (self.run)(request, payload).await
     }
 
     /// [`HandlerCall::run`] without idempotency: an extractor's refusal is the answer too.
-    pub(super) async fn run_unprotected(self, payload: Payload) -> HttpResponse {
-        match self.run(payload).await {
+    pub(super) async fn run_unprotected(self, request: &HttpRequest, payload: Payload) -> HttpResponse {
+        match self.run(request, payload).await {
             Ran::Rejected(response) | Ran::Responded(response) => response,
         }
     }

@@ -44,8 +44,6 @@ pub struct RouteOptions {
     pub(crate) max_response_body: Option<usize>,
     /// `on_conflict = "wait"`: how long a duplicate waits for the original's result before its 409.
     pub(crate) wait: Option<Duration>,
-    /// The handler takes `Tx`: claim, handler writes and response commit in one transaction.
-    pub(crate) transactional: bool,
     /// `issued_only = true`: only keys the server issued to the caller are accepted.
     pub(crate) issued_only: bool,
     /// Set once this route has logged a configuration error, so a misconfigured app logs the fix once, not per
@@ -78,7 +76,6 @@ impl RouteOptions {
             max_request_body: None,
             max_response_body: None,
             wait: None,
-            transactional: false,
             issued_only: false,
             misconfiguration_logged: AtomicBool::new(false),
         }
@@ -170,12 +167,6 @@ impl RouteOptions {
     /// for its result and replays it (else 409).
     pub const fn wait(mut self, wait: Duration) -> Self {
         self.wait = Some(wait);
-        self
-    }
-
-    /// The handler takes a `Tx` parameter (set by the macro when it sees one).
-    pub const fn transactional(mut self) -> Self {
-        self.transactional = true;
         self
     }
 

@@ -8,6 +8,7 @@ use actix_web::HttpMessage as _;
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
 use futures_util::FutureExt as _;
+use futures_util::future::LocalBoxFuture;
 
 use super::answer::{Answer, Context, misconfigured};
 use super::handler_call::{HandlerCall, Ran};
@@ -24,7 +25,7 @@ use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
 pub(super) async fn serve_with_lease(
     context: &Context<'_>,
     body: Bytes,
-    handler: HandlerCall<'_>,
+    handler: HandlerCall,
     claim: ClaimRequest,
     also: Option<&RecordId>,
 ) -> Answer {
@@ -41,7 +42,7 @@ pub(super) async fn serve_with_lease(
             }
             acquired(context, took_over);
             let started = Instant::now();
-            let work = AssertUnwindSafe(handler.run(Payload::from(body))).catch_unwind();
+            let work = AssertUnwindSafe(handler.run(context.request, Payload::from(body))).catch_unwind();
             // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
             // (with its retries).
             let answer =
@@ -53,13 +54,23 @@ pub(super) async fn serve_with_lease(
     }
 }
 
+/// How a transactional route's claimed request is served: [`serve_transactional`], behind a function pointer that
+/// only [`super::handle::handle_transactional`] names, so an app without transactional routes does not link that
+/// path (about 24 KB of a release binary; BENCHMARKS.md, "Build cost per route").
+pub(super) type ServeTransactional =
+    for<'c> fn(&'c Context<'c>, Bytes, HandlerCall, ClaimRequest) -> LocalBoxFuture<'c, Answer>;
+
 /// A transactional route (docs/contract.md, section 5): claim, handler writes and stored response commit together.
-pub(super) async fn serve_transactional(
-    context: &Context<'_>,
+pub(super) fn serve_transactional<'c>(
+    context: &'c Context<'c>,
     body: Bytes,
-    handler: HandlerCall<'_>,
+    handler: HandlerCall,
     claim: ClaimRequest,
-) -> Answer {
+) -> LocalBoxFuture<'c, Answer> {
+    in_transaction(context, body, handler, claim).boxed_local()
+}
+
+async fn in_transaction(context: &Context<'_>, body: Bytes, handler: HandlerCall, claim: ClaimRequest) -> Answer {
     let Some(store) = context.settings.calls.transactional() else {
         return misconfigured(
             context.route,
@@ -79,7 +90,7 @@ pub(super) async fn serve_transactional(
     let started = Instant::now();
     let held = TransactionHold::new(open, claim.ttl);
     held.open().lend(&mut context.request.extensions_mut());
-    let ran = AssertUnwindSafe(handler.run(Payload::from(body))).catch_unwind().await;
+    let ran = AssertUnwindSafe(handler.run(context.request, Payload::from(body))).catch_unwind().await;
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
     held.open().take_back(&mut context.request.extensions_mut());
     let answer = settle(context, held, ran).await;
@@ -251,19 +262,14 @@ pub(super) fn fails_open(context: &Context<'_>, error: &StoreError) -> bool {
 }
 
 /// `fail_open = true` and the store is unavailable: the handler runs without protection, logged and counted.
-pub(super) async fn fail_open(
-    context: &Context<'_>,
-    error: &StoreError,
-    body: Bytes,
-    handler: HandlerCall<'_>,
-) -> Answer {
+pub(super) async fn fail_open(context: &Context<'_>, error: &StoreError, body: Bytes, handler: HandlerCall) -> Answer {
     observe::increment(observe::STORE_ERRORS, context.route_label);
     tracing::warn!(
         key = %context.key,
         %error,
         "idempotency store unavailable; this route fails open: the handler runs unprotected (a retry may run it again)"
     );
-    Answer::new(handler.run_unprotected(Payload::from(body)).await, Outcome::FailOpen)
+    Answer::new(handler.run_unprotected(context.request, Payload::from(body)).await, Outcome::FailOpen)
 }
 
 pub(super) fn store_failed(context: &Context<'_>, error: &StoreError) -> Answer {
