@@ -86,7 +86,7 @@ where
     let watch = Arc::new(LeaseWatch::claimed(claim.lease));
     let guard = ClaimGuard::new(Arc::clone(store), lease.clone(), Arc::clone(&watch));
     let hold = LeaseHold { guard, ttl: claim.ttl };
-    while_renewing(&**store, &lease, claim.lease, &watch, attempt(hold)).await
+    while_renewing(&**store, &lease, claim.lease, &watch, || attempt(hold)).await
 }
 
 /// What keeping a claim came to (docs/contract.md, section 4).

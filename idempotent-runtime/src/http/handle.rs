@@ -8,6 +8,7 @@
 //! span and as the matching metric.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::SystemTime;
 
 use actix_web::dev::Payload;
@@ -46,7 +47,7 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder,
 {
-    respond(route, request, payload, HandlerCall::new(handler), None)
+    flow(route, request, payload, HandlerCall::new(handler), None)
 }
 
 /// [`handle`] for a route whose handler takes `Tx`: the claim, the handler's writes and its stored response commit
@@ -62,7 +63,19 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder,
 {
-    respond(route, request, payload, HandlerCall::new(handler), Some(serve_transactional))
+    flow(route, request, payload, HandlerCall::new(handler), Some(serve_transactional))
+}
+
+/// The flow's future, boxed. It is large (about 5 KB: `-Zprint-type-sizes`), and returned by value it would be
+/// copied on its way up to actix-web on every request; boxed, a pointer moves.
+fn flow(
+    route: &'static RouteOptions,
+    request: HttpRequest,
+    payload: actix_web::web::Payload,
+    handler: HandlerCall,
+    transactional: Option<ServeTransactional>,
+) -> Pin<Box<impl Future<Output = HttpResponse>>> {
+    Box::pin(respond(route, request, payload, handler, transactional))
 }
 
 async fn respond(
@@ -284,4 +297,17 @@ fn not_issued() -> Problem {
         "this route only accepts idempotency keys the server issued to you (POST to its key-issuing service); this \
          key was not issued to you",
     )
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn size() {
+        static ROUTE: super::RouteOptions = super::RouteOptions::new();
+        let (request, mut payload) = actix_web::test::TestRequest::post().to_http_parts();
+        let payload = <actix_web::web::Payload as actix_web::FromRequest>::from_request(&request, &mut payload)
+            .into_inner()
+            .unwrap();
+        let future = super::handle(&ROUTE, request, payload, || async { "x" });
+        eprintln!("FUTURE {}", std::mem::size_of_val(&future));
+    }
 }

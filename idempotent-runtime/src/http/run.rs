@@ -5,6 +5,8 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use actix_web::HttpMessage as _;
+use actix_web::HttpResponse;
+use actix_web::body::BoxBody;
 use actix_web::dev::Payload;
 use actix_web::web::Bytes;
 use futures_util::FutureExt as _;
@@ -109,38 +111,12 @@ fn acquired(context: &Context<'_>, took_over: bool) {
 /// Applies the outcome policy (docs/contract.md, section 4) to what the handler did; the completion rules are
 /// the core's ([`attempt::keep`]).
 async fn settle<H: Held>(context: &Context<'_>, held: H, ran: std::thread::Result<Ran>) -> Answer {
-    let response = match ran {
-        Err(_) => {
-            tracing::error!(key = %context.key, "handler panicked; idempotency claim released");
+    let (head, stored_body, body) = match to_keep(context, ran).await {
+        Ok(kept) => kept,
+        // One place gives the claim back, whatever the reason: one await point instead of four.
+        Err(answer) => {
             held.abandon().await;
-            let problem = Problem::new(
-                ProblemKind::HandlerPanicked,
-                "the request failed; it was not recorded and may be retried",
-            );
-            return Answer::problem(problem, Outcome::Failed);
-        }
-        // The handler's extractors refused the request: the handler never started, nothing to remember.
-        Ok(Ran::Rejected(response)) => {
-            held.abandon().await;
-            return Answer::new(response, Outcome::Released);
-        }
-        Ok(Ran::Responded(response)) => response,
-    };
-    // Answers that are not final (5xx, 408, 425, 429 by default) release the key: a retry runs again.
-    if !context.route.effective_store_policy(context.settings).stores(response.status()) {
-        held.abandon().await;
-        return Answer::new(response, Outcome::Released);
-    }
-    let (head, body) = response.into_parts();
-    let (stored_body, body) = match capture(body, context.route.effective_max_response_body(context.settings)).await {
-        Ok(Captured::Whole(bytes)) => (Some(bytes.clone()), actix_web::body::BoxBody::new(bytes)),
-        Ok(Captured::TooLarge(body)) => (None, body),
-        Err(error) => {
-            tracing::error!(%error, key = %context.key, "the handler's response body failed; idempotency claim released");
-            held.abandon().await;
-            let problem =
-                Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried");
-            return Answer::problem(problem, Outcome::Failed);
+            return answer;
         }
     };
     let stored = to_stored(&head, stored_body, context.settings);
@@ -163,6 +139,43 @@ async fn settle<H: Held>(context: &Context<'_>, held: H, ran: std::thread::Resul
         }
     }
     Answer::new(head.set_body(body), Outcome::Executed)
+}
+
+/// What of the handler's answer is kept: its head, its body as stored (`None` when it is larger than the route
+/// keeps) and as sent. `Err`: the answer when the claim must be given back instead (a panic, an extractor's
+/// refusal, a status the policy does not store, a body that failed).
+async fn to_keep(
+    context: &Context<'_>,
+    ran: std::thread::Result<Ran>,
+) -> Result<(HttpResponse<()>, Option<Bytes>, BoxBody), Answer> {
+    let response = match ran {
+        Err(_) => {
+            tracing::error!(key = %context.key, "handler panicked; idempotency claim released");
+            let problem = Problem::new(
+                ProblemKind::HandlerPanicked,
+                "the request failed; it was not recorded and may be retried",
+            );
+            return Err(Answer::problem(problem, Outcome::Failed));
+        }
+        // The handler's extractors refused the request: the handler never started, nothing to remember.
+        Ok(Ran::Rejected(response)) => return Err(Answer::new(response, Outcome::Released)),
+        Ok(Ran::Responded(response)) => response,
+    };
+    // Answers that are not final (5xx, 408, 425, 429 by default) release the key: a retry runs again.
+    if !context.route.effective_store_policy(context.settings).stores(response.status()) {
+        return Err(Answer::new(response, Outcome::Released));
+    }
+    let (head, body) = response.into_parts();
+    match capture(body, context.route.effective_max_response_body(context.settings)).await {
+        Ok(Captured::Whole(bytes)) => Ok((head, Some(bytes.clone()), BoxBody::new(bytes))),
+        Ok(Captured::TooLarge(body)) => Ok((head, None, body)),
+        Err(error) => {
+            tracing::error!(%error, key = %context.key, "the handler's response body failed; idempotency claim released");
+            let problem =
+                Problem::new(ProblemKind::ResponseFailed, "the response could not be produced; it may be retried");
+            Err(Answer::problem(problem, Outcome::Failed))
+        }
+    }
 }
 
 /// During a scope-digest upgrade, before claiming: the answer from the live record under the other digest
