@@ -117,8 +117,9 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     };
 
     // A plain `fn` returning the runtime's future, not an `async fn` awaiting it: one state machine less per route
-    // (BENCHMARKS.md, "Build cost per route"). An attribute macro left below this one (`#[tracing::instrument]`, a
-    // route macro) still gets an `async fn`, as it expects.
+    // (BENCHMARKS.md, "Build cost per route"). Every attribute still on the item (written below this one, or a
+    // built-in one written above) goes on the generated function: an attribute macro there (`#[tracing::instrument]`,
+    // a route macro) still gets an `async fn`, as it expects, and so does any attribute not known to be inert.
     let (asyncness, output, call) = if attrs.iter().all(is_inert) {
         // Spanned on the user's return type too: when the handler's output is not a `Responder`, the future's type
         // fails the same bound, and rustc then reports it once, there, instead of a second time on the attribute.
@@ -145,10 +146,13 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     }
 }
 
-/// Is this attribute one that no macro reads: docs, lint levels, `cfg`? Only then may the generated function be a
-/// plain `fn`: an attribute macro expects the `async fn` it was written on.
+/// Is this attribute one that means the same on a plain `fn` returning a future: docs, lint levels, `cfg`,
+/// `deprecated`, `inline`, `cold`? Only then may the generated function be a plain `fn`: an attribute macro
+/// expects the `async fn` it was written on. (`must_use` is not: on a plain `fn` it would cover the future, not the
+/// response, and clippy's `double_must_use` would flag it.)
 fn is_inert(attr: &Attribute) -> bool {
-    const INERT: [&str; 8] = ["doc", "cfg", "allow", "warn", "deny", "forbid", "expect", "must_use"];
+    const INERT: [&str; 10] =
+        ["doc", "cfg", "allow", "warn", "deny", "forbid", "expect", "deprecated", "inline", "cold"];
     attr.path().get_ident().is_some_and(|name| INERT.iter().any(|inert| name == inert))
 }
 

@@ -134,7 +134,7 @@ fn one_function_and_nothing_beside_it() {
 }
 
 #[test]
-fn an_attribute_macro_below_still_gets_an_async_fn() {
+fn an_attribute_macro_or_must_use_keeps_an_async_fn() {
     let outer = |item: TokenStream| -> syn::ItemFn { syn::parse2(idempotent(quote!(), item)).expect("one fn") };
     for item in [
         quote!(
@@ -146,8 +146,10 @@ fn an_attribute_macro_below_still_gets_an_async_fn() {
             async fn f() {}
         ),
         quote!(
-            #[cfg_attr(feature = "x", tracing::instrument)]
-            async fn f() {}
+            #[must_use]
+            async fn f() -> HttpResponse {
+                todo!()
+            }
         ),
     ] {
         let outer = outer(item);
@@ -157,9 +159,11 @@ fn an_attribute_macro_below_still_gets_an_async_fn() {
         /// Docs.
         #[allow(clippy::unused_async)]
         #[cfg(test)]
+        #[deprecated]
+        #[inline]
         async fn f() {}
     };
-    assert!(outer(inert).sig.asyncness.is_none(), "docs, lint levels and cfg leave it a plain fn");
+    assert!(outer(inert).sig.asyncness.is_none(), "docs, lint levels, cfg, deprecated, inline leave it a plain fn");
 }
 
 #[test]

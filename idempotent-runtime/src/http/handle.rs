@@ -4,7 +4,7 @@
 //! scope (401 before 400, as authentication comes first), key validity, body cap, then one claim. Only a claimed
 //! request runs the handler; its response is stored before it is sent, so a retry can never overtake it.
 //!
-//! Every request ends in one [`Outcome`], recorded once in [`handle`]: as the `outcome` field of the request's
+//! Every request ends in one [`Outcome`], recorded once in `respond`: as the `outcome` field of the request's
 //! span and as the matching metric.
 
 use std::future::Future;
@@ -297,17 +297,4 @@ fn not_issued() -> Problem {
         "this route only accepts idempotency keys the server issued to you (POST to its key-issuing service); this \
          key was not issued to you",
     )
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn size() {
-        static ROUTE: super::RouteOptions = super::RouteOptions::new();
-        let (request, mut payload) = actix_web::test::TestRequest::post().to_http_parts();
-        let payload = <actix_web::web::Payload as actix_web::FromRequest>::from_request(&request, &mut payload)
-            .into_inner()
-            .unwrap();
-        let future = super::handle(&ROUTE, request, payload, || async { "x" });
-        eprintln!("FUTURE {}", std::mem::size_of_val(&future));
-    }
 }
