@@ -148,8 +148,8 @@ def main():
     print(f"{options.handlers} handlers, release, the runtime with {features}, the app crate rebuilt after a touch (medians of {options.rounds})")
     print("| build | plain | with `#[idempotent]` | ratio | target |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| rebuild of the app | {median['plain']:.2f} s | {median['annotated']:.2f} s | {time_ratio:.2f}x | <= {TIME_TARGET}x |")
-    print(f"| release binary | {size['plain'] / 1e6:.2f} MB | {size['annotated'] / 1e6:.2f} MB | {size_ratio:.2f}x | <= {SIZE_TARGET}x |")
+    print(f"| rebuild of the app | {median['plain']:.2f} s | {median['annotated']:.2f} s | {time_ratio:.3f}x | <= {TIME_TARGET}x |")
+    print(f"| release binary | {size['plain'] / 1e6:.2f} MB | {size['annotated'] / 1e6:.2f} MB | {size_ratio:.3f}x | <= {SIZE_TARGET}x |")
     per_route = (size["annotated"] - size["plain"]) / options.handlers / 1e3
     per_route_time = (median["annotated"] - median["plain"]) / options.handlers
     print(f"per annotated route: {per_route_time * 1000:.0f} ms of rebuild, {per_route:.1f} KB of binary (fixed costs included)")
