@@ -4,7 +4,7 @@
 //! attributes. The generated function takes the raw request and payload, and makes one call into the runtime,
 //! which claims the key, buffers and fingerprints the body, and then runs the user's function with its own
 //! extractors. Keeping the body intact means its errors, spans and borrow-checking are exactly as written; keeping
-//! the generated part to one `static` and one call means there is little to go wrong in it.
+//! the generated part to one constant and one call means there is little to go wrong in it.
 //!
 //! Nothing is emitted beside the function: actix-web's route macros (`#[post]`) may sit above this attribute and
 //! move the whole item into a generated service, taking along only what is inside it.
@@ -95,7 +95,7 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
 
     let request = Ident::new("__idempotent_request", Span::call_site());
     let payload = Ident::new("__idempotent_payload", Span::call_site());
-    let route = Ident::new("__IDEMPOTENT_ROUTE", Span::call_site());
+    let route = Ident::new("__idempotent_route", Span::call_site());
     let options = builder_calls(args, &private);
     // A separate entry point for transactional routes: an app without them does not link that path.
     let entry = if handler.transaction_types().next().is_some() { "handle_transactional" } else { "handle" };
@@ -113,7 +113,7 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     // both and everything between.
     let handle = respan(quote!(#private::#entry), output_span);
     let call = quote_spanned! {output_span=>
-        #handle(&#route, #request, #payload, #handler_expr)
+        #handle(#route, #request, #payload, #handler_expr)
     };
 
     // A plain `fn` returning the runtime's future, not an `async fn` awaiting it: one state machine less per route
@@ -139,7 +139,9 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
             #(#inner_attrs)*
             #sig #body
 
-            static #route: #private::RouteOptions = #private::RouteOptions::new() #(#options)*;
+            // A constant, not a `static`: nothing in it changes, and a `static` per route would cost the binary a
+            // symbol and writable data (BENCHMARKS.md, "Build cost per route").
+            let #route: &'static #private::RouteOptions = &const { #private::RouteOptions::new() #(#options)* };
 
             #call
         }

@@ -68,7 +68,7 @@ fn the_documented_shape() {
         ) -> ::idempotent_runtime::__private::HttpResponse {
             async fn create_payment(body: web::Json<NewPayment>, db: web::Data<Pool>) -> impl Responder { BODY }
 
-            static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions =
+            let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
                 ::idempotent_runtime::__private::RouteOptions::new()
                     .ttl(::idempotent_runtime::__private::Duration::from_secs(86400))
                     .lease(::idempotent_runtime::__private::Duration::from_secs(5))
@@ -77,10 +77,11 @@ fn the_documented_shape() {
                     .required(true)
                     .store_server_errors(false)
                     .max_request_body(1048576usize)
-                    .max_response_body(1048576usize);
+                    .max_response_body(1048576usize)
+            };
 
             ::idempotent_runtime::__private::handle(
-                &__IDEMPOTENT_ROUTE,
+                __idempotent_route,
                 __idempotent_request,
                 __idempotent_payload,
                 |__idempotent_arg0, __idempotent_arg1| create_payment(
@@ -103,7 +104,7 @@ fn defaults_emit_no_builder_calls() {
             }
         ),
     );
-    assert!(output.contains(":: idempotent_runtime :: __private :: RouteOptions :: new () ;"), "{output}");
+    assert!(output.contains("& const { :: idempotent_runtime :: __private :: RouteOptions :: new () }"), "{output}");
     assert!(output.contains("__private :: handle"), "{output}");
     assert!(output.contains("async fn f () -> HttpResponse { todo ! () }"), "{output}");
 }

@@ -8,17 +8,19 @@ pub fn create_order(
     ) -> HttpResponse {
         HttpResponse::Created().json(order)
     }
-    static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new()
-        .ttl(::idempotent_runtime::__private::Duration::from_secs(604800))
-        .lease(::idempotent_runtime::__private::Duration::from_secs(60))
-        .scope(::idempotent_runtime::__private::ScopeSpec::Header("x-tenant-id"))
-        .key(::idempotent_runtime::__private::KeySpec::HeaderNamed("x-request-id"))
-        .required(false)
-        .store_server_errors(true)
-        .max_request_body(524288usize)
-        .max_response_body(4096usize);
+    let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
+        ::idempotent_runtime::__private::RouteOptions::new()
+            .ttl(::idempotent_runtime::__private::Duration::from_secs(604800))
+            .lease(::idempotent_runtime::__private::Duration::from_secs(60))
+            .scope(::idempotent_runtime::__private::ScopeSpec::Header("x-tenant-id"))
+            .key(::idempotent_runtime::__private::KeySpec::HeaderNamed("x-request-id"))
+            .required(false)
+            .store_server_errors(true)
+            .max_request_body(524288usize)
+            .max_response_body(4096usize)
+    };
     ::idempotent_runtime::__private::handle(
-        &__IDEMPOTENT_ROUTE,
+        __idempotent_route,
         __idempotent_request,
         __idempotent_payload,
         |__idempotent_arg0, __idempotent_arg1| create_order(

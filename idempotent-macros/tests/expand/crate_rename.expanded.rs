@@ -5,10 +5,12 @@ fn create(
     async fn create(body: web::Bytes) -> HttpResponse {
         HttpResponse::Ok().body(body)
     }
-    static __IDEMPOTENT_ROUTE: my_app::idem::__private::RouteOptions = my_app::idem::__private::RouteOptions::new()
-        .ttl(my_app::idem::__private::Duration::from_secs(5400));
+    let __idempotent_route: &'static my_app::idem::__private::RouteOptions = &const {
+        my_app::idem::__private::RouteOptions::new()
+            .ttl(my_app::idem::__private::Duration::from_secs(5400))
+    };
     my_app::idem::__private::handle(
-        &__IDEMPOTENT_ROUTE,
+        __idempotent_route,
         __idempotent_request,
         __idempotent_payload,
         |__idempotent_arg0| create(

@@ -9,9 +9,11 @@ fn create_payment(
         let payment = db.insert_payment(&body).await;
         HttpResponse::Created().json(payment)
     }
-    static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new();
+    let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
+        ::idempotent_runtime::__private::RouteOptions::new()
+    };
     ::idempotent_runtime::__private::handle(
-        &__IDEMPOTENT_ROUTE,
+        __idempotent_route,
         __idempotent_request,
         __idempotent_payload,
         |__idempotent_arg0, __idempotent_arg1| create_payment(

@@ -5,10 +5,12 @@ fn ping(
     async fn ping() -> &'static str {
         "pong"
     }
-    static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new()
-        .scope(::idempotent_runtime::__private::ScopeSpec::Global);
+    let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
+        ::idempotent_runtime::__private::RouteOptions::new()
+            .scope(::idempotent_runtime::__private::ScopeSpec::Global)
+    };
     ::idempotent_runtime::__private::handle(
-        &__IDEMPOTENT_ROUTE,
+        __idempotent_route,
         __idempotent_request,
         __idempotent_payload,
         ping,

@@ -9,10 +9,12 @@ pub(crate) async fn create(
     async fn create(form: web::Form<Payment>) -> impl Responder {
         form.into_inner()
     }
-    static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new()
-        .key(::idempotent_runtime::__private::KeySpec::Form("idem"));
+    let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
+        ::idempotent_runtime::__private::RouteOptions::new()
+            .key(::idempotent_runtime::__private::KeySpec::Form("idem"))
+    };
     ::idempotent_runtime::__private::handle(
-            &__IDEMPOTENT_ROUTE,
+            __idempotent_route,
             __idempotent_request,
             __idempotent_payload,
             |__idempotent_arg0| create(

@@ -5,13 +5,17 @@ fn refund(
     async fn refund(id: web::Path<u64>) -> Result<HttpResponse, Error> {
         Ok(HttpResponse::Ok().body(id.to_string()))
     }
-    static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new()
-        .scope(
-            ::idempotent_runtime::__private::ScopeSpec::Function(crate::auth::tenant_of),
-        )
-        .key(::idempotent_runtime::__private::KeySpec::Query("idem"));
+    let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
+        ::idempotent_runtime::__private::RouteOptions::new()
+            .scope(
+                ::idempotent_runtime::__private::ScopeSpec::Function(
+                    crate::auth::tenant_of,
+                ),
+            )
+            .key(::idempotent_runtime::__private::KeySpec::Query("idem"))
+    };
     ::idempotent_runtime::__private::handle(
-        &__IDEMPOTENT_ROUTE,
+        __idempotent_route,
         __idempotent_request,
         __idempotent_payload,
         |__idempotent_arg0| refund(

@@ -9,10 +9,12 @@ fn create_order(
         let id = tx.insert_order(&body).await?;
         Ok(HttpResponse::Created().json(id))
     }
-    static __IDEMPOTENT_ROUTE: ::idempotent_runtime::__private::RouteOptions = ::idempotent_runtime::__private::RouteOptions::new()
-        .ttl(::idempotent_runtime::__private::Duration::from_secs(86400));
+    let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
+        ::idempotent_runtime::__private::RouteOptions::new()
+            .ttl(::idempotent_runtime::__private::Duration::from_secs(86400))
+    };
     ::idempotent_runtime::__private::handle_transactional(
-        &__IDEMPOTENT_ROUTE,
+        __idempotent_route,
         __idempotent_request,
         __idempotent_payload,
         |__idempotent_arg0, __idempotent_arg1| create_order(

@@ -1,6 +1,9 @@
 //! What the steps of the request flow hand back: the answer (a response, or a problem still to render) with the
 //! outcome it counts as, the context later steps need, and the misconfiguration answer.
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::config::Settings;
@@ -40,10 +43,22 @@ pub(super) struct Context<'a> {
     pub(super) key: String,
 }
 
-pub(super) fn misconfigured(route: &RouteOptions, route_label: &str, fix: &str) -> Answer {
-    if route.first_misconfiguration() {
+pub(super) fn misconfigured(route_label: &str, fix: &str) -> Answer {
+    if first_misconfiguration(route_label) {
         tracing::error!(route = %route_label, "idempotency misconfigured: {fix}");
     }
     let problem = Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete");
     Answer::problem(problem, Outcome::Misconfigured)
 }
+
+/// True the first time a route reports a misconfiguration in this process: a misconfigured app logs the fix once
+/// per route, not per request. Process-wide, as the configuration itself may be what is missing; past
+/// [`MOST_LOGGED`] routes (paths chosen by clients, for a route without a pattern) nothing more is logged.
+fn first_misconfiguration(route_label: &str) -> bool {
+    static LOGGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(PoisonError::into_inner);
+    logged.len() < MOST_LOGGED && logged.insert(route_label.to_owned())
+}
+
+/// How many routes' misconfigurations are logged at most.
+const MOST_LOGGED: usize = 1024;

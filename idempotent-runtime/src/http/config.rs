@@ -14,6 +14,7 @@ use crate::http::replay_hook::{ReplayHook, ReplayedResponse};
 use crate::http::scope::UserResolver;
 use crate::http::scope_digests::{ScopeDigests, Transition};
 use crate::http::store_policy::StorePolicy;
+use crate::http::usual_duration::UsualDurations;
 use crate::record_id::ScopeSecret;
 use crate::store::Store;
 
@@ -89,6 +90,8 @@ pub(crate) struct Settings {
     pub(crate) key_issuer: Option<KeyIssuer>,
     /// Whether scope digests are keyed, and the upgrade between unkeyed and keyed ones.
     pub(crate) scope_digests: ScopeDigests,
+    /// How long each route's requests usually take: the `Retry-After` of its 409s.
+    pub(crate) usual_durations: UsualDurations,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -132,6 +135,7 @@ impl Idempotency {
                 store_policy: StorePolicy::Final,
                 key_issuer: None,
                 scope_digests: ScopeDigests::default(),
+                usual_durations: UsualDurations::default(),
             },
         }
     }

@@ -123,7 +123,6 @@ async fn serve(
 ) -> Answer {
     let Some(config) = request.app_data::<Idempotency>().cloned() else {
         return misconfigured(
-            route,
             route_label,
             "no idempotency configuration is registered: add `.app_data(Idempotency::builder(store).build())` to \
              the App",
@@ -141,7 +140,6 @@ async fn serve(
         Ok(scope_hash) => scope_hash,
         Err(ScopeError::NoResolver) => {
             return misconfigured(
-                route,
                 route_label,
                 "this route has `scope = \"user\"` but no user resolver is registered: call `.user_resolver(...)` \
                  on the Idempotency builder, or choose another scope",
@@ -194,7 +192,6 @@ async fn serve(
             Ok(expired) => expired,
             Err(NotAccepted::NoIssuer) => {
                 return misconfigured(
-                    route,
                     route_label,
                     "this route has `issued_only = true` but no key issuer is registered: call \
                      `.key_issuer(KeyIssuer::new(secret)?)` on the Idempotency builder",

@@ -1,6 +1,5 @@
 //! The per-route options that `#[idempotent(...)]` compiles into a `static`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::HttpRequest;
@@ -9,7 +8,6 @@ use crate::http::config::Settings;
 use crate::http::key_source::KeySpec;
 use crate::http::scope::ScopeSpec;
 use crate::http::store_policy::StorePolicy;
-use crate::http::usual_duration::UsualDuration;
 
 /// A route's own fingerprint of the body: `fingerprint = path::to_fn`.
 ///
@@ -20,7 +18,9 @@ pub type FingerprintFn = fn(&HttpRequest, &[u8]) -> Vec<u8>;
 
 /// One route's options; unset values fall back to the application's [`crate::Idempotency`].
 ///
-/// Built in a `const` context by the macro, so every option is checked and parsed at compile time.
+/// Built in a `const` context by the macro, so every option is checked and parsed at compile time. It holds
+/// nothing mutable, so the macro's options are a constant: what the flow learns about a route at run time lives
+/// in the app's settings.
 #[derive(Debug)]
 pub struct RouteOptions {
     pub(crate) ttl: Option<Duration>,
@@ -38,17 +38,12 @@ pub struct RouteOptions {
     pub(crate) namespace: Option<&'static str>,
     /// `fail_open`: run the handler unprotected when the store is unavailable, instead of answering 503.
     pub(crate) fail_open: bool,
-    /// How long this route's requests usually take: the `Retry-After` of its 409s.
-    pub(crate) usual_duration: UsualDuration,
     pub(crate) max_request_body: Option<usize>,
     pub(crate) max_response_body: Option<usize>,
     /// `on_conflict = "wait"`: how long a duplicate waits for the original's result before its 409.
     pub(crate) wait: Option<Duration>,
     /// `issued_only = true`: only keys the server issued to the caller are accepted.
     pub(crate) issued_only: bool,
-    /// Set once this route has logged a configuration error, so a misconfigured app logs the fix once, not per
-    /// request.
-    misconfiguration_logged: AtomicBool,
 }
 
 impl Default for RouteOptions {
@@ -72,12 +67,10 @@ impl RouteOptions {
             fingerprint_fn: None,
             namespace: None,
             fail_open: false,
-            usual_duration: UsualDuration::new(),
             max_request_body: None,
             max_response_body: None,
             wait: None,
             issued_only: false,
-            misconfiguration_logged: AtomicBool::new(false),
         }
     }
 
@@ -194,10 +187,5 @@ impl RouteOptions {
 
     pub(crate) fn effective_max_response_body(&self, settings: &Settings) -> usize {
         self.max_response_body.unwrap_or(settings.max_response_body)
-    }
-
-    /// True the first time it is called for this route.
-    pub(crate) fn first_misconfiguration(&self) -> bool {
-        !self.misconfiguration_logged.swap(true, Ordering::Relaxed)
     }
 }

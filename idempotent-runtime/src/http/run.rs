@@ -50,7 +50,7 @@ pub(super) async fn serve_with_lease(
             let answer =
                 attempt::under_lease(store, &claim, |held| async { settle(context, held, work.await).await }).await;
             // As long as a duplicate would have waited: the next 409s of this route say so.
-            context.route.usual_duration.record(started.elapsed());
+            context.settings.usual_durations.record(context.route_label, started.elapsed());
             answer
         }
     }
@@ -75,7 +75,6 @@ pub(super) fn serve_transactional<'c>(
 async fn in_transaction(context: &Context<'_>, body: Bytes, handler: HandlerCall, claim: ClaimRequest) -> Answer {
     let Some(store) = context.settings.calls.transactional() else {
         return misconfigured(
-            context.route,
             context.route_label,
             "this route is transactional (its handler takes `Tx`) but the store cannot share a transaction with it: \
              register a PostgresStore, or remove the `Tx` parameter",
@@ -96,7 +95,7 @@ async fn in_transaction(context: &Context<'_>, body: Bytes, handler: HandlerCall
     // A handler whose extractors failed before `Tx` was taken leaves it here: drop it before committing.
     held.open().take_back(&mut context.request.extensions_mut());
     let answer = settle(context, held, ran).await;
-    context.route.usual_duration.record(started.elapsed());
+    context.settings.usual_durations.record(context.route_label, started.elapsed());
     answer
 }
 
@@ -264,7 +263,7 @@ fn in_flight(context: &Context<'_>, lease_remaining: Duration) -> Answer {
         ProblemKind::InFlight,
         "a request with this idempotency key is still being processed; retry after the given delay",
     );
-    let retry_after = context.route.usual_duration.retry_after(lease_remaining);
+    let retry_after = context.settings.usual_durations.retry_after(context.route_label, lease_remaining);
     Answer::problem(problem.retry_after(retry_after), Outcome::InFlight)
 }
 
@@ -287,7 +286,7 @@ pub(super) async fn fail_open(context: &Context<'_>, error: &StoreError, body: B
 
 pub(super) fn store_failed(context: &Context<'_>, error: &StoreError) -> Answer {
     if error.kind() == StoreErrorKind::Unsupported {
-        return misconfigured(context.route, context.route_label, &error.to_string());
+        return misconfigured(context.route_label, &error.to_string());
     }
     tracing::error!(key = %context.key, %error, "idempotency store failed; answering 503");
     let problem = Problem::new(
