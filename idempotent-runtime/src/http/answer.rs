@@ -62,3 +62,16 @@ fn first_misconfiguration(route_label: &str) -> bool {
 
 /// How many routes' misconfigurations are logged at most.
 const MOST_LOGGED: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::first_misconfiguration;
+
+    #[test]
+    fn a_misconfigured_route_is_logged_once() {
+        // Labels of this test alone: the set is process-wide.
+        assert!(first_misconfiguration("/answer-tests/a"));
+        assert!(!first_misconfiguration("/answer-tests/a"), "the second time is not logged");
+        assert!(first_misconfiguration("/answer-tests/b"), "another route is");
+    }
+}

@@ -1,4 +1,4 @@
-//! The per-route options that `#[idempotent(...)]` compiles into a `static`.
+//! The per-route options that `#[idempotent(...)]` compiles into a constant.
 
 use std::time::Duration;
 
