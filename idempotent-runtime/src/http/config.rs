@@ -242,8 +242,9 @@ impl IdempotencyBuilder {
     ///
     /// The renderer gets the [`ProblemDetails`] (kind, status, `type` URI, title, detail, headers) and returns the
     /// response; the library then sets the status and its own headers on it (`Cache-Control: no-store`,
-    /// `Retry-After`, `Link`), so clients see the same statuses and headers whatever the format. For example,
-    /// Stripe's error format:
+    /// `Retry-After`, `Link`), so clients see the same statuses and headers whatever the format. The renderer also
+    /// sees the request ([`ProblemDetails::request`]), so it can render a page for a browser's form route and keep
+    /// the library's document elsewhere ([`ProblemDetails::problem_json`]). For example, Stripe's error format:
     ///
     /// ```
     /// use actix_web::HttpResponse;

@@ -99,7 +99,7 @@ async fn respond(
     match answer.reply {
         Reply::Response(response) => response,
         // Rendered here, once, in the app's style (the configuration may be what is missing).
-        Reply::Problem(problem) => problem.into_response(style_of(&request)),
+        Reply::Problem(problem) => problem.into_response(style_of(&request), &request),
     }
 }
 

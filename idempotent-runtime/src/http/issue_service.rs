@@ -49,7 +49,7 @@ async fn issue(request: HttpRequest) -> HttpResponse {
     let Some(config) = request.app_data::<Idempotency>() else {
         tracing::error!("the key-issuing service needs the Idempotency configuration registered as app data");
         return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response(&ProblemStyle::DEFAULT);
+            .into_response(&ProblemStyle::DEFAULT, &request);
     };
     let settings = config.settings();
     let Some(issuer) = settings.key_issuer.as_ref() else {
@@ -57,12 +57,12 @@ async fn issue(request: HttpRequest) -> HttpResponse {
             "the key-issuing service needs a key issuer: call `.key_issuer(KeyIssuer::new(secret)?)` on the Idempotency builder"
         );
         return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response(&settings.problems);
+            .into_response(&settings.problems, &request);
     };
     let scope = request.app_data::<IssueScope>().map_or(ScopeSpec::User, |scope| scope.0);
     let scope_hash = match caller_scope(&request, settings, scope, "getting a key") {
         Ok(scope_hash) => scope_hash,
-        Err(problem) => return problem.into_response(&settings.problems),
+        Err(problem) => return problem.into_response(&settings.problems, &request),
     };
     let issued = issuer.issue(&scope_hash, SystemTime::now());
     crate::observe::increment(crate::observe::ISSUED, request.match_pattern().as_deref().unwrap_or("issue_keys"));

@@ -22,7 +22,7 @@ pub(crate) fn to_stored(head: &HttpResponse<()>, body: Option<Bytes>, settings: 
 
 /// The stored response, byte for byte, marked `Idempotent-Replayed: true`. A completion stored without its body
 /// (over the cap) replays its status and headers with a `response-not-stored` problem as the body.
-pub(crate) fn replay(stored: &StoredResponse, style: &ProblemStyle) -> HttpResponse {
+pub(crate) fn replay(stored: &StoredResponse, style: &ProblemStyle, request: &HttpRequest) -> HttpResponse {
     let mut response = HttpResponse::build(stored.status);
     for (name, value) in &stored.headers {
         response.append_header((name.clone(), value.clone()));
@@ -38,7 +38,7 @@ pub(crate) fn replay(stored: &StoredResponse, style: &ProblemStyle) -> HttpRespo
             );
             // The app's rendering of the problem gives the content type and the body; status and headers stay
             // the stored ones.
-            let rendered = problem.render(stored.status, style);
+            let rendered = problem.render(stored.status, style, request);
             if let Some(content_type) = rendered.headers().get(CONTENT_TYPE) {
                 response.insert_header((CONTENT_TYPE, content_type.clone()));
             }
@@ -55,7 +55,7 @@ pub(crate) fn replay_to(
     stored: &StoredResponse,
     settings: &Settings,
 ) -> HttpResponse {
-    let mut response = replay(stored, &settings.problems);
+    let mut response = replay(stored, &settings.problems, request);
     if let Some(hook) = &settings.replay_hook {
         hook(&mut ReplayedResponse::new(request, route, stored, &mut response));
     }
@@ -98,7 +98,8 @@ mod tests {
             headers: vec![(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))],
             body: Some(Bytes::from_static(b"\x00\xffbody")),
         };
-        let response = replay(&stored, &ProblemStyle::DEFAULT);
+        let response =
+            replay(&stored, &ProblemStyle::DEFAULT, &actix_web::test::TestRequest::default().to_http_request());
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         assert_eq!(response.headers().get(REPLAYED_HEADER).unwrap(), "true");
         assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), "application/octet-stream");
@@ -108,7 +109,8 @@ mod tests {
     #[actix_web::test]
     async fn a_completion_without_body_replays_status_headers_and_a_problem() {
         let stored = StoredResponse { status: StatusCode::OK, headers: vec![], body: None };
-        let response = replay(&stored, &ProblemStyle::DEFAULT);
+        let response =
+            replay(&stored, &ProblemStyle::DEFAULT, &actix_web::test::TestRequest::default().to_http_request());
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), crate::PROBLEM_CONTENT_TYPE);
         let body = to_bytes(response.into_body()).await.unwrap();

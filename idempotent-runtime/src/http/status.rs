@@ -48,21 +48,21 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     let Some(config) = request.app_data::<Idempotency>() else {
         tracing::error!("the status lookup needs the Idempotency configuration registered as app data");
         return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response(&ProblemStyle::DEFAULT);
+            .into_response(&ProblemStyle::DEFAULT, &request);
     };
     let settings = config.settings();
     let style = &settings.problems;
     let scope = request.app_data::<StatusScope>().map_or(ScopeSpec::User, |scope| scope.0);
     let scope_hash = match caller_scope(&request, settings, scope, "looking a key up") {
         Ok(scope_hash) => scope_hash,
-        Err(problem) => return problem.into_response(style),
+        Err(problem) => return problem.into_response(style, &request),
     };
     let raw = request.match_info().get("key").unwrap_or_default();
     let key = match IdempotencyKey::parse(raw.as_bytes()) {
         Ok(key) => key,
         Err(error) => {
             return Problem::new(ProblemKind::KeyInvalid, format!("the key in the path is invalid: {error}"))
-                .into_response(style);
+                .into_response(style, &request);
         }
     };
     let status = match lookup_in_scope(settings, scope_hash, &key_digest(key.as_str())).await {
@@ -71,7 +71,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
             tracing::error!(%error, "idempotency store failed during a status lookup");
             return Problem::new(ProblemKind::StoreUnavailable, "the idempotency store is unavailable; retry later")
                 .retry_after(settings.store_retry_after)
-                .into_response(style);
+                .into_response(style, &request);
         }
     };
     let (found, document) = match status {

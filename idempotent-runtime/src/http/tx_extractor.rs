@@ -22,7 +22,7 @@ impl FromRequest for Tx {
                 "a handler takes `Tx` but no transaction was opened: put #[idempotent] on it, with one `Tx` parameter"
             );
             Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_error(style_of(request))
+                .into_error(style_of(request), request)
         }))
     }
 }

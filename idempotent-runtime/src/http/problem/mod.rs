@@ -4,15 +4,17 @@
 //! `type` URI under [`PROBLEM_TYPE_BASE`] (or the app's own base), so clients can branch on it without parsing
 //! prose. An app that answers errors in its own format registers a renderer
 //! ([`crate::IdempotencyBuilder::render_problems`]): it gets each answer as a [`ProblemDetails`] and returns the
-//! response; the status and the library's headers (`Retry-After`, `Cache-Control`, `Link`) are kept.
+//! response; the status and the library's headers (`Retry-After`, `Cache-Control`, `Link`) are kept. The renderer
+//! also sees the request it answers, so one app can answer a browser's form with a page and an API client with
+//! the problem document ([`ProblemDetails::problem_json`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 mod kind;
@@ -31,6 +33,7 @@ pub struct ProblemDetails<'a> {
     type_uri: &'a str,
     detail: &'a str,
     headers: &'a HeaderMap,
+    request: &'a HttpRequest,
 }
 
 impl ProblemDetails<'_> {
@@ -67,6 +70,18 @@ impl ProblemDetails<'_> {
     /// `Retry-After` in whole seconds, on the answers that have one (409 `in-flight`, 503 `store-unavailable`).
     pub fn retry_after(&self) -> Option<u64> {
         self.headers.get(RETRY_AFTER)?.to_str().ok()?.parse().ok()
+    }
+
+    /// The request this answers: its route (`match_pattern`), `Accept` and headers, so the renderer can choose a
+    /// format per route or per client (an HTML page for a browser's form post, JSON for an API client).
+    pub fn request(&self) -> &HttpRequest {
+        self.request
+    }
+
+    /// The library's own rendering of this answer (`application/problem+json`), for a renderer that reshapes only
+    /// some answers and leaves the others as they are.
+    pub fn problem_json(&self) -> HttpResponse {
+        problem_json(self.status, self.type_uri, self.kind.title(), self.detail)
     }
 }
 
@@ -129,27 +144,19 @@ impl Problem {
         self
     }
 
-    /// The JSON document for a response with the given status.
-    fn body(&self, status: StatusCode, type_uri: &str) -> String {
-        let document =
-            ProblemDocument { type_uri, title: self.kind.title(), status: status.as_u16(), detail: &self.detail };
-        // Serializing a struct of strings and integers cannot fail.
-        serde_json::to_string(&document).unwrap_or_default()
-    }
-
     /// The status this problem answers with.
     pub(crate) fn status(&self) -> StatusCode {
         self.status.unwrap_or_else(|| self.kind.status())
     }
 
-    /// The response, in the app's style.
-    pub(crate) fn into_response(self, style: &ProblemStyle) -> HttpResponse {
+    /// The response to `request`, in the app's style.
+    pub(crate) fn into_response(self, style: &ProblemStyle, request: &HttpRequest) -> HttpResponse {
         let status = self.status();
-        self.render(status, style)
+        self.render(status, style, request)
     }
 
-    /// The response with `status` and the library's headers, in the app's style.
-    pub(crate) fn render(&self, status: StatusCode, style: &ProblemStyle) -> HttpResponse {
+    /// The response to `request` with `status` and the library's headers, in the app's style.
+    pub(crate) fn render(&self, status: StatusCode, style: &ProblemStyle, request: &HttpRequest) -> HttpResponse {
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(after) = self.retry_after {
@@ -167,16 +174,13 @@ impl Problem {
                     type_uri: &type_uri,
                     detail: &self.detail,
                     headers: &headers,
+                    request,
                 };
                 let mut response = render(&details);
                 *response.status_mut() = status;
                 response
             }
-            None => {
-                let mut response = HttpResponse::with_body(status, self.body(status, &type_uri)).map_into_boxed_body();
-                response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
-                response
-            }
+            None => problem_json(status, &type_uri, self.kind.title(), &self.detail),
         };
         for (name, value) in headers.iter() {
             response.headers_mut().insert(name.clone(), value.clone());
@@ -188,10 +192,20 @@ impl Problem {
 impl Problem {
     /// As an actix error whose response is this problem.
     #[cfg(feature = "postgres")]
-    pub(crate) fn into_error(self, style: &ProblemStyle) -> actix_web::Error {
+    pub(crate) fn into_error(self, style: &ProblemStyle, request: &HttpRequest) -> actix_web::Error {
         let detail = self.detail.clone();
-        actix_web::error::InternalError::from_response(detail, self.into_response(style)).into()
+        actix_web::error::InternalError::from_response(detail, self.into_response(style, request)).into()
     }
+}
+
+/// An `application/problem+json` response: the document names the type, title, status and detail.
+fn problem_json(status: StatusCode, type_uri: &str, title: &'static str, detail: &str) -> HttpResponse {
+    let document = ProblemDocument { type_uri, title, status: status.as_u16(), detail };
+    // Serializing a struct of strings and integers cannot fail.
+    let body = serde_json::to_string(&document).unwrap_or_default();
+    let mut response = HttpResponse::with_body(status, body).map_into_boxed_body();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    response
 }
 
 /// Whole seconds for `Retry-After`: rounded up, never 0.
@@ -212,13 +226,16 @@ mod tests {
         assert_eq!(retry_after_seconds(Duration::from_secs(30)), 30);
     }
 
-    #[test]
-    fn problem_document_names_type_title_status_and_detail() {
-        let problem = Problem::new(ProblemKind::KeyReused, "different body");
-        let document: serde_json::Value = serde_json::from_str(
-            &problem.body(StatusCode::UNPROCESSABLE_ENTITY, "https://idempotent.rs/problems/key-reused"),
-        )
-        .unwrap();
+    fn request_to(path: &str) -> HttpRequest {
+        actix_web::test::TestRequest::post().uri(path).to_http_request()
+    }
+
+    #[actix_web::test]
+    async fn problem_document_names_type_title_status_and_detail() {
+        let response = Problem::new(ProblemKind::KeyReused, "different body")
+            .into_response(&ProblemStyle::DEFAULT, &request_to("/"));
+        let body = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(document["type"], "https://idempotent.rs/problems/key-reused");
         assert_eq!(document["title"], "Idempotency key reused");
         assert_eq!(document["status"], 422);
@@ -229,7 +246,7 @@ mod tests {
     fn response_is_problem_json_and_not_cacheable() {
         let response = Problem::new(ProblemKind::InFlight, "busy")
             .retry_after(Duration::from_millis(1500))
-            .into_response(&ProblemStyle::DEFAULT);
+            .into_response(&ProblemStyle::DEFAULT, &request_to("/"));
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), PROBLEM_CONTENT_TYPE);
         assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
@@ -253,13 +270,42 @@ mod tests {
             link: Some(HeaderValue::from_static("<https://api.example.com/docs/idempotency>; rel=\"describedby\"")),
             renderer: Some(renderer),
         };
-        let response =
-            Problem::new(ProblemKind::InFlight, "busy").retry_after(Duration::from_millis(1500)).into_response(&style);
+        let response = Problem::new(ProblemKind::InFlight, "busy")
+            .retry_after(Duration::from_millis(1500))
+            .into_response(&style, &request_to("/"));
         assert_eq!(response.status(), StatusCode::CONFLICT, "the renderer cannot change the status");
         assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "2", "nor the library's headers");
         assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
         assert!(response.headers().get(LINK).unwrap().to_str().unwrap().ends_with("rel=\"describedby\""));
         let body = actix_web::body::to_bytes(response.into_body()).await.unwrap();
         assert_eq!(body, "in-flight|https://api.example.com/errors/in-flight|busy");
+    }
+
+    #[actix_web::test]
+    async fn a_renderer_can_answer_per_request_and_fall_back_to_the_problem_document() {
+        // A page for the form route, the library's own document everywhere else.
+        let renderer: ProblemRenderer = Arc::new(|problem: &ProblemDetails<'_>| {
+            if problem.request().path() == "/checkout" {
+                HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!("<p>{}</p>", problem.title()))
+            } else {
+                problem.problem_json()
+            }
+        });
+        let style = ProblemStyle { renderer: Some(renderer), ..ProblemStyle::DEFAULT };
+        let reused = || Problem::new(ProblemKind::KeyReused, "another amount");
+
+        let page = reused().into_response(&style, &request_to("/checkout"));
+        assert_eq!(page.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(page.headers().get(CONTENT_TYPE).unwrap(), "text/html; charset=utf-8");
+        let body = actix_web::body::to_bytes(page.into_body()).await.unwrap();
+        assert_eq!(body, "<p>Idempotency key reused</p>");
+
+        let document = reused().into_response(&style, &request_to("/payments"));
+        assert_eq!(document.headers().get(CONTENT_TYPE).unwrap(), PROBLEM_CONTENT_TYPE);
+        assert_eq!(document.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+        let fallback = actix_web::body::to_bytes(document.into_body()).await.unwrap();
+        let own = reused().into_response(&ProblemStyle::DEFAULT, &request_to("/payments"));
+        let own = actix_web::body::to_bytes(own.into_body()).await.unwrap();
+        assert_eq!(fallback, own, "the fallback is the library's own document");
     }
 }
