@@ -19,6 +19,10 @@
 //! separated) puts them in Redis. With Redis, `REDIS_REPLICA_ACKS=N` waits until N replicas acknowledged each claim
 //! and each stored response (`WAIT`, at most `REDIS_REPLICA_ACKS_TIMEOUT_MS`, default 500), and `REDIS_KEY_PREFIX`
 //! sets the records' key prefix.
+//!
+//! People pay at `GET /checkout` in a browser: an HTML form that charges once however often it is submitted (see
+//! `checkout/mod.rs`). `CORS_ALLOWED_ORIGINS` (comma separated, e.g. `https://shop.example`) lets pages of those
+//! origins call the JSON API with `fetch` and their own `Idempotency-Key`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
@@ -26,7 +30,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, LOCATION, RETRY_AFTER};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
 use common::{
     create_tables, delay_of, json_config, key_issuer, postgres_config, postgres_pool, problem, unauthenticated, user_of,
@@ -39,6 +45,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
+mod checkout;
 mod common;
 
 const PAYMENTS_SCHEMA: &str = "
@@ -184,7 +191,8 @@ async fn index() -> impl Responder {
          POST /payments  (Authorization: Bearer <user>, Idempotency-Key: <key>, JSON {amount, currency, delay_ms?})\n\
          GET  /payments  (Authorization: Bearer <user>)\n\
          GET  /idempotency/{key}  (Authorization: Bearer <user>): what happened to that key\n\
-         POST /idempotency-keys  (Authorization: Bearer <user>): a key issued by the server\n",
+         POST /idempotency-keys  (Authorization: Bearer <user>): a key issued by the server\n\
+         GET  /checkout  in a browser: a payment form that charges once however often it is sent\n",
     )
 }
 
@@ -252,6 +260,24 @@ fn redis_store() -> Result<Option<(RedisStoreBuilder, String)>, String> {
     Ok(Some((builder, name)))
 }
 
+/// The origins in `CORS_ALLOWED_ORIGINS` (comma separated), whose pages may call the API from a browser.
+fn allowed_origins() -> Vec<String> {
+    let origins = std::env::var("CORS_ALLOWED_ORIGINS").unwrap_or_default();
+    origins.split(',').map(str::trim).filter(|origin| !origin.is_empty()).map(str::to_owned).collect()
+}
+
+/// CORS for browser clients of the JSON API: the preflight allows `Idempotency-Key` (with the auth and JSON
+/// headers), and the answers expose what a retrying client reads: `Idempotent-Replayed`, `Retry-After` (409 and
+/// 503) and `Location`. Requests of other origins are served without CORS headers, so the browser withholds the
+/// answer; same-origin form posts, which carry `Origin` too, pass.
+fn cors(allowed_origins: &[String]) -> Cors {
+    let cors = allowed_origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["GET", "POST"])
+        .allowed_headers([AUTHORIZATION, CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([HeaderName::from_static("idempotent-replayed"), RETRY_AFTER, LOCATION])
+        .max_age(3600)
+}
+
 async fn connect(redis: RedisStoreBuilder) -> Result<RedisStore, String> {
     redis.connect().await.map_err(|error| format!("cannot reach Redis: {error}"))
 }
@@ -287,11 +313,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Payments::Postgres(_) => "PostgreSQL",
         Payments::Memory(_) => "in-memory",
     };
-    let idempotency = builder.user_resolver(user_of).key_issuer(key_issuer()?).build();
+    let idempotency = builder
+        // API clients send a bearer token, browsers the checkout's session cookie.
+        .user_resolver(|request| user_of(request).or_else(|| checkout::session_user(request)))
+        .render_problems(checkout::render_problem)
+        .key_issuer(key_issuer()?)
+        .build();
     let payments = web::Data::new(payments);
+    let allowed_origins = allowed_origins();
 
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(cors(&allowed_origins))
             .app_data(idempotency.clone())
             .app_data(payments.clone())
             .app_data(json_config())
@@ -300,6 +333,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(list_payments)
             .service(status_lookup("/idempotency/{key}"))
             .service(issue_keys("/idempotency-keys"))
+            .configure(checkout::routes)
     })
     .bind(&bind)?;
     println!("payments example: {store_name} store, {payments_name} payments, listening on http://{bind}");
