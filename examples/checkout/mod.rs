@@ -5,7 +5,9 @@
 //!   the JSON API).
 //! - `POST /checkout` is keyed by that field and answers `303 See Other` to `/receipts/{id}` (Post/Redirect/Get).
 //!   A double-click, a second click while the first still runs, or the same form posted again waits for the first
-//!   submission (`on_conflict = "wait"`) and gets its redirect replayed: one charge, one receipt.
+//!   submission (`on_conflict = "wait"`, up to 10 s) and gets its redirect replayed: one charge, one receipt. A
+//!   payment slower than that shows a "still being processed" page, whose reload posts the form again and lands
+//!   on the receipt.
 //! - The library's own answers on this route (the key reused for another amount, say) are pages, not JSON
 //!   ([`render_problem`]); the JSON API keeps its problem documents.
 //! - The page also shows a client that sends its own `Idempotency-Key` with `fetch`, from this origin or another
@@ -117,7 +119,7 @@ struct CheckoutForm {
 }
 
 #[post("/checkout")]
-#[idempotent(key = "form:idempotency_key", scope = "user", on_conflict = "wait", wait = "30s", ttl = "24h")]
+#[idempotent(key = "form:idempotency_key", scope = "user", on_conflict = "wait", wait = "10s", ttl = "24h")]
 async fn checkout(request: HttpRequest, form: web::Form<CheckoutForm>, payments: web::Data<Payments>) -> HttpResponse {
     let Some(user) = session_user(&request) else {
         return page(StatusCode::UNAUTHORIZED, "Your session has ended", "Open the checkout again to pay.");
@@ -199,7 +201,12 @@ pub(crate) fn render_problem(problem: &ProblemDetails<'_>) -> HttpResponse {
             "This checkout was already submitted",
             "This page was paid with other details. Nothing more was charged: open a new checkout to make another payment.",
         ),
-        ProblemKind::InFlight => ("Your payment is still being processed", "Reload this page in a few seconds."),
+        // Only when the payment outlasts the route's wait: reloading this page posts the form again, which waits
+        // once more and then lands on the receipt.
+        ProblemKind::InFlight => (
+            "Your payment is still being processed",
+            "Reload this page in a few seconds to see your receipt: you will not be charged twice.",
+        ),
         ProblemKind::StoreUnavailable => ("Payments are unavailable", "Nothing was charged. Try again in a minute."),
         ProblemKind::Unauthenticated => ("Your session has ended", "Open the checkout again to pay."),
         _ => ("This form could not be sent", "Open the checkout again to pay."),
