@@ -25,6 +25,8 @@ mod guide {
     pub struct Consumers;
     #[doc = include_str!("../docs/guide/contributing.md")]
     pub struct Contributing;
+    #[doc = include_str!("../docs/guide/forms-and-browsers.md")]
+    pub struct FormsAndBrowsers;
     #[doc = include_str!("../docs/guide/getting-started.md")]
     pub struct GettingStarted;
     #[doc = include_str!("../docs/guide/high-availability.md")]
