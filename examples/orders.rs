@@ -10,14 +10,18 @@
 //!
 //! Kill the server during the 5 s delay (the order row is already INSERTed, uncommitted): nothing is left behind,
 //! not the order and not the key, and the retry after a restart creates the order exactly once.
+//!
+//! `GET /openapi.json` documents the API, with the idempotency parts that `IdempotencyDocs` adds.
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
+use common::openapi::{DocumentedPaths, ExampleProblem, document_route, not_routed};
 use common::{
-    create_tables, delay_of, json_config, listen_config, postgres_config, postgres_pool, problem, unauthenticated,
-    user_of,
+    create_tables, delay_of, integer, json_config, listen_config, postgres_config, postgres_pool, problem,
+    unauthenticated, user_of,
 };
 use deadpool_postgres::Pool;
+use idempotent_runtime::openapi::IdempotencyDocs;
 use idempotent_runtime::{Idempotency, PostgresStore, Tx, idempotent};
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
@@ -40,14 +44,41 @@ struct NewOrder {
     delay: std::time::Duration,
 }
 
+/// The largest quantity of one order.
+const MAX_QTY: i64 = 1_000_000;
+
+/// An order (documentation of the JSON the routes answer).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Order {
+    id: i64,
+    item: String,
+    qty: i64,
+}
+
+/// The body of `POST /orders` (documentation: the handler validates the JSON itself, to answer a problem).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OrderRequest {
+    /// What is ordered: any text but the NUL character, which PostgreSQL text cannot hold.
+    #[schema(min_length = 1, pattern = "^[^\\u0000]+$")]
+    item: String,
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    qty: i64,
+}
+
 /// Validates the JSON body; every field problem is a 422 from the handler (stored and replayed like any 4xx).
 fn validate(body: &Value) -> Result<NewOrder, &'static str> {
     let item = body
         .get("item")
         .and_then(Value::as_str)
-        .filter(|item| !item.is_empty())
-        .ok_or("`item` must be a non-empty string")?;
-    let qty = body.get("qty").and_then(Value::as_i64).filter(|qty| *qty >= 1).ok_or("`qty` must be an integer >= 1")?;
+        .filter(|item| !item.is_empty() && !item.contains('\0'))
+        .ok_or("`item` must be a non-empty string without NUL characters")?;
+    let qty = body
+        .get("qty")
+        .and_then(integer)
+        .filter(|qty| (1..=MAX_QTY).contains(qty))
+        .ok_or("`qty` must be an integer from 1 to 1000000")?;
     Ok(NewOrder { item: item.to_owned(), qty, delay: delay_of(body)? })
 }
 
@@ -60,6 +91,21 @@ async fn index() -> impl Responder {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    request_body = OrderRequest,
+    responses(
+        (status = 201, description = "The order, committed with its idempotency record.", body = Order,
+            headers(("Location" = String, description = "The order's URL."))),
+        (status = 400, description = "The body is not JSON.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 401, description = "No `Authorization: Bearer <user id>`.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 422, description = "`invalid-order`: a field is invalid.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 503, description = "`storage-failed`: the order could not be recorded.", content_type = "application/problem+json", body = ExampleProblem),
+    )
+)]
 #[post("/orders")]
 #[idempotent(scope = "user")]
 async fn create_order(tx: Tx, request: HttpRequest, body: web::Json<Value>) -> HttpResponse {
@@ -89,6 +135,17 @@ async fn create_order(tx: Tx, request: HttpRequest, body: web::Json<Value>) -> H
         .json(json!({"id": id, "item": new.item, "qty": new.qty}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "orders",
+    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    responses(
+        (status = 200, description = "The caller's orders, oldest first.", body = Vec<Order>),
+        (status = 401, description = "No `Authorization: Bearer <user id>`.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 503, description = "`storage-failed`: the orders could not be read.", content_type = "application/problem+json", body = ExampleProblem),
+    )
+)]
 #[get("/orders")]
 async fn list_orders(request: HttpRequest, pool: web::Data<Pool>) -> HttpResponse {
     let Some(user) = user_of(&request) else { return unauthenticated() };
@@ -112,6 +169,25 @@ async fn list_orders(request: HttpRequest, pool: web::Data<Pool>) -> HttpRespons
     }
 }
 
+/// The API, as utoipa documents its routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "idempotent orders example",
+        description = "Orders written exactly once, in the idempotency transaction."
+    ),
+    paths(create_order, list_orders)
+)]
+struct OrdersApi;
+
+/// The document `GET /openapi.json` serves: the routes, and what the library adds to the protected one.
+fn api_document(idempotency: &Idempotency) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut document = OrdersApi::openapi();
+    IdempotencyDocs::of(idempotency).document(&mut document);
+    document
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
@@ -131,6 +207,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     create_tables(&pool, ORDERS_SCHEMA).await?;
     let idempotency = Idempotency::builder(store).user_resolver(user_of).build();
     let pool = web::Data::new(pool);
+    let document = api_document(&idempotency);
+    let documented_paths = web::Data::new(DocumentedPaths::of(&document));
 
     let server = HttpServer::new(move || {
         App::new()
@@ -140,6 +218,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(index)
             .service(create_order)
             .service(list_orders)
+            .service(document_route(&document))
+            .app_data(documented_paths.clone())
+            .default_service(web::to(not_routed))
     })
     .bind(&bind)?;
     println!("orders example: PostgreSQL (DATABASE_URL) store, transactional POST /orders, listening on http://{bind}");

@@ -23,6 +23,9 @@
 //! People pay at `GET /checkout` in a browser: an HTML form that charges once however often it is submitted (see
 //! `checkout/mod.rs`). `CORS_ALLOWED_ORIGINS` (comma separated, e.g. `https://shop.example`) lets pages of those
 //! origins call the JSON API with `fetch` and their own `Idempotency-Key`.
+//!
+//! `GET /openapi.json` documents the JSON API: the routes are written with utoipa, and
+//! `idempotent_runtime::openapi::IdempotencyDocs` adds the key, the library's answers and the services.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
@@ -34,10 +37,13 @@ use actix_cors::Cors;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, LOCATION, RETRY_AFTER};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
+use common::openapi::{DocumentedPaths, ExampleProblem, document_route, not_routed};
 use common::{
-    create_tables, delay_of, json_config, key_issuer, postgres_config, postgres_pool, problem, unauthenticated, user_of,
+    create_tables, delay_of, integer, json_config, key_issuer, postgres_config, postgres_pool, problem,
+    unauthenticated, user_of,
 };
 use deadpool_postgres::Pool;
+use idempotent_runtime::openapi::IdempotencyDocs;
 use idempotent_runtime::{
     Idempotency, MemoryStore, PostgresStore, RedisStore, RedisStoreBuilder, idempotent, issue_keys, status_lookup,
 };
@@ -57,10 +63,28 @@ CREATE TABLE IF NOT EXISTS payments (
     created_at timestamptz NOT NULL DEFAULT now()
 )";
 
-#[derive(Clone, Serialize)]
+/// A payment.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 struct Payment {
     id: i64,
+    /// In the currency's smallest unit (cents).
     amount: i64,
+    /// ISO 4217, three capital letters.
+    currency: String,
+}
+
+/// The largest amount a payment may have, in cents.
+const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// The body of `POST /payments` (documentation: the handler validates the JSON itself, to answer a problem).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PaymentRequest {
+    /// In the currency's smallest unit (cents).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    amount: i64,
+    /// ISO 4217, three capital letters.
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: String,
 }
 
@@ -173,9 +197,9 @@ struct NewPayment {
 fn validate(body: &Value) -> Result<NewPayment, String> {
     let amount = body
         .get("amount")
-        .and_then(Value::as_i64)
-        .filter(|amount| *amount >= 1)
-        .ok_or("`amount` must be an integer >= 1")?;
+        .and_then(integer)
+        .filter(|amount| (1..=MAX_AMOUNT).contains(amount))
+        .ok_or("`amount` must be an integer from 1 to 1000000000000")?;
     let currency = body
         .get("currency")
         .and_then(Value::as_str)
@@ -196,6 +220,21 @@ async fn index() -> impl Responder {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/payments",
+    tag = "payments",
+    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    request_body = PaymentRequest,
+    responses(
+        (status = 201, description = "The payment was made.", body = Payment,
+            headers(("Location" = String, description = "The payment's URL."))),
+        (status = 400, description = "The body is not JSON.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 401, description = "No `Authorization: Bearer <user id>`.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 422, description = "`invalid-payment`: a field is invalid.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 503, description = "`storage-failed`: the payment could not be recorded.", content_type = "application/problem+json", body = ExampleProblem),
+    )
+)]
 #[post("/payments")]
 #[idempotent(ttl = "24h", scope = "user", lease = "5s", max_request_body = "1MiB")]
 async fn create_payment(request: HttpRequest, body: web::Json<Value>, payments: web::Data<Payments>) -> HttpResponse {
@@ -218,6 +257,17 @@ async fn create_payment(request: HttpRequest, body: web::Json<Value>, payments: 
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/payments",
+    tag = "payments",
+    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    responses(
+        (status = 200, description = "The caller's payments, oldest first.", body = Vec<Payment>),
+        (status = 401, description = "No `Authorization: Bearer <user id>`.", content_type = "application/problem+json", body = ExampleProblem),
+        (status = 503, description = "`storage-failed`: the payments could not be read.", content_type = "application/problem+json", body = ExampleProblem),
+    )
+)]
 #[get("/payments")]
 async fn list_payments(request: HttpRequest, payments: web::Data<Payments>) -> HttpResponse {
     let Some(user) = user_of(&request) else { return unauthenticated() };
@@ -225,6 +275,26 @@ async fn list_payments(request: HttpRequest, payments: web::Data<Payments>) -> H
         Ok(list) => HttpResponse::Ok().json(list),
         Err(error) => problem(StatusCode::SERVICE_UNAVAILABLE, "storage-failed", error),
     }
+}
+
+/// The JSON API, as utoipa documents its routes; [`api_document`] adds the idempotency parts.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "idempotent payments example", description = "Payments that run once per `Idempotency-Key`."),
+    paths(create_payment, list_payments)
+)]
+struct PaymentsApi;
+
+/// The document `GET /openapi.json` serves: the routes, and what the library adds to the protected ones, with the
+/// status lookup and the key-issuing service where this app mounts them.
+fn api_document(idempotency: &Idempotency) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut document = PaymentsApi::openapi();
+    IdempotencyDocs::of(idempotency)
+        .status_lookup("/idempotency/{key}")
+        .issue_keys("/idempotency-keys")
+        .document(&mut document);
+    document
 }
 
 /// The Redis store that `REDIS_URL` or `REDIS_CLUSTER_NODES` asks for (not both), and its name for the start-up
@@ -321,6 +391,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let payments = web::Data::new(payments);
     let allowed_origins = allowed_origins();
+    let document = api_document(&idempotency);
+    let documented_paths = web::Data::new(DocumentedPaths::of(&document));
 
     let server = HttpServer::new(move || {
         App::new()
@@ -334,6 +406,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .service(status_lookup("/idempotency/{key}"))
             .service(issue_keys("/idempotency-keys"))
             .configure(checkout::routes)
+            .service(document_route(&document))
+            .app_data(documented_paths.clone())
+            .default_service(web::to(not_routed))
     })
     .bind(&bind)?;
     println!("payments example: {store_name} store, {payments_name} payments, listening on http://{bind}");

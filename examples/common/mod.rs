@@ -6,6 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::json;
 
+pub(crate) mod openapi;
+
 /// Demo auth: `Authorization: Bearer <user-id>`, the token is the user id (1 to 64 visible ASCII characters).
 pub(crate) fn user_of(request: &HttpRequest) -> Option<String> {
     let token = request.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
@@ -71,12 +73,25 @@ pub(crate) async fn create_tables(pool: &Pool, schema: &str) -> Result<(), Box<d
     Ok(())
 }
 
+/// An integer field of a JSON body. JSON has one number type, so `1000.0` is the integer 1000 (as JSON Schema
+/// says, and clients that only have floating point send it so); `1000.5` is not an integer.
+pub(crate) fn integer(value: &serde_json::Value) -> Option<i64> {
+    // Beyond 2^53 a float is no longer every integer: refuse rather than round.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    value.as_i64().or_else(|| {
+        let float = value.as_f64()?;
+        // Checked to be whole and in range, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        (float.fract() == 0.0 && float.abs() <= EXACT).then_some(float as i64)
+    })
+}
+
 /// A delay from an optional `delay_ms` field: 0..=60000.
 pub(crate) fn delay_of(body: &serde_json::Value) -> Result<std::time::Duration, &'static str> {
     match body.get("delay_ms") {
         None | Some(serde_json::Value::Null) => Ok(std::time::Duration::ZERO),
-        Some(delay) => delay
-            .as_u64()
+        Some(delay) => integer(delay)
+            .and_then(|delay| u64::try_from(delay).ok())
             .filter(|delay| *delay <= 60_000)
             .map(std::time::Duration::from_millis)
             .ok_or("`delay_ms` must be an integer in 0..=60000"),

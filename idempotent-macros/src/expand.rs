@@ -130,6 +130,13 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     } else {
         (quote!(async), quote!(#private::HttpResponse), quote!(#call.await))
     };
+    // Beside the handler, under its `cfg`: its registration for the app's OpenAPI document, which the runtime
+    // compiles to nothing without its `openapi` feature.
+    let cfgs = attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let registration = quote! {
+        #(#cfgs)*
+        #private::document_route!(#ident, &const { #private::RouteOptions::new() #(#options)* });
+    };
     quote! {
         #(#attrs)*
         #vis #asyncness fn #ident(
@@ -145,6 +152,8 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
 
             #call
         }
+
+        #registration
     }
 }
 

@@ -61,6 +61,8 @@ mod digest;
 mod http;
 pub mod inbox;
 pub mod observe;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 
 pub mod receiver;
 #[cfg(feature = "postgres")]

@@ -10,6 +10,25 @@ pub use crate::http::key_source::KeySpec;
 pub use crate::http::route::RouteOptions;
 pub use crate::http::scope::ScopeSpec;
 pub use crate::http::store_policy::StorePolicy;
+#[cfg(feature = "openapi")]
+pub use crate::openapi::registry::ProtectedRoute;
+#[cfg(feature = "openapi")]
+pub use inventory;
+
+/// Registers a protected handler for the app's OpenAPI document (feature `openapi`): `#[idempotent]` emits it beside
+/// each handler, so no route needs a second annotation.
+#[cfg(feature = "openapi")]
+pub use crate::__idempotent_document_route as document_route;
+
+/// Without the `openapi` feature, the registration is nothing: the options it was given are not even compiled.
+#[cfg(not(feature = "openapi"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __idempotent_document_nothing {
+    ($($tokens:tt)*) => {};
+}
+#[cfg(not(feature = "openapi"))]
+pub use crate::__idempotent_document_nothing as document_route;
 
 /// What the generated handler returns: the runtime's future of the response. A trait of its own, not
 /// `impl Future<Output = HttpResponse>`, so that the return type, spanned on the user's, names nothing the user's

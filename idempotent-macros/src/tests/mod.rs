@@ -90,6 +90,18 @@ fn the_documented_shape() {
                 )
             ).await
         }
+
+        ::idempotent_runtime::__private::document_route!(create_payment, &const {
+            ::idempotent_runtime::__private::RouteOptions::new()
+                .ttl(::idempotent_runtime::__private::Duration::from_secs(86400))
+                .lease(::idempotent_runtime::__private::Duration::from_secs(5))
+                .scope(::idempotent_runtime::__private::ScopeSpec::User)
+                .key(::idempotent_runtime::__private::KeySpec::Header)
+                .required(true)
+                .store_server_errors(false)
+                .max_request_body(1048576usize)
+                .max_response_body(1048576usize)
+        });
     };
     assert_eq!(output, expected.to_string());
 }
@@ -109,8 +121,15 @@ fn defaults_emit_no_builder_calls() {
     assert!(output.contains("async fn f () -> HttpResponse { todo ! () }"), "{output}");
 }
 
+/// The generated function, the first of the items the attribute emits.
+fn generated_fn(output: TokenStream) -> syn::ItemFn {
+    let syn::File { mut items, .. } = syn::parse2(output).expect("valid items");
+    let syn::Item::Fn(generated) = items.remove(0) else { panic!("an fn first") };
+    generated
+}
+
 #[test]
-fn one_function_and_nothing_beside_it() {
+fn one_function_and_its_registration_beside_it() {
     let output = idempotent(
         quote!(),
         quote!(
@@ -118,7 +137,11 @@ fn one_function_and_nothing_beside_it() {
         ),
     );
     let syn::File { items, .. } = syn::parse2(output).expect("valid items");
-    assert_eq!(items.len(), 1);
+    assert_eq!(items.len(), 2, "the handler and its registration for the OpenAPI document");
+    let syn::Item::Macro(registration) = &items[1] else {
+        panic!("the registration comes second");
+    };
+    assert!(registration.mac.path.segments.last().is_some_and(|last| last.ident == "document_route"));
     let syn::Item::Fn(outer) = &items[0] else {
         panic!("an fn");
     };
@@ -136,7 +159,7 @@ fn one_function_and_nothing_beside_it() {
 
 #[test]
 fn an_attribute_macro_or_must_use_keeps_an_async_fn() {
-    let outer = |item: TokenStream| -> syn::ItemFn { syn::parse2(idempotent(quote!(), item)).expect("one fn") };
+    let outer = |item: TokenStream| -> syn::ItemFn { generated_fn(idempotent(quote!(), item)) };
     for item in [
         quote!(
             #[tracing::instrument]
@@ -239,7 +262,11 @@ fn attributes_are_split_between_the_two_functions() {
             }
         },
     );
-    let syn::ItemFn { attrs, block, .. } = syn::parse2(output).expect("one fn");
+    let syn::File { items, .. } = syn::parse2(output.clone()).expect("valid items");
+    let syn::Item::Macro(registration) = &items[1] else { panic!("the registration comes second") };
+    let registration_attrs: Vec<String> = registration.attrs.iter().map(|a| quote!(#a).to_string()).collect();
+    assert_eq!(registration_attrs, ["# [cfg (feature = \"x\")]"], "the registration keeps the handler's `cfg` only");
+    let syn::ItemFn { attrs, block, .. } = generated_fn(output);
     let outer: Vec<String> = attrs.iter().map(|a| quote!(#a).to_string()).collect();
     assert_eq!(outer.len(), 8, "every attribute stays on the outer fn, in order: {outer:?}");
     assert!(outer[0].contains("doc"));

@@ -33,3 +33,12 @@ pub fn create_order(
         ),
     )
 }
+::idempotent_runtime::__private::document_route!(
+    create_order, & const { ::idempotent_runtime::__private::RouteOptions::new()
+    .ttl(::idempotent_runtime::__private::Duration::from_secs(604800))
+    .lease(::idempotent_runtime::__private::Duration::from_secs(60))
+    .scope(::idempotent_runtime::__private::ScopeSpec::Header("x-tenant-id"))
+    .key(::idempotent_runtime::__private::KeySpec::HeaderNamed("x-request-id"))
+    .required(false).store_server_errors(true).max_request_body(524288usize)
+    .max_response_body(4096usize) }
+);

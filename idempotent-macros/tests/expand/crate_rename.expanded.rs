@@ -18,3 +18,7 @@ fn create(
         ),
     )
 }
+my_app::idem::__private::document_route!(
+    create, & const { my_app::idem::__private::RouteOptions::new()
+    .ttl(my_app::idem::__private::Duration::from_secs(5400)) }
+);

@@ -26,3 +26,6 @@ fn create_payment(
         ),
     )
 }
+::idempotent_runtime::__private::document_route!(
+    create_payment, & const { ::idempotent_runtime::__private::RouteOptions::new() }
+);

@@ -16,3 +16,7 @@ fn ping(
         ping,
     )
 }
+::idempotent_runtime::__private::document_route!(
+    ping, & const { ::idempotent_runtime::__private::RouteOptions::new()
+    .scope(::idempotent_runtime::__private::ScopeSpec::Global) }
+);

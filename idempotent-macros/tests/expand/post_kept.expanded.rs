@@ -25,3 +25,7 @@ pub(crate) async fn create(
         )
         .await
 }
+::idempotent_runtime::__private::document_route!(
+    create, & const { ::idempotent_runtime::__private::RouteOptions::new()
+    .key(::idempotent_runtime::__private::KeySpec::Form("idem")) }
+);

@@ -25,3 +25,8 @@ fn refund(
         ),
     )
 }
+::idempotent_runtime::__private::document_route!(
+    refund, & const { ::idempotent_runtime::__private::RouteOptions::new()
+    .scope(::idempotent_runtime::__private::ScopeSpec::Function(crate ::auth::tenant_of))
+    .key(::idempotent_runtime::__private::KeySpec::Query("idem")) }
+);

@@ -25,3 +25,7 @@ fn create_order(
         ),
     )
 }
+::idempotent_runtime::__private::document_route!(
+    create_order, & const { ::idempotent_runtime::__private::RouteOptions::new()
+    .ttl(::idempotent_runtime::__private::Duration::from_secs(86400)) }
+);
