@@ -33,6 +33,8 @@ mod guide {
     pub struct HighAvailability;
     #[doc = include_str!("../docs/guide/issued-keys-and-status.md")]
     pub struct IssuedKeysAndStatus;
+    #[doc = include_str!("../docs/guide/openapi.md")]
+    pub struct OpenApi;
     #[doc = include_str!("../docs/guide/operating.md")]
     pub struct Operating;
     #[doc = include_str!("../docs/guide/performance.md")]

@@ -58,6 +58,13 @@ async fn create_order() -> HttpResponse {
     HttpResponse::Created().finish()
 }
 
+/// Protected, but not in the document.
+#[post("/internal/jobs")]
+#[idempotent(scope = "global")]
+async fn run_job() -> HttpResponse {
+    HttpResponse::Accepted().finish()
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(create_payment, list_payments, create_refund, create_transfer, cast_vote, checkout, create_order))]
 struct Api;
@@ -207,4 +214,11 @@ fn an_app_that_renders_its_own_problems_gives_their_format() {
     assert!(conflict.get("application/problem+json").is_none(), "{conflict}");
     assert!(conflict["application/json"]["schema"]["properties"]["error"].is_object(), "{conflict}");
     assert!(document["components"]["schemas"].get(PROBLEM_SCHEMA).is_none(), "the library's schema is not added");
+}
+
+#[test]
+fn protected_handlers_the_document_leaves_out_are_listed() {
+    let _registered = run_job; // the route exists in this program
+    let document = Api::openapi();
+    assert_eq!(IdempotencyDocs::DEFAULT.undocumented(&document), ["openapi_document::run_job"]);
 }

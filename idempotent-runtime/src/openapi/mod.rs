@@ -148,6 +148,27 @@ impl IdempotencyDocs {
         }
     }
 
+    /// The protected handlers linked into this program that `openapi` does not document (as `module::handler`),
+    /// for an app's test to assert on. The attribute cannot make this a compile error: it cannot see whether
+    /// utoipa documents the handler, and requiring it would oblige every protected handler of every crate in the
+    /// build (features are unified) to be documented.
+    pub fn undocumented(&self, openapi: &OpenApi) -> Vec<String> {
+        let mut documented = Vec::new();
+        for item in openapi.paths.paths.values() {
+            let operations = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+            documented.extend(operations.into_iter().flatten().filter_map(|operation| operation.operation_id.clone()));
+        }
+        let mut missing: Vec<String> = inventory::iter::<registry::ProtectedRoute>
+            .into_iter()
+            .filter(|route| {
+                !documented.iter().any(|id| id == route.handler || route.options.namespace == Some(id.as_str()))
+            })
+            .map(|route| format!("{}::{}", route.module, route.handler))
+            .collect();
+        missing.sort();
+        missing
+    }
+
     /// The schema of the library's answers: the app's, or a reference to `IdempotencyProblem`.
     fn problem_schema(&self) -> RefOr<Schema> {
         self.problem_schema
