@@ -15,7 +15,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
-use common::openapi::{DocumentedPaths, ExampleProblem, document_route, not_routed};
+use common::openapi::{DemoAuth, DocumentedPaths, ExampleProblem, document_route, not_routed};
 use common::{
     create_tables, delay_of, integer, json_config, listen_config, postgres_config, postgres_pool, problem,
     unauthenticated, user_of,
@@ -95,7 +95,7 @@ async fn index() -> impl Responder {
     post,
     path = "/orders",
     tag = "orders",
-    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    params(DemoAuth),
     request_body = OrderRequest,
     responses(
         (status = 201, description = "The order, committed with its idempotency record.", body = Order,
@@ -139,7 +139,7 @@ async fn create_order(tx: Tx, request: HttpRequest, body: web::Json<Value>) -> H
     get,
     path = "/orders",
     tag = "orders",
-    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    params(DemoAuth),
     responses(
         (status = 200, description = "The caller's orders, oldest first.", body = Vec<Order>),
         (status = 401, description = "No `Authorization: Bearer <user id>`.", content_type = "application/problem+json", body = ExampleProblem),

@@ -37,7 +37,7 @@ use actix_cors::Cors;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, LOCATION, RETRY_AFTER};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
-use common::openapi::{DocumentedPaths, ExampleProblem, document_route, not_routed};
+use common::openapi::{DemoAuth, DocumentedPaths, ExampleProblem, document_route, not_routed};
 use common::{
     create_tables, delay_of, integer, json_config, key_issuer, postgres_config, postgres_pool, problem,
     unauthenticated, user_of,
@@ -224,7 +224,7 @@ async fn index() -> impl Responder {
     post,
     path = "/payments",
     tag = "payments",
-    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    params(DemoAuth),
     request_body = PaymentRequest,
     responses(
         (status = 201, description = "The payment was made.", body = Payment,
@@ -261,7 +261,7 @@ async fn create_payment(request: HttpRequest, body: web::Json<Value>, payments: 
     get,
     path = "/payments",
     tag = "payments",
-    params(("Authorization" = String, Header, description = "Demo auth: `Bearer <user id>`.", pattern = "^Bearer [!-~]{1,64}$")),
+    params(DemoAuth),
     responses(
         (status = 200, description = "The caller's payments, oldest first.", body = Vec<Payment>),
         (status = 401, description = "No `Authorization: Bearer <user id>`.", content_type = "application/problem+json", body = ExampleProblem),

@@ -1,5 +1,5 @@
 //! What the examples' OpenAPI documents share: serving `GET /openapi.json`, `405 Method Not Allowed` (with
-//! `Allow`) for the documented paths, and the examples' own problem documents.
+//! `Allow`) for the documented paths, the demo auth header, and the examples' own problem documents.
 
 use std::sync::Arc;
 
@@ -10,6 +10,16 @@ use actix_web::{HttpRequest, HttpResponse, Resource, web};
 use utoipa::openapi::OpenApi;
 
 use super::problem;
+
+/// The demo auth, as a header parameter: `Authorization: Bearer <user id>` (1 to 64 visible ASCII characters).
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Authorization"), parameter_in = Header)]
+#[allow(dead_code)] // documentation only: `common::user_of` reads the header
+pub(crate) struct DemoAuth(
+    /// Demo auth: `Bearer <user id>`.
+    #[param(pattern = "^Bearer [!-~]{1,64}$")]
+    String,
+);
 
 /// A problem the example answers itself (`type` under `https://examples.idempotent.rs/problems/`).
 #[derive(utoipa::ToSchema)]

@@ -119,6 +119,13 @@ def payments_of(user):
     return int(result.stdout.strip())
 
 
+def one_payment(user):
+    """Checks that `user` paid exactly once, in PostgreSQL; returns the count for the report."""
+    count = payments_of(user)
+    check(count == 1, f"one payment, got {count}")
+    return count
+
+
 def session_user(context):
     users = [cookie["value"] for cookie in context.cookies() if cookie["name"] == "session"]
     assert len(users) == 1, f"one session cookie, got {users}"
@@ -156,8 +163,7 @@ def double_click(browser):
     check(all(e.status == 303 and e.headers.get("location") == shown for e in posts), f"both to {shown}: {posts}")
     check(sum(e.headers.get("idempotent-replayed") == "true" for e in posts) == 1, f"one replayed: {posts}")
     check(page.inner_text("#paid-amount") == "1000", "the receipt shows the amount")
-    count = payments_of(user)
-    check(count == 1, f"one payment, got {count}")
+    count = one_payment(user)
     context.close()
     return f"double-click: 2 clicks, the server saw {len(posts)} POSTs ({posts}), {count} payment, page {shown}"
 
@@ -176,8 +182,7 @@ def reload_after_paying(browser):
     seen = RECORDER.since(mark)
     check(page.url == receipt, f"still the receipt: {page.url}")
     check([e.method for e in seen] == ["GET"] and seen[0].status == 200, f"one GET of the receipt: {seen}")
-    count = payments_of(user)
-    check(count == 1, f"one payment, got {count}")
+    count = one_payment(user)
     context.close()
     return f"reload of the receipt: the server saw {seen}, {count} payment"
 
@@ -203,8 +208,7 @@ def reload_reposts(browser):
     replayed = [e.headers.get("idempotent-replayed") == "true" for e in posts if e.status == 303]
     check(sorted(replayed) == [False, True], f"the re-post is a replay: {posts}")
     check(all(e.headers.get("location") == shown for e in posts if e.status == 303), f"to {shown}: {posts}")
-    count = payments_of(user)
-    check(count == 1, f"one payment, got {count}")
+    count = one_payment(user)
     context.close()
     return f"reload that re-posts: 2 clicks and 1 reload, the server saw {len(posts)} POSTs ({posts}), {count} payment"
 
@@ -231,8 +235,7 @@ def second_tab_other_amount(browser):
     check(posts[0].headers.get("content-type", "").startswith("text/html"), f"a page: {posts[0].headers}")
     heading = second.inner_text("#problem")
     check("already submitted" in heading, f"the key-reused page: {heading}")
-    count = payments_of(user)
-    check(count == 1, f"one payment, got {count}")
+    count = one_payment(user)
     context.close()
     return f"second tab, another amount: the server saw {posts}, page {heading!r}, {count} payment"
 
@@ -253,8 +256,7 @@ def fetch_from_another_origin(browser):
     check("idempotency-key" in allowed, f"the preflight allows the key: {allowed}")
     check(result["first"] == 201 and result["retry"] == 201, f"created, then replayed: {result}")
     check(result["replayed"] == "true", f"the retry reads Idempotent-Replayed: {result}")
-    count = payments_of(user)
-    check(count == 1, f"one payment, got {count}")
+    count = one_payment(user)
     context.close()
     return f"fetch from {OTHER_ORIGIN}: the server saw {seen}, the script read {result}, {count} payment"
 
