@@ -63,6 +63,27 @@ fn form_key(page: &str) -> String {
     after.split('"').next().expect("the value ends").to_owned()
 }
 
+/// Polls the status lookup until `key` is in progress for `user` (at most 10 s); whether it was.
+async fn in_progress(base: &str, user: &str, key: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let status = client()
+            .get(format!("{base}/idempotency/{key}"))
+            .insert_header(("authorization", format!("Bearer {user}")))
+            .send()
+            .await
+            .expect("the example answers")
+            .json::<serde_json::Value>()
+            .await
+            .expect("a status document");
+        if status["state"] == "in_progress" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
 /// The number of payments the API lists for `user`.
 async fn payments_of(base: &str, user: &str) -> usize {
     let mut response = client()
@@ -90,10 +111,11 @@ async fn the_checkout_form_charges_once_and_answers_in_pages() {
     let key = form_key(&page.text);
     assert_ne!(key, form_key(&get(&base, "/checkout", Some(&cookie)).await.text), "each load has its own key");
 
-    // Two submissions of one page while the payment is slow: one charge, the same redirect for both.
-    let form = [("idempotency_key", key.as_str()), ("amount", "1250"), ("delay_ms", "300")];
+    // Two submissions of one page while the payment is slow: the second, sent while the status lookup says the
+    // first is in progress, waits for it; one charge, the same redirect for both.
+    let form = [("idempotency_key", key.as_str()), ("amount", "1250"), ("delay_ms", "500")];
     let (first, second) = tokio::join!(post_form(&base, Some(&cookie), &form), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(in_progress(&base, &user, &key).await, "the first submission runs");
         post_form(&base, Some(&cookie), &form).await
     });
     for answer in [&first, &second] {

@@ -69,8 +69,10 @@ async fn fuzz(example: &str) {
     let schema = TestSchema::create().await;
     let process = ExampleProcess::start(example, free_port(), Some(&schema.database_url()));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Its working directory too: schemathesis keeps a cache (`.schemathesis/`) where it runs.
     let report_dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("schemathesis-{example}-{}", std::process::id()));
+    std::fs::create_dir_all(&report_dir).expect("create the report directory");
     let output = Command::new("schemathesis")
         .args(["run", &format!("{}/openapi.json", process.base)])
         .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--no-color"])
@@ -79,7 +81,7 @@ async fn fuzz(example: &str) {
         .arg(&report_dir)
         .env("SCHEMATHESIS_HOOKS", "fresh_keys")
         .env("PYTHONPATH", root.join("tests/openapi"))
-        .current_dir(root)
+        .current_dir(&report_dir)
         .output()
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -91,7 +93,8 @@ async fn fuzz(example: &str) {
     let found = findings(&report_dir);
     assert!(found.failures.is_empty(), "{:#?}", found.failures);
     assert!(found.operations >= 2 && found.test_cases > 100, "schemathesis tested too little: {found:?}\n{stdout}");
-    assert!(found.check_kinds.len() >= 10, "every check ran: {:?}", found.check_kinds);
+    // schemathesis 4.32 has 15 checks; `--checks all` runs each on every case it applies to.
+    assert!(found.check_kinds.len() >= 15, "every check ran: {:?}", found.check_kinds);
     report_figure(&format!(
         "schemathesis, {example} example: {} operations, {} test cases, {} checks of {} kinds, no failure (seed {SEED})",
         found.operations,

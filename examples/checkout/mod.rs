@@ -64,7 +64,7 @@ async fn checkout_page(request: HttpRequest, query: web::Query<PageQuery>) -> Ht
 <body data-user="{user}">
 <h1>Checkout</h1>
 <form method="post" action="{CHECKOUT_PATH}">
-  <input type="hidden" name="idempotency_key" value="{key}">{delay}
+  <input type="hidden" name="idempotency_key" value="{key}" autocomplete="off">{delay}
   <label>Amount in cents <input id="amount" name="amount" type="number" min="1" value="1000" required></label>
   <button id="pay" type="submit">Pay</button>
 </form>

@@ -130,13 +130,6 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
     } else {
         (quote!(async), quote!(#private::HttpResponse), quote!(#call.await))
     };
-    // Beside the handler, under its `cfg`: its registration for the app's OpenAPI document, which the runtime
-    // compiles to nothing without its `openapi` feature.
-    let cfgs = attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
-    let registration = quote! {
-        #(#cfgs)*
-        #private::document_route!(#ident, &const { #private::RouteOptions::new() #(#options)* });
-    };
     quote! {
         #(#attrs)*
         #vis #asyncness fn #ident(
@@ -149,11 +142,13 @@ fn emit(args: &Args, handler: &HandlerFn) -> TokenStream {
             // A constant, not a `static`: nothing in it changes, and a `static` per route would cost the binary a
             // symbol and writable data (BENCHMARKS.md, "Build cost per route").
             let #route: &'static #private::RouteOptions = &const { #private::RouteOptions::new() #(#options)* };
+            // The handler's registration for the app's OpenAPI document: an item, registered at link time, that
+            // the runtime compiles to nothing without its `openapi` feature. Inside the function, so that the
+            // attribute emits nothing beside it (an associated function's `impl` block takes no such item).
+            #private::document_route!(#ident, &const { #private::RouteOptions::new() #(#options)* });
 
             #call
         }
-
-        #registration
     }
 }
 

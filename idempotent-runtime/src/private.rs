@@ -15,8 +15,8 @@ pub use crate::openapi::registry::ProtectedRoute;
 #[cfg(feature = "openapi")]
 pub use inventory;
 
-/// Registers a protected handler for the app's OpenAPI document (feature `openapi`): `#[idempotent]` emits it beside
-/// each handler, so no route needs a second annotation.
+/// Registers a protected handler for the app's OpenAPI document (feature `openapi`): `#[idempotent]` emits it in
+/// each generated handler, so no route needs a second annotation.
 #[cfg(feature = "openapi")]
 pub use crate::__idempotent_document_route as document_route;
 

@@ -79,6 +79,17 @@ fn the_documented_shape() {
                     .max_request_body(1048576usize)
                     .max_response_body(1048576usize)
             };
+            ::idempotent_runtime::__private::document_route!(create_payment, &const {
+                ::idempotent_runtime::__private::RouteOptions::new()
+                .ttl(::idempotent_runtime::__private::Duration::from_secs(86400))
+                .lease(::idempotent_runtime::__private::Duration::from_secs(5))
+                .scope(::idempotent_runtime::__private::ScopeSpec::User)
+                .key(::idempotent_runtime::__private::KeySpec::Header)
+                .required(true)
+                .store_server_errors(false)
+                .max_request_body(1048576usize)
+                .max_response_body(1048576usize)
+            });
 
             ::idempotent_runtime::__private::handle(
                 __idempotent_route,
@@ -91,17 +102,6 @@ fn the_documented_shape() {
             ).await
         }
 
-        ::idempotent_runtime::__private::document_route!(create_payment, &const {
-            ::idempotent_runtime::__private::RouteOptions::new()
-                .ttl(::idempotent_runtime::__private::Duration::from_secs(86400))
-                .lease(::idempotent_runtime::__private::Duration::from_secs(5))
-                .scope(::idempotent_runtime::__private::ScopeSpec::User)
-                .key(::idempotent_runtime::__private::KeySpec::Header)
-                .required(true)
-                .store_server_errors(false)
-                .max_request_body(1048576usize)
-                .max_response_body(1048576usize)
-        });
     };
     assert_eq!(output, expected.to_string());
 }
@@ -129,7 +129,7 @@ fn generated_fn(output: TokenStream) -> syn::ItemFn {
 }
 
 #[test]
-fn one_function_and_its_registration_beside_it() {
+fn one_function_and_nothing_beside_it() {
     let output = idempotent(
         quote!(),
         quote!(
@@ -137,11 +137,7 @@ fn one_function_and_its_registration_beside_it() {
         ),
     );
     let syn::File { items, .. } = syn::parse2(output).expect("valid items");
-    assert_eq!(items.len(), 2, "the handler and its registration for the OpenAPI document");
-    let syn::Item::Macro(registration) = &items[1] else {
-        panic!("the registration comes second");
-    };
-    assert!(registration.mac.path.segments.last().is_some_and(|last| last.ident == "document_route"));
+    assert_eq!(items.len(), 1, "nothing beside the handler: an `impl` block takes only associated items");
     let syn::Item::Fn(outer) = &items[0] else {
         panic!("an fn");
     };
@@ -262,10 +258,6 @@ fn attributes_are_split_between_the_two_functions() {
             }
         },
     );
-    let syn::File { items, .. } = syn::parse2(output.clone()).expect("valid items");
-    let syn::Item::Macro(registration) = &items[1] else { panic!("the registration comes second") };
-    let registration_attrs: Vec<String> = registration.attrs.iter().map(|a| quote!(#a).to_string()).collect();
-    assert_eq!(registration_attrs, ["# [cfg (feature = \"x\")]"], "the registration keeps the handler's `cfg` only");
     let syn::ItemFn { attrs, block, .. } = generated_fn(output);
     let outer: Vec<String> = attrs.iter().map(|a| quote!(#a).to_string()).collect();
     assert_eq!(outer.len(), 8, "every attribute stays on the outer fn, in order: {outer:?}");

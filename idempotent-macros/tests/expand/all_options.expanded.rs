@@ -19,6 +19,15 @@ pub fn create_order(
             .max_request_body(524288usize)
             .max_response_body(4096usize)
     };
+    ::idempotent_runtime::__private::document_route!(
+        create_order, & const { ::idempotent_runtime::__private::RouteOptions::new()
+        .ttl(::idempotent_runtime::__private::Duration::from_secs(604800))
+        .lease(::idempotent_runtime::__private::Duration::from_secs(60))
+        .scope(::idempotent_runtime::__private::ScopeSpec::Header("x-tenant-id"))
+        .key(::idempotent_runtime::__private::KeySpec::HeaderNamed("x-request-id"))
+        .required(false).store_server_errors(true).max_request_body(524288usize)
+        .max_response_body(4096usize) }
+    );
     ::idempotent_runtime::__private::handle(
         __idempotent_route,
         __idempotent_request,
@@ -33,12 +42,3 @@ pub fn create_order(
         ),
     )
 }
-::idempotent_runtime::__private::document_route!(
-    create_order, & const { ::idempotent_runtime::__private::RouteOptions::new()
-    .ttl(::idempotent_runtime::__private::Duration::from_secs(604800))
-    .lease(::idempotent_runtime::__private::Duration::from_secs(60))
-    .scope(::idempotent_runtime::__private::ScopeSpec::Header("x-tenant-id"))
-    .key(::idempotent_runtime::__private::KeySpec::HeaderNamed("x-request-id"))
-    .required(false).store_server_errors(true).max_request_body(524288usize)
-    .max_response_body(4096usize) }
-);

@@ -9,6 +9,10 @@ fn create(
         my_app::idem::__private::RouteOptions::new()
             .ttl(my_app::idem::__private::Duration::from_secs(5400))
     };
+    my_app::idem::__private::document_route!(
+        create, & const { my_app::idem::__private::RouteOptions::new()
+        .ttl(my_app::idem::__private::Duration::from_secs(5400)) }
+    );
     my_app::idem::__private::handle(
         __idempotent_route,
         __idempotent_request,
@@ -18,7 +22,3 @@ fn create(
         ),
     )
 }
-my_app::idem::__private::document_route!(
-    create, & const { my_app::idem::__private::RouteOptions::new()
-    .ttl(my_app::idem::__private::Duration::from_secs(5400)) }
-);

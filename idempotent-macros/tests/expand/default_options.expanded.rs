@@ -12,6 +12,9 @@ fn create_payment(
     let __idempotent_route: &'static ::idempotent_runtime::__private::RouteOptions = &const {
         ::idempotent_runtime::__private::RouteOptions::new()
     };
+    ::idempotent_runtime::__private::document_route!(
+        create_payment, & const { ::idempotent_runtime::__private::RouteOptions::new() }
+    );
     ::idempotent_runtime::__private::handle(
         __idempotent_route,
         __idempotent_request,
@@ -26,6 +29,3 @@ fn create_payment(
         ),
     )
 }
-::idempotent_runtime::__private::document_route!(
-    create_payment, & const { ::idempotent_runtime::__private::RouteOptions::new() }
-);

@@ -9,6 +9,10 @@ fn ping(
         ::idempotent_runtime::__private::RouteOptions::new()
             .scope(::idempotent_runtime::__private::ScopeSpec::Global)
     };
+    ::idempotent_runtime::__private::document_route!(
+        ping, & const { ::idempotent_runtime::__private::RouteOptions::new()
+        .scope(::idempotent_runtime::__private::ScopeSpec::Global) }
+    );
     ::idempotent_runtime::__private::handle(
         __idempotent_route,
         __idempotent_request,
@@ -16,7 +20,3 @@ fn ping(
         ping,
     )
 }
-::idempotent_runtime::__private::document_route!(
-    ping, & const { ::idempotent_runtime::__private::RouteOptions::new()
-    .scope(::idempotent_runtime::__private::ScopeSpec::Global) }
-);

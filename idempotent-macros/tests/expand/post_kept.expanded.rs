@@ -13,6 +13,10 @@ pub(crate) async fn create(
         ::idempotent_runtime::__private::RouteOptions::new()
             .key(::idempotent_runtime::__private::KeySpec::Form("idem"))
     };
+    ::idempotent_runtime::__private::document_route!(
+        create, & const { ::idempotent_runtime::__private::RouteOptions::new()
+        .key(::idempotent_runtime::__private::KeySpec::Form("idem")) }
+    );
     ::idempotent_runtime::__private::handle(
             __idempotent_route,
             __idempotent_request,
@@ -25,7 +29,3 @@ pub(crate) async fn create(
         )
         .await
 }
-::idempotent_runtime::__private::document_route!(
-    create, & const { ::idempotent_runtime::__private::RouteOptions::new()
-    .key(::idempotent_runtime::__private::KeySpec::Form("idem")) }
-);

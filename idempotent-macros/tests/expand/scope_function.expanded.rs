@@ -14,6 +14,12 @@ fn refund(
             )
             .key(::idempotent_runtime::__private::KeySpec::Query("idem"))
     };
+    ::idempotent_runtime::__private::document_route!(
+        refund, & const { ::idempotent_runtime::__private::RouteOptions::new()
+        .scope(::idempotent_runtime::__private::ScopeSpec::Function(crate
+        ::auth::tenant_of)).key(::idempotent_runtime::__private::KeySpec::Query("idem"))
+        }
+    );
     ::idempotent_runtime::__private::handle(
         __idempotent_route,
         __idempotent_request,
@@ -25,8 +31,3 @@ fn refund(
         ),
     )
 }
-::idempotent_runtime::__private::document_route!(
-    refund, & const { ::idempotent_runtime::__private::RouteOptions::new()
-    .scope(::idempotent_runtime::__private::ScopeSpec::Function(crate ::auth::tenant_of))
-    .key(::idempotent_runtime::__private::KeySpec::Query("idem")) }
-);

@@ -13,6 +13,10 @@ fn create_order(
         ::idempotent_runtime::__private::RouteOptions::new()
             .ttl(::idempotent_runtime::__private::Duration::from_secs(86400))
     };
+    ::idempotent_runtime::__private::document_route!(
+        create_order, & const { ::idempotent_runtime::__private::RouteOptions::new()
+        .ttl(::idempotent_runtime::__private::Duration::from_secs(86400)) }
+    );
     ::idempotent_runtime::__private::handle_transactional(
         __idempotent_route,
         __idempotent_request,
@@ -25,7 +29,3 @@ fn create_order(
         ),
     )
 }
-::idempotent_runtime::__private::document_route!(
-    create_order, & const { ::idempotent_runtime::__private::RouteOptions::new()
-    .ttl(::idempotent_runtime::__private::Duration::from_secs(86400)) }
-);

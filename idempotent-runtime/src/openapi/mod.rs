@@ -5,13 +5,14 @@
 //! protects and to no other:
 //!
 //! - the key parameter, where the route reads it (the key header, `header:Name`, `query:name`), required or not as
-//!   the route says, with its grammar (1 to 255 visible ASCII characters but `"`, `,` and `\`);
+//!   the route says, with its grammar (1 to 255 visible ASCII characters but `"`, `,` and `\`, or the same key
+//!   as a quoted RFC 8941 string);
 //! - the library's answers, `application/problem+json` with one shared schema (`IdempotencyProblem`): 400 (key
 //!   missing, invalid, not issued), 401 where the scope needs a user, 409 `in-flight` with `Retry-After`, 413, 422
 //!   `key-reused` (or the app's status), 503 `store-unavailable` with `Retry-After`;
-//! - `Idempotent-Replayed` on the operation's documented success answers.
+//! - `Idempotent-Replayed` on the operation's documented answers that the route stores (its store policy).
 //!
-//! ```
+//! ```standalone_crate
 //! use actix_web::{HttpResponse, post};
 //! use idempotent_runtime::idempotent;
 //! use idempotent_runtime::openapi::IdempotencyDocs;
@@ -33,7 +34,8 @@
 //!
 //! let document = ApiDoc::openapi();
 //! let operation = document.paths.paths["/payments"].post.as_ref().unwrap();
-//! assert!(operation.responses.responses.contains_key("409"));
+//! assert!(operation.responses.responses.contains_key("409"), "the library's answers are documented");
+//! assert!(document.paths.paths.contains_key("/idempotency/{key}"), "and the status lookup");
 //! ```
 //!
 //! Operations are matched by their operation id: the handler's name, utoipa's default, or the route's
@@ -59,6 +61,7 @@ use utoipa::openapi::{OpenApi, RefOr, Schema};
 
 use crate::http::config::Idempotency;
 use crate::http::problem::PROBLEM_CONTENT_TYPE;
+use crate::http::store_policy::StorePolicy;
 
 pub use self::schemas::{KEY_PATTERN, PROBLEM_SCHEMA};
 
@@ -73,6 +76,8 @@ pub struct IdempotencyDocs {
     problem_schema: Option<RefOr<Schema>>,
     status_lookup: Option<&'static str>,
     issue_keys: Option<&'static str>,
+    /// Which handler answers are stored, on routes without `store_responses`: they may come back replayed.
+    store_policy: StorePolicy,
 }
 
 impl Default for IdempotencyDocs {
@@ -91,14 +96,17 @@ impl IdempotencyDocs {
         problem_schema: None,
         status_lookup: None,
         issue_keys: None,
+        store_policy: StorePolicy::Final,
     };
 
-    /// The documentation of an app configured as `idempotency`: its key header and the status of a reused key.
+    /// The documentation of an app configured as `idempotency`: its key header, the status of a reused key and
+    /// which answers it stores.
     pub fn of(idempotency: &Idempotency) -> Self {
         let settings = idempotency.settings();
         Self {
             key_header: Cow::Owned(canonical_header_name(settings.key_header.as_str())),
             key_reused_status: settings.key_reused_status,
+            store_policy: settings.store_policy,
             ..Self::DEFAULT
         }
     }
@@ -129,7 +137,18 @@ impl IdempotencyDocs {
         for item in openapi.paths.paths.values_mut() {
             for (method, operation) in operations_mut(item) {
                 let Some(operation_id) = operation.operation_id.clone() else { continue };
-                let Some(route) = registry::routes_for(&operation_id).next() else { continue };
+                let mut routes = registry::routes_for(&operation_id);
+                let Some(route) = routes.next() else { continue };
+                if let Some(other) = routes.next() {
+                    // Two protected handlers of one name: their operations need ids of their own (`namespace`).
+                    tracing::warn!(
+                        operation_id,
+                        first = %format_args!("{}::{}", route.module, route.handler),
+                        other = %format_args!("{}::{}", other.module, other.handler),
+                        "two protected handlers match this OpenAPI operation id; documenting it with the first: give \
+                         the operation `operation_id` and the route the same `namespace`"
+                    );
+                }
                 operation::document(self, route.options, method, operation);
                 documented_any = true;
             }

@@ -10,6 +10,7 @@ use super::{IdempotencyDocs, canonical_header_name, schemas};
 use crate::http::key_source::KeySpec;
 use crate::http::route::RouteOptions;
 use crate::http::scope::ScopeSpec;
+use crate::http::store_policy::StorePolicy;
 
 /// What the key parameter says about the key.
 const KEY_DESCRIPTION: &str = "Identifies this operation across retries. Send the same key with the same request \
@@ -37,7 +38,7 @@ pub(crate) fn document(docs: &IdempotencyDocs, options: &RouteOptions, _method: 
             None => note,
         });
     }
-    mark_replays(operation);
+    mark_replays(operation, options.store_policy.unwrap_or(docs.store_policy));
     for (status, answer) in answers(docs, options) {
         add_answer(docs, operation, status, &answer);
     }
@@ -100,12 +101,19 @@ fn answers(docs: &IdempotencyDocs, options: &RouteOptions) -> Vec<(StatusCode, A
     answers.push((StatusCode::CONFLICT, Answer { reasons: in_flight, retry_after: true }));
     let too_large = vec!["`body-too-large`: the body is over the route's limit, so it cannot be fingerprinted."];
     answers.push((StatusCode::PAYLOAD_TOO_LARGE, Answer { reasons: too_large, retry_after: false }));
-    let reused = vec!["`key-reused`: this key was used with a different request; use a new key."];
-    answers.push((docs.key_reused_status, Answer { reasons: reused, retry_after: false }));
-    if !options.fail_open {
-        let unavailable = vec!["`store-unavailable`: the idempotency store cannot be reached; retry later."];
-        answers.push((StatusCode::SERVICE_UNAVAILABLE, Answer { reasons: unavailable, retry_after: true }));
+    // A derived key is the request itself: it cannot come back with another request.
+    if !matches!(options.key, KeySpec::Derived) {
+        let reused = vec!["`key-reused`: this key was used with a different request; use a new key."];
+        answers.push((docs.key_reused_status, Answer { reasons: reused, retry_after: false }));
     }
+    // A fail-open route runs unprotected when the store is unreachable, but still answers 503 for a record it
+    // cannot read.
+    let unavailable = if options.fail_open {
+        vec!["`store-unavailable`: the idempotency store answered with a record it cannot read; retry later."]
+    } else {
+        vec!["`store-unavailable`: the idempotency store cannot be reached; retry later."]
+    };
+    answers.push((StatusCode::SERVICE_UNAVAILABLE, Answer { reasons: unavailable, retry_after: true }));
     answers
 }
 
@@ -131,11 +139,12 @@ pub(crate) fn add_answer(docs: &IdempotencyDocs, operation: &mut Operation, stat
     }
 }
 
-/// Marks the documented success answers as possibly replayed.
-fn mark_replays(operation: &mut Operation) {
+/// Marks the handler's documented answers that the route stores (its store policy) as possibly replayed.
+fn mark_replays(operation: &mut Operation, policy: StorePolicy) {
     for (status, response) in &mut operation.responses.responses {
         let RefOr::T(response) = response else { continue };
-        if !status.starts_with('2') {
+        let stored = status.parse::<u16>().ok().and_then(|code| StatusCode::from_u16(code).ok());
+        if !stored.is_some_and(|status| policy.stores(status)) {
             continue;
         }
         let header = HeaderBuilder::new()

@@ -1,5 +1,5 @@
-//! The protected handlers of the binary, as `#[idempotent]` registers them beside each handler, so that the
-//! document can be completed without a second annotation on any route.
+//! The protected handlers of the binary, as `#[idempotent]` registers them (an item in each generated handler),
+//! so that the document can be completed without a second annotation on any route.
 
 use crate::http::route::RouteOptions;
 

@@ -3,21 +3,19 @@
 use utoipa::openapi::Schema;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
-use crate::http::key::MAX_KEY_LEN;
-
 /// The name of the library's problem schema in the document's components.
 pub const PROBLEM_SCHEMA: &str = "IdempotencyProblem";
 
-/// A key's grammar, as a regular expression: visible ASCII characters except `"`, `,` and `\`, or the same key as
-/// an RFC 8941 string (quoted, with `\"` and `\\` escaped).
-pub const KEY_PATTERN: &str = r#"^(?:[!#-+\--\[\]-~]+|"(?:[ !#-\[\]-~]|\\["\\])+")$"#;
+/// A key's grammar, as a regular expression: 1 to 255 visible ASCII characters except `"`, `,` and `\`, or the
+/// same key as an RFC 8941 string (quoted, `\"` and `\\` escaped, 1 to 255 characters once unquoted), with the
+/// spaces and tabs around it that HTTP allows. The length is in the pattern: `maxLength` would count the quotes.
+pub const KEY_PATTERN: &str = r#"^[ \t]*(?:[!#-+\--\[\]-~]{1,255}|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")[ \t]*$"#;
 
-/// The key: its grammar and length.
+/// The key: its grammar, length included.
 pub(crate) fn key() -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_KEY_LEN))
+        .description(Some("1 to 255 characters: visible ASCII except `\"`, `,` and `\\` (a UUID, say)."))
         .pattern(Some(KEY_PATTERN))
         .build()
         .into()
