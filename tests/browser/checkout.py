@@ -169,11 +169,13 @@ def double_click(browser):
 
 
 def reload_after_paying(browser):
-    """A reload on the receipt is a GET (Post/Redirect/Get): the receipt again, no post, one payment."""
+    """A reload on the receipt is a GET (Post/Redirect/Get): the receipt again, no post, one payment. Going back
+    to the form loads it again, with a new key: a new payment would be a new intent."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{BASE}/checkout")
     user = session_user(context)
+    first_key = page.get_attribute("input[name=idempotency_key]", "value")
     page.click("#pay")
     page.wait_for_url("**/receipts/*")
     receipt = page.url
@@ -183,8 +185,11 @@ def reload_after_paying(browser):
     check(page.url == receipt, f"still the receipt: {page.url}")
     check([e.method for e in seen] == ["GET"] and seen[0].status == 200, f"one GET of the receipt: {seen}")
     count = one_payment(user)
+    page.go_back()
+    page.wait_for_selector("#pay")
+    check(page.get_attribute("input[name=idempotency_key]", "value") != first_key, "back on the form: a new key")
     context.close()
-    return f"reload of the receipt: the server saw {seen}, {count} payment"
+    return f"reload of the receipt: the server saw {seen}, {count} payment; back on the form, a new key"
 
 
 def reload_reposts(browser):
