@@ -56,7 +56,7 @@ use std::borrow::Cow;
 
 use actix_web::http::StatusCode;
 use utoipa::Modify;
-use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::{OpenApi, RefOr, Schema};
 
 use crate::http::config::Idempotency;
@@ -135,7 +135,7 @@ impl IdempotencyDocs {
     pub fn document(&self, openapi: &mut OpenApi) {
         let mut documented_any = false;
         for item in openapi.paths.paths.values_mut() {
-            for (method, operation) in operations_mut(item) {
+            for operation in operations_mut(item) {
                 let Some(operation_id) = operation.operation_id.clone() else { continue };
                 let mut routes = registry::routes_for(&operation_id);
                 let Some(route) = routes.next() else { continue };
@@ -149,7 +149,7 @@ impl IdempotencyDocs {
                          the operation `operation_id` and the route the same `namespace`"
                     );
                 }
-                operation::document(self, route.options, method, operation);
+                operation::document(self, route.options, operation);
                 documented_any = true;
             }
         }
@@ -172,16 +172,15 @@ impl IdempotencyDocs {
     /// utoipa documents the handler, and requiring it would oblige every protected handler of every crate in the
     /// build (features are unified) to be documented.
     pub fn undocumented(&self, openapi: &OpenApi) -> Vec<String> {
-        let mut documented = Vec::new();
-        for item in openapi.paths.paths.values() {
-            let operations = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
-            documented.extend(operations.into_iter().flatten().filter_map(|operation| operation.operation_id.clone()));
-        }
-        let mut missing: Vec<String> = inventory::iter::<registry::ProtectedRoute>
-            .into_iter()
-            .filter(|route| {
-                !documented.iter().any(|id| id == route.handler || route.options.namespace == Some(id.as_str()))
-            })
+        let documented: Vec<&str> = openapi
+            .paths
+            .paths
+            .values()
+            .flat_map(|item| [&item.get, &item.put, &item.post, &item.delete, &item.patch])
+            .filter_map(|operation| operation.as_ref()?.operation_id.as_deref())
+            .collect();
+        let mut missing: Vec<String> = registry::routes()
+            .filter(|route| !documented.iter().any(|id| route.is_operation(id)))
             .map(|route| format!("{}::{}", route.module, route.handler))
             .collect();
         missing.sort();
@@ -217,17 +216,11 @@ impl Modify for IdempotencyDocs {
     }
 }
 
-/// The operations of a path, with their methods.
-fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (HttpMethod, &mut Operation)> {
-    [
-        (HttpMethod::Get, item.get.as_mut()),
-        (HttpMethod::Put, item.put.as_mut()),
-        (HttpMethod::Post, item.post.as_mut()),
-        (HttpMethod::Delete, item.delete.as_mut()),
-        (HttpMethod::Patch, item.patch.as_mut()),
-    ]
-    .into_iter()
-    .filter_map(|(method, operation)| Some((method, operation?)))
+/// The operations of a path that routes serve.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [item.get.as_mut(), item.put.as_mut(), item.post.as_mut(), item.delete.as_mut(), item.patch.as_mut()]
+        .into_iter()
+        .flatten()
 }
 
 /// `idempotency-key` as documents spell it: `Idempotency-Key`.

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, RefOr, Required, Response, ResponseBuilder};
 
@@ -18,7 +18,7 @@ const KEY_DESCRIPTION: &str = "Identifies this operation across retries. Send th
      operation needs a new key, such as a UUID.";
 
 /// Adds the idempotency parts of the route with `options` to its `operation`.
-pub(crate) fn document(docs: &IdempotencyDocs, options: &RouteOptions, _method: HttpMethod, operation: &mut Operation) {
+pub(crate) fn document(docs: &IdempotencyDocs, options: &RouteOptions, operation: &mut Operation) {
     if let Some(parameter) = key_parameter(docs, options) {
         let parameters = operation.parameters.get_or_insert_with(Vec::new);
         let known = parameters.iter().any(|known| match known {

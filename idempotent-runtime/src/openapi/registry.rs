@@ -19,12 +19,22 @@ pub struct ProtectedRoute {
 
 inventory::collect!(ProtectedRoute);
 
-/// The protected handlers whose operation id is `operation_id`: the handler's name (utoipa's default) or the
-/// route's `namespace` (for an operation whose id the app chose).
+impl ProtectedRoute {
+    /// Whether the operation with this id is this handler's: its name (utoipa's default id) or the route's
+    /// `namespace` (for an operation whose id the app chose).
+    pub(crate) fn is_operation(&self, operation_id: &str) -> bool {
+        self.handler == operation_id || self.options.namespace == Some(operation_id)
+    }
+}
+
+/// Every protected handler linked into this program.
+pub(crate) fn routes() -> impl Iterator<Item = &'static ProtectedRoute> {
+    inventory::iter::<ProtectedRoute>.into_iter()
+}
+
+/// The protected handlers whose operation id is `operation_id`.
 pub(crate) fn routes_for(operation_id: &str) -> impl Iterator<Item = &'static ProtectedRoute> + '_ {
-    inventory::iter::<ProtectedRoute>
-        .into_iter()
-        .filter(move |route| route.handler == operation_id || route.options.namespace == Some(operation_id))
+    routes().filter(move |route| route.is_operation(operation_id))
 }
 
 /// Registers a protected handler for the OpenAPI document (with the `openapi` feature; without it, nothing).
