@@ -143,6 +143,11 @@ impl MemoryPayments {
         let users = self.shard_of(user).lock().map_err(|error| error.to_string())?;
         Ok(users.get(user).map(|chunks| chunks.iter().flatten().cloned().collect()).unwrap_or_default())
     }
+
+    fn one_of_user(&self, user: &str, id: i64) -> Result<Option<Payment>, String> {
+        let users = self.shard_of(user).lock().map_err(|error| error.to_string())?;
+        Ok(users.get(user).and_then(|chunks| chunks.iter().flatten().find(|payment| payment.id == id).cloned()))
+    }
 }
 
 impl Payments {
@@ -182,6 +187,24 @@ impl Payments {
                     .collect())
             }
             Self::Memory(payments) => payments.of_user(user),
+        }
+    }
+
+    /// The payment `id` if it is `user`'s (a receipt shows one payment, to the user who made it).
+    async fn one_of_user(&self, user: &str, id: i64) -> Result<Option<Payment>, String> {
+        match self {
+            Self::Postgres(pool) => {
+                let client = pool.get().await.map_err(|error| error.to_string())?;
+                let row = client
+                    .query_typed_opt(
+                        "SELECT amount, currency FROM payments WHERE user_id = $1 AND id = $2",
+                        &[(&user, Type::TEXT), (&id, Type::INT8)],
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(row.map(|row| Payment { id, amount: row.get(0), currency: row.get(1) }))
+            }
+            Self::Memory(payments) => payments.one_of_user(user, id),
         }
     }
 }

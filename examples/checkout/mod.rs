@@ -165,8 +165,8 @@ async fn receipt(request: HttpRequest, id: web::Path<String>, payments: web::Dat
     let Ok(id) = id.parse::<i64>() else {
         return page(StatusCode::NOT_FOUND, "No such receipt", "Receipts are numbered.");
     };
-    match payments.of_user(&user).await {
-        Ok(list) => match list.iter().find(|payment| payment.id == id) {
+    match payments.one_of_user(&user, id).await {
+        Ok(found) => match found {
             Some(payment) => {
                 let mut body = String::from(r#"<!doctype html><html lang="en"><head><meta charset="utf-8">"#);
                 let _ = write!(

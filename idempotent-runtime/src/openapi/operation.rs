@@ -68,6 +68,11 @@ fn key_parameter(docs: &IdempotencyDocs, options: &RouteOptions) -> Option<Param
     )
 }
 
+/// A caller without the user its keys are scoped by.
+pub(crate) const UNAUTHENTICATED: &str = "`unauthenticated`: keys are scoped per caller, and the request has none.";
+/// The store out of reach.
+pub(crate) const STORE_UNREACHABLE: &str = "`store-unavailable`: the idempotency store cannot be reached; retry later.";
+
 /// One of the library's answers on this route.
 pub(crate) struct Answer {
     /// Why the library answers this status, one sentence per reason.
@@ -94,7 +99,7 @@ fn answers(docs: &IdempotencyDocs, options: &RouteOptions) -> Vec<(StatusCode, A
 
     let mut answers = vec![(StatusCode::BAD_REQUEST, Answer { reasons: bad_request, retry_after: false })];
     if matches!(options.scope, ScopeSpec::User | ScopeSpec::Function(_)) {
-        let reasons = vec!["`unauthenticated`: keys are scoped per caller, and the request has none."];
+        let reasons = vec![UNAUTHENTICATED];
         answers.push((StatusCode::UNAUTHORIZED, Answer { reasons, retry_after: false }));
     }
     let in_flight = vec!["`in-flight`: a request with this key is still running; retry after `Retry-After` seconds."];
@@ -111,7 +116,7 @@ fn answers(docs: &IdempotencyDocs, options: &RouteOptions) -> Vec<(StatusCode, A
     let unavailable = if options.fail_open {
         vec!["`store-unavailable`: the idempotency store answered with a record it cannot read; retry later."]
     } else {
-        vec!["`store-unavailable`: the idempotency store cannot be reached; retry later."]
+        vec![STORE_UNREACHABLE]
     };
     answers.push((StatusCode::SERVICE_UNAVAILABLE, Answer { reasons: unavailable, retry_after: true }));
     answers

@@ -6,7 +6,7 @@ use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBu
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi, Required, ResponseBuilder, Schema};
 
-use super::operation::{Answer, add_answer};
+use super::operation::{Answer, STORE_UNREACHABLE, UNAUTHENTICATED, add_answer};
 use super::{IdempotencyDocs, schemas};
 
 /// The tag both services are listed under.
@@ -74,10 +74,14 @@ pub(crate) fn document_issue_keys(docs: &IdempotencyDocs, openapi: &mut OpenApi,
 
 /// The answers of a service that resolves the caller and reads the store.
 fn add_caller_answers(docs: &IdempotencyDocs, operation: &mut Operation) {
-    let unauthenticated = vec!["`unauthenticated`: keys are scoped per caller, and the request has none."];
-    add_answer(docs, operation, StatusCode::UNAUTHORIZED, &Answer { reasons: unauthenticated, retry_after: false });
-    let unavailable = vec!["`store-unavailable`: the idempotency store cannot be reached; retry later."];
-    add_answer(docs, operation, StatusCode::SERVICE_UNAVAILABLE, &Answer { reasons: unavailable, retry_after: true });
+    add_answer(
+        docs,
+        operation,
+        StatusCode::UNAUTHORIZED,
+        &Answer { reasons: vec![UNAUTHENTICATED], retry_after: false },
+    );
+    let unavailable = Answer { reasons: vec![STORE_UNREACHABLE], retry_after: true };
+    add_answer(docs, operation, StatusCode::SERVICE_UNAVAILABLE, &unavailable);
 }
 
 /// The status lookup's document for a known key.
