@@ -24,7 +24,7 @@ use actix_web::{App, HttpResponse, post, web};
 use deadpool_postgres::Pool;
 use idempotent_runtime::{Idempotency, PostgresStore, Store, Tx, idempotent};
 use support::postgres::pool_for;
-use support::replicated_cluster::ReplicatedCluster;
+use support::replicated_cluster::{Crash, ReplicatedCluster};
 
 /// Concurrent clients on each route.
 const CLIENTS_PER_ROUTE: usize = 8;
@@ -126,9 +126,11 @@ impl Attempt {
         self.status.as_ref().is_ok_and(StatusCode::is_success)
     }
 
-    /// Sent before `moment` and answered after it.
-    fn in_flight_at(&self, moment: Instant) -> bool {
-        self.sent < moment && self.answered >= moment
+    /// Sent before the crash was over and answered after it began: the crash is not an instant (the frozen
+    /// primary's backends still answer until the `kill -9`, and the processes take a moment to die), and a request
+    /// that overlapped it may have run without its record surviving.
+    fn in_flight_during(&self, crash: &Crash) -> bool {
+        self.sent < crash.over_at && self.answered >= crash.frozen_at
     }
 
     /// What the failover contract allows: 201, 409 `in-flight` with `Retry-After`, 503 `store-unavailable` with
@@ -281,7 +283,7 @@ async fn primary_killed_under_load_then_standby_promoted_loses_nothing_acknowled
         actix_web::rt::time::sleep(Duration::from_secs(1)).await;
         // The servers are driven by blocking commands, run beside the clients' thread so that the load goes on.
         let crashing = cluster.clone();
-        let (sync_state, (killed_at, killed)) =
+        let (sync_state, crash) =
             actix_web::rt::task::spawn_blocking(move || (crashing.standby_sync_state(), crashing.crash_primary()))
                 .await
                 .expect("crash the primary");
@@ -293,9 +295,10 @@ async fn primary_killed_under_load_then_standby_promoted_loses_nothing_acknowled
         let promoted_at = Instant::now();
         actix_web::rt::time::sleep(Duration::from_secs(3)).await;
         stop.store(true, Ordering::SeqCst);
-        (killed_at, killed, promote_started, promoted_at)
+        (crash, promote_started, promoted_at)
     };
-    let (logs, (killed_at, killed, promote_started, promoted_at)) = futures_util::future::join(load, scenario).await;
+    let (logs, (crash, promote_started, promoted_at)) = futures_util::future::join(load, scenario).await;
+    let (killed_at, killed) = (crash.killed_at, crash.processes);
     let load_ended = Instant::now();
 
     let attempts: Vec<&Attempt> = logs.iter().flat_map(|log| &log.attempts).collect();
@@ -359,7 +362,7 @@ async fn primary_killed_under_load_then_standby_promoted_loses_nothing_acknowled
     assert!(applied_twice.is_empty(), "orders applied twice: {applied_twice:?}");
     assert_eq!(orders.len(), acknowledged_orders.len(), "every order row belongs to an acknowledged key");
     let orders_in_flight =
-        attempts.iter().filter(|a| a.route == Route::Transactional && a.in_flight_at(killed_at)).count();
+        attempts.iter().filter(|a| a.route == Route::Transactional && a.in_flight_during(&crash)).count();
 
     // Every acknowledged order replays on the promoted server; the handler does not run again.
     let (client, base, acknowledged_orders) = (&client, &base, &acknowledged_orders);
@@ -388,7 +391,7 @@ async fn primary_killed_under_load_then_standby_promoted_loses_nothing_acknowled
     assert!(lost.is_empty(), "acknowledged runs lost at the failover: {lost:?}");
     let runs_in_flight: HashSet<&str> = attempts
         .iter()
-        .filter(|a| a.route == Route::Plain && a.in_flight_at(killed_at))
+        .filter(|a| a.route == Route::Plain && a.in_flight_during(&crash))
         .map(|a| a.key.as_str())
         .collect();
     let ran_twice: Vec<(&String, u32)> =

@@ -16,6 +16,18 @@ use super::private_cluster::{as_cluster_owner, cluster_folder, run, server_binar
 /// The standby's `application_name` (its `cluster_name`), which the primary's `synchronous_standby_names` names.
 const STANDBY_NAME: &str = "standby";
 
+/// The moments of a crash of the primary (see `ReplicatedCluster::crash_primary`).
+pub struct Crash {
+    /// Before the postmaster was frozen: its running backends still answer until the `kill -9`.
+    pub frozen_at: Instant,
+    /// Just before the `kill -9`.
+    pub killed_at: Instant,
+    /// When every killed process was gone.
+    pub over_at: Instant,
+    /// How many processes the `kill -9` killed.
+    pub processes: usize,
+}
+
 /// A primary and its synchronous standby; every server process still running is stopped, by PID, and both
 /// folders are deleted, when dropped.
 pub struct ReplicatedCluster {
@@ -111,8 +123,9 @@ impl ReplicatedCluster {
 
     /// Crashes the primary: freezes the postmaster (`SIGSTOP`, so that it forks no new backend), lists its children
     /// by their parent PID, and `kill -9`s them all, the postmaster with them, in one `kill`. Returns when every
-    /// one of them is gone, with the moment just before the `kill -9` and how many processes it killed.
-    pub fn crash_primary(&self) -> (Instant, usize) {
+    /// one of them is gone, with the crash's moments and how many processes it killed.
+    pub fn crash_primary(&self) -> Crash {
+        let frozen_at = Instant::now();
         let postmaster = postmaster_pid(&self.primary_data());
         run(Command::new("kill").args(["-STOP", &postmaster.to_string()]), "freeze the primary's postmaster");
         let mut victims = children_of(postmaster);
@@ -126,7 +139,7 @@ impl ReplicatedCluster {
             assert!(Instant::now() < deadline, "the primary's processes {victims:?} survived kill -9 for 10 s");
             std::thread::sleep(Duration::from_millis(5));
         }
-        (killed_at, victims.len())
+        Crash { frozen_at, killed_at, over_at: Instant::now(), processes: victims.len() }
     }
 
     /// Promotes the standby (`pg_ctl promote -w`) and waits until it accepts writes.
