@@ -43,7 +43,6 @@ async fn a_checkout_in_chromium_charges_once() {
     let allowed_origin = format!("http://localhost:{proxy_port}");
     let example = ExampleProcess::start_with_env(
         "payments",
-        free_port(),
         Some(&schema.database_url()),
         &[("CORS_ALLOWED_ORIGINS", &allowed_origin)],
     );

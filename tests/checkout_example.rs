@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
-use support::example_process::{ExampleProcess, free_port};
+use support::example_process::ExampleProcess;
 
 /// An answer, with its body as text.
 struct Page {
@@ -99,7 +99,7 @@ async fn payments_of(base: &str, user: &str) -> usize {
 #[actix_web::test]
 async fn the_checkout_form_charges_once_and_answers_in_pages() {
     let allowed = "https://shop.example";
-    let example = ExampleProcess::start_with_env("payments", free_port(), None, &[("CORS_ALLOWED_ORIGINS", allowed)]);
+    let example = ExampleProcess::start_with_env("payments", None, &[("CORS_ALLOWED_ORIGINS", allowed)]);
     let base = example.base.clone();
 
     // The page: a fresh key per load, and a session for this browser.
@@ -169,7 +169,7 @@ async fn the_checkout_form_charges_once_and_answers_in_pages() {
 #[actix_web::test]
 async fn cors_lets_allowed_origins_send_keys_and_read_the_replay_header() {
     let allowed = "https://shop.example";
-    let example = ExampleProcess::start_with_env("payments", free_port(), None, &[("CORS_ALLOWED_ORIGINS", allowed)]);
+    let example = ExampleProcess::start_with_env("payments", None, &[("CORS_ALLOWED_ORIGINS", allowed)]);
     let preflight = |origin: &'static str| {
         client()
             .request(actix_web::http::Method::OPTIONS, format!("{}/payments", example.base))

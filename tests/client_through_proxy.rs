@@ -103,14 +103,14 @@ async fn calls_survive_lost_and_cut_answers(example: &ExampleProcess, store: &st
 
 #[actix_web::test]
 async fn client_through_the_fault_proxy_in_memory() {
-    let example = ExampleProcess::start("payments", free_port(), None);
+    let example = ExampleProcess::start("payments", None);
     calls_survive_lost_and_cut_answers(&example, "memory").await;
 }
 
 #[actix_web::test]
 async fn client_through_the_fault_proxy_on_postgres() {
     let schema = TestSchema::create().await;
-    let example = ExampleProcess::start("payments", free_port(), Some(&schema.database_url()));
+    let example = ExampleProcess::start("payments", Some(&schema.database_url()));
     assert!(example.banner.contains("PostgreSQL"), "{:?}", example.banner);
     calls_survive_lost_and_cut_answers(&example, "postgres").await;
     let client = schema.pool(1).get().await.expect("connect");
@@ -124,7 +124,7 @@ async fn client_through_the_fault_proxy_on_postgres() {
 /// what happened, and the payments example holds exactly N new payments of that user.
 #[actix_web::test]
 async fn pay_client_creates_exactly_count_payments_through_the_proxy() {
-    let example = ExampleProcess::start("payments", free_port(), None);
+    let example = ExampleProcess::start("payments", None);
     let proxy = FaultProxy::start(&format!("127.0.0.1:{}", example.port)).await;
     let binary = example_binary("pay_client");
     let url = proxy.base.clone();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::example_process::{ExampleProcess, free_port};
+use support::example_process::ExampleProcess;
 use support::postgres::TestSchema;
 use support::report_figure;
 
@@ -67,7 +67,7 @@ async fn fuzz(example: &str) {
     let installed = Command::new("schemathesis").arg("--version").output().is_ok_and(|out| out.status.success());
     assert!(installed, "this suite needs schemathesis: `python3 -m pip install schemathesis` (.ci/run installs it)");
     let schema = TestSchema::create().await;
-    let process = ExampleProcess::start(example, free_port(), Some(&schema.database_url()));
+    let process = ExampleProcess::start(example, Some(&schema.database_url()));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // Its working directory too: schemathesis keeps a cache (`.schemathesis/`) where it runs.
     let report_dir =

@@ -81,7 +81,7 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let watcher = schema.pool(1);
-    let mut process = Some(ExampleProcess::start("orders", port, Some(&schema.database_url())));
+    let mut process = Some(ExampleProcess::start_on(port, "orders", Some(&schema.database_url()), &[]));
     for kill in 0..KILLS {
         let key = format!("crash-{kill}");
         let item = format!("item-{kill}");
@@ -115,7 +115,7 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
         assert!(orders_of(&schema, "crash").await.iter().all(|existing| *existing != item), "no order left behind");
 
         // Restarted, the very first retry runs (no lease to wait out) and creates the order once.
-        process = Some(ExampleProcess::start("orders", port, Some(&schema.database_url())));
+        process = Some(ExampleProcess::start_on(port, "orders", Some(&schema.database_url()), &[]));
         let started = Instant::now();
         let retry = order(&base, "crash", &key, &item, 0).await;
         assert_eq!(retry.status, Some(StatusCode::CREATED), "{:?}", retry.body);
@@ -141,8 +141,7 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
 fn start_orders(connection: Connection, schema: &TestSchema) -> (ExampleProcess, Option<PgBouncer>) {
     let (url, bouncer) = connection.database_url(schema);
     let direct = schema.database_url();
-    let example =
-        ExampleProcess::start_with_env("orders", free_port(), Some(&url), &[("DATABASE_LISTEN_URL", &direct)]);
+    let example = ExampleProcess::start_with_env("orders", Some(&url), &[("DATABASE_LISTEN_URL", &direct)]);
     (example, bouncer)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
-use support::example_process::{ExampleProcess, free_port};
+use support::example_process::ExampleProcess;
 use support::postgres::TestSchema;
 
 /// The example under test.
@@ -22,7 +22,7 @@ impl std::ops::Deref for Example {
 
 impl Example {
     fn start(database_url: Option<&str>) -> Self {
-        Self(ExampleProcess::start("payments", free_port(), database_url))
+        Self(ExampleProcess::start("payments", database_url))
     }
 }
 

@@ -81,8 +81,8 @@ async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_on_o
     let prefix = unique_prefix();
     let env = [("REDIS_URL", redis_url()), ("REDIS_KEY_PREFIX", prefix.clone())];
     let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let first = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
-    let second = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    let first = ExampleProcess::start_with_env("payments", Some(&schema.database_url()), &env);
+    let second = ExampleProcess::start_with_env("payments", Some(&schema.database_url()), &env);
     assert!(first.banner.contains("Redis (REDIS_URL) store, PostgreSQL payments"), "{:?}", first.banner);
     let bases = [first.base.clone(), second.base.clone()];
     let client = client(2_000);
@@ -130,7 +130,7 @@ async fn kill_dash_nine_mid_handler_on_redis_runs_each_key_once_after_the_lease(
     let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
     let port = free_port();
     let client = client(64);
-    let start = || ExampleProcess::start_with_env("payments", port, Some(&schema.database_url()), &env);
+    let start = || ExampleProcess::start_on(port, "payments", Some(&schema.database_url()), &env);
     let mut process = Some(start());
     let base = format!("http://127.0.0.1:{port}");
     let mut amounts = Vec::new();
@@ -222,7 +222,7 @@ async fn redis_restart_under_load_gives_only_503_and_no_completed_key_runs_twice
     assert!(appendonly.contains("yes"), "the private node persists: {appendonly:?}");
     let env = [("REDIS_URL", redis.url())];
     let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let process = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    let process = ExampleProcess::start_with_env("payments", Some(&schema.database_url()), &env);
     let client = client(64);
     let user = "restart";
     let stop = AtomicBool::new(false);

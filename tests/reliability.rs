@@ -22,8 +22,8 @@ async fn thousand_concurrent_requests_over_fifty_keys_through_two_processes_run_
     const KEYS: i64 = 50;
     const REQUESTS_PER_KEY: i64 = 20;
     let schema = TestSchema::create().await;
-    let first = ExampleProcess::start("payments", free_port(), Some(&schema.database_url()));
-    let second = ExampleProcess::start("payments", free_port(), Some(&schema.database_url()));
+    let first = ExampleProcess::start("payments", Some(&schema.database_url()));
+    let second = ExampleProcess::start("payments", Some(&schema.database_url()));
     let bases = [first.base.clone(), second.base.clone()];
     let client = client(2_000);
 
@@ -69,7 +69,7 @@ async fn behind_pgbouncer_bursts_of_fresh_keys_then_retries_after_the_lease_neve
     const LEASE: Duration = Duration::from_secs(5); // the payments example's lease
     let schema = TestSchema::create().await;
     let (url, _bouncer) = Connection::PgBouncer.database_url(&schema);
-    let process = ExampleProcess::start("payments", free_port(), Some(&url));
+    let process = ExampleProcess::start("payments", Some(&url));
     let client = client(64);
     let mut first = Vec::new();
     for burst in 0..BURSTS {
@@ -114,10 +114,7 @@ async fn behind_pgbouncer_two_processes_answer_every_request_and_replay_each_oth
     const REQUESTS: i64 = 20;
     let schema = TestSchema::create().await;
     let (url, _bouncer) = Connection::PgBouncer.database_url(&schema);
-    let processes = [
-        ExampleProcess::start("payments", free_port(), Some(&url)),
-        ExampleProcess::start("payments", free_port(), Some(&url)),
-    ];
+    let processes = [ExampleProcess::start("payments", Some(&url)), ExampleProcess::start("payments", Some(&url))];
     let client = client(4);
     let mut outcomes = Vec::new();
     let mut replays = Vec::new();
@@ -156,7 +153,7 @@ async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_s
     let pool = schema.pool(2);
     let port = free_port();
     let client = client(64);
-    let mut process = Some(ExampleProcess::start("payments", port, Some(&schema.database_url())));
+    let mut process = Some(ExampleProcess::start_on(port, "payments", Some(&schema.database_url()), &[]));
     let base = format!("http://127.0.0.1:{port}");
     let mut keys = Vec::new();
     let mut max_retry_after = 0;
@@ -193,7 +190,7 @@ async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_s
         assert!(outcomes.iter().all(|outcome| outcome.status.is_none()), "killed mid-handler: {outcomes:?}");
 
         // Restarted on the same port, the retry finds the dead claim: 409 with a Retry-After within the lease.
-        process = Some(ExampleProcess::start("payments", port, Some(&schema.database_url())));
+        process = Some(ExampleProcess::start_on(port, "payments", Some(&schema.database_url()), &[]));
         let (key, amount) = &cycle[0];
         let retry = pay(&client, &base, "crash", key, *amount, 3_000).await;
         assert_eq!(retry.status, Some(StatusCode::CONFLICT), "{retry:?}");
@@ -242,7 +239,7 @@ async fn kill_dash_nine_mid_handler_never_runs_a_key_twice_and_never_leaves_it_s
 #[actix_web::test]
 async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
     let cluster = PrivateCluster::start();
-    let process = ExampleProcess::start("payments", free_port(), Some(&cluster.url()));
+    let process = ExampleProcess::start("payments", Some(&cluster.url()));
     let pool = pool_for(&cluster.url(), None, 2);
     let outage = Outage { what: "PostgreSQL outage", stop: &|| cluster.stop(), resume: &|| cluster.resume() };
     outage_under_load(&process.base, &pool, outage).await;
@@ -254,7 +251,7 @@ async fn postgres_outage_under_load_gives_only_503_and_no_double_execution() {
 async fn pgbouncer_restart_under_load_gives_only_503_and_no_double_execution() {
     let cluster = PrivateCluster::start();
     let bouncer = PgBouncer::start("127.0.0.1", cluster.port, None);
-    let process = ExampleProcess::start("payments", free_port(), Some(&bouncer.url()));
+    let process = ExampleProcess::start("payments", Some(&bouncer.url()));
     let pool = pool_for(&cluster.url(), None, 2);
     let outage = Outage { what: "PgBouncer restart", stop: &|| bouncer.stop(), resume: &|| bouncer.resume() };
     outage_under_load(&process.base, &pool, outage).await;
@@ -266,7 +263,7 @@ async fn pgbouncer_restart_under_load_gives_only_503_and_no_double_execution() {
 async fn postgres_restart_behind_pgbouncer_under_load_gives_only_503_and_no_double_execution() {
     let cluster = PrivateCluster::start();
     let bouncer = PgBouncer::start("127.0.0.1", cluster.port, None);
-    let process = ExampleProcess::start("payments", free_port(), Some(&bouncer.url()));
+    let process = ExampleProcess::start("payments", Some(&bouncer.url()));
     let pool = pool_for(&cluster.url(), None, 2);
     let outage =
         Outage { what: "PostgreSQL restart behind PgBouncer", stop: &|| cluster.stop(), resume: &|| cluster.resume() };

@@ -31,7 +31,7 @@ async fn master_failover_under_load(replica_acks: bool) -> Failover {
         env.push(("REDIS_REPLICA_ACKS_TIMEOUT_MS", "500".to_owned()));
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let process = ExampleProcess::start_with_env("payments", free_port(), Some(&schema.database_url()), &env);
+    let process = ExampleProcess::start_with_env("payments", Some(&schema.database_url()), &env);
     assert!(process.banner.contains("Redis Cluster"), "{:?}", process.banner);
     let client = client(64);
     let user = "failover";

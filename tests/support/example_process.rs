@@ -36,14 +36,55 @@ pub struct ExampleProcess {
     pub banner: String,
 }
 
+/// Why an example did not print its start-up line: what it wrote to stderr before it exited.
+struct StartFailure {
+    stderr: String,
+}
+
+impl StartFailure {
+    /// The port, free when [`free_port`] released it, was taken before the example bound it (by another test's
+    /// process or by an outgoing connection's ephemeral port): another port will do.
+    fn port_taken(&self) -> bool {
+        self.stderr.contains("Address already in use")
+    }
+}
+
 impl ExampleProcess {
-    /// Starts `examples/<name>` on `port` with `DATABASE_URL` (or without it) and waits for its start-up line.
-    pub fn start(name: &str, port: u16, database_url: Option<&str>) -> Self {
-        Self::start_with_env(name, port, database_url, &[])
+    /// Starts `examples/<name>` on a free port with `DATABASE_URL` (or without it) and waits for its start-up line.
+    pub fn start(name: &str, database_url: Option<&str>) -> Self {
+        Self::start_with_env(name, database_url, &[])
     }
 
     /// [`ExampleProcess::start`] with more environment variables (e.g. `DATABASE_LISTEN_URL`).
-    pub fn start_with_env(name: &str, port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
+    pub fn start_with_env(name: &str, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
+        const ATTEMPTS: usize = 5;
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            match Self::try_start(name, free_port(), database_url, env) {
+                Ok(process) => return process,
+                Err(failure) if failure.port_taken() => last = Some(failure),
+                Err(failure) => {
+                    panic!("the {name} example exited before its start-up line; its stderr:\n{}", failure.stderr)
+                }
+            }
+        }
+        let stderr = last.map(|failure| failure.stderr).unwrap_or_default();
+        panic!("the {name} example found no free port in {ATTEMPTS} attempts; its last stderr:\n{stderr}")
+    }
+
+    /// Starts `examples/<name>` on exactly `port`: a restart that clients must find where the first process was.
+    pub fn start_on(port: u16, name: &str, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
+        Self::try_start(name, port, database_url, env).unwrap_or_else(|failure| {
+            panic!("the {name} example exited before its start-up line on port {port}; its stderr:\n{}", failure.stderr)
+        })
+    }
+
+    fn try_start(
+        name: &str,
+        port: u16,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<Self, StartFailure> {
         let mut command = Command::new(example_binary(name));
         // Only what the test passes chooses the stores: nothing inherited from the environment running the suite.
         for inherited in [
@@ -61,16 +102,21 @@ impl ExampleProcess {
             .env("BIND", format!("127.0.0.1:{port}"))
             .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
         }
         let mut child = command.spawn().unwrap_or_else(|error| panic!("start the {name} example: {error}"));
+        let stderr = StderrTail::drain(child.stderr.take().expect("piped stderr"));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut banner = String::new();
         BufReader::new(stdout).read_line(&mut banner).expect("read the start-up line");
+        if banner.is_empty() {
+            let _ = child.wait();
+            return Err(StartFailure { stderr: stderr.finish() });
+        }
         assert!(banner.contains(&format!("http://127.0.0.1:{port}")), "start-up line names the URL: {banner:?}");
-        Self { child, port, base: format!("http://127.0.0.1:{port}"), banner }
+        Ok(Self { child, port, base: format!("http://127.0.0.1:{port}"), banner })
     }
 
     /// kill -9: the process dies mid-whatever, with no chance to release anything.
@@ -84,5 +130,37 @@ impl Drop for ExampleProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The example's stderr, read on a thread so that a chatty process never blocks on a full pipe; the last
+/// [`StderrTail::KEPT`] bytes are kept for a failure message.
+struct StderrTail {
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl StderrTail {
+    const KEPT: usize = 16 * 1024;
+
+    fn drain(stderr: std::process::ChildStderr) -> Self {
+        let reader = std::thread::spawn(move || {
+            let mut tail = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                tail.push_str(&line);
+                tail.push('\n');
+                if tail.len() > 2 * Self::KEPT {
+                    let cut = (tail.len() - Self::KEPT..tail.len()).find(|&at| tail.is_char_boundary(at));
+                    tail.drain(..cut.unwrap_or(tail.len()));
+                }
+            }
+            tail
+        });
+        Self { reader }
+    }
+
+    /// Everything kept, once the process has exited and closed its stderr.
+    fn finish(self) -> String {
+        self.reader.join().unwrap_or_default()
     }
 }
