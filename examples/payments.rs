@@ -335,6 +335,9 @@ fn redis_store() -> Result<Option<(RedisStoreBuilder, String)>, String> {
             (RedisStore::cluster(nodes), name)
         }
     };
+    // This app mounts the status lookup (`GET /idempotency/{key}`), which reads the store's index of each key's
+    // records: a RedisStore keeps it only when asked.
+    let builder = builder.status_lookups(true);
     let builder = match var("REDIS_KEY_PREFIX") {
         Some(prefix) => builder.key_prefix(prefix),
         None => builder,

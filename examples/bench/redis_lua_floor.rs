@@ -1,21 +1,23 @@
 //! The Redis floor as issue 12 words it: "the same Lua or commands, written plainly". `redis_lua_floor_new` runs
-//! the library's own claim and completion scripts (the very files `RedisStore` loads), on keys laid out as the
-//! library's, from a hand-written handler: no middleware, no store trait, no response capture. The stored headers
-//! use the floors' own `name: value` lines (the library's encoding differs by a few bytes).
+//! the library's own claim and completion scripts (the very files `RedisStore` loads), on the keys and with the
+//! arguments a `RedisStore` with the default settings sends (no status lookups), from a hand-written handler: no
+//! middleware, no store trait, no response capture. The stored headers use the floors' own `name: value` lines (the
+//! library's encoding differs by a few bytes).
 //!
 //! It is the second Redis floor. The first (`redis_floor_new`, in `redis_app`) is the least any Redis layer must
-//! do: no status-lookup index, no take-over rule, no server clock. Against this one the ratio measures what the
+//! do: no take-over rule, no server clock. Against this one the ratio measures what the
 //! library's Rust layer costs above its scripts; against the first, what its scripts cost too. Both are reported.
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use idempotent_runtime::store::testing::REDIS_EXPIRY_GRACE;
+use idempotent_runtime::store::RecordId;
+use idempotent_runtime::store::testing::{REDIS_EXPIRY_GRACE, redis_record_keys};
 use idempotent_runtime::{DEFAULT_LEASE, DEFAULT_TTL};
 use redis::{Script, Value};
 
 use crate::app::floor_answer;
 use crate::floor::Identity;
-use crate::redis_app::{FloorConnection, encode_headers, key_stem};
+use crate::redis_app::{FloorConnection, encode_headers};
 
 /// The library's scripts, byte for byte.
 const CLAIM_LUA: &str = include_str!("../../idempotent-runtime/src/store/redis/claim.lua");
@@ -41,8 +43,6 @@ pub(crate) struct LuaFloor {
 /// The keys of one record, laid out as the library's (`store/redis/keys.rs`): one hash tag per (scope, key).
 struct RecordKeys {
     record: Vec<u8>,
-    index: Vec<u8>,
-    member: Vec<u8>,
     channel: Vec<u8>,
 }
 
@@ -59,14 +59,14 @@ impl LuaFloor {
 
     /// The record's keys, as `store/redis/keys.rs` makes them.
     fn keys(&self, id: &Identity) -> RecordKeys {
-        let stem = key_stem(&self.prefix, id);
-        let member = format!("{} {}", id.method, id.route);
-        RecordKeys {
-            record: format!("{stem}:r:{member}").into_bytes(),
-            index: format!("{stem}:i").into_bytes(),
-            channel: format!("{stem}:w:{member}").into_bytes(),
-            member: member.into_bytes(),
-        }
+        let id = RecordId {
+            scope_hash: id.scope_hash,
+            key_hash: id.key_hash,
+            method: id.method.clone(),
+            route: id.route.clone(),
+        };
+        let (record, channel) = redis_record_keys(&self.prefix, &id);
+        RecordKeys { record, channel }
     }
 }
 
@@ -81,13 +81,11 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
     let claimed: Result<Value, _> = floor
         .claim
         .key(&keys.record)
-        .key(&keys.index)
         .arg(id.fingerprint.as_slice())
         .arg(token)
         .arg(LEASE_MS)
         .arg(TTL_MS)
         .arg(GRACE_MS)
-        .arg(&keys.member)
         .invoke_async(&mut connection)
         .await;
     match claimed {
@@ -105,7 +103,6 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
     let stored: Result<i64, _> = floor
         .complete
         .key(&keys.record)
-        .key(&keys.index)
         .arg(token)
         .arg(TTL_MS)
         .arg(GRACE_MS)

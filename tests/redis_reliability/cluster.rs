@@ -185,15 +185,9 @@ async fn cluster_master_killed_under_load_measures_the_503_window_and_double_exe
 
 /// The record's hash as the Redis store names it (`store/redis/keys.rs`), for reading it on a replica.
 fn record_key(id: &idempotent_runtime::store::RecordId) -> String {
-    let hex = |bytes: &[u8]| bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>();
-    format!(
-        "{}{{{}{}}}:r:{} {}",
-        idempotent_runtime::DEFAULT_KEY_PREFIX,
-        hex(&id.scope_hash),
-        hex(&id.key_hash),
-        id.method,
-        id.route
-    )
+    let (record, _channel) =
+        idempotent_runtime::store::testing::redis_record_keys(idempotent_runtime::DEFAULT_KEY_PREFIX, id);
+    String::from_utf8(record).expect("a record key of printable characters")
 }
 
 /// The state field of `key`'s record read on the replica on `port` (`READONLY`), if it has the record.

@@ -83,23 +83,27 @@ impl StoreUnderTest {
         Self { store: Arc::new(store), schema: Some(schema), bouncer: Some(bouncer), redis_prefix: None }
     }
 
-    /// A `RedisStore` on the shared Redis node, under a key prefix of its own.
+    /// A `RedisStore` on the shared Redis node, under a key prefix of its own, with status lookups (the suites
+    /// look keys up).
     pub async fn redis() -> Self {
         let prefix = redis_node::unique_prefix();
         let store = RedisStore::node(redis_node::redis_url())
             .key_prefix(prefix.clone())
+            .status_lookups(true)
             .connect()
             .await
             .unwrap_or_else(|error| redis_node::unreachable_redis(&error));
         Self { store: Arc::new(store), schema: None, bouncer: None, redis_prefix: Some(prefix) }
     }
 
-    /// A `RedisStore` on the Redis Cluster the suites share (3 masters, 3 replicas; started on first use).
+    /// A `RedisStore` on the Redis Cluster the suites share (3 masters, 3 replicas; started on first use), with
+    /// status lookups.
     pub async fn redis_cluster() -> Self {
         let cluster =
             tokio::task::spawn_blocking(redis_cluster::RedisCluster::shared).await.expect("start the cluster");
         let store = RedisStore::cluster(cluster.nodes())
             .key_prefix(redis_node::unique_prefix())
+            .status_lookups(true)
             .connect()
             .await
             .expect("connect to the test's Redis Cluster");

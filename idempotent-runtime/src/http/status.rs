@@ -29,12 +29,16 @@ use crate::http::problem::{Problem, ProblemKind, ProblemStyle, retry_after_secon
 use crate::http::scope::{ScopeError, ScopeSpec};
 use crate::record::KeyState;
 use crate::record_id::key_digest;
+use crate::store::StoreErrorKind;
 
 /// The scope a status resource resolves callers with.
 #[derive(Clone, Copy)]
 struct StatusScope(ScopeSpec);
 
 /// The status lookup at `path` (which must contain a `{key}` segment), scoped by user like routes by default.
+///
+/// The store must answer lookups: a `RedisStore` does only when built with `status_lookups(true)`; on a store that
+/// does not, the lookup answers 500 `misconfigured` and logs why.
 pub fn status_lookup(path: &str) -> actix_web::Resource {
     status_lookup_scoped(path, ScopeSpec::User)
 }
@@ -67,6 +71,13 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
     };
     let status = match lookup_in_scope(settings, scope_hash, &key_digest(key.as_str())).await {
         Ok(status) => status,
+        // A store that keeps no lookups (a `RedisStore` without `status_lookups(true)`): the app mounted the lookup
+        // without setting its store up for it. `unknown` would tell the caller a wrong answer, and 503 to retry.
+        Err(error) if error.kind() == StoreErrorKind::Unsupported => {
+            tracing::error!(%error, "the status lookup is mounted but its idempotency store does not answer lookups");
+            return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
+                .into_response(style, &request);
+        }
         Err(error) => {
             tracing::error!(%error, "idempotency store failed during a status lookup");
             return Problem::new(ProblemKind::StoreUnavailable, "the idempotency store is unavailable; retry later")
@@ -163,7 +174,60 @@ pub(crate) fn rfc3339(time: std::time::SystemTime) -> Option<String> {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use super::rfc3339;
+    use actix_web::body::MessageBody as _;
+    use actix_web::test::{TestRequest, call_service, init_service};
+    use actix_web::{App, http::StatusCode};
+
+    use super::{rfc3339, status_lookup};
+    use crate::Idempotency;
+    use crate::digest::Digest;
+    use crate::store::{
+        Attempt, Claim, ClaimRequest, Completion, KeyStatus, LeaseState, MemoryStore, Record, RecordId, Store,
+        StoreError, StoreErrorKind, StoredResponse,
+    };
+
+    /// A store that keeps no status lookups (as a `RedisStore` without `status_lookups(true)`).
+    struct WithoutLookups(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl Store for WithoutLookups {
+        async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+            self.0.claim(request).await
+        }
+        async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
+            self.0.heartbeat(attempt, duration).await
+        }
+        async fn complete(
+            &self,
+            attempt: &Attempt,
+            response: &StoredResponse,
+            ttl: Duration,
+        ) -> Result<Completion, StoreError> {
+            self.0.complete(attempt, response, ttl).await
+        }
+        async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+            self.0.release(attempt).await
+        }
+        async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+            self.0.read(id).await
+        }
+        async fn lookup(&self, _: &Digest, _: &Digest) -> Result<Option<KeyStatus>, StoreError> {
+            Err(StoreError::new(StoreErrorKind::Unsupported, "lookups are off: turn on `status_lookups`"))
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_store_without_lookups_answers_misconfigured_not_unknown_or_unavailable() {
+        let config =
+            Idempotency::builder(WithoutLookups(MemoryStore::new())).user_resolver(|_| Some("alice".into())).build();
+        let app = init_service(App::new().app_data(config).service(status_lookup("/idempotency/{key}"))).await;
+        let response = call_service(&app, TestRequest::get().uri("/idempotency/k-1").to_request()).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers().get("content-type").unwrap(), "application/problem+json");
+        let body = response.into_body().try_into_bytes().unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("misconfigured") && !body.contains("unknown"), "{body}");
+    }
 
     #[test]
     fn times_outside_the_formattable_range_are_null_not_a_panic() {

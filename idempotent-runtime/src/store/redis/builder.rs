@@ -1,15 +1,15 @@
 //! How a [`RedisStore`] is configured and connected: one node or a cluster, the key prefix, the timeout, replica
-//! acknowledgements, and the eviction-policy check.
+//! acknowledgements, status lookups, and the eviction-policy check.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connection::{Connection, Target};
 use tokio::sync::OnceCell;
 
-use crate::store::existing_share::ExistingShare;
-
+use super::connection::{Connection, Target};
+use super::old_layout::OldLayout;
 use super::{DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT, Inner, RedisStore, ReplicaAcks, Scripts, bounded, failed};
+use crate::store::existing_share::ExistingShare;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Settings of a [`RedisStore`]; [`RedisStoreBuilder::connect`] makes it.
@@ -20,6 +20,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     replica_acks: Option<ReplicaAcks>,
+    status_lookups: bool,
     allow_eviction: bool,
 }
 
@@ -48,6 +49,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             timeout: DEFAULT_REDIS_TIMEOUT,
             replica_acks: None,
+            status_lookups: false,
             allow_eviction: false,
         }
     }
@@ -75,6 +77,17 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Keeps, for each (scope, key), the index of its records that [`status_lookup`](crate::status_lookup) reads
+    /// ("what happened to my key?"). Off by default: the index costs every claim and completion a write, and only
+    /// an app that mounts the status lookup reads it. Turn it on in every process of an app that mounts it, from the
+    /// first of them on: a record claimed by a store without it is not in the index, and a lookup answers
+    /// `unknown` for it. Without it, [`Store::lookup`](crate::Store::lookup) fails with
+    /// [`StoreErrorKind::Unsupported`], which the status lookup answers as 500 `misconfigured`.
+    pub fn status_lookups(mut self, on: bool) -> Self {
+        self.status_lookups = on;
+        self
+    }
+
     /// Starts even when a master's `maxmemory-policy` may evict keys (anything but `noeviction`: every record
     /// has an expiry, so the `volatile-*` policies evict them too). An evicted record is a key whose handler runs
     /// again. Without this, [`RedisStoreBuilder::connect`] refuses such a server.
@@ -83,7 +96,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, and checks every master's `maxmemory-policy`.
+    /// Connects, checks every master's `maxmemory-policy`, and learns whether records of the old key layout may
+    /// still live under the prefix (the first store on a prefix scans for them in the background).
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         if self.prefix.contains(['{', '}']) {
             return Err(StoreError::new(
@@ -93,6 +107,7 @@ impl RedisStoreBuilder {
         }
         let connecting = Connection::open(&self.target, self.timeout);
         let connection = bounded(self.timeout, async { connecting.await.map_err(failed) }).await?;
+        let old_layout = OldLayout::of(&connection, &self.prefix, self.timeout).await?;
         let store = RedisStore {
             inner: Arc::new(Inner {
                 target: self.target,
@@ -100,6 +115,8 @@ impl RedisStoreBuilder {
                 prefix: self.prefix,
                 timeout: self.timeout,
                 replica_acks: self.replica_acks,
+                status_lookups: self.status_lookups,
+                old_layout,
                 scripts: Scripts::new(),
                 waiters: OnceCell::new(),
                 existing_share: ExistingShare::default(),

@@ -6,7 +6,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, RedisResult, Value};
 
 /// Where the records live.
 #[derive(Debug, Clone)]
@@ -15,6 +15,24 @@ pub(super) enum Target {
     Node(String),
     /// The seed nodes of a Redis Cluster.
     Cluster(Vec<String>),
+}
+
+/// One master, to address commands that are not about a key (`SCAN`) to each master in turn.
+#[derive(Debug, Clone)]
+pub(super) enum Master {
+    /// The one node.
+    Node,
+    /// A cluster's master, by address.
+    Address { host: String, port: u16 },
+}
+
+impl Master {
+    fn routing(&self) -> SingleNodeRoutingInfo {
+        match self {
+            Self::Node => SingleNodeRoutingInfo::Random,
+            Self::Address { host, port } => SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port },
+        }
+    }
 }
 
 /// A multiplexed connection to the target: a `ConnectionManager` that reconnects by itself, or a cluster
@@ -72,6 +90,51 @@ impl Connection {
                     Value::Map(pairs) => pairs.into_iter().map(|(_node, answer)| answer).collect(),
                     other => vec![other],
                 })
+            }
+        }
+    }
+
+    /// Every master: the node, or each master of the cluster by its address.
+    pub(super) async fn masters(&mut self) -> RedisResult<Vec<Master>> {
+        let Self::Cluster(connection) = self else { return Ok(vec![Master::Node]) };
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        // Without a response policy, a command on every master answers a map from each one's `host:port`.
+        let Value::Map(answers) = connection.route_command(redis::cmd("PING"), routing).await? else {
+            return Err((ErrorKind::UnexpectedReturnType, "PING on every master did not answer per master").into());
+        };
+        answers
+            .into_iter()
+            .map(|(address, _pong)| {
+                let address = match address {
+                    Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+                    Value::SimpleString(text) => Some(text),
+                    _ => None,
+                };
+                address
+                    .as_deref()
+                    .and_then(|address| address.rsplit_once(':'))
+                    .and_then(|(host, port)| Some(Master::Address { host: host.to_owned(), port: port.parse().ok()? }))
+                    .ok_or_else(|| (ErrorKind::UnexpectedReturnType, "a master's address is not host:port").into())
+            })
+            .collect()
+    }
+
+    /// Runs a command on one master.
+    pub(super) async fn on(&mut self, master: &Master, command: Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Node(connection) => command.query_async(connection).await,
+            Self::Cluster(connection) => {
+                connection.route_command(command, RoutingInfo::SingleNode(master.routing())).await
+            }
+        }
+    }
+
+    /// Runs a pipeline on one master, returning each command's answer.
+    pub(super) async fn pipeline_on(&mut self, master: &Master, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+        match self {
+            Self::Node(connection) => pipeline.query_async(connection).await,
+            Self::Cluster(connection) => {
+                connection.route_pipeline(pipeline.clone(), 0, pipeline.len(), master.routing()).await
             }
         }
     }

@@ -1,63 +1,143 @@
-//! Where a record lives in Redis: every key of one (scope, key) carries the same hash tag, so its record, its
-//! index and its wake-up channel sit in one cluster slot and one script can touch them atomically.
+//! Where a record lives in Redis: the key layout, versioned.
+//!
+//! Every key of one (scope, key) carries the same hash tag, so its record, its index and its wake-up channel sit in
+//! one cluster slot and one script can touch them atomically. Layout 2, the one the store writes:
 //!
 //! ```text
-//! idempotency:{<scope hex><key hex>}:r:POST /payments    the record (a hash)
-//! idempotency:{<scope hex><key hex>}:i                   the (scope, key)'s records, for status lookups (a set)
-//! idempotency:{<scope hex><key hex>}:w:POST /payments    the channel that wakes the record's waiters
+//! idempotency:v2{<scope b64><key b64>}:r:POST /payments    the record (a hash)
+//! idempotency:v2{<scope b64><key b64>}:i                   the (scope, key)'s records, for status lookups (a set;
+//!                                                          only with `RedisStoreBuilder::status_lookups`)
+//! idempotency:v2{<scope b64><key b64>}:w:POST /payments    the channel that wakes the record's waiters
 //! ```
+//!
+//! `v2` is the layout's version. The hash tag holds the scope and key digests (SHA-256, both whole, so that two
+//! identities share a key only if SHA-256 collides) in unpadded base64url, 43 characters each: 86 in all where
+//! layout 1 spent 128 on hex. The method and route stay readable: an operator can tell which route a key belongs
+//! to, and the status lookup reads them back from the index.
+//!
+//! Layout 1, the store's layout before layout 2, is `idempotency:{<scope hex><key hex>}:r:POST /payments`, with
+//! `:i` and `:w:` as above.
+//!
+//! # Compatibility: records of layout 1 are served until they expire
+//!
+//! Nothing creates or extends layout 1's records any more, so the last one is gone at the latest expiry among those
+//! that exist. The first store to connect on a prefix scans every master once, in the background, for layout 1's
+//! records (a pattern layout 2's keys do not match) and writes that instant to `<prefix>v2:old-layout-until` (`0` when
+//! it found none); later stores read it at `connect`. While the scan runs, and until that instant (by the app's clock,
+//! plus a minute for clock skew), the store looks at layout 1 too: a claim that would otherwise run the claim script
+//! first reads the record of layout 1, and a live one answers it as layout 1's store would have (replayed, in flight,
+//! or another request's); a dead worker's record is taken over by the same request, which claims in layout 2. Reads,
+//! waits (on layout 1's channel, where an older process's completion publishes) and lookups fall back the same way. The
+//! two layouts' hash tags differ, so on a cluster the two records of one key sit in different slots: the read of layout
+//! 1 is an operation of its own, not part of the claim script. After the window nothing looks at layout 1. Records that
+//! a process of the old release writes after the scan passed (both releases running on one prefix) are not seen, as
+//! that process does not see layout 2's either: switch a prefix from one release to the other at once (`old_layout` has
+//! the details).
 
 use crate::digest::{Digest, to_hex};
 use crate::record_id::RecordId;
 
-/// The keys of one record.
+/// A version of the key layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// The first layout: hex digests, no version marker. Only read, while its records may still live.
+    V1,
+    /// The layout the store writes.
+    V2,
+}
+
+/// The keys of one record. The record's key is built once; the index and channel only where an operation uses them.
 pub(super) struct RecordKeys {
-    /// The record's hash.
-    pub(super) record: Vec<u8>,
-    /// The index of the (scope, key)'s records.
-    pub(super) index: Vec<u8>,
-    /// The record's member in the index: `METHOD route`.
-    pub(super) member: Vec<u8>,
-    /// The pub/sub channel of the record's waiters.
-    pub(super) channel: Vec<u8>,
+    /// `<stem>:r:<METHOD> <route>`.
+    record: Vec<u8>,
+    /// The length of the stem (`<prefix>v2{...}`) at the start of `record`.
+    stem: usize,
 }
 
-/// The hash-tagged stem shared by every key of a (scope, key): `<prefix>{<scope hex><key hex>}`.
-fn stem(prefix: &str, scope_hash: &Digest, key_hash: &Digest) -> Vec<u8> {
-    let mut stem = Vec::with_capacity(prefix.len() + 2 + 128 + 24);
-    stem.extend_from_slice(prefix.as_bytes());
-    stem.push(b'{');
-    stem.extend_from_slice(to_hex(scope_hash).as_bytes());
-    stem.extend_from_slice(to_hex(key_hash).as_bytes());
-    stem.push(b'}');
-    stem
-}
+/// The record's part after the stem, before the member.
+const RECORD: &[u8] = b":r:";
+/// The index's part after the stem.
+const INDEX: &[u8] = b":i";
+/// The channel's part after the stem, before the member.
+const CHANNEL: &[u8] = b":w:";
 
-fn joined(stem: &[u8], part: &[u8], member: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(stem.len() + part.len() + member.len());
-    key.extend_from_slice(stem);
-    key.extend_from_slice(part);
-    key.extend_from_slice(member);
-    key
-}
-
-impl RecordKeys {
-    pub(super) fn new(prefix: &str, id: &RecordId) -> Self {
-        let stem = stem(prefix, &id.scope_hash, &id.key_hash);
-        let member = [id.method.as_bytes(), b" ", id.route.as_bytes()].concat();
-        Self {
-            record: joined(&stem, b":r:", &member),
-            index: joined(&stem, b":i", b""),
-            channel: joined(&stem, b":w:", &member),
-            member,
+/// Unpadded base64url (RFC 4648, section 5): no brace, no glob character, so it is safe in a hash tag and in a
+/// `SCAN MATCH` pattern.
+fn push_base64url(out: &mut Vec<u8>, bytes: &[u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for chunk in bytes.chunks(3) {
+        let group =
+            chunk.iter().enumerate().fold(0u32, |group, (at, &byte)| group | (u32::from(byte) << (16 - 8 * at)));
+        // A chunk of n bytes gives n + 1 characters (the rest would be padding).
+        for at in 0..=chunk.len() {
+            out.push(ALPHABET[((group >> (18 - 6 * at)) & 0x3f) as usize]);
         }
     }
 }
 
-/// The index of a (scope, key) and the prefix its members complete into record keys.
-pub(super) fn index_and_record_prefix(prefix: &str, scope_hash: &Digest, key_hash: &Digest) -> (Vec<u8>, Vec<u8>) {
-    let stem = stem(prefix, scope_hash, key_hash);
-    (joined(&stem, b":i", b""), joined(&stem, b":r:", b""))
+/// The hash-tagged stem shared by every key of a (scope, key) in `layout`.
+fn stem(layout: Layout, prefix: &str, scope_hash: &Digest, key_hash: &Digest, room: usize) -> Vec<u8> {
+    let mut stem = Vec::with_capacity(prefix.len() + 4 + 128 + room);
+    stem.extend_from_slice(prefix.as_bytes());
+    match layout {
+        Layout::V1 => {
+            stem.push(b'{');
+            stem.extend_from_slice(to_hex(scope_hash).as_bytes());
+            stem.extend_from_slice(to_hex(key_hash).as_bytes());
+        }
+        Layout::V2 => {
+            stem.extend_from_slice(b"v2{");
+            push_base64url(&mut stem, scope_hash);
+            push_base64url(&mut stem, key_hash);
+        }
+    }
+    stem.push(b'}');
+    stem
+}
+
+impl RecordKeys {
+    /// The keys of `id` in `layout`.
+    pub(super) fn new(layout: Layout, prefix: &str, id: &RecordId) -> Self {
+        let member_len = id.method.len() + 1 + id.route.len();
+        let mut record = stem(layout, prefix, &id.scope_hash, &id.key_hash, RECORD.len() + member_len);
+        let stem = record.len();
+        record.extend_from_slice(RECORD);
+        record.extend_from_slice(id.method.as_bytes());
+        record.push(b' ');
+        record.extend_from_slice(id.route.as_bytes());
+        Self { record, stem }
+    }
+
+    /// The record's hash.
+    pub(super) fn record(&self) -> &[u8] {
+        &self.record
+    }
+
+    /// The record's member in the index: `METHOD route`.
+    pub(super) fn member(&self) -> &[u8] {
+        &self.record[self.stem + RECORD.len()..]
+    }
+
+    /// The index of the (scope, key)'s records.
+    pub(super) fn index(&self) -> Vec<u8> {
+        [&self.record[..self.stem], INDEX].concat()
+    }
+
+    /// The pub/sub channel of the record's waiters.
+    pub(super) fn channel(&self) -> Vec<u8> {
+        [&self.record[..self.stem], CHANNEL, self.member()].concat()
+    }
+}
+
+/// The index of a (scope, key) in `layout` and the prefix its members complete into record keys.
+pub(super) fn index_and_record_prefix(
+    layout: Layout,
+    prefix: &str,
+    scope_hash: &Digest,
+    key_hash: &Digest,
+) -> (Vec<u8>, Vec<u8>) {
+    let stem = stem(layout, prefix, scope_hash, key_hash, 0);
+    ([&stem, INDEX].concat(), [&stem, RECORD].concat())
 }
 
 /// Splits an index member back into the method and the route.
@@ -65,6 +145,26 @@ pub(super) fn split_member(member: &[u8]) -> Option<(String, String)> {
     let text = std::str::from_utf8(member).ok()?;
     let (method, route) = text.split_once(' ')?;
     Some((method.to_owned(), route.to_owned()))
+}
+
+/// A `SCAN MATCH` pattern of every record key of layout 1 under `prefix` (layout 2's keys do not match it: a
+/// version marker follows their prefix, not a brace).
+pub(super) fn v1_records_pattern(prefix: &str) -> Vec<u8> {
+    let mut pattern = Vec::with_capacity(prefix.len() + 8);
+    for byte in prefix.bytes() {
+        // The glob's special characters stand for themselves only escaped.
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(byte);
+    }
+    pattern.extend_from_slice(b"{*}:r:*");
+    pattern
+}
+
+/// The key that records, once a store has looked, until when records of layout 1 may live under `prefix`.
+pub(super) fn v1_window_key(prefix: &str) -> Vec<u8> {
+    [prefix.as_bytes(), b"v2:old-layout-until"].concat()
 }
 
 #[cfg(test)]
@@ -84,16 +184,83 @@ mod tests {
 
     #[test]
     fn every_key_of_a_scope_and_key_shares_one_hash_tag() {
-        // A route with braces of its own cannot move the record to another slot: the first tag wins.
-        let keys = RecordKeys::new("idempotency:", &id("/a/{id}"));
-        let tag = hash_tag(&keys.record);
-        assert_eq!(tag.len(), 128);
-        assert_eq!(hash_tag(&keys.index), tag);
-        assert_eq!(hash_tag(&keys.channel), tag);
-        assert_eq!(hash_tag(&RecordKeys::new("idempotency:", &id("/b")).record), tag);
-        let (index, prefix) = index_and_record_prefix("idempotency:", &[1; 32], &[2; 32]);
-        assert_eq!(index, keys.index);
-        assert_eq!([prefix, keys.member.clone()].concat(), keys.record);
-        assert_eq!(split_member(&keys.member), Some(("POST".to_owned(), "/a/{id}".to_owned())));
+        for layout in [Layout::V1, Layout::V2] {
+            // A route with braces of its own cannot move the record to another slot: the first tag wins.
+            let keys = RecordKeys::new(layout, "idempotency:", &id("/a/{id}"));
+            let tag = hash_tag(keys.record());
+            assert_eq!(tag.len(), if layout == Layout::V1 { 128 } else { 86 });
+            assert_eq!(hash_tag(&keys.index()), tag);
+            assert_eq!(hash_tag(&keys.channel()), tag);
+            assert_eq!(hash_tag(RecordKeys::new(layout, "idempotency:", &id("/b")).record()), tag);
+            let (index, prefix) = index_and_record_prefix(layout, "idempotency:", &[1; 32], &[2; 32]);
+            assert_eq!(index, keys.index());
+            assert_eq!([prefix.as_slice(), keys.member()].concat(), keys.record());
+            assert_eq!(split_member(keys.member()), Some(("POST".to_owned(), "/a/{id}".to_owned())));
+        }
+    }
+
+    #[test]
+    fn layout_2_is_versioned_and_shorter_and_layout_1_is_as_released() {
+        let id = id("/payments");
+        let v1 = RecordKeys::new(Layout::V1, "idempotency:", &id);
+        let expected_v1 = format!("idempotency:{{{}{}}}:r:POST /payments", "01".repeat(32), "02".repeat(32));
+        assert_eq!(v1.record(), expected_v1.as_bytes());
+        assert_eq!(
+            v1.channel(),
+            format!("idempotency:{{{}{}}}:w:POST /payments", "01".repeat(32), "02".repeat(32)).as_bytes()
+        );
+        let v2 = RecordKeys::new(Layout::V2, "idempotency:", &id);
+        // Three bytes 0x01 are "AQEB" in base64url, the last two "AQE"; three bytes 0x02 are "AgIC", two "AgI".
+        let expected_v2 =
+            format!("idempotency:v2{{{}AQE{}AgI}}:r:POST /payments", "AQEB".repeat(10), "AgIC".repeat(10));
+        assert_eq!(String::from_utf8_lossy(v2.record()), expected_v2);
+        assert_eq!(
+            v2.index(),
+            format!("idempotency:v2{{{}AQE{}AgI}}:i", "AQEB".repeat(10), "AgIC".repeat(10)).as_bytes()
+        );
+        assert_eq!(
+            v1.record().len() - v2.record().len(),
+            40,
+            "86 characters of digests where there were 128, and `v2`"
+        );
+    }
+
+    #[test]
+    fn base64url_matches_rfc_4648() {
+        let encoded = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            push_base64url(&mut out, bytes);
+            String::from_utf8(out).unwrap()
+        };
+        // RFC 4648, section 10 (unpadded), and the two characters base64url changes.
+        for (input, output) in
+            [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE")]
+        {
+            assert_eq!(encoded(input.as_bytes()), output);
+        }
+        assert_eq!(encoded(&[0xfb, 0xff]), "-_8");
+        assert_eq!(encoded(&[0xff; 32]).len(), 43);
+    }
+
+    #[test]
+    fn the_layout_1_pattern_matches_layout_1_records_only() {
+        fn glob(pattern: &[u8], text: &[u8]) -> bool {
+            // Enough of Redis's glob for these patterns: `*`, and `\` escapes.
+            match (pattern.first(), text.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..])),
+                (Some(b'\\'), Some(&byte)) => pattern.get(1) == Some(&byte) && glob(&pattern[2..], &text[1..]),
+                (Some(&expected), Some(&byte)) => expected == byte && glob(&pattern[1..], &text[1..]),
+                _ => false,
+            }
+        }
+        let pattern = v1_records_pattern("app*1:");
+        assert_eq!(pattern, b"app\\*1:{*}:r:*");
+        let id = id("/payments");
+        assert!(glob(&pattern, RecordKeys::new(Layout::V1, "app*1:", &id).record()));
+        assert!(!glob(&pattern, RecordKeys::new(Layout::V2, "app*1:", &id).record()));
+        assert!(!glob(&pattern, &RecordKeys::new(Layout::V1, "app*1:", &id).index()));
+        assert!(!glob(&pattern, RecordKeys::new(Layout::V1, "appX1:", &id).record()), "another prefix");
+        assert!(!glob(&pattern, &v1_window_key("app*1:")));
     }
 }

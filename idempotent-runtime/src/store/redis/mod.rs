@@ -1,7 +1,10 @@
 //! The Redis [`Store`]: one Redis (or Valkey) node or a Redis Cluster, behind the same API.
 //!
-//! Each record is one hash; every key of one (scope, key) carries the same hash tag ([`keys`]), so a record, the
-//! (scope, key)'s lookup index and its waiters' channel live in one cluster slot. Each transition is one Lua script
+//! Each record is one hash; every key of one (scope, key) carries the same hash tag ([`keys`], which also says how
+//! the layout is versioned and how records of the old layout are still served), so a record, the (scope, key)'s
+//! lookup index and its waiters' channel live in one cluster slot. The index exists only on a store built with
+//! [`RedisStoreBuilder::status_lookups`]: most apps never look a key up, and it costs every claim and completion
+//! writes. Each transition is one Lua script
 //! (claim with take-over, heartbeat, complete, release) that compares the attempt's token, so any number of
 //! processes may share the records. Redis expires the records itself: in progress, a record lives while its lease
 //! or its ttl runs; completed, for its ttl (plus a short grace during which it already reads as absent). There is
@@ -14,6 +17,7 @@ mod builder;
 mod codec;
 mod connection;
 mod keys;
+mod old_layout;
 mod record_store;
 mod waiters;
 
@@ -25,6 +29,7 @@ use tokio::sync::OnceCell;
 
 pub use self::builder::RedisStoreBuilder;
 use self::connection::{Connection, Target};
+use self::old_layout::OldLayout;
 use self::waiters::Waiters;
 use super::existing_share::ExistingShare;
 use super::{StoreError, StoreErrorKind};
@@ -107,6 +112,10 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     replica_acks: Option<ReplicaAcks>,
+    /// Whether claims and completions keep the (scope, key)'s index, which status lookups read.
+    status_lookups: bool,
+    /// Whether records of the old key layout may still live, to be served until they expire.
+    old_layout: Arc<OldLayout>,
     scripts: Scripts,
     /// Opened at the first `wait` (most apps never wait).
     waiters: OnceCell<Arc<Waiters>>,
@@ -121,6 +130,7 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
             .field("replica_acks", &self.inner.replica_acks)
+            .field("status_lookups", &self.inner.status_lookups)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +147,14 @@ async fn bounded<T>(
             format!("no answer from Redis within {} ms", timeout.as_millis()),
         )),
     }
+}
+
+/// The record and channel keys of `id` under `prefix`, as a store with the default settings writes them (for the
+/// bench's floor that runs the store's own scripts, through `store::testing`).
+#[cfg(feature = "testing")]
+pub(crate) fn record_and_channel_keys(prefix: &str, id: &crate::record_id::RecordId) -> (Vec<u8>, Vec<u8>) {
+    let keys = keys::RecordKeys::new(keys::Layout::V2, prefix, id);
+    (keys.record().to_vec(), keys.channel())
 }
 
 fn failed(error: RedisError) -> StoreError {

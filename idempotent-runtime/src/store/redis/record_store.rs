@@ -1,5 +1,6 @@
 //! [`Store`] on Redis: each transition is one Lua script on the record's slot, and waiters are woken through the
-//! slot's sharded pub/sub channel.
+//! slot's sharded pub/sub channel. While records of the old key layout may live ([`super::old_layout`]), the claim,
+//! the reads, the wait and the lookup look for them too.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,17 +9,33 @@ use async_trait::async_trait;
 use redis::Value;
 
 use super::codec;
-use super::keys::{self, RecordKeys};
+use super::keys::{self, Layout, RecordKeys};
 use super::waiters::{Subscription, Waiters};
 use super::{EXPIRY_GRACE, REPLAY_CLOCK_MARGIN, RedisStore, bounded, failed, millis};
 use crate::digest::Digest;
-use crate::record::{KeyStatus, Record, StoredResponse};
+use crate::record::{KeyStatus, Record, RecordState, StoredResponse};
 use crate::record_id::RecordId;
 use crate::store::{Attempt, Claim, ClaimRequest, Completion, LeaseState, Store, StoreError, StoreErrorKind};
 
+/// What a claim finds of a record of the old key layout, judged by the take-over rule (the claim script's).
+enum OldRecord {
+    /// None, or an expired one: the claim goes on to the current layout.
+    Absent,
+    /// The same request's worker died: the claim goes on to the current layout, and has taken over.
+    LeaseLapsed,
+    /// A live record the claim does not get.
+    Live(Record),
+}
+
 impl RedisStore {
+    /// The keys of a record, in the layout the store writes.
     fn keys(&self, id: &RecordId) -> RecordKeys {
-        RecordKeys::new(&self.inner.prefix, id)
+        RecordKeys::new(Layout::V2, &self.inner.prefix, id)
+    }
+
+    /// The keys the record had in the old layout.
+    fn old_keys(&self, id: &RecordId) -> RecordKeys {
+        RecordKeys::new(Layout::V1, &self.inner.prefix, id)
     }
 
     async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
@@ -83,10 +100,10 @@ impl RedisStore {
     /// clock), read with one plain `HMGET`; `None` sends the claim to the script.
     async fn replayable(&self, keys: &RecordKeys) -> Result<Option<Record>, StoreError> {
         let mut command = redis::cmd("HMGET");
-        command.arg(&keys.record).arg("s").arg("f").arg("e").arg("st").arg("h").arg("b");
+        command.arg(keys.record()).arg("s").arg("f").arg("e").arg("st").arg("h").arg("b");
         let mut connection = self.inner.connection.clone();
         let reply =
-            self.bounded(async { connection.on_master_of(&keys.record, command).await.map_err(failed) }).await?;
+            self.bounded(async { connection.on_master_of(keys.record(), command).await.map_err(failed) }).await?;
         let [state, fingerprint, expires, status, headers, body] = codec::array(reply)?;
         if !matches!(&state, Value::BulkString(state) if state.as_slice() == b"c") {
             return Ok(None);
@@ -118,11 +135,11 @@ impl RedisStore {
         Ok(Arc::clone(waiters))
     }
 
-    /// Reads the record; a `waiter` (subscribed already) marks an in-progress one, so that its completion or
-    /// release publishes.
-    async fn read_record(&self, keys: &RecordKeys, waiter: bool) -> Result<Option<Record>, StoreError> {
+    /// Reads the record at `key`; a `waiter` (subscribed already) marks an in-progress one, so that its completion
+    /// or release publishes.
+    async fn read_record(&self, key: &[u8], waiter: bool) -> Result<Option<Record>, StoreError> {
         let mut connection = self.inner.connection.clone();
-        let mut invocation = self.inner.scripts.read.key(&keys.record);
+        let mut invocation = self.inner.scripts.read.key(key);
         invocation.arg(if waiter { "1" } else { "0" });
         let reply: Value =
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
@@ -130,6 +147,43 @@ impl RedisStore {
             Value::Nil => Ok(None),
             reply => codec::record(codec::array(reply)?).map(Some),
         }
+    }
+
+    /// The record of the old layout a claim must honour, judged as the claim script judges a record: `read.lua`
+    /// leaves out an expired one, and a lapsed lease (nothing remaining) is taken over by the same request only.
+    /// Not written: it ends by its own expiry, and a later claim finds the current layout's record behind it.
+    async fn old_record(&self, request: &ClaimRequest) -> Result<OldRecord, StoreError> {
+        let Some(record) = self.read_record(self.old_keys(&request.id).record(), false).await? else {
+            return Ok(OldRecord::Absent);
+        };
+        let lapsed = matches!(record.state, RecordState::InProgress { lease_remaining } if lease_remaining.is_zero());
+        Ok(if lapsed && record.fingerprint == request.fingerprint {
+            OldRecord::LeaseLapsed
+        } else {
+            OldRecord::Live(record)
+        })
+    }
+
+    /// The most recent live record of a (scope, key) in `layout`, from its index.
+    async fn lookup_in(
+        &self,
+        layout: Layout,
+        scope_hash: &Digest,
+        key_hash: &Digest,
+    ) -> Result<Option<KeyStatus>, StoreError> {
+        let (index, record_prefix) = keys::index_and_record_prefix(layout, &self.inner.prefix, scope_hash, key_hash);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.scripts.lookup.key(&index);
+        invocation.arg(&record_prefix);
+        let reply: Value =
+            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
+        if reply == Value::Nil {
+            return Ok(None);
+        }
+        let (member, created_at, state) = codec::key_status(codec::array(reply)?)?;
+        let (method, route) =
+            keys::split_member(&member).ok_or_else(|| codec::corrupt("an index member is not `METHOD route`"))?;
+        Ok(Some(KeyStatus { method, route, created_at, state }))
     }
 }
 
@@ -161,16 +215,32 @@ impl Store for RedisStore {
         {
             return Ok(Claim::Existing(record));
         }
+        // While records of the old layout may live, a live one answers the claim; nothing else writes it.
+        let mut took_over_old = false;
+        if self.inner.old_layout.open() {
+            match self.old_record(request).await? {
+                OldRecord::Absent => {}
+                OldRecord::LeaseLapsed => took_over_old = true,
+                OldRecord::Live(record) => {
+                    self.inner.existing_share.record(true);
+                    return Ok(Claim::Existing(record));
+                }
+            }
+        }
         let mut connection = self.inner.connection.clone();
-        let mut invocation = self.inner.scripts.claim.key(&keys.record);
+        let mut invocation = self.inner.scripts.claim.key(keys.record());
+        if self.inner.status_lookups {
+            invocation.key(keys.index());
+        }
         invocation
-            .key(&keys.index)
             .arg(request.fingerprint.as_slice())
             .arg(request.token)
             .arg(millis(request.lease))
             .arg(millis(request.ttl))
-            .arg(millis(EXPIRY_GRACE))
-            .arg(&keys.member);
+            .arg(millis(EXPIRY_GRACE));
+        if self.inner.status_lookups {
+            invocation.arg(keys.member());
+        }
         let reply = self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await;
         let attempt = || Attempt { id: request.id.clone(), token: request.token };
         let reply: Value = match reply {
@@ -185,7 +255,7 @@ impl Store for RedisStore {
         let claim = match reply {
             Value::Array(items) if items.len() == 2 => {
                 let [_, took_over]: [Value; 2] = items.try_into().map_err(|_| codec::corrupt("claim reply"))?;
-                Claim::Acquired { took_over: codec::int(took_over)? == 1 }
+                Claim::Acquired { took_over: took_over_old || codec::int(took_over)? == 1 }
             }
             reply @ Value::Array(_) => {
                 let [_, fingerprint, state, remaining, status, headers, body] = codec::array(reply)?;
@@ -195,7 +265,7 @@ impl Store for RedisStore {
         };
         self.inner.existing_share.record(matches!(claim, Claim::Existing(_)));
         if matches!(claim, Claim::Acquired { .. })
-            && let Err(error) = self.acknowledged(&keys.record).await
+            && let Err(error) = self.acknowledged(keys.record()).await
         {
             // Not durable enough to run the handler on: free the key for a retry, and answer 503.
             self.release_or_log(&attempt()).await;
@@ -207,8 +277,11 @@ impl Store for RedisStore {
     async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
         let keys = self.keys(&attempt.id);
         let mut connection = self.inner.connection.clone();
-        let mut invocation = self.inner.scripts.heartbeat.key(&keys.record);
-        invocation.key(&keys.index).arg(attempt.token).arg(millis(duration)).arg(millis(EXPIRY_GRACE));
+        let mut invocation = self.inner.scripts.heartbeat.key(keys.record());
+        if self.inner.status_lookups {
+            invocation.key(keys.index());
+        }
+        invocation.arg(attempt.token).arg(millis(duration)).arg(millis(EXPIRY_GRACE));
         let renewed: i64 =
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
         Ok(if renewed == 1 { LeaseState::Held } else { LeaseState::Lost })
@@ -222,9 +295,11 @@ impl Store for RedisStore {
     ) -> Result<Completion, StoreError> {
         let keys = self.keys(&attempt.id);
         let mut connection = self.inner.connection.clone();
-        let mut invocation = self.inner.scripts.complete.key(&keys.record);
+        let mut invocation = self.inner.scripts.complete.key(keys.record());
+        if self.inner.status_lookups {
+            invocation.key(keys.index());
+        }
         invocation
-            .key(&keys.index)
             .arg(attempt.token)
             .arg(millis(ttl))
             .arg(millis(EXPIRY_GRACE))
@@ -233,55 +308,66 @@ impl Store for RedisStore {
             .arg(if response.body.is_some() { "1" } else { "0" })
             .arg(response.body.as_deref().unwrap_or_default())
             .arg(connection.publish_command())
-            .arg(&keys.channel);
+            .arg(keys.channel());
         let stored: i64 =
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
         if stored != 1 {
             return Ok(Completion::Fenced);
         }
-        self.acknowledged(&keys.record).await?;
+        self.acknowledged(keys.record()).await?;
         Ok(Completion::Stored)
     }
 
     async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
         let keys = self.keys(&attempt.id);
         let mut connection = self.inner.connection.clone();
-        let mut invocation = self.inner.scripts.release.key(&keys.record);
-        invocation
-            .key(&keys.index)
-            .arg(attempt.token)
-            .arg(&keys.member)
-            .arg(connection.publish_command())
-            .arg(&keys.channel);
+        let mut invocation = self.inner.scripts.release.key(keys.record());
+        if self.inner.status_lookups {
+            invocation.key(keys.index());
+        }
+        invocation.arg(attempt.token).arg(keys.member()).arg(connection.publish_command()).arg(keys.channel());
         let _released: i64 =
             self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
         Ok(())
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
-        self.read_record(&self.keys(id), false).await
+        let record = self.read_record(self.keys(id).record(), false).await?;
+        if record.is_none() && self.inner.old_layout.open() {
+            return self.read_record(self.old_keys(id).record(), false).await;
+        }
+        Ok(record)
     }
 
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
-        let (index, record_prefix) = keys::index_and_record_prefix(&self.inner.prefix, scope_hash, key_hash);
-        let mut connection = self.inner.connection.clone();
-        let mut invocation = self.inner.scripts.lookup.key(&index);
-        invocation.arg(&record_prefix);
-        let reply: Value =
-            self.bounded(async { invocation.invoke_async(&mut connection).await.map_err(failed) }).await?;
-        if reply == Value::Nil {
-            return Ok(None);
+        if !self.inner.status_lookups {
+            return Err(StoreError::new(
+                StoreErrorKind::Unsupported,
+                "this RedisStore keeps no status-lookup index: build it with \
+                 `RedisStoreBuilder::status_lookups(true)` (e.g. `RedisStore::node(url).status_lookups(true)`) in \
+                 every process of the app",
+            ));
         }
-        let (member, created_at, state) = codec::key_status(codec::array(reply)?)?;
-        let (method, route) =
-            keys::split_member(&member).ok_or_else(|| codec::corrupt("an index member is not `METHOD route`"))?;
-        Ok(Some(KeyStatus { method, route, created_at, state }))
+        let status = self.lookup_in(Layout::V2, scope_hash, key_hash).await?;
+        if status.is_none() && self.inner.old_layout.open() {
+            return self.lookup_in(Layout::V1, scope_hash, key_hash).await;
+        }
+        Ok(status)
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
-        let keys = self.keys(id);
+        let mut keys = self.keys(id);
+        // The claim may have found a record of the old layout: an older release's process completes it and wakes
+        // its waiters on that record's own channel.
+        if self.inner.old_layout.open() && self.read_record(keys.record(), false).await?.is_none() {
+            let old = self.old_keys(id);
+            if self.read_record(old.record(), false).await?.is_some() {
+                keys = old;
+            }
+        }
+        let channel = keys.channel();
         let waiters = self.waiters().await?;
-        let subscription = self.bounded(async { waiters.join(&keys.channel).await.map_err(failed) }).await?;
+        let subscription = self.bounded(async { waiters.join(&channel).await.map_err(failed) }).await?;
         let notify = Arc::clone(&subscription.notify);
         let _leaving = Leaving { waiters, subscription: Some(subscription) };
         let woken = notify.notified();
@@ -291,8 +377,8 @@ impl Store for RedisStore {
         woken.as_mut().enable();
         // A lapse publishes nothing, so the wait ends with the lease at the latest: a dead worker's record may then
         // be taken over by the waiter (the trait's promise).
-        if let Some(Record { state: crate::record::RecordState::InProgress { lease_remaining }, .. }) =
-            self.read_record(&keys, true).await?
+        if let Some(Record { state: RecordState::InProgress { lease_remaining }, .. }) =
+            self.read_record(keys.record(), true).await?
             && !lease_remaining.is_zero()
         {
             let _timed_out = tokio::time::timeout(timeout.min(lease_remaining), woken).await;

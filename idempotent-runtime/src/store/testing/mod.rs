@@ -91,6 +91,14 @@
 #[cfg(feature = "redis")]
 pub const REDIS_EXPIRY_GRACE: std::time::Duration = super::redis::EXPIRY_GRACE;
 
+/// The keys the Redis store gives a record under `prefix` with the default settings: its hash and its waiters'
+/// channel, for the same floor. Not public API.
+#[doc(hidden)]
+#[cfg(feature = "redis")]
+pub fn redis_record_keys(prefix: &str, id: &crate::store::RecordId) -> (Vec<u8>, Vec<u8>) {
+    super::redis::record_and_channel_keys(prefix, id)
+}
+
 mod claims;
 mod completion;
 mod counting;

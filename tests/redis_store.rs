@@ -1,0 +1,420 @@
+//! The Redis store's own settings and key layout; the shared suites check the rest of its behaviour
+//! (`store_conformance.rs` and `conformance.rs` on one node and a cluster, `redis_reliability.rs`).
+//!
+//! - Status lookups are off unless the store is built with `status_lookups(true)`: no index is written, a lookup is
+//!   `Unsupported`, and a mounted status lookup answers 500 `misconfigured` and names the setting in the log.
+//! - Records of the old key layout (layout 1), written here by the old release's own scripts
+//!   (`redis_store/layout1_*.lua`, as released) on keys made exactly as that release made them, are served until
+//!   they expire: a retry replays, a different request is refused, a duplicate of one in flight is refused or
+//!   waits for it, and a dead worker's claim is taken over by its retry.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::test::{TestRequest, call_service, init_service, read_body};
+use actix_web::web::Bytes;
+use actix_web::{App, HttpRequest, HttpResponse, post};
+use idempotent_runtime::store::{
+    Attempt, Claim, ClaimRequest, Completion, Record, RecordId, RecordState, StoredResponse,
+};
+use idempotent_runtime::{
+    Idempotency, RedisStore, ScopeValue, Store, StoreErrorKind, idempotent, key_digest, scope_digest, status_lookup,
+    to_hex,
+};
+use redis::aio::ConnectionLike;
+use redis::{Script, Value};
+use support::logs::CapturedLogs;
+use support::redis_cluster::RedisCluster;
+use support::redis_node::{delete_prefix, redis_url, shared_connection, unique_prefix};
+
+/// The claim and completion scripts of layout 1, byte for byte as the store ran them before layout 2 (commit 83612de).
+const LAYOUT1_CLAIM: &str = include_str!("redis_store/layout1_claim.lua");
+const LAYOUT1_COMPLETE: &str = include_str!("redis_store/layout1_complete.lua");
+
+/// The Redis store's grace after expiry, in milliseconds (its `EXPIRY_GRACE`), as layout 1's store sent it.
+const GRACE_MS: u64 = 5_000;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The test binary's one log capture.
+fn logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+    LOGS.get_or_init(CapturedLogs::install)
+}
+
+fn record_id(key: &str) -> RecordId {
+    RecordId {
+        scope_hash: scope_digest(ScopeValue::User("alice")),
+        key_hash: key_digest(key),
+        method: "POST".into(),
+        route: "/payments".into(),
+    }
+}
+
+fn request(key: &str, fingerprint: u8, token: i64, lease: Duration) -> ClaimRequest {
+    ClaimRequest { id: record_id(key), fingerprint: [fingerprint; 32], token, lease, ttl: HOUR }
+}
+
+fn attempt_of(request: &ClaimRequest) -> Attempt {
+    Attempt { id: request.id.clone(), token: request.token }
+}
+
+fn response(body: &'static str) -> StoredResponse {
+    StoredResponse { status: StatusCode::CREATED, headers: vec![], body: Some(Bytes::from_static(body.as_bytes())) }
+}
+
+fn body_of(record: &Record) -> Option<&[u8]> {
+    match &record.state {
+        RecordState::Completed(response) => response.body.as_deref(),
+        RecordState::InProgress { .. } => None,
+    }
+}
+
+/// A process of the release before layout 2: it claims and completes with that release's scripts and keys.
+struct OldRelease<C> {
+    connection: C,
+    prefix: String,
+    /// `PUBLISH` on one node, `SPUBLISH` on a cluster, as that release sent.
+    publish: &'static str,
+}
+
+impl<C: ConnectionLike + Send + Sync> OldRelease<C> {
+    /// A key of layout 1, exactly as its `keys.rs` made them: `<prefix>{<scope hex><key hex>}` and the part.
+    fn key(&self, id: &RecordId, part: &str) -> Vec<u8> {
+        format!("{}{{{}{}}}{part}", self.prefix, to_hex(&id.scope_hash), to_hex(&id.key_hash)).into_bytes()
+    }
+
+    fn member(id: &RecordId) -> String {
+        format!("{} {}", id.method, id.route)
+    }
+
+    /// Layout 1's claim; true when acquired.
+    async fn claim(&mut self, request: &ClaimRequest) -> bool {
+        let member = Self::member(&request.id);
+        let reply: Value = Script::new(LAYOUT1_CLAIM)
+            .key(self.key(&request.id, &format!(":r:{member}")))
+            .key(self.key(&request.id, ":i"))
+            .arg(request.fingerprint.as_slice())
+            .arg(request.token)
+            .arg(request.lease.as_millis() as u64)
+            .arg(request.ttl.as_millis() as u64)
+            .arg(GRACE_MS)
+            .arg(member)
+            .invoke_async(&mut self.connection)
+            .await
+            .expect("layout 1's claim");
+        matches!(reply, Value::Array(items) if items.len() == 2)
+    }
+
+    /// Layout 1's completion, with a 201 and `body` (no headers); true when stored.
+    async fn complete(&mut self, request: &ClaimRequest, body: &str) -> bool {
+        let member = Self::member(&request.id);
+        let stored: i64 = Script::new(LAYOUT1_COMPLETE)
+            .key(self.key(&request.id, &format!(":r:{member}")))
+            .key(self.key(&request.id, ":i"))
+            .arg(request.token)
+            .arg(request.ttl.as_millis() as u64)
+            .arg(GRACE_MS)
+            .arg(201)
+            .arg(b"".as_slice())
+            .arg("1")
+            .arg(body)
+            .arg(self.publish)
+            .arg(self.key(&request.id, &format!(":w:{member}")))
+            .invoke_async(&mut self.connection)
+            .await
+            .expect("layout 1's completion");
+        stored == 1
+    }
+
+    /// The Redis expiry (ms) of a record of layout 1.
+    async fn expiry(&mut self, id: &RecordId) -> i64 {
+        let key = self.key(id, &format!(":r:{}", Self::member(id)));
+        redis::cmd("PEXPIRETIME").arg(key).query_async(&mut self.connection).await.expect("PEXPIRETIME")
+    }
+}
+
+async fn old_release_on_the_node(prefix: &str) -> OldRelease<redis::aio::MultiplexedConnection> {
+    OldRelease { connection: shared_connection().await, prefix: prefix.to_owned(), publish: "PUBLISH" }
+}
+
+async fn old_release_on_the_cluster(prefix: &str) -> OldRelease<redis::cluster_async::ClusterConnection> {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::shared).await.expect("start the cluster");
+    let nodes = cluster.nodes().into_iter().map(|node| format!("redis://{node}"));
+    let client = redis::cluster::ClusterClient::new(nodes.collect::<Vec<_>>()).expect("the cluster's nodes");
+    let connection = client.get_async_connection().await.expect("connect to the test's Redis Cluster");
+    OldRelease { connection, prefix: prefix.to_owned(), publish: "SPUBLISH" }
+}
+
+async fn node_store(prefix: &str) -> RedisStore {
+    RedisStore::node(redis_url()).key_prefix(prefix).connect().await.expect("connect to Redis")
+}
+
+async fn cluster_store(prefix: &str) -> RedisStore {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::shared).await.expect("start the cluster");
+    RedisStore::cluster(cluster.nodes()).key_prefix(prefix).connect().await.expect("connect to the cluster")
+}
+
+/// The value of the key that records when layout 1's records end (absent until a store's scan ended).
+async fn window_end<C: ConnectionLike + Send + Sync>(connection: &mut C, prefix: &str) -> Option<i64> {
+    let key = format!("{prefix}v2:old-layout-until");
+    redis::cmd("GET").arg(key).query_async(connection).await.expect("GET")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Status lookups: off unless asked for.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Every key under `prefix` on the shared node.
+async fn keys_under(prefix: &str) -> Vec<String> {
+    let mut connection = shared_connection().await;
+    let keys: Vec<Vec<u8>> =
+        redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut connection).await.expect("KEYS");
+    keys.into_iter().map(|key| String::from_utf8_lossy(&key).into_owned()).collect()
+}
+
+/// Claims and completes one record, claims and releases another, and renews a third's lease.
+async fn every_transition(store: &RedisStore) {
+    let completed = request("k-completed", 1, 1, HOUR);
+    assert_eq!(store.claim(&completed).await.unwrap(), Claim::Acquired { took_over: false });
+    assert_eq!(store.complete(&attempt_of(&completed), &response("done"), HOUR).await.unwrap(), Completion::Stored);
+    let released = request("k-released", 1, 2, HOUR);
+    store.claim(&released).await.unwrap();
+    store.release(&attempt_of(&released)).await.unwrap();
+    let running = request("k-running", 1, 3, HOUR);
+    store.claim(&running).await.unwrap();
+    store.heartbeat(&attempt_of(&running), HOUR).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_store_with_the_default_settings_writes_no_index_and_answers_lookups_unsupported() {
+    let prefix = unique_prefix();
+    let store = node_store(&prefix).await;
+    every_transition(&store).await;
+
+    let keys = keys_under(&prefix).await;
+    assert!(keys.iter().any(|key| key.contains("v2{") && key.ends_with(":r:POST /payments")), "records: {keys:?}");
+    assert!(!keys.iter().any(|key| key.ends_with(":i")), "no index key: {keys:?}");
+    let id = record_id("k-completed");
+    let error = store.lookup(&id.scope_hash, &id.key_hash).await.expect_err("lookups are off");
+    assert_eq!(error.kind(), StoreErrorKind::Unsupported);
+    assert!(error.to_string().contains("status_lookups(true)"), "the error names the setting: {error}");
+
+    // The same transitions with lookups on keep the index, and the lookup reads it.
+    let looked_up = unique_prefix();
+    let store = RedisStore::node(redis_url()).key_prefix(&looked_up).status_lookups(true).connect().await.unwrap();
+    every_transition(&store).await;
+    assert!(keys_under(&looked_up).await.iter().any(|key| key.ends_with(":i")), "an index with lookups on");
+    let status = store.lookup(&id.scope_hash, &id.key_hash).await.unwrap().expect("the completed record");
+    assert_eq!((status.method.as_str(), status.route.as_str()), ("POST", "/payments"));
+
+    delete_prefix(&prefix).await;
+    delete_prefix(&looked_up).await;
+}
+
+#[actix_web::test]
+async fn a_status_lookup_on_a_store_without_lookups_is_a_misconfiguration_naming_the_setting() {
+    let logs = logs();
+    let prefix = unique_prefix();
+    let idempotency = Idempotency::builder(node_store(&prefix).await).user_resolver(|_| Some("alice".into())).build();
+    let app = init_service(App::new().app_data(idempotency).service(status_lookup("/idempotency/{key}"))).await;
+
+    let answer = call_service(&app, TestRequest::get().uri("/idempotency/k-1").to_request()).await;
+    assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.headers().get("content-type").unwrap(), "application/problem+json");
+    let body = String::from_utf8_lossy(&read_body(answer).await).into_owned();
+    assert!(body.contains("/misconfigured\""), "{body}");
+    let logged = logs.text();
+    assert!(
+        logged.lines().any(|line| line.contains("ERROR") && line.contains("status_lookups(true)")),
+        "an error naming the setting: {logged}"
+    );
+    delete_prefix(&prefix).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Records of layout 1.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A completed record of layout 1 is replayed and refuses a different request, before and after the store's scan
+/// recorded how long layout 1 lives; a key layout 1 never had is claimed in layout 2.
+async fn a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused<C>(
+    mut old: OldRelease<C>,
+    store: impl AsyncFnOnce(&str) -> RedisStore,
+) where
+    C: ConnectionLike + Send + Sync,
+{
+    let first = request("k-old", 1, 11, HOUR);
+    assert!(old.claim(&first).await, "layout 1 claims");
+    assert!(old.complete(&first, "paid by layout 1").await, "layout 1 completes");
+    let store = store(&old.prefix).await;
+
+    for round in ["while the store scans", "once the scan recorded the window"] {
+        let retry = request("k-old", 1, 12, HOUR);
+        let Claim::Existing(record) = store.claim(&retry).await.unwrap() else { panic!("{round}: not replayed") };
+        assert_eq!(body_of(&record), Some(b"paid by layout 1".as_slice()), "{round}");
+        let other = request("k-old", 2, 13, HOUR);
+        let Claim::Existing(record) = store.claim(&other).await.unwrap() else { panic!("{round}: ran again") };
+        assert_eq!(record.fingerprint, [1; 32], "{round}: the runtime answers 422 key-reused");
+        assert!(store.read(&first.id).await.unwrap().is_some(), "{round}: read");
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while window_end(&mut old.connection, &old.prefix).await.is_none() {
+            assert!(Instant::now() < deadline, "the scan never recorded the window");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let expiry = old.expiry(&first.id).await;
+    assert_eq!(window_end(&mut old.connection, &old.prefix).await, Some(expiry), "the window ends with the record");
+
+    let fresh = request("k-new", 1, 14, HOUR);
+    assert_eq!(store.claim(&fresh).await.unwrap(), Claim::Acquired { took_over: false });
+}
+
+#[actix_web::test]
+async fn on_one_node_a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused() {
+    let prefix = unique_prefix();
+    let old = old_release_on_the_node(&prefix).await;
+    a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused(old, node_store).await;
+    delete_prefix(&prefix).await;
+}
+
+#[actix_web::test]
+async fn on_a_cluster_a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused() {
+    // Layout 1's record and layout 2's are in different slots: the store reads the old one on its own.
+    let prefix = unique_prefix();
+    let old = old_release_on_the_cluster(&prefix).await;
+    a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused(old, cluster_store).await;
+}
+
+#[actix_web::test]
+async fn a_duplicate_of_a_record_of_layout_1_in_flight_is_refused_and_its_waiter_woken_by_its_completion() {
+    let prefix = unique_prefix();
+    let mut old = old_release_on_the_node(&prefix).await;
+    let original = request("k-running", 1, 21, HOUR);
+    assert!(old.claim(&original).await);
+    let store = node_store(&prefix).await;
+
+    let duplicate = request("k-running", 1, 22, HOUR);
+    let Claim::Existing(record) = store.claim(&duplicate).await.unwrap() else { panic!("a second execution") };
+    let under_lease = Duration::from_secs(3000);
+    assert!(
+        matches!(record.state, RecordState::InProgress { lease_remaining } if lease_remaining > under_lease),
+        "in flight under the original's lease (the runtime answers 409): {:?}",
+        record.state
+    );
+
+    // The wait mode: the waiter waits for the older release's completion and is woken by it, on layout 1's channel.
+    let started = Instant::now();
+    let waiting = async {
+        store.wait(&original.id, Duration::from_secs(20)).await.unwrap();
+        Instant::now()
+    };
+    let completing = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(old.complete(&original, "completed by layout 1").await);
+        Instant::now()
+    };
+    let (woken, completed) = tokio::join!(waiting, completing);
+    assert!(woken.duration_since(started) >= Duration::from_millis(250), "the waiter waited for the completion");
+    assert!(woken.saturating_duration_since(completed) < Duration::from_secs(2), "woken by the completion");
+    let Claim::Existing(record) = store.claim(&duplicate).await.unwrap() else { panic!("a second execution") };
+    assert_eq!(body_of(&record), Some(b"completed by layout 1".as_slice()));
+    delete_prefix(&prefix).await;
+}
+
+#[actix_web::test]
+async fn a_dead_workers_claim_of_layout_1_is_taken_over_by_its_retry_only() {
+    let prefix = unique_prefix();
+    let mut old = old_release_on_the_node(&prefix).await;
+    let original = request("k-dead", 1, 31, Duration::from_millis(300));
+    assert!(old.claim(&original).await);
+    let store = node_store(&prefix).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let other = request("k-dead", 2, 32, HOUR);
+    let Claim::Existing(record) = store.claim(&other).await.unwrap() else { panic!("another request took it over") };
+    assert_eq!(record.fingerprint, [1; 32]);
+    let retry = request("k-dead", 1, 33, HOUR);
+    assert_eq!(store.claim(&retry).await.unwrap(), Claim::Acquired { took_over: true });
+    assert_eq!(store.complete(&attempt_of(&retry), &response("ran again"), HOUR).await.unwrap(), Completion::Stored);
+    let Claim::Existing(record) = store.claim(&request("k-dead", 1, 34, HOUR)).await.unwrap() else {
+        panic!("a third execution")
+    };
+    assert_eq!(body_of(&record), Some(b"ran again".as_slice()));
+    delete_prefix(&prefix).await;
+}
+
+#[actix_web::test]
+async fn a_record_of_layout_1_answers_a_status_lookup() {
+    let prefix = unique_prefix();
+    let mut old = old_release_on_the_node(&prefix).await;
+    let first = request("k-old", 1, 41, HOUR);
+    assert!(old.claim(&first).await && old.complete(&first, "paid").await);
+    let store = RedisStore::node(redis_url()).key_prefix(&prefix).status_lookups(true).connect().await.unwrap();
+    let status = store.lookup(&first.id.scope_hash, &first.id.key_hash).await.unwrap().expect("layout 1's record");
+    assert_eq!((status.method.as_str(), status.route.as_str()), ("POST", "/payments"));
+    delete_prefix(&prefix).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Through HTTP: a request the old release completed is replayed by the new one, and the handler does not run.
+// ---------------------------------------------------------------------------------------------------------------
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[post("/payments")]
+#[idempotent]
+async fn pay(body: Bytes) -> HttpResponse {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::Created().body(format!("paid {}", String::from_utf8_lossy(&body)))
+}
+
+fn alice(_: &HttpRequest) -> Option<String> {
+    Some("alice".to_owned())
+}
+
+fn payment(body: &'static str) -> TestRequest {
+    TestRequest::post().uri("/payments").insert_header(("idempotency-key", "k-http")).set_payload(body)
+}
+
+#[actix_web::test]
+async fn a_request_completed_in_layout_1_is_replayed_over_http_and_a_different_one_gets_422() {
+    // The request's fingerprint, as the runtime computes it: from a record of layout 2 of the same request.
+    let probe = unique_prefix();
+    let idempotency = Idempotency::builder(node_store(&probe).await).user_resolver(alice).build();
+    let app = init_service(App::new().app_data(idempotency).service(pay)).await;
+    assert_eq!(call_service(&app, payment("10 EUR").to_request()).await.status(), StatusCode::CREATED);
+    let record = keys_under(&probe).await.into_iter().find(|key| key.contains(":r:")).expect("the probe's record");
+    let fingerprint: Vec<u8> =
+        redis::cmd("HGET").arg(record).arg("f").query_async(&mut shared_connection().await).await.unwrap();
+
+    // The older release ran it and stored its response, in layout 1.
+    let prefix = unique_prefix();
+    let mut old = old_release_on_the_node(&prefix).await;
+    let ran = ClaimRequest {
+        id: record_id("k-http"),
+        fingerprint: fingerprint.try_into().expect("32 bytes"),
+        token: 51,
+        lease: HOUR,
+        ttl: HOUR,
+    };
+    assert!(old.claim(&ran).await && old.complete(&ran, "paid 10 EUR by layout 1").await);
+
+    let idempotency = Idempotency::builder(node_store(&prefix).await).user_resolver(alice).build();
+    let app = init_service(App::new().app_data(idempotency).service(pay)).await;
+    let runs = RUNS.load(Ordering::SeqCst);
+    let retry = call_service(&app, payment("10 EUR").to_request()).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(read_body(retry).await, "paid 10 EUR by layout 1");
+    let reused = call_service(&app, payment("20 EUR").to_request()).await;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(RUNS.load(Ordering::SeqCst), runs, "the handler did not run");
+    delete_prefix(&probe).await;
+    delete_prefix(&prefix).await;
+}

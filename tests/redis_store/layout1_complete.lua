@@ -1,0 +1,24 @@
+-- Stores the response of an in-progress record if it still carries the attempt's token, and wakes its waiters.
+-- KEYS[1] the record, KEYS[2] the index. ARGV[1] token, ARGV[2] ttl ms, ARGV[3] grace ms, ARGV[4] status,
+-- ARGV[5] headers, ARGV[6] '1' when a body is stored, ARGV[7] body, ARGV[8] publish command, ARGV[9] channel.
+-- Waiters are woken only if one marked the record (read.lua): most completions have none, and skip the publish.
+-- Returns 1 when stored, 0 when fenced. A record this token already completed answers 1 and is left alone: a
+-- completion retried after its answer was lost must not be reported fenced (the Store::complete contract).
+local record = redis.call('HMGET', KEYS[1], 's', 't', 'w')
+if record[2] ~= ARGV[1] then return 0 end
+if record[1] == 'c' then return 1 end
+if record[1] ~= 'p' then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local expires = now + tonumber(ARGV[2])
+-- One write; the lease field stays, unread once the state is 'c'.
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'd', now, 'st', ARGV[4], 'h', ARGV[5], 'b', ARGV[7])
+else
+  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'd', now, 'st', ARGV[4], 'h', ARGV[5])
+end
+local gone = expires + tonumber(ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], gone)
+if redis.call('PEXPIRETIME', KEYS[2]) < gone then redis.call('PEXPIREAT', KEYS[2], gone) end
+if record[3] then redis.call(ARGV[8], ARGV[9], 'done') end
+return 1
