@@ -19,8 +19,9 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::SimpleQueryMessage;
 
 /// How often each test pins a backend and looks: a pooler that multiplexes shows it on the first look unless
-/// other clients take the backends in between, and then it shows it by itself.
-const LOOKS: usize = 4;
+/// other clients take the backends in between, and then it shows it by itself, as a backend that changes from
+/// one look to the next.
+const LOOKS: usize = 6;
 
 /// How long the first connection may wait for an answer while the second holds a transaction. On a direct
 /// connection the answer comes in milliseconds; a pooler with one server connection answers only once the
@@ -75,7 +76,14 @@ pub(crate) async fn probe(pool: &Pool) -> Result<Finding, String> {
 
 /// Whether one client connection's round trips reach more than one backend: its backend changes while another
 /// connection holds a transaction, or the other connection is given its backend.
+///
+/// Only what a direct connection always shows counts as direct: each connection keeps one backend across every
+/// look, and the two backends differ. A single look can be fooled by other clients of a pooler: one of them takes
+/// the backend the first connection just released (so the second is given another) and releases it just in time
+/// for the first connection's next round trip. The same theft at every look, landing on the same two backends each
+/// time, is what the constancy across looks rules out.
 async fn multiplexed(first: &Object, second: &Object) -> Result<bool, tokio_postgres::Error> {
+    let mut seen: Option<(i32, i32)> = None;
     for _ in 0..LOOKS {
         let before = backend_pid(first).await?;
         let pinned = pin(second).await?;
@@ -84,6 +92,9 @@ async fn multiplexed(first: &Object, second: &Object) -> Result<bool, tokio_post
         // Served only once the other connection's transaction ended: they share one backend.
         let Ok(after) = after else { return Ok(true) };
         if pinned == before || after? != before {
+            return Ok(true);
+        }
+        if *seen.get_or_insert((before, pinned)) != (before, pinned) {
             return Ok(true);
         }
     }
