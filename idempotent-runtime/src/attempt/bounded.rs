@@ -36,6 +36,12 @@ impl BoundedStore {
         Arc::new(Self { inner: store, timeout })
     }
 
+    /// The store itself: calling through `Arc<dyn Store>`'s own `Store` impl would box every call's future once
+    /// more.
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+
     async fn bounded<T>(
         &self,
         operation: &'static str,
@@ -56,11 +62,11 @@ impl BoundedStore {
 #[async_trait]
 impl Store for BoundedStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
-        self.bounded("claim", self.timeout, self.inner.claim(request)).await
+        self.bounded("claim", self.timeout, self.inner().claim(request)).await
     }
 
     async fn heartbeat(&self, attempt: &Attempt, duration: Duration) -> Result<LeaseState, StoreError> {
-        self.bounded("heartbeat", self.timeout, self.inner.heartbeat(attempt, duration)).await
+        self.bounded("heartbeat", self.timeout, self.inner().heartbeat(attempt, duration)).await
     }
 
     async fn complete(
@@ -69,34 +75,34 @@ impl Store for BoundedStore {
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Completion, StoreError> {
-        self.bounded("complete", self.timeout, self.inner.complete(attempt, response, ttl)).await
+        self.bounded("complete", self.timeout, self.inner().complete(attempt, response, ttl)).await
     }
 
     async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
-        self.bounded("release", self.timeout, self.inner.release(attempt)).await
+        self.bounded("release", self.timeout, self.inner().release(attempt)).await
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
-        self.bounded("read", self.timeout, self.inner.read(id)).await
+        self.bounded("read", self.timeout, self.inner().read(id)).await
     }
 
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
-        self.bounded("lookup", self.timeout, self.inner.lookup(scope_hash, key_hash)).await
+        self.bounded("lookup", self.timeout, self.inner().lookup(scope_hash, key_hash)).await
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
         // Waiting is meant to take up to `timeout`; only what goes beyond it by more than one operation's time is
         // a store that does not answer.
         let limit = timeout.saturating_add(self.timeout);
-        self.bounded("wait", limit, self.inner.wait(id, timeout)).await
+        self.bounded("wait", limit, self.inner().wait(id, timeout)).await
     }
 
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
-        self.bounded("purge", self.timeout, self.inner.purge_batch(limit)).await
+        self.bounded("purge", self.timeout, self.inner().purge_batch(limit)).await
     }
 
     fn transactional(&self) -> Option<&dyn TransactionalStore> {
-        self.inner.transactional().map(|_| self as &dyn TransactionalStore)
+        self.inner().transactional().map(|_| self as &dyn TransactionalStore)
     }
 }
 
@@ -107,7 +113,7 @@ impl TransactionalStore for BoundedStore {
         request: &ClaimRequest,
         wait: Option<Duration>,
     ) -> Result<TransactionalClaim, StoreError> {
-        let Some(inner) = self.inner.transactional() else {
+        let Some(inner) = self.inner().transactional() else {
             // Only reachable if the store changed its mind since `transactional()` answered.
             return Err(StoreError::new(StoreErrorKind::Unsupported, "the store has no transactions"));
         };

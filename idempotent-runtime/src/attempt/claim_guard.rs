@@ -18,17 +18,19 @@ const FIRST_COMPLETION_RETRY: Duration = Duration::from_millis(50);
 
 /// Owns an acquired claim until it is completed or released. Dropped while still armed (the request future was
 /// cancelled), it releases the claim in a background task, so a disconnect frees the key at once instead of after
-/// the lease.
-pub(crate) struct ClaimGuard {
-    store: Arc<dyn Store>,
-    lease: Option<Attempt>,
+/// the lease. It borrows the claim (the common path copies nothing); only that background release copies it.
+pub(crate) struct ClaimGuard<'a> {
+    store: &'a Arc<dyn Store>,
+    lease: &'a Attempt,
     /// The heartbeat's view of the lease (the heartbeat runs while the response is stored).
-    watch: Arc<LeaseWatch>,
+    watch: &'a LeaseWatch,
+    /// Still to be completed or released.
+    armed: bool,
 }
 
-impl ClaimGuard {
-    pub(crate) fn new(store: Arc<dyn Store>, lease: Attempt, watch: Arc<LeaseWatch>) -> Self {
-        Self { store, lease: Some(lease), watch }
+impl<'a> ClaimGuard<'a> {
+    pub(crate) fn new(store: &'a Arc<dyn Store>, lease: &'a Attempt, watch: &'a LeaseWatch) -> Self {
+        Self { store, lease, watch, armed: true }
     }
 
     /// Stores the response under this claim and stops guarding: stored, fenced or failed, this attempt is done
@@ -40,13 +42,13 @@ impl ClaimGuard {
     /// lands after a take-over is fenced. Only a lost lease or the bound gives up (logged by the caller, and
     /// counted in [`observe::ABANDONED_COMPLETIONS`]).
     pub(crate) async fn complete(mut self, response: &StoredResponse, ttl: Duration) -> Result<Completion, StoreError> {
-        let Some(lease) = self.lease.as_ref() else { return Ok(Completion::Fenced) };
+        let lease = self.lease;
         // Still guarded while the completion runs: cancelled mid-way, the claim is released (a no-op if the
         // completion had already landed).
         let mut delay = FIRST_COMPLETION_RETRY;
         let mut attempt = 1;
         let completion = loop {
-            let error = match self.store.complete(lease, response, ttl).await {
+            let error = match (**self.store).complete(lease, response, ttl).await {
                 Ok(completion) => break Ok(completion),
                 Err(error) => error,
             };
@@ -71,22 +73,23 @@ impl ClaimGuard {
             delay *= 2;
             attempt += 1;
         };
-        self.lease = None;
+        self.armed = false;
         completion
     }
 
     /// Releases the claim now; a failure is logged and left to the lease.
     pub(crate) async fn release(mut self) {
-        if let Some(lease) = self.lease.take() {
-            release_or_log(&*self.store, &lease).await;
-        }
+        self.armed = false;
+        release_or_log(&**self.store, self.lease).await;
     }
 }
 
-impl Drop for ClaimGuard {
+impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
-        let Some(lease) = self.lease.take() else { return };
-        let store = Arc::clone(&self.store);
+        if !self.armed {
+            return;
+        }
+        let (store, lease) = (Arc::clone(self.store), self.lease.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move { release_or_log(&*store, &lease).await });

@@ -24,12 +24,12 @@ pub(crate) trait Held {
 }
 
 /// A plain claim: a record with a lease, renewed by the heartbeat, released if dropped (see [`ClaimGuard`]).
-pub(crate) struct LeaseHold {
-    guard: ClaimGuard,
+pub(crate) struct LeaseHold<'a> {
+    guard: ClaimGuard<'a>,
     ttl: Duration,
 }
 
-impl Held for LeaseHold {
+impl Held for LeaseHold<'_> {
     const RESPONSE_NEEDS_STORING: bool = false;
 
     async fn abandon(self) {
@@ -71,22 +71,42 @@ impl Held for TransactionHold {
     }
 }
 
-/// Runs `attempt` on a freshly acquired claim of `claim`, under the heartbeat: the lease is renewed every third
-/// of its length until `attempt` (the work, and settling it, with the completion's retries) is over. Dropped
+/// A freshly acquired plain claim: the attempt that owns the record, and what the heartbeat learns of its lease.
+/// Built from the claim (its id moves, not copied), and borrowed by the heartbeat and the work's [`LeaseHold`].
+pub(crate) struct Lease {
+    attempt: Attempt,
+    duration: Duration,
+    ttl: Duration,
+    watch: LeaseWatch,
+}
+
+impl Lease {
+    /// The lease `claim` just acquired.
+    pub(crate) fn acquired(claim: ClaimRequest) -> Self {
+        let ClaimRequest { id, token, lease, ttl, .. } = claim;
+        Self { attempt: Attempt { id, token }, duration: lease, ttl, watch: LeaseWatch::claimed(lease) }
+    }
+
+    /// The attempt that owns the record.
+    pub(crate) fn attempt(&self) -> &Attempt {
+        &self.attempt
+    }
+}
+
+/// Runs `attempt` on a freshly acquired claim (`lease`), under the heartbeat: the lease is renewed every third of
+/// its length until `attempt` (the work, and settling it, with the completion's retries) is over. Dropped
 /// mid-way, the claim is released in a background task.
-pub(crate) async fn under_lease<A, Fut>(
-    store: &Arc<dyn Store>,
-    claim: &ClaimRequest,
-    attempt: impl FnOnce(LeaseHold) -> Fut,
+pub(crate) async fn under_lease<'a, A, Fut>(
+    store: &'a Arc<dyn Store>,
+    lease: &'a Lease,
+    attempt: impl FnOnce(LeaseHold<'a>) -> Fut,
 ) -> A
 where
     Fut: Future<Output = A>,
 {
-    let lease = Attempt { id: claim.id.clone(), token: claim.token };
-    let watch = Arc::new(LeaseWatch::claimed(claim.lease));
-    let guard = ClaimGuard::new(Arc::clone(store), lease.clone(), Arc::clone(&watch));
-    let hold = LeaseHold { guard, ttl: claim.ttl };
-    while_renewing(&**store, &lease, claim.lease, &watch, || attempt(hold)).await
+    let guard = ClaimGuard::new(store, &lease.attempt, &lease.watch);
+    let hold = LeaseHold { guard, ttl: lease.ttl };
+    while_renewing(&**store, &lease.attempt, lease.duration, &lease.watch, || attempt(hold)).await
 }
 
 /// What keeping a claim came to (docs/contract.md, section 4).

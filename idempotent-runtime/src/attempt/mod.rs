@@ -30,4 +30,4 @@ pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(24 *
 pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 pub(crate) use self::claim::{Claimed, TxClaimed, claim_in_transaction, claim_or_wait};
 pub(crate) use self::existing::Existing;
-pub(crate) use self::held::{Held, Kept, TransactionHold, keep, under_lease};
+pub(crate) use self::held::{Held, Kept, Lease, TransactionHold, keep, under_lease};

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::config::Settings;
+use super::key::LoggedKey;
 use super::problem::{Problem, ProblemKind};
 use super::route::RouteOptions;
 use crate::observe::Outcome;
@@ -40,7 +41,7 @@ pub(super) struct Context<'a> {
     pub(super) request: &'a HttpRequest,
     pub(super) route_label: &'a str,
     /// The key as logs may show it (redacted, or `derived`).
-    pub(super) key: String,
+    pub(super) key: LoggedKey<'a>,
 }
 
 pub(super) fn misconfigured(route_label: &str, fix: &str) -> Answer {

@@ -24,7 +24,7 @@ use crate::attempt::Existing;
 use crate::http::config::{Idempotency, Settings};
 use crate::http::fingerprint::fingerprint;
 use crate::http::issued_key::Verdict;
-use crate::http::key::{IdempotencyKey, KeyError};
+use crate::http::key::{IdempotencyKey, KeyError, LoggedKey};
 use crate::http::key_source::{KeyLookup, lookup_in_form};
 use crate::http::problem::{Problem, ProblemKind, style_of};
 use crate::http::request_body::{BodyError, read_capped};
@@ -204,12 +204,12 @@ async fn serve(
 
     let fingerprint = fingerprint(request, route, route_label, &body);
     let (key_hash, key) = match &source {
-        KeySource::Given(key) => (key_digest(key.as_str()), key.redacted()),
+        KeySource::Given(key) => (key_digest(key.as_str()), LoggedKey::Given(key.as_str())),
         // The same request from the same scope is the same key: a double-submit guard (docs/contract.md,
         // section 2).
-        KeySource::Derived | KeySource::InBody(_) => (derived_key_digest(&fingerprint), "derived".to_owned()),
+        KeySource::Derived | KeySource::InBody(_) => (derived_key_digest(&fingerprint), LoggedKey::Derived),
     };
-    tracing::Span::current().record("key", key.as_str());
+    tracing::Span::current().record("key", tracing::field::display(key));
     let scopes = settings.scope_digests.of(scope_hash, SystemTime::now());
     let claim = ClaimRequest {
         fingerprint,

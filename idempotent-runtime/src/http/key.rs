@@ -49,11 +49,33 @@ impl IdempotencyKey {
 
 /// A key as logs show it (see [`IdempotencyKey::redacted`]), for keys that come from elsewhere (a message).
 pub(crate) fn redact(key: &str) -> String {
-    if key.len() < 12 {
-        return format!("…({} chars)", key.len());
+    LoggedKey::Given(key).to_string()
+}
+
+/// The key of a request as its log lines and span show it: redacted, or `derived` for a route whose key is the
+/// request itself. Formatted only when a line or a span field is written, so a request that logs nothing pays
+/// nothing for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LoggedKey<'a> {
+    /// A key the client sent, shown as [`IdempotencyKey::redacted`] says.
+    Given(&'a str),
+    /// `key = "derived"`, or a form route whose field was absent.
+    Derived,
+}
+
+impl fmt::Display for LoggedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = match self {
+            Self::Given(key) => key,
+            Self::Derived => return f.write_str("derived"),
+        };
+        let len = key.len();
+        if len < 12 {
+            return write!(f, "…({len} chars)");
+        }
+        let prefix_end = key.char_indices().nth(4).map_or(len, |(at, _)| at);
+        write!(f, "{}…({len} chars)", &key[..prefix_end])
     }
-    let prefix: String = key.chars().take(4).collect();
-    format!("{prefix}…({} chars)", key.len())
 }
 
 /// Keys are client secrets of a sort (a guessed key could read a replay in `global` scope), so `Debug` redacts.

@@ -17,7 +17,7 @@ use super::handler_call::{HandlerCall, Ran};
 use super::problem::{Problem, ProblemKind};
 use super::replay::{replay_to, to_stored};
 use super::response_body::{Captured, capture};
-use crate::attempt::{self, Claimed, Existing, Held, Kept, TransactionHold, TxClaimed};
+use crate::attempt::{self, Claimed, Existing, Held, Kept, Lease, TransactionHold, TxClaimed};
 use crate::observe::{self, Outcome};
 use crate::record_id::RecordId;
 use crate::store::{Attempt, ClaimRequest, StoreError, StoreErrorKind};
@@ -47,8 +47,9 @@ pub(super) async fn serve_with_lease(
             let work = AssertUnwindSafe(handler.run(context.request, Payload::from(body))).catch_unwind();
             // The heartbeat covers the handler, the collection of a (possibly streaming) body, and storing it
             // (with its retries).
+            let lease = Lease::acquired(claim);
             let answer =
-                attempt::under_lease(store, &claim, |held| async { settle(context, held, work.await).await }).await;
+                attempt::under_lease(store, &lease, |held| async { settle(context, held, work.await).await }).await;
             // As long as a duplicate would have waited: the next 409s of this route say so.
             context.settings.usual_durations.record(context.route_label, started.elapsed());
             answer

@@ -46,7 +46,12 @@ impl ScopeSpec {
                 let user = resolver(request).ok_or(ScopeError::Unauthenticated)?;
                 Ok(scope_digest(ScopeValue::User(&user)))
             }
-            Self::Global => Ok(scope_digest(ScopeValue::Global)),
+            // A constant: hashed once per process, not per request.
+            Self::Global => {
+                static GLOBAL: std::sync::LazyLock<Digest> =
+                    std::sync::LazyLock::new(|| scope_digest(ScopeValue::Global));
+                Ok(*GLOBAL)
+            }
             Self::Header(name) => {
                 let value = request.headers().get(name).ok_or(ScopeError::MissingHeader(name))?;
                 Ok(scope_digest(ScopeValue::Header { name, value: value.as_bytes() }))

@@ -61,7 +61,7 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::attempt::{self, BoundedStore, Claimed, DEFAULT_LEASE, DEFAULT_STORE_TIMEOUT, DEFAULT_TTL};
+use crate::attempt::{self, BoundedStore, Claimed, DEFAULT_LEASE, DEFAULT_STORE_TIMEOUT, DEFAULT_TTL, Lease};
 use crate::record_id::{RecordId, payload_fingerprint, receiver_record_id};
 use crate::store::{ClaimRequest, Store, StoreError};
 
@@ -310,10 +310,11 @@ impl Receiver {
                 // Inside the async block, so that a panic in `work()` itself (before its future exists) is caught
                 // too. Dropped with this future (cancellation), the claim is released in a background task.
                 let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
-                let namespace = &claim.id.route;
+                let lease = Lease::acquired(claim);
+                let namespace = &lease.attempt().id.route;
                 attempt::under_lease(
                     store,
-                    &claim,
+                    &lease,
                     |held| async move { settle(held, work.await, encode, namespace).await },
                 )
                 .await

@@ -5,12 +5,13 @@
 //! keys, measured): a shard holds a thousandth of them, so its rehash is a thousand times shorter, and only the
 //! requests of that shard wait for it. Purging sweeps one shard at a time for the same reason.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use tokio::sync::Notify;
 
 use super::{
@@ -27,7 +28,25 @@ use crate::record_id::RecordId;
 const SHARDS: usize = 1024;
 
 /// One shard: the records whose key digest maps to it.
-type Shard = HashMap<RecordId, Entry>;
+type Shard = HashMap<StoredId, Entry>;
+
+/// A record's id as a shard's key: looked up by `&RecordId` and copied from one only when a record is inserted
+/// (hashbrown's `entry_ref`), which `RecordId` itself cannot offer without a public `From<&RecordId>`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StoredId(RecordId);
+
+impl From<&RecordId> for StoredId {
+    fn from(id: &RecordId) -> Self {
+        Self(id.clone())
+    }
+}
+
+/// Hashes as `StoredId` does (the derived `Hash` of a one-field struct is its field's), so a `&RecordId` finds it.
+impl hashbrown::Equivalent<StoredId> for RecordId {
+    fn equivalent(&self, stored: &StoredId) -> bool {
+        *self == stored.0
+    }
+}
 
 /// Keeps records in process-local maps. Records do not survive a restart and are not shared between processes:
 /// use [`super::PostgresStore`] in production.
@@ -126,27 +145,34 @@ impl Store for MemoryStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let now = Instant::now();
         let mut records = self.records(&request.id);
-        let entry = records.get_mut(&request.id);
-        let verdict = claim_verdict(entry.as_ref().map(|entry| entry.stored()).as_ref(), &request.fingerprint, now);
-        let waiters = match entry {
-            Some(entry) if !verdict.acquires() => return Ok(Claim::Existing(entry.to_record(now))),
-            // Waiters of a taken-over record keep waiting for the new attempt.
-            Some(entry) => entry.waiters.take(),
-            None => None,
+        // One hash of the id for the look and the write; the id is copied only when a new record is inserted.
+        let slot = records.entry_ref(&request.id);
+        let existing = match &slot {
+            EntryRef::Occupied(occupied) => Some(occupied.get().stored()),
+            EntryRef::Vacant(_) => None,
         };
-        let took_over = verdict.took_over();
-        records.insert(
-            request.id.clone(),
-            Entry {
-                fingerprint: request.fingerprint,
-                token: request.token,
-                expires_at: later(now, request.ttl),
-                created_at: SystemTime::now(),
-                state: EntryState::InProgress { locked_until: later(now, request.lease) },
-                waiters,
-            },
-        );
-        Ok(Claim::Acquired { took_over })
+        let verdict = claim_verdict(existing.as_ref(), &request.fingerprint, now);
+        let fresh = |waiters| Entry {
+            fingerprint: request.fingerprint,
+            token: request.token,
+            expires_at: later(now, request.ttl),
+            created_at: SystemTime::now(),
+            state: EntryState::InProgress { locked_until: later(now, request.lease) },
+            waiters,
+        };
+        match slot {
+            EntryRef::Occupied(occupied) if !verdict.acquires() => Ok(Claim::Existing(occupied.get().to_record(now))),
+            EntryRef::Occupied(mut occupied) => {
+                // Waiters of a taken-over record keep waiting for the new attempt.
+                let waiters = occupied.get_mut().waiters.take();
+                occupied.insert(fresh(waiters));
+                Ok(Claim::Acquired { took_over: verdict.took_over() })
+            }
+            EntryRef::Vacant(vacant) => {
+                vacant.insert(fresh(None));
+                Ok(Claim::Acquired { took_over: verdict.took_over() })
+            }
+        }
     }
 
     async fn complete(
@@ -201,9 +227,11 @@ impl Store for MemoryStore {
         let records = self.shard_of(key_hash);
         let latest = records
             .iter()
-            .filter(|(id, entry)| id.scope_hash == *scope_hash && id.key_hash == *key_hash && !entry.is_expired(now))
+            .filter(|(StoredId(id), entry)| {
+                id.scope_hash == *scope_hash && id.key_hash == *key_hash && !entry.is_expired(now)
+            })
             .max_by_key(|(_, entry)| entry.created_at);
-        Ok(latest.map(|(id, entry)| KeyStatus {
+        Ok(latest.map(|(StoredId(id), entry)| KeyStatus {
             method: id.method.clone(),
             route: id.route.clone(),
             created_at: entry.created_at,
