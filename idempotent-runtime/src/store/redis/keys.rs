@@ -64,15 +64,11 @@ const CHANNEL: &[u8] = b":w:";
 /// Unpadded base64url (RFC 4648, section 5): no brace, no glob character, so it is safe in a hash tag and in a
 /// `SCAN MATCH` pattern.
 fn push_base64url(out: &mut Vec<u8>, bytes: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    for chunk in bytes.chunks(3) {
-        let group =
-            chunk.iter().enumerate().fold(0u32, |group, (at, &byte)| group | (u32::from(byte) << (16 - 8 * at)));
-        // A chunk of n bytes gives n + 1 characters (the rest would be padding).
-        for at in 0..=chunk.len() {
-            out.push(ALPHABET[((group >> (18 - 6 * at)) & 0x3f) as usize]);
-        }
-    }
+    use base64::Engine as _;
+    let start = out.len();
+    out.resize(start + base64::encoded_len(bytes.len(), false).unwrap_or(0), 0);
+    let written = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
 }
 
 /// The hash-tagged stem shared by every key of a (scope, key) in `layout`.
