@@ -5,13 +5,14 @@
 //! keys, measured): a shard holds a thousandth of them, so its rehash is a thousand times shorter, and only the
 //! requests of that shard wait for it. Purging sweeps one shard at a time for the same reason.
 
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use hashbrown::HashMap;
-use hashbrown::hash_map::EntryRef;
+use hashbrown::hash_table::Entry as Slot;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use tokio::sync::Notify;
 
 use super::{
@@ -28,23 +29,55 @@ use crate::record_id::RecordId;
 const SHARDS: usize = 1024;
 
 /// One shard: the records whose key digest maps to it.
-type Shard = HashMap<StoredId, Entry>;
+///
+/// A record is hashed by 16 bytes of its two digests (uniform already, and seeded per store so that no client can
+/// aim keys at one bucket), not by its method, route and strings: the few records of one (scope, key) on several
+/// routes share a hash and are told apart by their ids. Hashing whole ids was a sixth of a fresh key's claim, and
+/// every rehash as the shard grows hashed each id again.
+struct Shard {
+    records: HashTable<(RecordId, Entry)>,
+    seed: DefaultHashBuilder,
+}
 
-/// A record's id as a shard's key: looked up by `&RecordId` and copied from one only when a record is inserted
-/// (hashbrown's `entry_ref`), which `RecordId` itself cannot offer without a public `From<&RecordId>`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct StoredId(RecordId);
+/// Eight bytes of a digest as a word, past the two that choose the shard.
+fn word(digest: &Digest) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&digest[8..16]);
+    u64::from_le_bytes(word)
+}
 
-impl From<&RecordId> for StoredId {
-    fn from(id: &RecordId) -> Self {
-        Self(id.clone())
+impl Shard {
+    fn new(seed: DefaultHashBuilder) -> Self {
+        Self { records: HashTable::new(), seed }
+    }
+
+    fn hash(seed: &DefaultHashBuilder, id: &RecordId) -> u64 {
+        seed.hash_one((word(&id.scope_hash), word(&id.key_hash)))
+    }
+
+    fn get(&self, id: &RecordId) -> Option<&Entry> {
+        self.records.find(Self::hash(&self.seed, id), |(stored, _)| stored == id).map(|(_, entry)| entry)
+    }
+
+    fn get_mut(&mut self, id: &RecordId) -> Option<&mut Entry> {
+        self.records.find_mut(Self::hash(&self.seed, id), |(stored, _)| stored == id).map(|(_, entry)| entry)
+    }
+
+    fn remove(&mut self, id: &RecordId) -> Option<Entry> {
+        let found = self.records.find_entry(Self::hash(&self.seed, id), |(stored, _)| stored == id).ok()?;
+        Some(found.remove().0.1)
+    }
+
+    /// The record's slot, occupied or vacant: one hash for the look and the write.
+    fn slot(&mut self, id: &RecordId) -> Slot<'_, (RecordId, Entry)> {
+        let Self { records, seed } = self;
+        records.entry(Self::hash(seed, id), |(stored, _)| stored == id, |(stored, _)| Self::hash(seed, stored))
     }
 }
 
-/// Hashes as `StoredId` does (the derived `Hash` of a one-field struct is its field's), so a `&RecordId` finds it.
-impl hashbrown::Equivalent<StoredId> for RecordId {
-    fn equivalent(&self, stored: &StoredId) -> bool {
-        *self == stored.0
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("records", &self.records.len()).finish_non_exhaustive()
     }
 }
 
@@ -59,7 +92,11 @@ pub struct MemoryStore {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), purge_cursor: AtomicUsize::new(0) }
+        let seed = DefaultHashBuilder::default();
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new(seed.clone()))).collect(),
+            purge_cursor: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -146,10 +183,10 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut records = self.records(&request.id);
         // One hash of the id for the look and the write; the id is copied only when a new record is inserted.
-        let slot = records.entry_ref(&request.id);
+        let slot = records.slot(&request.id);
         let existing = match &slot {
-            EntryRef::Occupied(occupied) => Some(occupied.get().stored()),
-            EntryRef::Vacant(_) => None,
+            Slot::Occupied(occupied) => Some(occupied.get().1.stored()),
+            Slot::Vacant(_) => None,
         };
         let verdict = claim_verdict(existing.as_ref(), &request.fingerprint, now);
         let fresh = |waiters| Entry {
@@ -161,15 +198,16 @@ impl Store for MemoryStore {
             waiters,
         };
         match slot {
-            EntryRef::Occupied(occupied) if !verdict.acquires() => Ok(Claim::Existing(occupied.get().to_record(now))),
-            EntryRef::Occupied(mut occupied) => {
+            Slot::Occupied(occupied) if !verdict.acquires() => Ok(Claim::Existing(occupied.get().1.to_record(now))),
+            Slot::Occupied(mut occupied) => {
+                let (_, entry) = occupied.get_mut();
                 // Waiters of a taken-over record keep waiting for the new attempt.
-                let waiters = occupied.get_mut().waiters.take();
-                occupied.insert(fresh(waiters));
+                let waiters = entry.waiters.take();
+                *entry = fresh(waiters);
                 Ok(Claim::Acquired { took_over: verdict.took_over() })
             }
-            EntryRef::Vacant(vacant) => {
-                vacant.insert(fresh(None));
+            Slot::Vacant(vacant) => {
+                vacant.insert((request.id.clone(), fresh(None)));
                 Ok(Claim::Acquired { took_over: verdict.took_over() })
             }
         }
@@ -226,12 +264,11 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let records = self.shard_of(key_hash);
         let latest = records
+            .records
             .iter()
-            .filter(|(StoredId(id), entry)| {
-                id.scope_hash == *scope_hash && id.key_hash == *key_hash && !entry.is_expired(now)
-            })
+            .filter(|(id, entry)| id.scope_hash == *scope_hash && id.key_hash == *key_hash && !entry.is_expired(now))
             .max_by_key(|(_, entry)| entry.created_at);
-        Ok(latest.map(|(StoredId(id), entry)| KeyStatus {
+        Ok(latest.map(|(id, entry)| KeyStatus {
             method: id.method.clone(),
             route: id.route.clone(),
             created_at: entry.created_at,
@@ -278,10 +315,10 @@ impl Store for MemoryStore {
         let mut index = self.purge_cursor.load(Ordering::Relaxed) % SHARDS;
         loop {
             let mut records = lock(&self.shards[index]);
-            let before = records.len();
-            records.retain(|_, entry| !entry.is_expired(now));
+            let before = records.records.len();
+            records.records.retain(|(_, entry)| !entry.is_expired(now));
             batch.examined += before;
-            batch.deleted += before - records.len();
+            batch.deleted += before - records.records.len();
             drop(records);
             index += 1;
             if index == SHARDS {
@@ -294,5 +331,47 @@ impl Store for MemoryStore {
         }
         self.purge_cursor.store(index % SHARDS, Ordering::Relaxed);
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+
+    use super::*;
+
+    fn claim_on(route: usize) -> ClaimRequest {
+        ClaimRequest {
+            id: RecordId { scope_hash: [1; 32], key_hash: [2; 32], method: "POST".into(), route: format!("/r{route}") },
+            fingerprint: [3; 32],
+            token: i64::try_from(route).unwrap(),
+            lease: Duration::from_secs(30),
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// The records of one (scope, key) share a hash (see [`Shard`]): each route's record is still its own.
+    #[actix_web::test]
+    async fn records_of_one_key_on_many_routes_stay_apart() {
+        let store = MemoryStore::new();
+        for route in 0..20 {
+            assert_eq!(store.claim(&claim_on(route)).await.unwrap(), Claim::Acquired { took_over: false });
+        }
+        let seventh = Attempt { id: claim_on(7).id, token: 7 };
+        let response = StoredResponse { status: StatusCode::CREATED, headers: Vec::new(), body: None };
+        assert_eq!(store.complete(&seventh, &response, Duration::from_secs(60)).await.unwrap(), Completion::Stored);
+        store.release(&Attempt { id: claim_on(3).id, token: 3 }).await.unwrap();
+        for route in 0..20 {
+            let claimed = store.claim(&claim_on(route)).await.unwrap();
+            match (route, claimed) {
+                (3, Claim::Acquired { .. }) => {}
+                (7, Claim::Existing(Record { state: RecordState::Completed(stored), .. })) => {
+                    assert_eq!(stored.status, StatusCode::CREATED);
+                }
+                (_, Claim::Existing(Record { state: RecordState::InProgress { .. }, .. }))
+                    if route != 3 && route != 7 => {}
+                (route, claimed) => panic!("route {route}: {claimed:?}"),
+            }
+        }
     }
 }
