@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::config::Settings;
 use super::key::LoggedKey;
-use super::problem::{Problem, ProblemKind};
+use super::problem::Problem;
 use super::route::RouteOptions;
 use crate::observe::Outcome;
 
@@ -48,7 +48,7 @@ pub(super) fn misconfigured(route_label: &str, fix: &str) -> Answer {
     if first_misconfiguration(route_label) {
         tracing::error!(route = %route_label, "idempotency misconfigured: {fix}");
     }
-    let problem = Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete");
+    let problem = Problem::misconfigured();
     Answer::problem(problem, Outcome::Misconfigured)
 }
 

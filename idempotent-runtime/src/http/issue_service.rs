@@ -26,7 +26,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::http::config::Idempotency;
-use crate::http::problem::{Problem, ProblemKind, ProblemStyle};
+use crate::http::problem::{Problem, ProblemStyle};
 use crate::http::scope::ScopeSpec;
 use crate::http::status::{caller_scope, rfc3339};
 
@@ -48,16 +48,14 @@ pub fn issue_keys_scoped(path: &str, scope: ScopeSpec) -> actix_web::Resource {
 async fn issue(request: HttpRequest) -> HttpResponse {
     let Some(config) = request.app_data::<Idempotency>() else {
         tracing::error!("the key-issuing service needs the Idempotency configuration registered as app data");
-        return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response(&ProblemStyle::DEFAULT, &request);
+        return Problem::misconfigured().into_response(&ProblemStyle::DEFAULT, &request);
     };
     let settings = config.settings();
     let Some(issuer) = settings.key_issuer.as_ref() else {
         tracing::error!(
             "the key-issuing service needs a key issuer: call `.key_issuer(KeyIssuer::new(secret)?)` on the Idempotency builder"
         );
-        return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response(&settings.problems, &request);
+        return Problem::misconfigured().into_response(&settings.problems, &request);
     };
     let scope = request.app_data::<IssueScope>().map_or(ScopeSpec::User, |scope| scope.0);
     let scope_hash = match caller_scope(&request, settings, scope, "getting a key") {

@@ -51,8 +51,7 @@ pub fn status_lookup_scoped(path: &str, scope: ScopeSpec) -> actix_web::Resource
 async fn lookup(request: HttpRequest) -> HttpResponse {
     let Some(config) = request.app_data::<Idempotency>() else {
         tracing::error!("the status lookup needs the Idempotency configuration registered as app data");
-        return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-            .into_response(&ProblemStyle::DEFAULT, &request);
+        return Problem::misconfigured().into_response(&ProblemStyle::DEFAULT, &request);
     };
     let settings = config.settings();
     let style = &settings.problems;
@@ -75,8 +74,7 @@ async fn lookup(request: HttpRequest) -> HttpResponse {
         // without setting its store up for it. `unknown` would tell the caller a wrong answer, and 503 to retry.
         Err(error) if error.kind() == StoreErrorKind::Unsupported => {
             tracing::error!(%error, "the status lookup is mounted but its idempotency store does not answer lookups");
-            return Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_response(style, &request);
+            return Problem::misconfigured().into_response(style, &request);
         }
         Err(error) => {
             tracing::error!(%error, "idempotency store failed during a status lookup");
@@ -151,7 +149,7 @@ pub(crate) fn caller_scope(
         Ok(scope_hash) => Ok(scope_hash),
         Err(ScopeError::NoResolver) => {
             tracing::error!("{doing} is scoped by user but no user resolver is registered");
-            Err(Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete"))
+            Err(Problem::misconfigured())
         }
         Err(ScopeError::Unauthenticated) => {
             Err(Problem::new(ProblemKind::Unauthenticated, format!("{doing} needs an authenticated caller")))

@@ -6,7 +6,7 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
-use crate::http::problem::{Problem, ProblemKind, style_of};
+use crate::http::problem::{Problem, style_of};
 use crate::store::Tx;
 
 impl FromRequest for Tx {
@@ -21,8 +21,7 @@ impl FromRequest for Tx {
                 route = %request.match_pattern().unwrap_or_default(),
                 "a handler takes `Tx` but no transaction was opened: put #[idempotent] on it, with one `Tx` parameter"
             );
-            Problem::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
-                .into_error(style_of(request), request)
+            Problem::misconfigured().into_error(style_of(request), request)
         }))
     }
 }

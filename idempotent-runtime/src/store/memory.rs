@@ -262,8 +262,8 @@ impl Store for MemoryStore {
 
     async fn lookup(&self, scope_hash: &Digest, key_hash: &Digest) -> Result<Option<KeyStatus>, StoreError> {
         let now = Instant::now();
-        let records = self.shard_of(key_hash);
-        let latest = records
+        let shard = self.shard_of(key_hash);
+        let latest = shard
             .records
             .iter()
             .filter(|(id, entry)| id.scope_hash == *scope_hash && id.key_hash == *key_hash && !entry.is_expired(now))
@@ -314,12 +314,12 @@ impl Store for MemoryStore {
         let mut batch = PurgeBatch::default();
         let mut index = self.purge_cursor.load(Ordering::Relaxed) % SHARDS;
         loop {
-            let mut records = lock(&self.shards[index]);
-            let before = records.records.len();
-            records.records.retain(|(_, entry)| !entry.is_expired(now));
+            let mut shard = lock(&self.shards[index]);
+            let before = shard.records.len();
+            shard.records.retain(|(_, entry)| !entry.is_expired(now));
             batch.examined += before;
-            batch.deleted += before - records.records.len();
-            drop(records);
+            batch.deleted += before - shard.records.len();
+            drop(shard);
             index += 1;
             if index == SHARDS {
                 batch.pass_complete = true;

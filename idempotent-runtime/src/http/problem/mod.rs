@@ -132,6 +132,11 @@ impl Problem {
         Self { kind, detail: detail.into(), retry_after: None, status: None }
     }
 
+    /// 500 `misconfigured`, as a client sees it: the server's log says what is missing, the answer does not.
+    pub(crate) fn misconfigured() -> Self {
+        Self::new(ProblemKind::Misconfigured, "the server's idempotency configuration is incomplete")
+    }
+
     /// Answers with `status` instead of the kind's own.
     pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
         self.status = Some(status);
