@@ -165,7 +165,7 @@ pub(crate) fn on_failed(error: &ApplyError) -> Disposition {
 }
 
 /// The word a consumer prints for what became of a delivery (one line per delivery: `<word> <key>`).
-pub(crate) fn outcome_word(answer: &Result<Received, ReceiveError<ApplyError>>) -> &'static str {
+pub(crate) fn outcome_word<E>(answer: &Result<Received, ReceiveError<E>>) -> &'static str {
     match answer {
         Ok(Received { replayed: false, .. }) => "applied",
         Ok(Received { replayed: true, .. }) => "replayed",
@@ -189,7 +189,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub(crate) fn count(&mut self, answer: &Result<Received, ReceiveError<ApplyError>>, disposition: &Disposition) {
+    pub(crate) fn count<E>(&mut self, answer: &Result<Received, ReceiveError<E>>, disposition: &Disposition) {
         self.deliveries += 1;
         match (answer, disposition) {
             (Ok(Received { replayed: false, .. }), _) => self.applied += 1,

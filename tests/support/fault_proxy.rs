@@ -8,6 +8,9 @@
 //! - later attempts, and requests without a key: the response is passed on whole.
 //!
 //! So every keyed call needs exactly two retries, and the server ran each request that reached it.
+//!
+//! [`FaultProxy::dropping_one_in`] instead drops each response (a reset, the server having done the work) with a
+//! fixed probability, whatever the key and the attempt: a keyed call then needs any number of retries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,8 +45,18 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    /// A proxy on a free loopback port in front of `upstream` (`host:port`).
+    /// A proxy on a free loopback port in front of `upstream` (`host:port`), failing each key's first two
+    /// attempts.
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, Faults::PerKey).await
+    }
+
+    /// A proxy that drops each response with probability `1 / n` (connection reset after the server answered).
+    pub async fn dropping_one_in(upstream: &str, n: u32) -> Self {
+        Self::start_with(upstream, Faults::OneIn(n)).await
+    }
+
+    async fn start_with(upstream: &str, faults: Faults) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let base = format!("http://{}", listener.local_addr().expect("proxy address"));
         let stats = Arc::new(Mutex::new(ProxyStats::default()));
@@ -55,7 +68,7 @@ impl FaultProxy {
                 let (upstream, stats) = (upstream.clone(), Arc::clone(&shared));
                 tokio::spawn(async move {
                     // A failed exchange is the client's or the server's business; the proxy just moves on.
-                    let _ = exchange(client, &upstream, &stats).await;
+                    let _ = exchange(client, &upstream, &stats, faults).await;
                 });
             }
         });
@@ -65,6 +78,15 @@ impl FaultProxy {
     pub fn stats(&self) -> ProxyStats {
         self.stats.lock().unwrap().clone()
     }
+}
+
+/// Which responses the proxy loses.
+#[derive(Debug, Clone, Copy)]
+enum Faults {
+    /// A key's 1st attempt dropped, its 2nd cut halfway, later ones passed.
+    PerKey,
+    /// Each response dropped with probability 1 / n.
+    OneIn(u32),
 }
 
 /// The index just past the blank line that ends an HTTP head.
@@ -79,7 +101,12 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-async fn exchange(mut client: TcpStream, upstream: &str, stats: &Mutex<ProxyStats>) -> std::io::Result<()> {
+async fn exchange(
+    mut client: TcpStream,
+    upstream: &str,
+    stats: &Mutex<ProxyStats>,
+    faults: Faults,
+) -> std::io::Result<()> {
     // The request: head, then Content-Length bytes of body.
     let mut request = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -126,6 +153,12 @@ async fn exchange(mut client: TcpStream, upstream: &str, stats: &Mutex<ProxyStat
             *seen
         }
         None => 0,
+    };
+    let attempt = match faults {
+        Faults::PerKey => attempt,
+        // The drop branch, or the pass branch.
+        Faults::OneIn(n) if fastrand::u32(..n) == 0 => 1,
+        Faults::OneIn(_) => 3,
     };
     match attempt {
         1 => {
