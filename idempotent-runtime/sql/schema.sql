@@ -81,3 +81,33 @@ $function$
 $create$, table_schema);
 END
 $migrate$;
+
+-- The outbox (issue 28): messages a transactional route or a TransactionalReceiver enqueued in its own transaction
+-- (`Tx::enqueue`), which a relay (`outbox::OutboxRelay`) publishes after the commit and marks sent only once the
+-- broker confirmed them. Beside the records table, in the same schema. New objects only: applying this on a live
+-- database rewrites no existing table.
+CREATE TABLE IF NOT EXISTS idempotency_outbox (
+    -- The message id (`outbox::MessageId`): derived from the idempotency record and the enqueue's position in the
+    -- handler, so a handler run again after a rollback enqueues the same ids. Consumers deduplicate on it.
+    id              text        PRIMARY KEY,
+    -- Enqueue order (not commit order): a destination's messages are published in this order.
+    seq             bigint      GENERATED ALWAYS AS IDENTITY,
+    -- Routing key (AMQP) or subject (NATS).
+    destination     text        NOT NULL,
+    payload         bytea       NOT NULL,
+    header_names    text[]      NOT NULL DEFAULT '{}',
+    header_values   text[]      NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- NULL until the broker confirmed the message; the relay purges sent rows after its retention.
+    sent_at         timestamptz,
+    -- Publish attempts, and the broker's answer to the last failed one (NULL once sent).
+    attempts        integer     NOT NULL DEFAULT 0,
+    last_error      text,
+    -- A failed message waits until then (capped exponential backoff) before the next attempt.
+    next_attempt_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- What the relay claims: the unsent rows, oldest first. Partial, so it stays as small as the backlog.
+CREATE INDEX IF NOT EXISTS idempotency_outbox_unsent ON idempotency_outbox (seq) WHERE sent_at IS NULL;
+-- What the relay purges: sent rows past their retention.
+CREATE INDEX IF NOT EXISTS idempotency_outbox_sent ON idempotency_outbox (sent_at) WHERE sent_at IS NOT NULL;

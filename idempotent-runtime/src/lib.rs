@@ -63,6 +63,8 @@ pub mod inbox;
 pub mod observe;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+#[cfg(feature = "postgres")]
+pub mod outbox;
 
 pub mod receiver;
 #[cfg(feature = "postgres")]

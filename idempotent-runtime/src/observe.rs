@@ -30,6 +30,15 @@ pub const FAIL_OPEN: &str = "idempotent_fail_open_total";
 pub const PURGED: &str = "idempotent_purged_total";
 /// Keys issued by the key-issuing service (`issue_keys`), labelled by its path pattern.
 pub const ISSUED: &str = "idempotent_keys_issued_total";
+/// Outbox rows committed and not yet confirmed by the broker (gauge, set by a running relay about once a second).
+pub const OUTBOX_WAITING: &str = "idempotent_outbox_waiting";
+/// The age of the oldest unsent outbox row, in seconds; 0 when nothing waits (gauge, set as
+/// [`OUTBOX_WAITING`]).
+pub const OUTBOX_OLDEST_UNSENT_SECONDS: &str = "idempotent_outbox_oldest_unsent_seconds";
+/// Outbox messages the broker confirmed, labelled by `destination`.
+pub const OUTBOX_SENT: &str = "idempotent_outbox_sent_total";
+/// Outbox publish attempts that failed (refused, or unconfirmed), labelled by `destination`.
+pub const OUTBOX_FAILED: &str = "idempotent_outbox_failed_total";
 /// Latency of store operations, in seconds, labelled by `operation` (`claim`, `complete`, `release`, ...).
 pub const STORE_SECONDS: &str = "idempotent_store_duration_seconds";
 

@@ -15,6 +15,8 @@ use crate::store::{Attempt, ClaimTransaction, StoreError, StoreErrorKind};
 pub(crate) struct PostgresTransaction {
     connection: Option<Arc<TransactionConnection>>,
     lease: Attempt,
+    /// The outbox context every `Tx` of this transaction shares (record digest, enqueue positions).
+    outbox: Arc<crate::outbox::TxOutbox>,
     /// The store that opened it: its statements and timeout finish it.
     store: PostgresStore,
 }
@@ -27,7 +29,8 @@ impl std::fmt::Debug for PostgresTransaction {
 
 impl PostgresTransaction {
     pub(crate) fn new(connection: TransactionConnection, lease: Attempt, store: PostgresStore) -> Self {
-        Self { connection: Some(Arc::new(connection)), lease, store }
+        let outbox = Arc::new(crate::outbox::TxOutbox::new(&lease.id, &store));
+        Self { connection: Some(Arc::new(connection)), lease, outbox, store }
     }
 
     fn take_connection(&mut self) -> Result<TransactionConnection, StoreError> {
@@ -42,7 +45,7 @@ impl PostgresTransaction {
 impl ClaimTransaction for PostgresTransaction {
     fn lend(&self, extensions: &mut Extensions) {
         if let Some(connection) = &self.connection {
-            extensions.insert(Tx::new(Arc::clone(connection)));
+            extensions.insert(Tx::new(Arc::clone(connection), Arc::clone(&self.outbox)));
         }
     }
 

@@ -61,6 +61,11 @@ impl Listener {
         Self { config, state: tokio::sync::Mutex::default(), waiters: Arc::default() }
     }
 
+    /// The configuration the listening connection is made with.
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
     /// Registers interest in a record, making sure the listening connection is up first.
     pub(crate) async fn subscribe(&self, record: &Digest) -> Result<Subscription, StoreError> {
         self.ensure_listening().await?;

@@ -21,7 +21,7 @@ mod listener;
 mod record_store;
 mod rows;
 mod sql;
-mod statement;
+pub(crate) mod statement;
 mod table;
 mod transactional;
 mod tx;
@@ -35,13 +35,14 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
+pub(crate) use self::claim_transaction::rollback;
 pub(crate) use self::connection::TransactionConnection;
 use self::listener::Listener;
 pub(crate) use self::rows::complete_and_commit;
 use self::rows::query_failed;
 use self::sql::Statements;
 use self::statement::{Param, StatementChoice, StatementMode, pool_failed};
-use self::table::Table;
+pub(crate) use self::table::Table;
 pub use self::tx::Tx;
 use super::existing_share::ExistingShare;
 use super::{StoreError, StoreErrorKind};
@@ -230,6 +231,17 @@ impl PostgresStore {
         &self.statements.table
     }
 
+    /// The outbox's statements, rendered for the store's schema.
+    pub(crate) fn outbox_statements(&self) -> &Arc<crate::outbox::sql::OutboxStatements> {
+        &self.statements.outbox
+    }
+
+    /// The configuration of the LISTEN connection given to [`PostgresStore::with_listener`], if any: the outbox
+    /// relay opens its own listening connection with it.
+    pub(crate) fn listener_config(&self) -> Option<&tokio_postgres::Config> {
+        self.listener.as_deref().map(Listener::config)
+    }
+
     /// How statements are sent now, for a caller that already holds a connection (see
     /// [`StatementChoice::settled`]).
     pub(crate) fn settled_mode(&self) -> StatementMode {
@@ -267,7 +279,7 @@ impl PostgresStore {
 
     /// Runs one statement on a pooled connection, the wait for the connection included, under one deadline (one
     /// timer per operation, on the hot path).
-    async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+    pub(crate) async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         self.on_pooled_connection(identity, async |client, mode| {
             statement::query(client, &self.statement_choice, mode, identity, sql, params).await
         })
@@ -283,7 +295,7 @@ impl PostgresStore {
         .await
     }
 
-    async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+    pub(crate) async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
         self.on_pooled_connection(identity, async |client, mode| {
             statement::execute(client, &self.statement_choice, mode, sql, params).await
         })
@@ -307,7 +319,7 @@ impl PostgresStore {
         self.finish(client, outcome)
     }
 
-    pub(super) async fn connection(
+    pub(crate) async fn connection(
         &self,
         deadline: tokio::time::Instant,
     ) -> Result<deadpool_postgres::Client, StoreError> {
@@ -343,7 +355,7 @@ impl PostgresStore {
     }
 
     /// The bound on one store operation.
-    pub(super) fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 }

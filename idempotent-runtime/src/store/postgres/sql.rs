@@ -158,6 +158,8 @@ pub(super) struct Statements {
     pub(super) try_claim_in_transaction: String,
     pub(super) wait_claim_in_transaction: String,
     pub(super) read_in_transaction: String,
+    /// The outbox's statements (`crate::outbox`), in the same schema.
+    pub(super) outbox: std::sync::Arc<crate::outbox::sql::OutboxStatements>,
 }
 
 impl Statements {
@@ -176,6 +178,7 @@ impl Statements {
             try_claim_in_transaction: table.render(TRY_CLAIM_SQL),
             wait_claim_in_transaction: table.render(WAIT_CLAIM_SQL),
             read_in_transaction: table.render(READ_IN_TRANSACTION_SQL),
+            outbox: std::sync::Arc::new(crate::outbox::sql::OutboxStatements::new(&table)),
             table,
         }
     }

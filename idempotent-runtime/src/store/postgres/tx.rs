@@ -67,6 +67,8 @@ use super::TransactionConnection;
 /// ```
 pub struct Tx {
     connection: Arc<TransactionConnection>,
+    /// What [`Tx::enqueue`] needs: the record's digest, the position counter, the outbox's statements.
+    outbox: Arc<crate::outbox::TxOutbox>,
     /// `!Send`: a `Tx` moved into a spawned task would outlive the request and keep its transaction open.
     _request_bound: std::marker::PhantomData<std::rc::Rc<()>>,
 }
@@ -78,8 +80,15 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    pub(crate) fn new(connection: Arc<TransactionConnection>) -> Self {
-        Self { connection, _request_bound: std::marker::PhantomData }
+    /// The handle of a claim's transaction; `outbox` is shared by every `Tx` lent for that transaction, so the
+    /// positions of its enqueues never repeat.
+    pub(crate) fn new(connection: Arc<TransactionConnection>, outbox: Arc<crate::outbox::TxOutbox>) -> Self {
+        Self { connection, outbox, _request_bound: std::marker::PhantomData }
+    }
+
+    /// The transaction's outbox context, for [`Tx::enqueue`].
+    pub(crate) fn outbox_context(&self) -> &crate::outbox::TxOutbox {
+        &self.outbox
     }
 }
 
