@@ -12,6 +12,27 @@
 //! not the order and not the key, and the retry after a restart creates the order exactly once.
 //!
 //! `GET /openapi.json` documents the API, with the idempotency parts that `IdempotencyDocs` adds.
+//!
+//! # The outbox: `order.created`
+//!
+//! Each order also enqueues an `order.created` event (`{"order_id", "user", "item", "qty"}`) with
+//! `tx.enqueue(..)`, in the same transaction: the event exists exactly when the order does, and a replayed request
+//! enqueues nothing. The server always enqueues; it also relays the outbox (a task in the server process) when a
+//! broker is named:
+//!
+//! - `AMQP_URL` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`): to the durable queue `order_events` (declared at
+//!   start; `AMQP_QUEUE` renames it), published on the default exchange with publisher confirms, `message_id` = the
+//!   event's deterministic id;
+//! - else `NATS_URL` (e.g. `nats://127.0.0.1:4222`): to the JetStream subject `order.created` (`NATS_SUBJECT`) of
+//!   the stream `ORDER_EVENTS` (`NATS_STREAM`, created if missing, with a 2 min duplicate window), with
+//!   `Nats-Msg-Id` and `Idempotency-Key` = the id.
+//!
+//! `cargo run --example orders -- relay` runs the relay alone, as its own process (several may run at once), and
+//! serves no HTTP. The relay prints `relay: publishing N messages`, `relay: broker confirmed N of N` and
+//! `relay: sent N` for each batch; `RELAY_BATCH_SIZE` (default 100) caps a batch, and `RELAY_HOLD_MS` (default 0)
+//! holds each confirmed batch that long before it is marked sent (a window for the test suite's `kill -9`: the
+//! batch is then sent again, and the consumer's inbox absorbs the copies). `examples/order_events_amqp.rs` and
+//! `examples/order_events_nats.rs` consume the events.
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Responder, get, post, web};
@@ -22,6 +43,7 @@ use common::{
 };
 use deadpool_postgres::Pool;
 use idempotent_runtime::openapi::IdempotencyDocs;
+use idempotent_runtime::outbox::{OutboxMessage, OutboxRelay, OutgoingMessage, PublishError, Publisher};
 use idempotent_runtime::{Idempotency, PostgresStore, Tx, idempotent};
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
@@ -36,6 +58,9 @@ CREATE TABLE IF NOT EXISTS orders (
     qty        bigint      NOT NULL CHECK (qty >= 1),
     created_at timestamptz NOT NULL DEFAULT now()
 )";
+
+/// What the route enqueues for each order: the destination names the event; the relay knows where it goes.
+const ORDER_CREATED: &str = "order.created";
 
 /// An order request that passed validation.
 struct NewOrder {
@@ -130,6 +155,11 @@ async fn create_order(tx: Tx, request: HttpRequest, body: web::Json<Value>) -> H
     if !new.delay.is_zero() {
         actix_web::rt::time::sleep(new.delay).await;
     }
+    // The event, in the same transaction: it leaves (through the relay) only if the order commits.
+    let event = json!({"order_id": id, "user": user, "item": new.item, "qty": new.qty});
+    if let Err(error) = tx.enqueue(OutboxMessage::new(ORDER_CREATED, event.to_string())).await {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "storage-failed", error.to_string());
+    }
     HttpResponse::Created()
         .insert_header(("location", format!("/orders/{id}")))
         .json(json!({"id": id, "item": new.item, "qty": new.qty}))
@@ -188,9 +218,127 @@ fn api_document(idempotency: &Idempotency) -> utoipa::openapi::OpenApi {
     document
 }
 
+/// What `orders` was asked to do.
+enum Mode {
+    /// Serve HTTP (and relay, when a broker is named).
+    Serve,
+    /// Relay the outbox only.
+    Relay,
+}
+
+fn mode() -> Mode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    match arguments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => Mode::Serve,
+        ["relay"] => Mode::Relay,
+        _ => {
+            eprintln!("usage: cargo run --example orders [-- relay]");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The relay's publisher, wrapped: sends `order.created` where the broker keeps order events, and prints each
+/// batch (tools, such as the end-to-end suite, read these lines).
+struct ReportingPublisher {
+    inner: Box<dyn Publisher>,
+    /// The queue (RabbitMQ) or subject (NATS) of `order.created`.
+    order_created: String,
+    /// How long a confirmed batch is held before the relay marks it sent (`RELAY_HOLD_MS`).
+    hold: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl Publisher for ReportingPublisher {
+    async fn publish(&self, batch: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        println!("relay: publishing {} messages", batch.len());
+        let routed: Vec<OutgoingMessage> = batch
+            .iter()
+            .map(|message| OutgoingMessage {
+                id: message.id.clone(),
+                destination: if message.destination == ORDER_CREATED {
+                    self.order_created.clone()
+                } else {
+                    message.destination.clone()
+                },
+                payload: message.payload.clone(),
+                headers: message.headers.clone(),
+            })
+            .collect();
+        let results = self.inner.publish(&routed).await;
+        let confirmed = results.iter().filter(|result| result.is_ok()).count();
+        println!("relay: broker confirmed {confirmed} of {}", batch.len());
+        if !self.hold.is_zero() {
+            tokio::time::sleep(self.hold).await;
+        }
+        println!("relay: sent {confirmed}");
+        results
+    }
+}
+
+/// A number from the environment, or its default.
+fn number_from_env(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(value) => value.parse().map_err(|_| format!("{name} must be a number, got {value:?}")),
+    }
+}
+
+/// The relay to the broker that `AMQP_URL` (first) or `NATS_URL` names, its destination declared; `None` when
+/// neither is set. Also says where it relays to.
+async fn relay_from_env(store: &PostgresStore) -> Result<Option<(OutboxRelay, String)>, Box<dyn std::error::Error>> {
+    let env_or = |name: &str, default: &str| {
+        std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or(default.into())
+    };
+    let (inner, order_created, description): (Box<dyn Publisher>, String, String) =
+        if let Ok(url) = std::env::var("AMQP_URL") {
+            use lapin::options::QueueDeclareOptions;
+            let queue = env_or("AMQP_QUEUE", "order_events");
+            let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+                .await
+                .map_err(|error| format!("cannot reach RabbitMQ at AMQP_URL ({url}): {error}"))?;
+            let channel = connection.create_channel().await?;
+            channel.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), Default::default()).await?;
+            connection.close(200, "declared".into()).await?;
+            let publisher = idempotent_runtime::outbox::amqp::AmqpPublisher::connect(&url).await?;
+            let description = format!("RabbitMQ queue {queue}");
+            (Box::new(publisher), queue, description)
+        } else if let Ok(url) = std::env::var("NATS_URL") {
+            let stream = env_or("NATS_STREAM", "ORDER_EVENTS");
+            let subject = env_or("NATS_SUBJECT", ORDER_CREATED);
+            let client = async_nats::connect(&url)
+                .await
+                .map_err(|error| format!("cannot reach NATS at NATS_URL ({url}): {error}"))?;
+            async_nats::jetstream::new(client.clone())
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: stream.clone(),
+                    subjects: vec![subject.clone()],
+                    // Copies of one id published within this window are stored once.
+                    duplicate_window: std::time::Duration::from_secs(120),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| format!("cannot create the JetStream stream {stream} (is JetStream on?): {error}"))?;
+            let publisher = idempotent_runtime::outbox::nats::NatsPublisher::new(client);
+            let description = format!("NATS JetStream stream {stream}, subject {subject}");
+            (Box::new(publisher), subject, description)
+        } else {
+            return Ok(None);
+        };
+    let hold = std::time::Duration::from_millis(number_from_env("RELAY_HOLD_MS", 0)?);
+    let batch_size = usize::try_from(number_from_env("RELAY_BATCH_SIZE", 100)?)?.max(1);
+    let publisher = ReportingPublisher { inner, order_created, hold };
+    let relay = OutboxRelay::builder(store, publisher).batch_size(batch_size).build();
+    Ok(Some((relay, description)))
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let mode = mode();
     let Ok(url) = std::env::var("DATABASE_URL") else {
         eprintln!(
             "the orders example needs PostgreSQL: its orders commit in the same transaction as the idempotency \
@@ -205,6 +353,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = PostgresStore::new(pool.clone()).with_listener(listen_config(config)?);
     store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
     create_tables(&pool, ORDERS_SCHEMA).await?;
+    let relay = relay_from_env(&store).await?;
+    if let Mode::Relay = mode {
+        let Some((relay, destination)) = relay else {
+            eprintln!("orders relay needs a broker: set AMQP_URL (RabbitMQ) or NATS_URL (NATS JetStream)");
+            std::process::exit(2);
+        };
+        println!("orders relay: relaying the outbox to {destination} (pid {})", std::process::id());
+        match relay.run().await {}
+    }
+    let relaying = match relay {
+        Some((relay, destination)) => {
+            actix_web::rt::spawn(async move { match relay.run().await {} });
+            format!("relaying order.created to {destination}")
+        }
+        None => "enqueuing order.created (set AMQP_URL or NATS_URL to relay it)".to_owned(),
+    };
     let idempotency = Idempotency::builder(store).user_resolver(user_of).build();
     let pool = web::Data::new(pool);
     let document = api_document(&idempotency);
@@ -223,7 +387,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .default_service(web::to(not_routed))
     })
     .bind(&bind)?;
-    println!("orders example: PostgreSQL (DATABASE_URL) store, transactional POST /orders, listening on http://{bind}");
+    println!(
+        "orders example: PostgreSQL (DATABASE_URL) store, transactional POST /orders, {relaying}, listening on \
+         http://{bind}"
+    );
     server.run().await?;
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! The `orders` example (a transactional route) as real server processes on real PostgreSQL: killed while its
-//! handler sleeps after the INSERT, hammered with duplicates, and walked through as a user would.
+//! handler sleeps after the INSERT, hammered with duplicates, and walked through as a user would; each order
+//! enqueues one `order.created` event in its outbox, a killed attempt or a replay none (`tests/outbox_e2e.rs`
+//! relays them to real brokers).
 
 #[macro_use]
 mod support;
@@ -61,6 +63,23 @@ async fn send(
 async fn order(base: &str, user: &str, key: &str, item: &str, delay_ms: u64) -> Reply {
     send(base, "POST", "/orders", Some(user), Some(key), Some(json!({"item": item, "qty": 1, "delay_ms": delay_ms})))
         .await
+}
+
+/// The `order.created` events in the outbox (`orders` enqueues one per order; nothing relays them here), as the
+/// order ids they carry.
+async fn events_of(schema: &TestSchema, user: &str) -> Vec<i64> {
+    let client = schema.pool(1).get().await.expect("connect");
+    client
+        .query(
+            "SELECT convert_from(payload, 'UTF8')::jsonb->>'order_id' FROM idempotency_outbox \
+             WHERE destination = 'order.created' AND convert_from(payload, 'UTF8')::jsonb->>'user' = $1 ORDER BY seq",
+            &[&user],
+        )
+        .await
+        .expect("the outbox")
+        .iter()
+        .map(|row| row.get::<_, String>(0).parse().expect("an order id"))
+        .collect()
 }
 
 async fn orders_of(schema: &TestSchema, user: &str) -> Vec<String> {
@@ -132,6 +151,8 @@ async fn kill_dash_nine_after_the_insert_leaves_nothing_and_the_key_is_free_at_o
         orders.len()
     ));
     assert_eq!(orders.len(), KILLS, "each key's order exists exactly once");
+    // The killed attempts enqueued nothing; each created order enqueued its event once, replays none.
+    assert_eq!(events_of(&schema, "crash").await.len(), KILLS, "one order.created per order");
     drop(process);
     schema.drop_schema().await;
 }
@@ -161,6 +182,13 @@ async fn twenty_concurrent_duplicates_create_one_order_and_no_server_error(conne
     assert!(replies.iter().all(|reply| matches!(reply.status, Some(StatusCode::CREATED | StatusCode::CONFLICT))));
     assert!(created >= 1);
     assert_eq!(orders_of(&schema, "dup").await, ["lamp"], "one order");
+    let created_id =
+        replies.iter().find(|reply| reply.status == Some(StatusCode::CREATED)).expect("a 201").body["id"].as_i64();
+    assert_eq!(
+        events_of(&schema, "dup").await,
+        [created_id.expect("the order's id")],
+        "one order.created, replays none"
+    );
     drop(example);
     schema.drop_schema().await;
 }
