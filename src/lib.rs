@@ -35,6 +35,8 @@ mod guide {
     pub struct IssuedKeysAndStatus;
     #[doc = include_str!("../docs/guide/openapi.md")]
     pub struct OpenApi;
+    #[doc = include_str!("../docs/guide/outbox.md")]
+    pub struct Outbox;
     #[doc = include_str!("../docs/guide/operating.md")]
     pub struct Operating;
     #[doc = include_str!("../docs/guide/performance.md")]
