@@ -30,8 +30,11 @@ use idempotent_runtime::{
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
-use support::brokers::{START_NATS, START_RABBITMQ, amqp_url, nats_url, private_name, require_broker};
-use support::postgres::TestSchema;
+use support::brokers::{
+    CuttingProxy, START_NATS, START_RABBITMQ, address_of, amqp_url, nats_url, private_name, require_broker,
+};
+use support::pgbouncer::PgBouncer;
+use support::postgres::{TestSchema, pool_for};
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -617,5 +620,76 @@ async fn the_relay_publishes_to_jetstream_with_nats_msg_id_and_the_idempotency_k
     assert_eq!(relay.relay_once().await.unwrap(), RelayedBatch { sent: 0, failed: 1 });
 
     jetstream.delete_stream(&name).await.unwrap();
+    fixture.drop().await;
+}
+
+#[actix_web::test]
+async fn the_amqp_publisher_connects_again_after_its_connection_was_cut() {
+    let (connection, channel) = rabbitmq().await;
+    let fixture = Fixture::new().await;
+    let queue = private_name("idempotent_test_outbox_cut");
+    declare(&channel, &queue).await;
+    let app = app!(fixture.store);
+    let proxy = CuttingProxy::start(address_of(&amqp_url()));
+    let proxied = amqp_url().replacen(&address_of(&amqp_url()).to_string(), &format!("127.0.0.1:{}", proxy.port), 1);
+    let relay = OutboxRelay::builder(&fixture.store, AmqpPublisher::connect(&proxied).await.expect("connect")).build();
+    send!(app, "/orders", "order-19", &[("x-events", "2"), ("x-destination", &queue)]);
+    assert_eq!(relay.relay_once().await.unwrap().sent, 2);
+
+    proxy.cut_all();
+    send!(app, "/orders", "order-20", &[("x-events", "2"), ("x-destination", &queue)]);
+    // The batch on the cut connection fails (or, if the cut is seen first, goes out on a new one); then the
+    // publisher connects again and the messages go, each once marked sent.
+    wait_for("the messages sent after the cut", || async {
+        fixture.sql("UPDATE {outbox} SET next_attempt_at = now() WHERE sent_at IS NULL").await;
+        relay.relay_once().await.unwrap();
+        fixture.count("sent_at IS NULL").await == 0
+    })
+    .await;
+    assert!(proxy.accepted() >= 2, "the publisher opened a new connection");
+    let mut deliveries = take(&channel, &queue, 4).await;
+    // A copy re-sent after a lost confirm would be a fifth delivery (absorbed by the inbox): take it too.
+    while let Some(extra) = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        deliveries.push(extra.delivery);
+    }
+    let ids: HashSet<String> =
+        deliveries.iter().map(|delivery| delivery.properties.message_id().as_ref().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 4, "both requests' messages arrived");
+    channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+    fixture.drop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Behind PgBouncer in transaction mode.
+
+#[actix_web::test]
+async fn enqueue_and_relay_work_through_pgbouncer_with_a_direct_listener() {
+    let fixture = Fixture::new().await;
+    let bouncer = PgBouncer::in_front_of_database_url(None);
+    // The app and the relay go through the pooler; only the LISTEN connection is direct.
+    let store = PostgresStore::new(pool_for(&bouncer.url(), None, 8))
+        .with_schema(&fixture.schema.name)
+        .with_listener(fixture.schema.config());
+    let app = app!(store);
+    for request in 0..10 {
+        let (status, _, _) = send!(app, "/orders", &format!("pooled-{request}"), &[("x-events", "3")]);
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _, _) = send!(app, "/orders", "pooled-rolled-back", &[("x-status", "500")]);
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(fixture.count("true").await, 30);
+
+    let recorder = Recorder { delay: Duration::from_millis(5), ..Recorder::default() };
+    let relay = OutboxRelay::builder(&store, recorder.clone()).batch_size(7).poll_interval(Duration::from_secs(60));
+    let relay = relay.build();
+    let running = tokio::spawn(async move { relay.run().await });
+    wait_for("the 30 rows sent through the pooler", || async { fixture.count("sent_at IS NULL").await == 0 }).await;
+    // Woken through the direct listener while its statements go through the pooler.
+    send!(app, "/orders", "pooled-late", &[("x-events", "1")]);
+    wait_for("the late row, well before the 60 s poll", || async { recorder.published().len() == 31 }).await;
+    assert_eq!(backlog(&store).await.unwrap().waiting, 0);
+    running.abort();
+    drop(bouncer);
     fixture.drop().await;
 }
