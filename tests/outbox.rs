@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use idempotent_runtime::{
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::brokers::{
     CuttingProxy, START_NATS, START_RABBITMQ, address_of, amqp_url, nats_url, private_name, require_broker,
 };
@@ -436,6 +437,31 @@ async fn the_relay_is_woken_by_the_commit_well_before_its_poll_interval() {
     fixture.drop().await;
 }
 
+#[actix_web::test]
+async fn without_a_listening_connection_the_relay_polls() {
+    let fixture = Fixture::new().await;
+    let app = app!(fixture.store);
+    // One store without a listener configuration, one whose listener cannot connect (nothing listens on port 1).
+    let unreachable: tokio_postgres::Config = "host=127.0.0.1 port=1 user=postgres".parse().unwrap();
+    let store = || PostgresStore::new(fixture.schema.pool(2)).with_schema(&fixture.schema.name);
+    let stores = [store(), store().with_listener(unreachable)];
+    let recorder = Recorder::default();
+    let mut running = Vec::new();
+    for store in &stores {
+        let relay = OutboxRelay::builder(store, recorder.clone()).poll_interval(Duration::from_millis(200)).build();
+        running.push(tokio::spawn(async move { relay.run().await }));
+    }
+    for request in 0..3 {
+        send!(app, "/orders", &format!("polled-{request}"), &[("x-events", "1")]);
+    }
+    wait_for("the polling relays to send every row", || async { fixture.count("sent_at IS NULL").await == 0 }).await;
+    assert_eq!(recorder.published().len(), 3, "each row once");
+    for relay in running {
+        relay.abort();
+    }
+    fixture.drop().await;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // RabbitMQ.
 
@@ -691,5 +717,74 @@ async fn enqueue_and_relay_work_through_pgbouncer_with_a_direct_listener() {
     assert_eq!(backlog(&store).await.unwrap().waiting, 0);
     running.abort();
     drop(bouncer);
+    fixture.drop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Metrics.
+
+/// Confirms every message but those whose destination starts with `refused`.
+struct Selective;
+
+#[async_trait::async_trait]
+impl Publisher for Selective {
+    async fn publish(&self, batch: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
+        let verdict = |message: &OutgoingMessage| match message.destination.starts_with("refused") {
+            true => Err(PublishError::new("refused")),
+            false => Ok(()),
+        };
+        batch.iter().map(verdict).collect()
+    }
+}
+
+/// The metrics recorded since the last snapshot (a snapshot drains them), by name and `destination` label.
+fn metrics_since(snapshotter: &Snapshotter) -> HashMap<(String, Option<String>), f64> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let destination = key.key().labels().find(|label| label.key() == "destination");
+            let value = match value {
+                DebugValue::Counter(count) => count as f64,
+                DebugValue::Gauge(gauge) => gauge.into_inner(),
+                DebugValue::Histogram(_) => f64::NAN,
+            };
+            ((key.key().name().to_owned(), destination.map(|label| label.value().to_owned())), value)
+        })
+        .collect()
+}
+
+fn named(name: &str, destination: Option<&str>) -> (String, Option<String>) {
+    (name.to_owned(), destination.map(str::to_owned))
+}
+
+#[actix_web::test]
+async fn the_relay_counts_sent_and_failed_messages_and_gauges_the_backlog() {
+    // This test's thread only (actix's runtime runs every task of the test on it).
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let fixture = Fixture::new().await;
+    let app = app!(fixture.store);
+    send!(app, "/orders", "order-21", &[("x-events", "2"), ("x-destination", "metered")]);
+    send!(app, "/orders", "order-22", &[("x-events", "1"), ("x-destination", "refused.metered")]);
+
+    let relay = OutboxRelay::builder(&fixture.store, Selective).build();
+    assert_eq!(relay.relay_once().await.unwrap(), RelayedBatch { sent: 2, failed: 1 });
+    let recorded = metrics_since(&snapshotter);
+    assert_eq!(recorded.get(&named("idempotent_outbox_sent_total", Some("metered"))), Some(&2.0), "{recorded:?}");
+    let failed = named("idempotent_outbox_failed_total", Some("refused.metered"));
+    assert_eq!(recorded.get(&failed), Some(&1.0), "{recorded:?}");
+
+    fixture.sql("UPDATE {outbox} SET created_at = now() - interval '1 minute' WHERE sent_at IS NULL").await;
+    let running = tokio::spawn(async move { relay.run().await });
+    wait_for("the backlog gauges", || async {
+        let recorded = metrics_since(&snapshotter);
+        recorded.get(&named("idempotent_outbox_waiting", None)) == Some(&1.0)
+            && recorded.get(&named("idempotent_outbox_oldest_unsent_seconds", None)).is_some_and(|age| *age >= 60.0)
+    })
+    .await;
+    running.abort();
     fixture.drop().await;
 }

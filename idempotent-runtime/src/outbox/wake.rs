@@ -19,6 +19,10 @@ use crate::store::postgres::statement::describe;
 /// After a failed connection attempt, the relay polls for this long before it tries again.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
+/// The longest the relay waits for its listening connection (an address that drops packets would otherwise hold
+/// the relay for the operating system's TCP timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The relay's listening connection and its wake-ups.
 pub(crate) struct Wake {
     config: Option<tokio_postgres::Config>,
@@ -54,17 +58,15 @@ impl Wake {
         if self.retry_at.is_some_and(|retry_at| Instant::now() < retry_at) {
             return;
         }
-        match listen(config, Arc::clone(&self.notify)).await {
+        let listening = tokio::time::timeout(CONNECT_TIMEOUT, listen(config, Arc::clone(&self.notify))).await;
+        match listening.unwrap_or_else(|_| Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))) {
             Ok(client) => {
                 tracing::debug!("the outbox relay listens for committed messages");
                 self.client = Some(client);
                 self.retry_at = None;
             }
             Err(error) => {
-                tracing::warn!(
-                    error = %describe(&error),
-                    "the outbox relay cannot open its listening connection; it polls meanwhile"
-                );
+                tracing::warn!(%error, "the outbox relay cannot open its listening connection; it polls meanwhile");
                 self.client = None;
                 self.retry_at = Instant::now().checked_add(RECONNECT_PAUSE);
             }
@@ -80,11 +82,8 @@ impl Wake {
     }
 }
 
-async fn listen(
-    config: &tokio_postgres::Config,
-    notify: Arc<Notify>,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+async fn listen(config: &tokio_postgres::Config, notify: Arc<Notify>) -> Result<tokio_postgres::Client, String> {
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(|error| describe(&error))?;
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
@@ -100,6 +99,6 @@ async fn listen(
         // Notifications may have been lost: the relay looks (and listens again).
         notify.notify_one();
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|error| describe(&error))?;
     Ok(client)
 }
