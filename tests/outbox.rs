@@ -229,6 +229,8 @@ async fn enqueued_messages_commit_with_the_response_under_deterministic_ids() {
     assert_eq!(ids, expected_ids("order-1", 3), "ids: SHA-256 of the tag, the record's digest and the position");
     assert_eq!(fixture.ids().await, ids, "the rows committed with the response, in enqueue order");
     assert_eq!(fixture.count("sent_at IS NULL AND attempts = 0").await, 3, "unsent until a relay confirms them");
+    fixture.store.migrate().await.expect("migrate() again, on the live table: nothing changes");
+    assert_eq!(fixture.ids().await, ids);
     fixture.drop().await;
 }
 
