@@ -16,8 +16,12 @@ use tokio_postgres::AsyncMessage;
 use super::sql::CHANNEL;
 use crate::store::postgres::statement::describe;
 
-/// After a failed connection attempt, the relay polls for this long before it tries again.
+/// After a failed connection attempt, the relay polls for this long before it tries again; the pause doubles with
+/// each further failure, up to [`MAX_RECONNECT_PAUSE`].
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest pause between two attempts at the listening connection (and so between two warnings).
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(30);
 
 /// The longest the relay waits for its listening connection (an address that drops packets would otherwise hold
 /// the relay for the operating system's TCP timeout).
@@ -30,12 +34,14 @@ pub(crate) struct Wake {
     notify: Arc<Notify>,
     client: Option<tokio_postgres::Client>,
     retry_at: Option<Instant>,
+    /// Connection attempts that failed in a row.
+    failures: u32,
     told_polling: bool,
 }
 
 impl Wake {
     pub(crate) fn new(config: Option<tokio_postgres::Config>) -> Self {
-        Self { config, notify: Arc::default(), client: None, retry_at: None, told_polling: false }
+        Self { config, notify: Arc::default(), client: None, retry_at: None, failures: 0, told_polling: false }
     }
 
     /// Opens the listening connection if there is none (and none failed moments ago). A relay pass follows every
@@ -64,11 +70,18 @@ impl Wake {
                 tracing::debug!("the outbox relay listens for committed messages");
                 self.client = Some(client);
                 self.retry_at = None;
+                self.failures = 0;
             }
             Err(error) => {
-                tracing::warn!(%error, "the outbox relay cannot open its listening connection; it polls meanwhile");
+                let pause = RECONNECT_PAUSE.saturating_mul(1 << self.failures.min(5)).min(MAX_RECONNECT_PAUSE);
+                tracing::warn!(
+                    %error,
+                    retry_in_secs = pause.as_secs(),
+                    "the outbox relay cannot open its listening connection; it polls meanwhile"
+                );
                 self.client = None;
-                self.retry_at = Instant::now().checked_add(RECONNECT_PAUSE);
+                self.retry_at = Instant::now().checked_add(pause);
+                self.failures = self.failures.saturating_add(1);
             }
         }
     }
