@@ -14,8 +14,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, post, test as actix_test};
 use idempotent_runtime::admin::{self, SCOPE_FORMS, Scope};
+use idempotent_runtime::outbox::OutboxMessage;
 use idempotent_runtime::store::{Attempt, Claim, ClaimRequest, Completion, RecordId, StoredResponse};
-use idempotent_runtime::{Idempotency, PostgresStore, Store, idempotent, to_hex};
+use idempotent_runtime::{Idempotency, PostgresStore, Store, TransactionalReceiver, idempotent, to_hex};
 use serde_json::Value;
 use support::example_process::free_port;
 use support::postgres::{TestSchema, database_url};
@@ -336,6 +337,47 @@ async fn counts_match_the_records() {
 }
 
 #[actix_web::test]
+async fn outbox_shows_the_backlog_per_destination() {
+    let db = Fixture::new().await;
+    assert_eq!(db.admin(&["outbox"]).expect(0).stdout, "the outbox has no unsent messages\n");
+    // Three messages enqueued as a consumer's transaction enqueues them; one destination's messages then fail.
+    let inbox = TransactionalReceiver::new(db.store.clone());
+    inbox
+        .run("orders", "message-1", b"payload", |tx| async move {
+            for destination in ["order.created", "order.created", "order.shipped"] {
+                tx.enqueue(OutboxMessage::new(destination, b"{}".to_vec())).await?;
+            }
+            Ok::<_, tokio_postgres::Error>(Vec::new())
+        })
+        .await
+        .expect("applied");
+    let client = db.schema.pool(1).get().await.unwrap();
+    client
+        .batch_execute(
+            "UPDATE idempotency_outbox SET attempts = 2, last_error = 'returned by the broker: 312 NO_ROUTE', \
+             created_at = now() - interval '5 minutes' WHERE destination = 'order.shipped'",
+        )
+        .await
+        .unwrap();
+
+    let text = db.admin(&["outbox"]).expect(0).stdout;
+    let lines: Vec<Vec<&str>> = text.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["DESTINATION", "WAITING", "OLDEST", "FAILING", "LAST", "ERROR"], "{text}");
+    assert_eq!(lines[1][..4], ["order.created", "2", lines[1][2], "0"], "{text}");
+    assert_eq!(lines[2][..4], ["order.shipped", "1", "5m00s", "1"], "{text}");
+    assert!(lines[2].join(" ").ends_with("returned by the broker: 312 NO_ROUTE"), "{text}");
+    assert_eq!(lines[3].join(" "), "3 messages waiting in 2 destinations, 1 failing", "{text}");
+
+    let json = db.admin(&["outbox", "--json"]).expect(0).json();
+    assert_eq!((json["waiting"].clone(), json["failing"].clone()), (serde_json::json!(3), serde_json::json!(1)));
+    assert!(json["oldest_unsent_secs"].as_f64().unwrap() >= 300.0);
+    assert_eq!(json["destinations"][1]["destination"], "order.shipped");
+    assert_eq!(json["destinations"][1]["last_error"], "returned by the broker: 312 NO_ROUTE");
+    assert_eq!(json["destinations"][0]["last_error"], serde_json::Value::Null);
+    db.finish().await;
+}
+
+#[actix_web::test]
 async fn the_schema_option_names_the_table() {
     let db = Fixture::new().await;
     db.claim(id("k", &alice(), "/payments"), LIVE, LIVE).await;
@@ -376,6 +418,7 @@ async fn every_subcommand_works_through_pgbouncer_with_the_schema_option() {
     let counts = admin(&["counts", "--json"]).expect(0).json();
     assert_eq!((counts["stuck"].clone(), counts["completed"].clone()), (serde_json::json!(0), serde_json::json!(1)));
     admin(&["purge"]).expect(0);
+    assert_eq!(admin(&["outbox", "--json"]).expect(0).json()["waiting"], 0);
     // Without --schema, the table is looked for in the search path (where it is not), and the message says so.
     let lost = run_admin(&["--database-url", &url, "counts"]).expect(2);
     assert!(lost.stderr.contains("no idempotency_records table in search_path"), "{}", lost.stderr);

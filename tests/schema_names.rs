@@ -7,8 +7,11 @@
 mod support;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use idempotent_runtime::outbox::{
+    OutboxMessage, OutboxRelay, OutgoingMessage, PublishError, Publisher, RelayedBatch, backlog,
+};
 use idempotent_runtime::store::testing;
-use idempotent_runtime::{PostgresStore, Store, admin};
+use idempotent_runtime::{PostgresStore, Store, TransactionalReceiver, admin};
 use tokio_postgres::NoTls;
 
 use support::postgres::{TestSchema, database_url};
@@ -32,6 +35,16 @@ async fn pool_in(session: &str) -> Pool {
     let pool = Pool::builder(manager).max_size(1).build().expect("a pool without runtime hooks always builds");
     pool.get().await.expect("a connection").batch_execute(session).await.expect("the session's settings");
     pool
+}
+
+/// Confirms every message (the outbox's relay needs a publisher; no broker is involved here).
+struct Confirming;
+
+#[async_trait::async_trait]
+impl Publisher for Confirming {
+    async fn publish(&self, batch: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
+        batch.iter().map(|_| Ok(())).collect()
+    }
 }
 
 /// `name` as an identifier, for this suite's own statements (on a UTF-8 session with standard strings).
@@ -64,6 +77,20 @@ async fn the_store_keeps_to_its_schema(schema: &str, session_name: &str, session
     if schema.is_ascii() || !session.contains("client_encoding") {
         assert!(check.present, "{context}: the table check finds the table");
     }
+
+    // The outbox, beside the records: enqueue in a receiver's transaction, relay, backlog.
+    let inbox = TransactionalReceiver::new(store.clone());
+    inbox
+        .run("outbox", "message-1", b"payload", |tx| async move {
+            tx.enqueue(OutboxMessage::new("d", b"event".to_vec())).await.map(|_| Vec::new())
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{context}: enqueue: {error:?}"));
+    assert_eq!(backlog(&store).await.unwrap_or_else(|error| panic!("{context}: backlog: {error}")).waiting, 1);
+    let relay = OutboxRelay::builder(&store, Confirming).retention(std::time::Duration::ZERO).build();
+    let relayed = relay.relay_once().await.unwrap_or_else(|error| panic!("{context}: relay: {error}"));
+    assert_eq!(relayed, RelayedBatch { sent: 1, failed: 0 }, "{context}");
+    assert_eq!(relay.purge_sent().await.unwrap_or_else(|error| panic!("{context}: purge sent: {error}")), 1);
 
     let client = admin_pool.get().await.expect("an admin connection");
     let rows: i64 = client

@@ -85,7 +85,8 @@ $migrate$;
 -- The outbox (issue 28): messages a transactional route or a TransactionalReceiver enqueued in its own transaction
 -- (`Tx::enqueue`), which a relay (`outbox::OutboxRelay`) publishes after the commit and marks sent only once the
 -- broker confirmed them. Beside the records table, in the same schema. New objects only: applying this on a live
--- database rewrites no existing table.
+-- database rewrites no existing table. An application role needs SELECT, INSERT, UPDATE and DELETE on it, as on
+-- the records (the identity column's sequence needs no grant).
 CREATE TABLE IF NOT EXISTS idempotency_outbox (
     -- The message id (`outbox::MessageId`): derived from the idempotency record and the enqueue's position in the
     -- handler, so a handler run again after a rollback enqueues the same ids. Consumers deduplicate on it.
@@ -107,7 +108,21 @@ CREATE TABLE IF NOT EXISTS idempotency_outbox (
     next_attempt_at timestamptz NOT NULL DEFAULT now()
 );
 
--- What the relay claims: the unsent rows, oldest first. Partial, so it stays as small as the backlog.
-CREATE INDEX IF NOT EXISTS idempotency_outbox_unsent ON idempotency_outbox (seq) WHERE sent_at IS NULL;
--- What the relay purges: sent rows past their retention.
-CREATE INDEX IF NOT EXISTS idempotency_outbox_sent ON idempotency_outbox (sent_at) WHERE sent_at IS NOT NULL;
+-- Its indexes: what the relay claims (the unsent rows, oldest first; partial, so it stays as small as the backlog),
+-- and what it purges (sent rows past their retention). Created only where missing, looked up beside the table:
+-- `CREATE INDEX IF NOT EXISTS` demands ownership of the table even when the index exists, and the role that
+-- migrates may be an application role that does not own it.
+DO $outbox$
+DECLARE
+    table_namespace oid := (SELECT relnamespace FROM pg_class WHERE oid = 'idempotency_outbox'::regclass);
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class
+                   WHERE relname = 'idempotency_outbox_unsent' AND relnamespace = table_namespace) THEN
+        CREATE INDEX idempotency_outbox_unsent ON idempotency_outbox (seq) WHERE sent_at IS NULL;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_class
+                   WHERE relname = 'idempotency_outbox_sent' AND relnamespace = table_namespace) THEN
+        CREATE INDEX idempotency_outbox_sent ON idempotency_outbox (sent_at) WHERE sent_at IS NOT NULL;
+    END IF;
+END
+$outbox$;

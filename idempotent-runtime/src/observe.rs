@@ -1,8 +1,8 @@
 //! What the library reports about itself: one outcome per request, as metrics (through the `metrics` facade, so
 //! any exporter works) and as a field of the request's `tracing` span.
 //!
-//! Metric names are stable and listed here; every counter carries a `route` label (the route pattern, never the
-//! concrete path, so cardinality stays bounded).
+//! Metric names are stable and listed here; every request counter carries a `route` label (the route pattern, never
+//! the concrete path, so cardinality stays bounded), and the outbox's counters a `destination` label.
 
 use std::future::Future;
 use std::time::Instant;

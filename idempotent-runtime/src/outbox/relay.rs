@@ -40,7 +40,9 @@ const PURGE_ROUNDS: usize = 10;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 /// Ships committed outbox rows to a broker; several relays (in one process or many) may run at once on one
-/// table. Build it with [`OutboxRelay::builder`], then spawn [`OutboxRelay::run`]:
+/// table. Build it with [`OutboxRelay::builder`], then spawn [`OutboxRelay::run`]. While a batch is out, the relay
+/// holds one connection of the store's pool (its transaction holds the batch's rows); a running relay also keeps
+/// one direct `LISTEN` connection.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -284,10 +286,7 @@ impl OutboxRelay {
                 return batch.iter().map(|_| Err(PublishError::new(unknown.as_str()))).collect();
             }
         };
-        results.truncate(batch.len());
-        while results.len() < batch.len() {
-            results.push(Err(PublishError::new("the publisher gave no result for this message")));
-        }
+        one_per_message(&mut results, batch.len());
         results
     }
 
@@ -354,6 +353,15 @@ impl<'a> Outcome<'a> {
     }
 }
 
+/// Makes `results` one per message: a publisher that answered for fewer messages failed the others (their fate is
+/// unknown), and answers beyond the batch are dropped.
+fn one_per_message(results: &mut Vec<Result<(), PublishError>>, messages: usize) {
+    results.truncate(messages);
+    while results.len() < messages {
+        results.push(Err(PublishError::new("the publisher gave no result for this message")));
+    }
+}
+
 fn unavailable(error: tokio_postgres::Error) -> StoreError {
     failed(StoreErrorKind::Unavailable, error)
 }
@@ -364,4 +372,39 @@ fn corrupt(error: tokio_postgres::Error) -> StoreError {
 
 fn timed_out(doing: &str) -> StoreError {
     StoreError::new(StoreErrorKind::Timeout, format!("no answer from PostgreSQL in time while {doing}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            id: MessageId::from_stored(id.to_owned()),
+            destination: "d".to_owned(),
+            payload: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_message_without_a_result_failed() {
+        let mut results = vec![Ok(())];
+        one_per_message(&mut results, 3);
+        assert_eq!(results.len(), 3);
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_err());
+        let mut extra = vec![Ok(()), Ok(()), Ok(())];
+        one_per_message(&mut extra, 2);
+        assert_eq!(extra.len(), 2);
+    }
+
+    #[test]
+    fn the_outcome_splits_the_batch_by_answer() {
+        let batch = [message("a"), message("b"), message("c")];
+        let outcome = Outcome::of(&batch, vec![Ok(()), Err(PublishError::new("nack")), Ok(())]);
+        let sent: Vec<&str> = outcome.sent.iter().map(|message| message.id.as_str()).collect();
+        assert_eq!(sent, ["a", "c"]);
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!((outcome.failed[0].0.id.as_str(), outcome.failed[0].1.message()), ("b", "nack"));
+    }
 }

@@ -16,8 +16,16 @@ use tokio_postgres::AsyncMessage;
 use super::sql::CHANNEL;
 use crate::store::postgres::statement::describe;
 
-/// After a failed connection attempt, the relay polls for this long before it tries again.
+/// After a failed connection attempt, the relay polls for this long before it tries again; the pause doubles with
+/// each further failure, up to [`MAX_RECONNECT_PAUSE`].
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest pause between two attempts at the listening connection (and so between two warnings).
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(30);
+
+/// The longest the relay waits for its listening connection (an address that drops packets would otherwise hold
+/// the relay for the operating system's TCP timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The relay's listening connection and its wake-ups.
 pub(crate) struct Wake {
@@ -26,12 +34,14 @@ pub(crate) struct Wake {
     notify: Arc<Notify>,
     client: Option<tokio_postgres::Client>,
     retry_at: Option<Instant>,
+    /// Connection attempts that failed in a row.
+    failures: u32,
     told_polling: bool,
 }
 
 impl Wake {
     pub(crate) fn new(config: Option<tokio_postgres::Config>) -> Self {
-        Self { config, notify: Arc::default(), client: None, retry_at: None, told_polling: false }
+        Self { config, notify: Arc::default(), client: None, retry_at: None, failures: 0, told_polling: false }
     }
 
     /// Opens the listening connection if there is none (and none failed moments ago). A relay pass follows every
@@ -54,19 +64,24 @@ impl Wake {
         if self.retry_at.is_some_and(|retry_at| Instant::now() < retry_at) {
             return;
         }
-        match listen(config, Arc::clone(&self.notify)).await {
+        let listening = tokio::time::timeout(CONNECT_TIMEOUT, listen(config, Arc::clone(&self.notify))).await;
+        match listening.unwrap_or_else(|_| Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))) {
             Ok(client) => {
                 tracing::debug!("the outbox relay listens for committed messages");
                 self.client = Some(client);
                 self.retry_at = None;
+                self.failures = 0;
             }
             Err(error) => {
+                let pause = RECONNECT_PAUSE.saturating_mul(1 << self.failures.min(5)).min(MAX_RECONNECT_PAUSE);
                 tracing::warn!(
-                    error = %describe(&error),
+                    %error,
+                    retry_in_secs = pause.as_secs(),
                     "the outbox relay cannot open its listening connection; it polls meanwhile"
                 );
                 self.client = None;
-                self.retry_at = Instant::now().checked_add(RECONNECT_PAUSE);
+                self.retry_at = Instant::now().checked_add(pause);
+                self.failures = self.failures.saturating_add(1);
             }
         }
     }
@@ -80,11 +95,8 @@ impl Wake {
     }
 }
 
-async fn listen(
-    config: &tokio_postgres::Config,
-    notify: Arc<Notify>,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+async fn listen(config: &tokio_postgres::Config, notify: Arc<Notify>) -> Result<tokio_postgres::Client, String> {
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(|error| describe(&error))?;
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
@@ -100,6 +112,6 @@ async fn listen(
         // Notifications may have been lost: the relay looks (and listens again).
         notify.notify_one();
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|error| describe(&error))?;
     Ok(client)
 }

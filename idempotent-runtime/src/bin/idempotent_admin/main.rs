@@ -5,7 +5,8 @@
 //! cargo run -p idempotent-runtime --features cli --bin idempotent-admin -- counts
 //! ```
 //!
-//! Subcommands: `list [--stuck] [--limit N]`, `show`, `release [--force]`, `purge [--batch N]`, `counts`; `show`
+//! Subcommands: `list [--stuck] [--limit N]`, `show`, `release [--force]`, `purge [--batch N]`, `counts`, `outbox`
+//! (the outbox's backlog per destination); `show`
 //! and `release` select a record by `--key K --scope SCOPE [--route R] [--method M]` (or by the hashes `list`
 //! prints). Global options: `--database-url URL` (default `DATABASE_URL`), `--schema S` (the schema the app gives
 //! `PostgresStore::with_schema`), `--json`. Every statement works through a transaction-mode pooler.
@@ -25,7 +26,8 @@ use serde_json::{Value, json};
 
 use crate::connect::connect;
 use crate::render::{
-    Align, details_json, details_text, in_flight_json, print_in_flight, print_json, release_json, release_text, table,
+    Align, details_json, details_text, in_flight_json, outbox_json, print_in_flight, print_json, print_outbox,
+    release_json, release_text, table,
 };
 
 /// How to start the usual local server; printed when none answers.
@@ -79,6 +81,8 @@ enum Command {
     },
     /// Count records by state: in_progress, stuck, completed, expired
     Counts,
+    /// The outbox per destination: rows waiting, age of the oldest unsent, failing rows and the last error
+    Outbox,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +289,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .map(|(name, count, note)| vec![(*name).to_owned(), count.to_string(), (*note).to_owned()])
                     .collect();
                 print!("{}", table(&[], &rows, &[Align::Left, Align::Right, Align::Left]));
+            }
+        }
+        Command::Outbox => {
+            let destinations = idempotent_runtime::outbox::backlog_by_destination(&store).await.map_err(|error| {
+                Failure::Usage(format!(
+                    "{error}\n(no idempotency_outbox table? The app's PostgresStore::migrate() creates it, as \
+                     idempotent-runtime/sql/schema.sql does)"
+                ))
+            })?;
+            if json {
+                print_json(&outbox_json(&destinations));
+            } else {
+                print_outbox(&destinations);
             }
         }
     }

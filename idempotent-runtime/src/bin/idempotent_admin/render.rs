@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idempotent_runtime::admin::{self, InFlight, RecordDetails, ReleaseOutcome};
+use idempotent_runtime::outbox::DestinationBacklog;
 use idempotent_runtime::to_hex;
 use serde_json::{Value, json};
 
@@ -47,6 +48,59 @@ pub(crate) fn print_in_flight(records: &[InFlight], total: u64, stuck_only: bool
     } else {
         println!("{total} {}", what(total));
     }
+}
+
+/// The outbox's backlog, one line per destination with unsent rows.
+pub(crate) fn print_outbox(destinations: &[DestinationBacklog]) {
+    if destinations.is_empty() {
+        println!("the outbox has no unsent messages");
+        return;
+    }
+    let rows: Vec<Vec<String>> = destinations
+        .iter()
+        .map(|destination| {
+            vec![
+                destination.destination.clone(),
+                destination.waiting.to_string(),
+                human(destination.oldest_unsent),
+                destination.failing.to_string(),
+                destination.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    let headers = ["DESTINATION", "WAITING", "OLDEST", "FAILING", "LAST ERROR"];
+    let align = [Align::Left, Align::Right, Align::Right, Align::Right, Align::Left];
+    print!("{}", table(&headers, &rows, &align));
+    let waiting: u64 = destinations.iter().map(|destination| destination.waiting).sum();
+    let failing: u64 = destinations.iter().map(|destination| destination.failing).sum();
+    let plural = |count: u64, one: &'static str, many: &'static str| if count == 1 { one } else { many };
+    println!(
+        "{waiting} {} waiting in {} {}, {failing} failing",
+        plural(waiting, "message", "messages"),
+        destinations.len(),
+        plural(destinations.len() as u64, "destination", "destinations")
+    );
+}
+
+pub(crate) fn outbox_json(destinations: &[DestinationBacklog]) -> Value {
+    let rows: Vec<Value> = destinations
+        .iter()
+        .map(|destination| {
+            json!({
+                "destination": destination.destination,
+                "waiting": destination.waiting,
+                "oldest_unsent_secs": destination.oldest_unsent.as_secs_f64(),
+                "failing": destination.failing,
+                "last_error": destination.last_error,
+            })
+        })
+        .collect();
+    json!({
+        "waiting": destinations.iter().map(|destination| destination.waiting).sum::<u64>(),
+        "failing": destinations.iter().map(|destination| destination.failing).sum::<u64>(),
+        "oldest_unsent_secs": destinations.iter().map(|destination| destination.oldest_unsent.as_secs_f64()).reduce(f64::max),
+        "destinations": rows,
+    })
 }
 
 pub(crate) fn in_flight_json(record: &InFlight) -> Value {
