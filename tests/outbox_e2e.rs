@@ -204,6 +204,8 @@ struct Tally {
     published: usize,
     /// Messages marked sent (`relay: sent N`).
     marked_sent: usize,
+    /// Messages of a batch the broker did not confirm (lost with a cut connection, timed out): retried later.
+    unconfirmed: usize,
     /// Confirmed batches per relay process.
     confirmed_batches: HashMap<String, usize>,
     /// Batches marked sent per relay process.
@@ -267,7 +269,9 @@ impl Run<'_> {
         let tally = &mut self.tally;
         if let Some(rest) = line.strip_prefix("relay: broker confirmed ") {
             let confirmed = number_before_space(rest);
+            let batch: usize = rest.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a batch size");
             tally.published += confirmed;
+            tally.unconfirmed += batch - confirmed;
             let batches = tally.confirmed_batches.entry(name.to_owned()).or_default();
             *batches += 1;
             if name == "relay-1" && *batches == KILL_RELAY_AT_BATCH {
@@ -542,9 +546,9 @@ async fn end_to_end(broker: Broker, url: &str) {
     report_figure(&format!(
         "outbox e2e ({}): orders created {ORDERS}, HTTP retries {} (a third of the answers dropped), relay kills {} \
          (mid-batch: {killed_batch} confirmed messages not yet marked sent), relay connection cuts {}, consumer \
-         kills {} (consumers restarted after an idle exit {}), messages published {} (marked sent {}), duplicates \
-         absorbed {}{stream_note}, order_events rows {event_rows}, outbox lag (oldest unsent row, largest sampled; \
-         the relay holds each batch {RELAY_HOLD_MS} ms) {:.2} s",
+         kills {} (consumers restarted after an idle exit {}), messages published {} (marked sent {}, unconfirmed \
+         and retried {}), duplicates absorbed {}{stream_note}, order_events rows {event_rows}, outbox lag (oldest \
+         unsent row, largest sampled; the relay holds each batch {RELAY_HOLD_MS} ms) {:.2} s",
         broker.name(),
         created.retries,
         tally.relay_kills,
@@ -553,6 +557,7 @@ async fn end_to_end(broker: Broker, url: &str) {
         tally.idle_restarts,
         tally.published,
         tally.marked_sent,
+        tally.unconfirmed,
         tally.replayed,
         lag.as_secs_f64()
     ));
