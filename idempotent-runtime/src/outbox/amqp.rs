@@ -1,6 +1,7 @@
 //! RabbitMQ through [`lapin`] (feature `amqp`): [`AmqpPublisher`], the relay's publisher with publisher confirms.
 
-use lapin::Confirmation;
+use std::collections::HashMap;
+
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -87,20 +88,43 @@ impl AmqpPublisher {
                 }
             }
         }
-        let mut results = Vec::with_capacity(batch.len());
+        // lapin hands a returned message to whichever confirm resolves next, not necessarily its own (an
+        // unroutable message is returned at once, while persistent messages in a durable queue are confirmed
+        // after they are written): returned messages are matched to the batch by their message_id.
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut returned: HashMap<String, String> = HashMap::new();
         for confirm in confirms {
-            let result = match confirm {
+            let answer = match confirm {
                 Err(error) => Err(error),
                 Ok(confirm) => match confirm.await {
-                    Ok(confirmation) => confirmed(confirmation),
+                    Ok(confirmation) => {
+                        let acked = confirmation.is_ack();
+                        if let Some(message) = confirmation.take_message() {
+                            let reason =
+                                format!("returned by the broker: {} {}", message.reply_code, message.reply_text);
+                            match message.delivery.properties.message_id() {
+                                Some(id) => drop(returned.insert(id.to_string(), reason)),
+                                None => tracing::warn!(%reason, "RabbitMQ returned a message without a message_id"),
+                            }
+                        }
+                        if acked { Ok(()) } else { Err(PublishError::new("refused by the broker (basic.nack)")) }
+                    }
                     Err(error) => {
                         broken = true;
                         Err(PublishError::new(format!("no confirm: {error}")))
                     }
                 },
             };
-            results.push(result);
+            answers.push(answer);
         }
+        let results = batch
+            .iter()
+            .zip(answers)
+            .map(|(message, answer)| match returned.get(message.id.as_str()) {
+                Some(reason) => Err(PublishError::new(reason.as_str())),
+                None => answer,
+            })
+            .collect();
         (results, broken)
     }
 }
@@ -152,15 +176,4 @@ fn properties(message: &OutgoingMessage) -> BasicProperties {
         .with_message_id(message.id.as_str().into())
         .with_delivery_mode(PERSISTENT)
         .with_headers(headers)
-}
-
-fn confirmed(confirmation: Confirmation) -> Result<(), PublishError> {
-    match confirmation {
-        Confirmation::Ack(None) => Ok(()),
-        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-            Err(PublishError::new(format!("returned by the broker: {} {}", returned.reply_code, returned.reply_text)))
-        }
-        Confirmation::Nack(None) => Err(PublishError::new("refused by the broker (basic.nack)")),
-        Confirmation::NotRequested => Err(PublishError::new("the channel is not in confirm mode")),
-    }
 }
