@@ -355,6 +355,32 @@ async fn a_relay_dropped_mid_batch_leaves_its_rows_to_the_next_relay() {
 }
 
 #[actix_web::test]
+async fn relays_of_two_schemas_reached_through_search_path_never_hold_each_others_destination() {
+    // Two apps on one database, each finding its tables by `search_path` (no `with_schema`), as the examples do:
+    // their outboxes have the same unqualified name, and the same destination.
+    let (first, second) = (TestSchema::create().await, TestSchema::create().await);
+    let stores = [&first, &second].map(|schema| PostgresStore::new(schema.pool(4)));
+    for store in &stores {
+        store.migrate().await.expect("migrate");
+        let app = app!(store);
+        send!(app, "/orders", "order-shared", &[("x-events", "3")]);
+    }
+    let (called, mut calls) = tokio::sync::mpsc::unbounded_channel();
+    let stuck = OutboxRelay::builder(&stores[0], Hanging(called)).build();
+    let pass = tokio::spawn(async move { stuck.relay_once().await });
+    assert_eq!(calls.recv().await, Some(3), "the first schema's relay holds `orders` while it publishes");
+
+    let recorder = Recorder::default();
+    let relay = OutboxRelay::builder(&stores[1], recorder.clone()).build();
+    let batch = relay.relay_once().await.unwrap();
+    assert_eq!(batch, RelayedBatch { sent: 3, failed: 0 }, "the other schema's `orders` is not held by it");
+    pass.abort();
+    let _ = pass.await;
+    first.drop_schema().await;
+    second.drop_schema().await;
+}
+
+#[actix_web::test]
 async fn backlog_counts_waiting_failing_and_the_oldest_unsent() {
     let fixture = Fixture::new().await;
     assert_eq!(backlog(&fixture.store).await.unwrap(), Backlog { waiting: 0, oldest_unsent: None, failing: 0 });

@@ -329,14 +329,7 @@ fn number_before_space(text: &str) -> usize {
     text.split(' ').next().and_then(|number| number.parse().ok()).unwrap_or_else(|| panic!("a count in {text:?}"))
 }
 
-/// The two tests take turns. Their relays both relay the destination `order.created`, and a relay holds its
-/// destination by an advisory lock whose key does not tell apart two schemas that reach the outbox by
-/// `search_path` (as the examples do): side by side, one relay would wait out the other's batches, and each
-/// test's lag would measure the other broker.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn end_to_end(broker: Broker, url: &str) {
-    let _turn = ONE_AT_A_TIME.lock().await;
     // Built before anything starts: `cargo build` waits for the build directory's lock while other suites build,
     // and a process started late would find the others idle.
     for example in ["orders", broker.consumer_example()] {

@@ -40,7 +40,7 @@ impl NatsPublisher {
 #[async_trait::async_trait]
 impl Publisher for NatsPublisher {
     async fn publish(&self, batch: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
-        // Publish everything first (the acks come back pipelined), then await each ack in order.
+        // Publish everything first (the acks come back pipelined), then await the acks.
         let mut acks = Vec::with_capacity(batch.len());
         for message in batch {
             let mut headers = HeaderMap::new();
@@ -54,14 +54,14 @@ impl Publisher for NatsPublisher {
             let payload = message.payload.clone().into();
             acks.push(self.context.publish_with_headers(message.destination.clone(), headers, payload).await);
         }
-        let mut results = Vec::with_capacity(batch.len());
-        for ack in acks {
-            let result = match ack {
+        // The acks are awaited together: after a cut connection each one fails on its own timeout, and in turn
+        // they would hold the batch (and its destination) for the batch size times that timeout.
+        futures_util::future::join_all(acks.into_iter().map(|ack| async move {
+            match ack {
                 Ok(ack) => ack.await.map(drop).map_err(|error| PublishError::new(format!("no ack: {error}"))),
                 Err(error) => Err(PublishError::new(format!("publish failed: {error}"))),
-            };
-            results.push(result);
-        }
-        results
+            }
+        }))
+        .await
     }
 }

@@ -248,7 +248,7 @@ impl OutboxRelay {
     async fn claim(&self, client: &deadpool_postgres::Client) -> Result<Vec<OutgoingMessage>, StoreError> {
         let statements = self.store.outbox_statements();
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
-        let lock_params: [Param<'_>; 2] = [(&limit, Type::INT8), (&statements.lock_space, Type::INT4)];
+        let lock_params: [Param<'_>; 1] = [(&limit, Type::INT8)];
         let (begun, locked) = futures_util::future::join(
             client.batch_execute("BEGIN"),
             client.query_typed(&statements.lock_destinations, &lock_params),

@@ -4,8 +4,6 @@
 //! Every statement is sent unnamed or in the store's statement mode, and everything the relay holds (row locks,
 //! advisory locks) is transaction-scoped: a transaction-mode pooler may hand each transaction to any backend.
 
-use sha2::{Digest as _, Sha256};
-
 use crate::store::postgres::Table;
 
 /// The channel `Tx::enqueue` notifies when its transaction commits; relays listen on it.
@@ -25,20 +23,22 @@ SELECT pg_notify('idempotency_outbox', '') FROM inserted";
 
 /// The destinations of the oldest `$1` due rows, oldest first, each locked for this transaction if no other relay
 /// holds it (the lock is a volatile function in the outer query: it is never pushed below the `LIMIT`, so only
-/// these destinations are tried). A destination's lock keeps its messages to one relay at a time, in order.
+/// these destinations are tried). A destination's lock keeps its messages to one relay at a time, in order. The
+/// lock's first key is the table's oid (`tableoid`), so the outboxes of two schemas never hold each other's
+/// destinations, however the store names its table.
 const LOCK_DESTINATIONS_SQL: &str = "
 SELECT destination FROM (
-    SELECT destination, min(seq) AS first
+    SELECT destination, tableoid, min(seq) AS first
     FROM (
-        SELECT destination, seq FROM {schema_prefix}idempotency_outbox
+        SELECT destination, seq, tableoid FROM {schema_prefix}idempotency_outbox
         WHERE sent_at IS NULL AND next_attempt_at <= now()
         ORDER BY seq
         LIMIT $1
     ) AS oldest
-    GROUP BY destination
+    GROUP BY destination, tableoid
     ORDER BY first
 ) AS due
-WHERE pg_try_advisory_xact_lock($2, hashtext(destination))";
+WHERE pg_try_advisory_xact_lock(tableoid::int4, hashtext(destination))";
 
 /// The due rows of the locked destinations, in enqueue order, locked until the transaction ends (a new statement,
 /// so a new snapshot: rows another relay marked sent before this one got the lock are not seen as unsent).
@@ -105,15 +105,10 @@ pub(crate) struct OutboxStatements {
     pub(crate) purge: String,
     pub(crate) backlog: String,
     pub(crate) backlog_by_destination: String,
-    /// The first key of the relays' advisory locks: a digest of the table's qualified name, so that the outboxes
-    /// of two schemas never hold each other's destinations.
-    pub(crate) lock_space: i32,
 }
 
 impl OutboxStatements {
     pub(crate) fn new(table: &Table) -> Self {
-        let digest = Sha256::digest(format!("idempotent-outbox relay {}", table.qualified_name()).as_bytes());
-        let lock_space = i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
         Self {
             enqueue: table.render(ENQUEUE_SQL),
             lock_destinations: table.render(LOCK_DESTINATIONS_SQL),
@@ -123,7 +118,6 @@ impl OutboxStatements {
             purge: table.render(PURGE_SQL),
             backlog: table.render(BACKLOG_SQL),
             backlog_by_destination: table.render(BACKLOG_BY_DESTINATION_SQL),
-            lock_space,
         }
     }
 }
@@ -139,6 +133,5 @@ mod tests {
         let billing = OutboxStatements::new(&Table::in_schema("billing"));
         assert!(billing.enqueue.contains("INSERT INTO \"billing\".idempotency_outbox "));
         assert!(billing.purge.matches("\"billing\".idempotency_outbox").count() == 2);
-        assert_ne!(plain.lock_space, billing.lock_space, "two schemas, two lock spaces");
     }
 }
