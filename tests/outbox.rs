@@ -152,13 +152,20 @@ fn answer(response: ServiceResponse) -> (StatusCode, bool, String) {
 
 /// The ids a request under `key` on `/orders` enqueues, by the documented formula.
 fn expected_ids(key: &str, count: u32) -> Vec<String> {
+    expected_ids_on("/orders", key, 0, count)
+}
+
+/// The ids of `count` messages enqueued on `route` under `key`, in the key's `generation`th life with rows left.
+fn expected_ids_on(route: &str, key: &str, generation: u32, count: u32) -> Vec<String> {
     let record = RecordId {
         scope_hash: scope_digest(ScopeValue::Global),
         key_hash: key_digest(key),
         method: "POST".to_owned(),
-        route: "/orders".to_owned(),
+        route: route.to_owned(),
     };
-    (0..count).map(|position| MessageId::derive(&record.digest(), position).to_string()).collect()
+    (0..count)
+        .map(|position| MessageId::derive_in_generation(&record.digest(), generation, position).to_string())
+        .collect()
 }
 
 /// Waits for `condition` (async) until [`DEADLINE`].
@@ -262,17 +269,31 @@ async fn a_replayed_request_enqueues_nothing() {
 }
 
 #[actix_web::test]
-async fn a_key_reused_after_its_record_expired_enqueues_no_second_row_under_the_same_id() {
+async fn a_key_used_again_after_its_record_expired_enqueues_new_messages_under_new_ids() {
     let fixture = Fixture::new().await;
     let app = app!(fixture.store);
-    let (status, _, first) = send!(app, "/short", "order-4", &[("x-events", "1")]);
+    let events = &[("x-events", "2")];
+    let (status, _, first) = send!(app, "/short", "order-4", events);
     assert_eq!(status, StatusCode::CREATED);
-    // The record's ttl is 1 s: past it, the same key is a fresh request (contract, section 4) with the same record.
+    assert_eq!(first, expected_ids_on("/short", "order-4", 0, 2).join(","));
+    // The record's ttl is 1 s: past it, the same key is a fresh request (contract, section 4), a new operation
+    // whose messages must not be taken for copies of the first ones.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let (status, replayed, second) = send!(app, "/short", "order-4", &[("x-events", "1")]);
+    let (status, replayed, second) = send!(app, "/short", "order-4", events);
     assert_eq!((status, replayed), (StatusCode::CREATED, false), "expired: the handler ran again");
-    assert_eq!(second, first, "same record, same position: same id");
-    assert_eq!(fixture.count("true").await, 1, "the existing row stands for the message; no error, no second row");
+    assert_eq!(second, expected_ids_on("/short", "order-4", 1, 2).join(","), "the next generation of ids");
+    assert_eq!(fixture.count("true").await, 4, "both requests' messages are in the outbox");
+
+    // A third life whose first run rolls back: its rerun arrives at the same (third-generation) ids.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, _, rolled_back) = send!(app, "/short", "order-4", &[("x-events", "2"), ("x-status", "500")]);
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(fixture.count("true").await, 4, "the rolled-back run left no row");
+    let (status, _, third) = send!(app, "/short", "order-4", events);
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(third, rolled_back, "a rerun after a rollback enqueues the same ids");
+    assert_eq!(third, expected_ids_on("/short", "order-4", 2, 2).join(","));
+    assert_eq!(fixture.count("true").await, 6);
     fixture.drop().await;
 }
 

@@ -132,24 +132,26 @@ impl AmqpPublisher {
 #[async_trait::async_trait]
 impl Publisher for AmqpPublisher {
     async fn publish(&self, batch: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
-        let mut link = self.link.lock().await;
-        if link.as_ref().is_none_or(|link| !link.is_usable()) {
-            *link = None;
-            match Link::open(&self.url).await {
-                Ok(opened) => *link = Some(opened),
+        let mut slot = self.link.lock().await;
+        // Taken out while the batch is out, put back only once its confirms all came: if this future is dropped
+        // midway (the relay's publish timeout), the link goes with it. Its late confirms could otherwise settle
+        // the next batch's, and a half-open connection would cost every later batch the whole timeout.
+        let link = match slot.take().filter(Link::is_usable) {
+            Some(link) => link,
+            None => match Link::open(&self.url).await {
+                Ok(opened) => opened,
                 Err(error) => {
                     tracing::warn!(%error, "the outbox's AMQP publisher cannot reach the broker");
                     let error = PublishError::new(format!("cannot reach the broker: {error}"));
                     return batch.iter().map(|_| Err(error.clone())).collect();
                 }
-            }
+            },
+        };
+        let (results, broken) = self.publish_on(&link.channel, batch).await;
+        if !broken {
+            *slot = Some(link);
         }
-        let channel = link.as_ref().map(|link| link.channel.clone()).expect("opened above");
-        let (results, broken) = self.publish_on(&channel, batch).await;
-        if broken {
-            // The next batch opens a new connection.
-            *link = None;
-        }
+        // A broken link is dropped here: the next batch opens a new connection.
         results
     }
 }

@@ -17,6 +17,8 @@ use crate::store::{PostgresStore, Tx};
 pub(crate) struct TxOutbox {
     record: Digest,
     next_position: AtomicU32,
+    /// The generation of the transaction's ids: 0 until an id is found taken (see [`Tx::enqueue`]).
+    generation: AtomicU32,
     statements: Arc<OutboxStatements>,
     mode: StatementMode,
 }
@@ -27,6 +29,7 @@ impl TxOutbox {
         Self {
             record: record.digest(),
             next_position: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
             statements: Arc::clone(store.outbox_statements()),
             // Inside an explicit transaction: named statements where the store may use them, else unnamed ones.
             mode: store.settled_mode().binding_arguments(),
@@ -46,11 +49,13 @@ impl Tx {
     ///   transaction's enqueues (0, 1, ...), so a handler that runs again after a rollback, enqueuing in the same
     ///   order, enqueues the same ids.
     ///
-    /// **An id that already exists** (a key reused after its record expired: the record's identity, so its
-    /// digest, is the same) inserts nothing: the message already in the table, sent or not, stands for it, and a
-    /// warning is logged. Consumers deduplicate on the id anyway, so a second message with a first one's id would
-    /// be absorbed by their inbox; keep record ttls longer than a key may be reused, or give each new request a
-    /// new key.
+    /// **A key used again after its record expired** has the same record digest, so the same ids would follow;
+    /// but the new request is a new operation, and its messages must not be taken for copies of the old ones. An
+    /// id the table still holds (sent or not) moves this transaction to the next generation of ids
+    /// ([`MessageId::derive_in_generation`]): new ids, deterministic still, as what the table holds decides them.
+    /// Once the old rows are purged (the relay's retention, 24 h by default: the inbox's default ttl) the first
+    /// generation's ids come back, and a consumer whose inbox remembers them longer than that would absorb the new
+    /// messages: keep the retention at least as long as your consumers' inbox ttl, or give each request a new key.
     ///
     /// ```no_run
     /// use actix_web::{HttpResponse, error, post};
@@ -76,25 +81,29 @@ impl Tx {
     pub async fn enqueue(&self, message: OutboxMessage) -> Result<MessageId, tokio_postgres::Error> {
         let outbox = self.outbox_context();
         let position = outbox.next_position.fetch_add(1, Ordering::Relaxed);
-        let id = MessageId::derive(&outbox.record, position);
         let (names, values) = message.header_columns();
         let payload = message.payload();
-        let params: [Param<'_>; 5] = [
-            (&id.as_str(), Type::TEXT),
-            (&message.destination(), Type::TEXT),
-            (&payload, Type::BYTEA),
-            (&names, Type::TEXT_ARRAY),
-            (&values, Type::TEXT_ARRAY),
-        ];
-        let inserted = statement::query_in(self, outbox.mode, &outbox.statements.enqueue, &params).await?;
-        if inserted.is_empty() {
-            tracing::warn!(
-                message_id = %id,
-                destination = message.destination(),
-                "an outbox message with this id exists already (a key reused after its record expired?): the \
-                 existing row stands for it, nothing new was enqueued"
-            );
+        let destination = message.destination();
+        let mut generation = outbox.generation.load(Ordering::Relaxed);
+        loop {
+            let id = MessageId::derive_in_generation(&outbox.record, generation, position);
+            let params: [Param<'_>; 5] = [
+                (&id.as_str(), Type::TEXT),
+                (&destination, Type::TEXT),
+                (&payload, Type::BYTEA),
+                (&names, Type::TEXT_ARRAY),
+                (&values, Type::TEXT_ARRAY),
+            ];
+            let inserted = statement::query_in(self, outbox.mode, &outbox.statements.enqueue, &params).await?;
+            if !inserted.is_empty() {
+                return Ok(id);
+            }
+            // The id is taken by a committed row of an earlier life of this key: the next generation, for this
+            // message and the transaction's later ones. What the table holds decides it, so a rerun after a
+            // rollback (which took back its own rows) arrives at the same ids.
+            generation += 1;
+            outbox.generation.store(generation, Ordering::Relaxed);
+            tracing::debug!(message_id = %id, generation, "an outbox id is taken by an earlier use of the key");
         }
-        Ok(id)
     }
 }

@@ -75,10 +75,21 @@ impl MessageId {
     /// The id of the message enqueued at `position` (from 0) by the handler of the record whose digest is
     /// `record` ([`crate::store::RecordId::digest`]).
     pub fn derive(record: &Digest, position: u32) -> Self {
+        Self::derive_in_generation(record, 0, position)
+    }
+
+    /// The id of the message enqueued at `position` by a later life of the record's key: `generation` 0 is
+    /// [`MessageId::derive`]; generation `g` > 0 also hashes `g` as a big-endian `u32` after the position.
+    /// [`Tx::enqueue`](crate::Tx::enqueue) moves to the next generation when the outbox still holds a row under the
+    /// id (the same key used again after its record expired), so the new request's messages are new messages.
+    pub fn derive_in_generation(record: &Digest, generation: u32, position: u32) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(ID_DOMAIN);
         hasher.update(record);
         hasher.update(position.to_be_bytes());
+        if generation > 0 {
+            hasher.update(generation.to_be_bytes());
+        }
         let digest: Digest = hasher.finalize().into();
         let mut hex = crate::digest::to_hex(&digest);
         hex.truncate(32);

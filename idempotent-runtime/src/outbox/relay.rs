@@ -20,8 +20,11 @@ pub const DEFAULT_BATCH_SIZE: usize = 100;
 /// How often a running relay looks for rows when no notification woke it, unless
 /// [`RelayBuilder::poll_interval`] says otherwise.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How long sent rows are kept before the relay deletes them, unless [`RelayBuilder::retention`] says otherwise.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+/// How long sent rows are kept before the relay deletes them, unless [`RelayBuilder::retention`] says otherwise:
+/// 24 hours, the inbox's default ttl ([`crate::DEFAULT_TTL`]). While a key's rows are kept, a request that uses
+/// the key again after its record expired enqueues under new ids ([`crate::Tx::enqueue`]); after that, under the
+/// first ids again, which a consumer's inbox would still absorb if it remembered them.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long the relay waits for a batch's confirms. Past it, every message of the batch counts as failed (its
 /// fate is unknown: it is sent again later, and the consumer's inbox absorbs the copy if the first one arrived).
 /// The batch's rows stay locked meanwhile, so the wait is bounded.
@@ -155,8 +158,10 @@ impl OutboxRelay {
         let mut housekept: Option<Instant> = None;
         loop {
             wake.ensure_listening(self.poll_interval).await;
+            // Only a full batch that the broker took calls for the next one at once: after failures (a broker
+            // that is down) the relay waits for a commit or its poll, rather than retrying back to back.
             let full = match self.relay_once().await {
-                Ok(batch) => batch.sent + batch.failed >= self.batch_size,
+                Ok(batch) => batch.failed == 0 && batch.sent >= self.batch_size,
                 Err(error) => {
                     tracing::warn!(%error, "the outbox relay could not claim or settle a batch; it tries again");
                     false
@@ -186,14 +191,14 @@ impl OutboxRelay {
         let batch = match tokio::time::timeout_at(deadline, self.claim(&connection)).await {
             Ok(Ok(batch)) => batch,
             Ok(Err(error)) => {
-                rollback(connection).await;
+                self.roll_back(connection).await;
                 return Err(error);
             }
             // The transaction's state is unknown: `connection` is closed (not pooled) when dropped here.
             Err(_) => return Err(timed_out("claiming outbox rows")),
         };
         if batch.is_empty() {
-            rollback(connection).await;
+            self.roll_back(connection).await;
             return Ok(RelayedBatch::default());
         }
         let results = self.publish(&batch).await;
@@ -201,7 +206,7 @@ impl OutboxRelay {
         match tokio::time::timeout(self.store.timeout(), self.settle(&connection, &outcome)).await {
             Ok(Ok(())) => drop(connection.into_pooled()),
             Ok(Err(error)) => {
-                rollback(connection).await;
+                self.roll_back(connection).await;
                 return Err(error);
             }
             Err(_) => return Err(timed_out("marking outbox rows sent")),
@@ -245,6 +250,13 @@ impl OutboxRelay {
     }
 
     /// `BEGIN`, the destinations' locks, and the rows: all inside the transaction, statements unnamed.
+    /// Rolls the batch's transaction back, within the store's timeout: a connection that does not answer (a
+    /// half-open socket) is closed instead, which ends the transaction on the server as well, rather than holding
+    /// the relay until TCP gives up.
+    async fn roll_back(&self, connection: TransactionConnection) {
+        let _ = tokio::time::timeout(self.store.timeout(), rollback(connection)).await;
+    }
+
     async fn claim(&self, client: &deadpool_postgres::Client) -> Result<Vec<OutgoingMessage>, StoreError> {
         let statements = self.store.outbox_statements();
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);

@@ -6,20 +6,31 @@
 
 use crate::store::postgres::Table;
 
+/// The channel's name, as a literal that `concat!` can write into the enqueue statement.
+macro_rules! outbox_channel {
+    () => {
+        "idempotency_outbox"
+    };
+}
+
 /// The channel `Tx::enqueue` notifies when its transaction commits; relays listen on it.
-pub(crate) const CHANNEL: &str = "idempotency_outbox";
+pub(crate) const CHANNEL: &str = outbox_channel!();
 
 /// Inserts one message and, when it did insert, notifies the relays (delivered at commit, so a rolled-back
 /// transaction wakes nobody; PostgreSQL folds the transaction's identical notifications into one). An existing id
 /// (a key reused after its record expired) inserts nothing and returns no row: see `Tx::enqueue`.
-const ENQUEUE_SQL: &str = "
+const ENQUEUE_SQL: &str = concat!(
+    "
 WITH inserted AS (
     INSERT INTO {schema_prefix}idempotency_outbox (id, destination, payload, header_names, header_values)
     VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (id) DO NOTHING
     RETURNING 1
 )
-SELECT pg_notify('idempotency_outbox', '') FROM inserted";
+SELECT pg_notify('",
+    outbox_channel!(),
+    "', '') FROM inserted"
+);
 
 /// The destinations of the oldest `$1` due rows, oldest first, each locked for this transaction if no other relay
 /// holds it (the lock is a volatile function in the outer query: it is never pushed below the `LIMIT`, so only
@@ -65,13 +76,16 @@ SET attempts = o.attempts + 1, last_error = f.error,
 FROM unnest($1::text[], $2::text[]) AS f(id, error)
 WHERE o.id = f.id";
 
-/// Deletes up to `$2` rows sent more than `$1` seconds ago.
+/// Deletes up to `$2` rows sent more than `$1` seconds ago (every relay purges, about once a second).
 const PURGE_SQL: &str = "
 DELETE FROM {schema_prefix}idempotency_outbox
 WHERE id IN (
     SELECT id FROM {schema_prefix}idempotency_outbox
     WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)
     LIMIT $2
+    -- Rows another relay's purge is deleting are skipped, not waited for: relays never queue up behind each other,
+    -- and two purges can never lock the same rows in opposite orders (a deadlock, and an ERROR in the server log).
+    FOR UPDATE SKIP LOCKED
 )";
 
 /// The backlog: unsent rows, the age of the oldest, the failing ones.
