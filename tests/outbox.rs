@@ -511,6 +511,42 @@ async fn without_a_listening_connection_the_relay_polls() {
     fixture.drop().await;
 }
 
+/// Counts its calls and refuses everything, as a broker that is down.
+#[derive(Clone, Default)]
+struct CountingRefuser(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait::async_trait]
+impl Publisher for CountingRefuser {
+    async fn publish(&self, batch: &[OutgoingMessage]) -> Vec<Result<(), PublishError>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        batch.iter().map(|_| Err(PublishError::new("the test broker is down"))).collect()
+    }
+}
+
+#[actix_web::test]
+async fn a_relay_whose_broker_is_down_waits_for_its_poll_instead_of_retrying_at_once() {
+    let fixture = Fixture::new().await;
+    let app = app!(fixture.store);
+    send!(app, "/orders", "order-down", &[("x-events", "4")]);
+    // Full batches of due rows: a relay that took "full" for "go on at once" would try all four at once, one
+    // batch after the other. Nothing wakes it after the first batch but its poll, a minute away.
+    let refuser = CountingRefuser::default();
+    let relay = OutboxRelay::builder(&fixture.store, refuser.clone())
+        .batch_size(1)
+        .poll_interval(Duration::from_secs(60))
+        .build();
+    let running = tokio::spawn(async move { relay.run().await });
+    let calls = || refuser.0.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for("the first batch", || async { calls() >= 1 }).await;
+    wait_for("its failure to be recorded", || async { fixture.count("attempts = 1").await == 1 }).await;
+    // A loop back would have claimed the next due row within milliseconds of the first failure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(calls(), 1, "one failed batch, then the relay waits");
+    assert_eq!(fixture.count("attempts = 0").await, 3, "the other rows were not tried");
+    running.abort();
+    fixture.drop().await;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // RabbitMQ.
 
