@@ -5,6 +5,8 @@
 -- Returns {1, took_over} when acquired, else {0, fingerprint, state, lease remaining ms, status, headers, body}
 -- (the response's fields only for a completed record).
 -- A fresh key runs HMGET, TIME, HSET, PEXPIREAT: the decision's four fields first, the response's only to replay.
+-- The record's fields: f fingerprint, t token, s state, l lease end, e expiry (ms since the epoch, Redis's clock),
+-- c created (only with the index), w a waiter's mark; once completed d done (only with the index), st, h, b.
 local record = redis.call('HMGET', KEYS[1], 's', 'f', 'l', 'e')
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -28,7 +30,13 @@ if record[1] then
 end
 local locked = now + tonumber(ARGV[3])
 local expires = now + tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'f', ARGV[1], 't', ARGV[2], 's', 'p', 'l', locked, 'e', expires, 'c', now)
+-- The creation time is read only by status lookups, so only a store that keeps them writes it (writing a number
+-- costs Redis its formatting: about 5 % of a fresh claim's time in the script).
+if KEYS[2] then
+  redis.call('HSET', KEYS[1], 'f', ARGV[1], 't', ARGV[2], 's', 'p', 'l', locked, 'e', expires, 'c', now)
+else
+  redis.call('HSET', KEYS[1], 'f', ARGV[1], 't', ARGV[2], 's', 'p', 'l', locked, 'e', expires)
+end
 -- Redis forgets the record a grace period after it expires (it reads as absent from its expiry on).
 local gone = math.max(locked, expires) + tonumber(ARGV[5])
 redis.call('PEXPIREAT', KEYS[1], gone)

@@ -14,10 +14,12 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local expires = now + tonumber(ARGV[2])
 -- One write; the lease field stays, unread once the state is 'c'.
 if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'd', now, 'st', ARGV[4], 'h', ARGV[5], 'b', ARGV[7])
+  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'st', ARGV[4], 'h', ARGV[5], 'b', ARGV[7])
 else
-  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'd', now, 'st', ARGV[4], 'h', ARGV[5])
+  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'st', ARGV[4], 'h', ARGV[5])
 end
+-- The completion time, like the creation time, only for status lookups.
+if KEYS[2] then redis.call('HSET', KEYS[1], 'd', now) end
 local gone = expires + tonumber(ARGV[3])
 -- Exactly the ttl from now, also when that is sooner than the claim's expiry (a lease longer than the ttl).
 redis.call('PEXPIREAT', KEYS[1], gone)
