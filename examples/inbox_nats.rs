@@ -35,24 +35,18 @@ mod inbox_common;
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, stream};
+use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, header};
-use futures_util::StreamExt as _;
 use idempotent_runtime::TransactionalReceiver;
-use idempotent_runtime::inbox::{Disposition, nats};
+use idempotent_runtime::inbox::nats;
 
+use crate::inbox_common::nats_consumer::{Consumer, durable_consumer};
 use crate::inbox_common::{
-    Command, Error, Tally, apply, command, copies_to_publish, env_or, inbox_from_env, millis_from_env,
+    Command, Error, Ledger, command, copies_to_publish, env_or, inbox_from_env, millis_from_env,
 };
 
 const EXAMPLE: &str = "inbox_nats";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-/// How long the server waits for an acknowledgement before it redelivers: short, so that a killed consumer's
-/// message is applied by another within seconds; longer than any handler needs.
-const ACK_WAIT: Duration = Duration::from_secs(5);
-
-/// How many messages one pull asks for.
-const PULL_BATCH: usize = 4;
 
 /// The stream, subject and durable consumer names.
 struct Names {
@@ -148,68 +142,9 @@ async fn consume(
     idle: Duration,
 ) -> Result<(), Error> {
     let (client, stream) = connect(url, names).await?;
-    let consumer = stream
-        .get_or_create_consumer(
-            &names.consumer,
-            pull::Config {
-                durable_name: Some(names.consumer.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|error| format!("cannot create the durable consumer {}: {error}", names.consumer))?;
+    let consumer = durable_consumer(&stream, &names.consumer).await?;
     println!("{EXAMPLE}: consuming {} from stream {} (pid {})", names.consumer, names.stream, std::process::id());
-    let mut tally = Tally::default();
-    let mut messages = pull_messages(&consumer).await?;
-    // Counted from the client's own connection events: the client re-establishes a lost connection by itself.
-    let reconnects = {
-        let client = client.clone();
-        move || client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(1)
-    };
-    loop {
-        let next = match tokio::time::timeout(idle, messages.next()).await {
-            Err(_) => break,
-            Ok(next) => next,
-        };
-        let message = match next {
-            Some(Ok(message)) => message,
-            // Heartbeat gaps and pull errors around a reconnect: the stream carries on.
-            Some(Err(error)) => {
-                println!("pull error ({error}); carrying on");
-                continue;
-            }
-            None => {
-                messages = pull_messages(&consumer).await?;
-                continue;
-            }
-        };
-        let Some(key) = nats::message_key(&message).map(str::to_owned) else {
-            tally.dead_lettered += 1;
-            settle(&message, &Disposition::no_key("no Idempotency-Key header")).await;
-            continue;
-        };
-        let answer = apply(inbox, &key, &message.payload, delay).await;
-        let disposition = Disposition::of(&answer, inbox_common::on_failed);
-        tally.count(&answer, &disposition);
-        println!("{} {key}", inbox_common::outcome_word(&answer));
-        settle(&message, &disposition).await;
-    }
-    tally.reconnects = usize::try_from(reconnects()).unwrap_or(usize::MAX);
-    println!("{EXAMPLE}: idle for {} ms; {}", idle.as_millis(), tally.summary());
-    Ok(())
-}
-
-/// The consumer's messages, pulled a few at a time: a large batch would sit in one process's buffer (unavailable
-/// to the competing consumers, and stuck until the ack wait if that process is killed).
-async fn pull_messages(consumer: &jetstream::consumer::PullConsumer) -> Result<pull::Stream, Error> {
-    Ok(consumer.stream().max_messages_per_batch(PULL_BATCH).messages().await?)
-}
-
-async fn settle(message: &jetstream::Message, disposition: &Disposition) {
-    // A lost acknowledgement is redelivered after the ack wait, and replayed: log it and carry on.
-    if let Err(error) = nats::settle(message, disposition).await {
-        println!("could not settle a message ({error}); it will be redelivered");
-    }
+    let consumer =
+        Consumer { example: EXAMPLE, client: &client, consumer: &consumer, inbox, application: &Ledger, delay, idle };
+    consumer.run().await
 }

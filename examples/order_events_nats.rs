@@ -31,20 +31,14 @@ mod order_events_common;
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, stream};
-use futures_util::StreamExt as _;
-use idempotent_runtime::inbox::{Disposition, nats};
+use async_nats::jetstream::{self, stream};
 
-use crate::inbox_common::{Error, Tally, env_or, millis_from_env, outcome_word};
-use crate::order_events_common::{apply, inbox_from_env, on_failed, require_consume};
+use crate::inbox_common::nats_consumer::{Consumer, durable_consumer};
+use crate::inbox_common::{Error, env_or, millis_from_env};
+use crate::order_events_common::{OrderEvents, inbox_from_env, require_consume};
 
 const EXAMPLE: &str = "order_events_nats";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-/// How long the server waits for an acknowledgement before it redelivers: short, so that a killed consumer's
-/// message is applied by another within seconds; longer than any handler needs.
-const ACK_WAIT: Duration = Duration::from_secs(5);
-/// How many messages one pull asks for: a few, so that a killed consumer holds few.
-const PULL_BATCH: usize = 4;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -81,59 +75,16 @@ async fn run() -> Result<(), Error> {
         .map_err(|error| {
             format!("cannot create the JetStream stream {stream_name} (is JetStream on? `-js`): {error}")
         })?;
-    let consumer = stream
-        .get_or_create_consumer(
-            &consumer_name,
-            pull::Config {
-                durable_name: Some(consumer_name.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|error| format!("cannot create the durable consumer {consumer_name}: {error}"))?;
+    let consumer = durable_consumer(&stream, &consumer_name).await?;
     println!("{EXAMPLE}: consuming {consumer_name} from stream {stream_name} (pid {})", std::process::id());
-
-    let mut tally = Tally::default();
-    let mut messages = consumer.stream().max_messages_per_batch(PULL_BATCH).messages().await?;
-    loop {
-        let next = match tokio::time::timeout(idle, messages.next()).await {
-            Err(_) => break,
-            Ok(next) => next,
-        };
-        let message = match next {
-            Some(Ok(message)) => message,
-            // Heartbeat gaps and pull errors around a reconnect: the stream carries on.
-            Some(Err(error)) => {
-                println!("pull error ({error}); carrying on");
-                continue;
-            }
-            None => {
-                messages = consumer.stream().max_messages_per_batch(PULL_BATCH).messages().await?;
-                continue;
-            }
-        };
-        let Some(key) = nats::message_key(&message).map(str::to_owned) else {
-            tally.dead_lettered += 1;
-            settle(&message, &Disposition::no_key("no Idempotency-Key header")).await;
-            continue;
-        };
-        let answer = apply(&inbox, &key, &message.payload, delay).await;
-        let disposition = Disposition::of(&answer, on_failed);
-        tally.count(&answer, &disposition);
-        println!("{} {key}", outcome_word(&answer));
-        settle(&message, &disposition).await;
-    }
-    let connects = client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed);
-    tally.reconnects = usize::try_from(connects.saturating_sub(1)).unwrap_or(usize::MAX);
-    println!("{EXAMPLE}: idle for {} ms; {}", idle.as_millis(), tally.summary());
-    Ok(())
-}
-
-async fn settle(message: &jetstream::Message, disposition: &Disposition) {
-    // A lost acknowledgement is redelivered after the ack wait, and replayed: log it and carry on.
-    if let Err(error) = nats::settle(message, disposition).await {
-        println!("could not settle a message ({error}); it will be redelivered");
-    }
+    let consumer = Consumer {
+        example: EXAMPLE,
+        client: &client,
+        consumer: &consumer,
+        inbox: &inbox,
+        application: &OrderEvents,
+        delay,
+        idle,
+    };
+    consumer.run().await
 }

@@ -1,6 +1,11 @@
-//! What `inbox_amqp` and `inbox_nats` share: settings from the environment, the ledger table, the transfers a
-//! `publish` run sends, and how one message is applied through the transactional receiver.
+//! What the inbox consumer examples share: settings from the environment, the consumer loops of both brokers
+//! ([`amqp_consumer`], [`nats_consumer`]) around an example's [`Application`], the outcome words and totals; and,
+//! for `inbox_amqp` and `inbox_nats`, the ledger table, the transfers a `publish` run sends, and how one message
+//! is applied ([`Ledger`]).
 #![allow(dead_code)] // Each example uses part of it.
+
+pub(crate) mod amqp_consumer;
+pub(crate) mod nats_consumer;
 
 use std::time::Duration;
 
@@ -161,6 +166,46 @@ pub(crate) fn on_failed(error: &ApplyError) -> Disposition {
     match error {
         ApplyError::NotATransfer(error) => Disposition::DeadLetter { reason: format!("not a transfer: {error}") },
         ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
+    }
+}
+
+/// What a consumer example does with one message: its work through the inbox, and its choice for the work's own
+/// errors (only the app can tell a transient failure from a permanent one).
+pub(crate) trait Application {
+    /// The work's own error.
+    type Error;
+
+    /// Applies one message through `inbox`: the work's writes and the stored result commit in one transaction.
+    async fn apply(
+        &self,
+        inbox: &TransactionalReceiver,
+        key: &str,
+        body: &[u8],
+        delay: Duration,
+    ) -> Result<Received, ReceiveError<Self::Error>>;
+
+    /// What to tell the broker when the work failed.
+    fn on_failed(&self, error: &Self::Error) -> Disposition;
+}
+
+/// The inbox examples' work: a transfer applied to `inbox_ledger` ([`apply`], [`on_failed`]).
+pub(crate) struct Ledger;
+
+impl Application for Ledger {
+    type Error = ApplyError;
+
+    async fn apply(
+        &self,
+        inbox: &TransactionalReceiver,
+        key: &str,
+        body: &[u8],
+        delay: Duration,
+    ) -> Result<Received, ReceiveError<ApplyError>> {
+        apply(inbox, key, body, delay).await
+    }
+
+    fn on_failed(&self, error: &ApplyError) -> Disposition {
+        on_failed(error)
     }
 }
 

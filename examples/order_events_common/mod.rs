@@ -10,6 +10,7 @@ use idempotent_runtime::{PostgresStore, ReceiveError, Received, TransactionalRec
 use serde::Deserialize;
 
 use crate::common::{create_tables, postgres_config, postgres_pool};
+use crate::inbox_common::Application;
 
 /// The receiver's namespace: the consumer's one job, applying order events to `order_events`.
 pub(crate) const NAMESPACE: &str = "order_events";
@@ -100,5 +101,26 @@ pub(crate) fn on_failed(error: &ApplyError) -> Disposition {
     match error {
         ApplyError::NotAnEvent(error) => Disposition::DeadLetter { reason: format!("not an order event: {error}") },
         ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
+    }
+}
+
+/// The consumers' work: an `order.created` event applied to `order_events` ([`apply`], [`on_failed`]).
+pub(crate) struct OrderEvents;
+
+impl Application for OrderEvents {
+    type Error = ApplyError;
+
+    async fn apply(
+        &self,
+        inbox: &TransactionalReceiver,
+        key: &str,
+        body: &[u8],
+        delay: Duration,
+    ) -> Result<Received, ReceiveError<ApplyError>> {
+        apply(inbox, key, body, delay).await
+    }
+
+    fn on_failed(&self, error: &ApplyError) -> Disposition {
+        on_failed(error)
     }
 }
