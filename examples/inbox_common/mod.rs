@@ -116,30 +116,6 @@ pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceive
     Ok(TransactionalReceiver::new(store))
 }
 
-/// Applies one message: one ledger row, written in the receiver's transaction, then `delay` (still inside it: the
-/// window in which a crash must roll the row back). Prints `writing <key>` once the row is written.
-pub(crate) async fn apply(
-    inbox: &TransactionalReceiver,
-    key: &str,
-    body: &[u8],
-    delay: Duration,
-) -> Result<Received, ReceiveError<ApplyError>> {
-    inbox
-        .run(NAMESPACE, key, body, |tx| async move {
-            let transfer: Transfer = serde_json::from_slice(body).map_err(ApplyError::NotATransfer)?;
-            tx.execute(
-                "INSERT INTO inbox_ledger (message_id, account, amount, applied_at) VALUES ($1, $2, $3, now())",
-                &[&key, &transfer.account, &transfer.amount],
-            )
-            .await
-            .map_err(ApplyError::Database)?;
-            println!("writing {key}");
-            tokio::time::sleep(delay).await;
-            Ok::<_, ApplyError>(format!("applied {} to {}", transfer.amount, transfer.account).into_bytes())
-        })
-        .await
-}
-
 /// Why applying a message failed; rolled back either way.
 #[derive(Debug)]
 pub(crate) enum ApplyError {
@@ -160,15 +136,6 @@ impl std::fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// This app's choice for its own errors: a body that is not a transfer is dead-lettered, a failed write is tried
-/// again a second later.
-pub(crate) fn on_failed(error: &ApplyError) -> Disposition {
-    match error {
-        ApplyError::NotATransfer(error) => Disposition::DeadLetter { reason: format!("not a transfer: {error}") },
-        ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
-    }
-}
-
 /// What a consumer example does with one message: its work through the inbox, and its choice for the work's own
 /// errors (only the app can tell a transient failure from a permanent one).
 pub(crate) trait Application {
@@ -188,12 +155,14 @@ pub(crate) trait Application {
     fn on_failed(&self, error: &Self::Error) -> Disposition;
 }
 
-/// The inbox examples' work: a transfer applied to `inbox_ledger` ([`apply`], [`on_failed`]).
+/// The inbox examples' work: a transfer applied to `inbox_ledger`.
 pub(crate) struct Ledger;
 
 impl Application for Ledger {
     type Error = ApplyError;
 
+    /// Applies one message: one ledger row, written in the receiver's transaction, then `delay` (still inside it: the
+    /// window in which a crash must roll the row back). Prints `writing <key>` once the row is written.
     async fn apply(
         &self,
         inbox: &TransactionalReceiver,
@@ -201,11 +170,29 @@ impl Application for Ledger {
         body: &[u8],
         delay: Duration,
     ) -> Result<Received, ReceiveError<ApplyError>> {
-        apply(inbox, key, body, delay).await
+        inbox
+            .run(NAMESPACE, key, body, |tx| async move {
+                let transfer: Transfer = serde_json::from_slice(body).map_err(ApplyError::NotATransfer)?;
+                tx.execute(
+                    "INSERT INTO inbox_ledger (message_id, account, amount, applied_at) VALUES ($1, $2, $3, now())",
+                    &[&key, &transfer.account, &transfer.amount],
+                )
+                .await
+                .map_err(ApplyError::Database)?;
+                println!("writing {key}");
+                tokio::time::sleep(delay).await;
+                Ok::<_, ApplyError>(format!("applied {} to {}", transfer.amount, transfer.account).into_bytes())
+            })
+            .await
     }
 
+    /// This app's choice for its own errors: a body that is not a transfer is dead-lettered, a failed write is tried
+    /// again a second later.
     fn on_failed(&self, error: &ApplyError) -> Disposition {
-        on_failed(error)
+        match error {
+            ApplyError::NotATransfer(error) => Disposition::DeadLetter { reason: format!("not a transfer: {error}") },
+            ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
+        }
     }
 }
 

@@ -54,27 +54,6 @@ pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceive
     Ok(TransactionalReceiver::new(store))
 }
 
-/// Applies one event: one `order_events` row, written in the receiver's transaction, then `delay` (still inside
-/// it: the window in which a crash must roll the row back). Prints `writing <key>` once the row is written.
-pub(crate) async fn apply(
-    inbox: &TransactionalReceiver,
-    key: &str,
-    body: &[u8],
-    delay: Duration,
-) -> Result<Received, ReceiveError<ApplyError>> {
-    inbox
-        .run(NAMESPACE, key, body, |tx| async move {
-            let event: OrderCreated = serde_json::from_slice(body).map_err(ApplyError::NotAnEvent)?;
-            tx.execute("INSERT INTO order_events (message_id, order_id) VALUES ($1, $2)", &[&key, &event.order_id])
-                .await
-                .map_err(ApplyError::Database)?;
-            println!("writing {key}");
-            tokio::time::sleep(delay).await;
-            Ok::<_, ApplyError>(format!("applied order {}", event.order_id).into_bytes())
-        })
-        .await
-}
-
 /// Why applying an event failed; rolled back either way.
 #[derive(Debug)]
 pub(crate) enum ApplyError {
@@ -95,21 +74,14 @@ impl std::fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// This app's choice for its own errors: a body that is not an event is dead-lettered, a failed write is tried
-/// again a second later.
-pub(crate) fn on_failed(error: &ApplyError) -> Disposition {
-    match error {
-        ApplyError::NotAnEvent(error) => Disposition::DeadLetter { reason: format!("not an order event: {error}") },
-        ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
-    }
-}
-
-/// The consumers' work: an `order.created` event applied to `order_events` ([`apply`], [`on_failed`]).
+/// The consumers' work: an `order.created` event applied to `order_events`.
 pub(crate) struct OrderEvents;
 
 impl Application for OrderEvents {
     type Error = ApplyError;
 
+    /// Applies one event: one `order_events` row, written in the receiver's transaction, then `delay` (still inside
+    /// it: the window in which a crash must roll the row back). Prints `writing <key>` once the row is written.
     async fn apply(
         &self,
         inbox: &TransactionalReceiver,
@@ -117,10 +89,25 @@ impl Application for OrderEvents {
         body: &[u8],
         delay: Duration,
     ) -> Result<Received, ReceiveError<ApplyError>> {
-        apply(inbox, key, body, delay).await
+        inbox
+            .run(NAMESPACE, key, body, |tx| async move {
+                let event: OrderCreated = serde_json::from_slice(body).map_err(ApplyError::NotAnEvent)?;
+                tx.execute("INSERT INTO order_events (message_id, order_id) VALUES ($1, $2)", &[&key, &event.order_id])
+                    .await
+                    .map_err(ApplyError::Database)?;
+                println!("writing {key}");
+                tokio::time::sleep(delay).await;
+                Ok::<_, ApplyError>(format!("applied order {}", event.order_id).into_bytes())
+            })
+            .await
     }
 
+    /// This app's choice for its own errors: a body that is not an event is dead-lettered, a failed write is tried
+    /// again a second later.
     fn on_failed(&self, error: &ApplyError) -> Disposition {
-        on_failed(error)
+        match error {
+            ApplyError::NotAnEvent(error) => Disposition::DeadLetter { reason: format!("not an order event: {error}") },
+            ApplyError::Database(_) => Disposition::Redeliver { delay: Duration::from_secs(1) },
+        }
     }
 }
