@@ -249,7 +249,6 @@ impl OutboxRelay {
         }
     }
 
-    /// `BEGIN`, the destinations' locks, and the rows: all inside the transaction, statements unnamed.
     /// Rolls the batch's transaction back, within the store's timeout: a connection that does not answer (a
     /// half-open socket) is closed instead, which ends the transaction on the server as well, rather than holding
     /// the relay until TCP gives up.
@@ -257,6 +256,7 @@ impl OutboxRelay {
         let _ = tokio::time::timeout(self.store.timeout(), rollback(connection)).await;
     }
 
+    /// `BEGIN`, the destinations' locks, and the rows: all inside the transaction, statements unnamed.
     async fn claim(&self, client: &deadpool_postgres::Client) -> Result<Vec<OutgoingMessage>, StoreError> {
         let statements = self.store.outbox_statements();
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
