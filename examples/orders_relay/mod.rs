@@ -23,7 +23,7 @@ impl Publisher for ReportingPublisher {
         if batch.is_empty() {
             return Vec::new();
         }
-        println!("relay: publishing {} messages", batch.len());
+        report(format_args!("relay: publishing {} messages", batch.len()));
         let routed: Vec<OutgoingMessage> = batch
             .iter()
             .map(|message| OutgoingMessage {
@@ -39,11 +39,11 @@ impl Publisher for ReportingPublisher {
             .collect();
         let results = self.inner.publish(&routed).await;
         let confirmed = results.iter().filter(|result| result.is_ok()).count();
-        println!("relay: broker confirmed {confirmed} of {}", batch.len());
+        report(format_args!("relay: broker confirmed {confirmed} of {}", batch.len()));
         if !self.hold.is_zero() {
             tokio::time::sleep(self.hold).await;
         }
-        println!("relay: sent {confirmed}");
+        report(format_args!("relay: sent {confirmed}"));
         results
     }
 }
@@ -104,4 +104,11 @@ pub(crate) async fn relay_from_env(
     let publisher = ReportingPublisher { inner, order_created, hold };
     let relay = OutboxRelay::builder(store, publisher).batch_size(batch_size).build();
     Ok(Some((relay, description)))
+}
+
+/// Prints one of the relay's lines: a stdout nobody reads any more (a closed pipe) must not stop the relay, as a
+/// `println!` would, by panicking inside its task.
+fn report(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

@@ -113,7 +113,11 @@ impl ExampleProcess {
         let stderr = StderrTail::drain(child.stderr.take().expect("piped stderr"));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut banner = String::new();
-        BufReader::new(stdout).read_line(&mut banner).expect("read the start-up line");
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut banner).expect("read the start-up line");
+        // The rest of its output is read and dropped: with the pipe closed, the example's next line would fail
+        // (`println!` panics on a broken pipe) and take down whatever task printed it.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         if banner.is_empty() {
             let _ = child.wait();
             return Err(StartFailure { stderr: stderr.finish() });
