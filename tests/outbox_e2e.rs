@@ -95,6 +95,62 @@ async fn nats_every_order_once_and_its_event_applied_once_through_dropped_answer
 /// A line of a watched process's stdout (`None`: it closed its stdout, i.e. exited).
 type Line = (String, Option<String>);
 
+/// `orders` with `AMQP_URL` set relays its own outbox, in the server process: an order's event reaches the queue
+/// under the id of its outbox row, which is then marked sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_relays_its_own_outbox_when_a_broker_is_named() {
+    use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+    let url = amqp_url();
+    require_broker("RabbitMQ", &url, START_RABBITMQ);
+    let schema = TestSchema::create().await;
+    let queue = private_name("idempotent_test_in_process_relay");
+    let orders = ExampleProcess::start_with_env(
+        "orders",
+        Some(&schema.database_url()),
+        &[("AMQP_URL", url.as_str()), ("AMQP_QUEUE", queue.as_str())],
+    );
+    assert!(orders.banner.contains(&format!("relaying order.created to RabbitMQ queue {queue}")), "{}", orders.banner);
+    let response = reqwest::Client::new()
+        .post(format!("{}/orders", orders.base))
+        .header("Authorization", "Bearer alice")
+        .header("Idempotency-Key", "in-process-relay-1")
+        .json(&serde_json::json!({"item": "book", "qty": 1}))
+        .send()
+        .await
+        .expect("POST /orders");
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let order: serde_json::Value = response.json().await.expect("the order as JSON");
+
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let started = Instant::now();
+    let delivery = loop {
+        let got = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
+        if let Some(message) = got {
+            break message.delivery;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no event reached {queue} within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let event: serde_json::Value = serde_json::from_slice(&delivery.data).expect("the event as JSON");
+    assert_eq!(event["order_id"], order["id"], "the event names the order: {event}");
+    let pool = schema.pool(1);
+    let client = pool.get().await.unwrap();
+    let id: String = client.query_one("SELECT id FROM idempotency_outbox", &[]).await.unwrap().get(0);
+    let message_id = delivery.properties.message_id().as_ref().map(|id| id.to_string());
+    assert_eq!(message_id.as_deref(), Some(id.as_str()), "message_id = the outbox row's id");
+    while !client.query_one("SELECT sent_at IS NOT NULL FROM idempotency_outbox", &[]).await.unwrap().get::<_, bool>(0)
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "the row was not marked sent within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+    drop(client);
+    drop(orders);
+    schema.drop_schema().await;
+}
+
 /// A process whose stdout the test reads line by line; killed (SIGKILL) when dropped.
 struct Watched {
     name: String,
