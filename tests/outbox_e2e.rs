@@ -1,10 +1,10 @@
-//! The outbox end to end, on real processes, PostgreSQL and a real broker (RabbitMQ, NATS JetStream): the
-//! `orders` example (serving HTTP, not relaying) behind a proxy that drops a third of its responses, clients that
-//! retry with their keys, a separate relay process (`orders relay`) killed with SIGKILL in the middle of a batch
-//! and restarted, its broker connection cut once in the middle of a batch, and a consumer process (`order_events_amqp` /
-//! `order_events_nats`) killed with SIGKILL mid-message and replaced. At the end `orders` and `order_events` hold
-//! exactly one row per created order, no event exists for an order that was never committed, the outbox has no
-//! unsent row and the broker nothing unacknowledged.
+//! The outbox end to end, on real processes, PostgreSQL and a real broker (RabbitMQ, NATS JetStream): the `orders`
+//! example (serving HTTP, not relaying) behind a proxy that drops a third of its responses, clients that retry with
+//! their keys, a separate relay process (`orders relay`) killed with SIGKILL in the middle of a batch and
+//! restarted, its broker connection cut once as it starts publishing a batch, and a consumer process
+//! (`order_events_amqp` / `order_events_nats`) killed with SIGKILL mid-message and replaced. At the end `orders`
+//! and `order_events` hold exactly one row per created order, no event exists for an order that was never
+//! committed, the outbox has no unsent row and the broker nothing unacknowledged.
 //!
 //! Each test uses a PostgreSQL schema and broker names of its own (`DATABASE_URL` with a search path,
 //! `AMQP_QUEUE`, `NATS_STREAM`, `NATS_SUBJECT`, `NATS_CONSUMER`), so it runs beside the other suites. Its figures
