@@ -103,6 +103,12 @@ pub(crate) fn millis_from_env(name: &str, default: u64) -> Result<Duration, Stri
 
 /// The consumer's side of PostgreSQL: the idempotency table, the ledger, and the transactional receiver.
 pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceiver, String> {
+    receiver_from_env(example, LEDGER_SCHEMA).await
+}
+
+/// A consumer's side of PostgreSQL at `DATABASE_URL`: the idempotency table, the consumer's own `tables`
+/// (`CREATE TABLE IF NOT EXISTS` statements), and the transactional receiver.
+pub(crate) async fn receiver_from_env(example: &str, tables: &str) -> Result<TransactionalReceiver, String> {
     let url = std::env::var("DATABASE_URL").map_err(|_| {
         format!(
             "consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
@@ -112,7 +118,7 @@ pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceive
     let pool = postgres_pool(postgres_config(&url)?)?;
     let store = PostgresStore::new(pool.clone());
     store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table at DATABASE_URL: {error}"))?;
-    create_tables(&pool, LEDGER_SCHEMA).await.map_err(|error| error.to_string())?;
+    create_tables(&pool, tables).await.map_err(|error| error.to_string())?;
     Ok(TransactionalReceiver::new(store))
 }
 

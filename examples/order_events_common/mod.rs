@@ -6,11 +6,10 @@
 use std::time::Duration;
 
 use idempotent_runtime::inbox::Disposition;
-use idempotent_runtime::{PostgresStore, ReceiveError, Received, TransactionalReceiver};
+use idempotent_runtime::{ReceiveError, Received, TransactionalReceiver};
 use serde::Deserialize;
 
-use crate::common::{create_tables, postgres_config, postgres_pool};
-use crate::inbox_common::Application;
+use crate::inbox_common::{Application, receiver_from_env};
 
 /// The receiver's namespace: the consumer's one job, applying order events to `order_events`.
 pub(crate) const NAMESPACE: &str = "order_events";
@@ -41,17 +40,7 @@ pub(crate) fn require_consume(example: &str) -> Result<(), String> {
 
 /// The consumer's side of PostgreSQL: the idempotency table, `order_events`, and the transactional receiver.
 pub(crate) async fn inbox_from_env(example: &str) -> Result<TransactionalReceiver, String> {
-    let url = std::env::var("DATABASE_URL").map_err(|_| {
-        format!(
-            "consume needs PostgreSQL: set DATABASE_URL, e.g.\n  \
-             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --example {example} -- consume"
-        )
-    })?;
-    let pool = postgres_pool(postgres_config(&url)?)?;
-    let store = PostgresStore::new(pool.clone());
-    store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table at DATABASE_URL: {error}"))?;
-    create_tables(&pool, ORDER_EVENTS_SCHEMA).await.map_err(|error| error.to_string())?;
-    Ok(TransactionalReceiver::new(store))
+    receiver_from_env(example, ORDER_EVENTS_SCHEMA).await
 }
 
 /// Why applying an event failed; rolled back either way.
