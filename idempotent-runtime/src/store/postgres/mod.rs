@@ -91,6 +91,9 @@ enum FirstStatement {
     Insert,
     /// A plain read by primary key (then an insert if there is no record).
     Read,
+    /// A read of a completed, live record's response alone (then an insert if there is none): a replay's one
+    /// statement.
+    Replay,
 }
 
 /// Where the next purge batch starts, and how many pages hold `limit` records.

@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use super::listener::Listener;
-use super::rows::{ClaimParams, CompleteParams, ExistingRecord, corrupt, decode_failed, id_params};
+use super::rows::{ClaimParams, CompleteParams, ExistingRecord, completed_record, corrupt, decode_failed, id_params};
 use super::sql::*;
 use super::statement::{Param, StatementMode};
 use super::{FirstStatement, LISTENING_SAFETY_POLL, MAX_CLAIM_ATTEMPTS, PostgresStore, lock};
@@ -39,6 +39,15 @@ impl PostgresStore {
                     return Ok(Claim::Acquired { took_over: false });
                 }
                 step = FirstStatement::Read;
+                continue;
+            }
+            if let FirstStatement::Replay = step {
+                let rows = self.query(&self.statements.replay, &params[..4]).await?;
+                if let Some(row) = rows.first() {
+                    return Ok(Claim::Existing(completed_record(row)?));
+                }
+                // Absent, expired or still running: the insert decides, and a read after it if the key is taken.
+                step = FirstStatement::Insert;
                 continue;
             }
             let rows = self.query(&self.statements.read, &params[..4]).await?;
@@ -149,10 +158,10 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
-        // Mostly retries lately (a redelivery storm, a client retrying a slow route): read first, the cheapest
-        // statement for an existing record. Mostly fresh keys (the usual case): insert first, the only statement
+        // Mostly retries lately (a redelivery storm, a client retrying a slow route): read a completed record's
+        // response first, a replay's one statement. Mostly fresh keys (the usual case): insert first, the only statement
         // a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
-        let first = if self.existing_share.mostly_existing() { FirstStatement::Read } else { FirstStatement::Insert };
+        let first = if self.existing_share.mostly_existing() { FirstStatement::Replay } else { FirstStatement::Insert };
         let claim = self.claim_from(request, first).await?;
         self.existing_share.record(matches!(claim, Claim::Existing(_)));
         Ok(claim)

@@ -195,19 +195,30 @@ impl ExistingRecord {
     /// The record, with its response read from `row` when it is completed.
     pub(super) fn into_record(self, row: &Row) -> Result<Record, StoreError> {
         let state = if self.completed {
-            let status: i16 = row.try_get("status").map_err(decode_failed)?;
-            let names: Vec<&str> = row.try_get("header_names").map_err(decode_failed)?;
-            let values: Vec<&[u8]> = row.try_get("header_values").map_err(decode_failed)?;
-            let body: Option<Vec<u8>> = row.try_get("body").map_err(decode_failed)?;
-            let response = StoredResponse::from_parts(i64::from(status), &names, &values, body.map(Into::into))
-                .map_err(|error| corrupt(error.0))?;
-            RecordState::Completed(response)
+            RecordState::Completed(stored_response(row)?)
         } else {
             let lease_end = self.locked_until.unwrap_or(self.now);
             RecordState::InProgress { lease_remaining: lease_end.duration_since(self.now).unwrap_or(Duration::ZERO) }
         };
         Ok(Record { fingerprint: self.fingerprint, state })
     }
+}
+
+/// A completed record as the replay read returns it (`REPLAY_SQL`): its fingerprint and response.
+pub(super) fn completed_record(row: &Row) -> Result<Record, StoreError> {
+    let fingerprint: &[u8] = row.try_get("fingerprint").map_err(decode_failed)?;
+    let fingerprint: Digest = fingerprint.try_into().map_err(|_| corrupt("the fingerprint is not 32 bytes"))?;
+    Ok(Record { fingerprint, state: RecordState::Completed(stored_response(row)?) })
+}
+
+/// The stored response of a completed record's row.
+fn stored_response(row: &Row) -> Result<StoredResponse, StoreError> {
+    let status: i16 = row.try_get("status").map_err(decode_failed)?;
+    let names: Vec<&str> = row.try_get("header_names").map_err(decode_failed)?;
+    let values: Vec<&[u8]> = row.try_get("header_values").map_err(decode_failed)?;
+    let body: Option<Vec<u8>> = row.try_get("body").map_err(decode_failed)?;
+    StoredResponse::from_parts(i64::from(status), &names, &values, body.map(Into::into))
+        .map_err(|error| corrupt(error.0))
 }
 
 pub(super) fn query_failed(error: tokio_postgres::Error) -> StoreError {

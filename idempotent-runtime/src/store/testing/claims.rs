@@ -51,6 +51,24 @@ pub async fn claims_stay_exact_when_retries_dominate(store: &dyn Store) {
         let retry = store.claim(&scope.request(60, 1, 601 + token, LONG, LONG)).await.unwrap();
         assert!(matches!(retry, Claim::Existing(_)), "a retry of a completed key reads it: {retry:?}");
     }
+    // Reading first, a different request with the completed key still reads the record as it was stored (the
+    // flow refuses it as a reused key), and an expired record is claimed afresh.
+    match store.claim(&scope.request(60, 2, 680, LONG, LONG)).await.unwrap() {
+        Claim::Existing(record) => {
+            assert_eq!(record.fingerprint, done.fingerprint, "the stored request's fingerprint, not the new one");
+            assert!(matches!(record.state, RecordState::Completed(_)), "the completed record: {record:?}");
+        }
+        other => panic!("a reused key reads the completed record: {other:?}"),
+    }
+    let brief = scope.request(64, 1, 690, Duration::from_millis(100), Duration::from_millis(200));
+    store.claim(&brief).await.unwrap();
+    store.complete(&attempt_of(&brief), &response("brief"), Duration::from_millis(200)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.claim(&scope.request(64, 9, 691, LONG, LONG)).await.unwrap(),
+        Claim::Acquired { took_over: true },
+        "an expired record is claimed afresh by any request"
+    );
     // Whatever the order, every answer is the same as before.
     let fresh = scope.request(61, 1, 700, LONG, LONG);
     assert_eq!(store.claim(&fresh).await.unwrap(), Claim::Acquired { took_over: false }, "a fresh key is acquired");
