@@ -18,6 +18,7 @@ pub mod admin;
 mod claim_transaction;
 mod connection;
 mod listener;
+mod purge_cursor;
 mod record_store;
 mod rows;
 mod sql;
@@ -38,6 +39,7 @@ use tokio_postgres::Row;
 pub(crate) use self::claim_transaction::rollback;
 pub(crate) use self::connection::TransactionConnection;
 use self::listener::Listener;
+use self::purge_cursor::PurgeCursor;
 pub(crate) use self::rows::complete_and_commit;
 use self::rows::query_failed;
 use self::sql::Statements;
@@ -53,10 +55,6 @@ pub const SCHEMA_SQL: &str = include_str!("../../../sql/schema.sql");
 
 /// The default bound on one store operation, including the wait for a pooled connection.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Records per heap page assumed before the first batch has measured it (a record with a small stored response
-/// takes 300 to 500 bytes of an 8 KiB page).
-const ASSUMED_RECORDS_PER_PAGE: u64 = 16;
 
 /// A statement that found nothing to return may have lost a race with a concurrent insert its snapshot cannot see;
 /// a few attempts settle it (each one observes a newer committed state).
@@ -94,21 +92,6 @@ enum FirstStatement {
     /// A read of a completed, live record's response alone (then an insert if there is none): a replay's one
     /// statement.
     Replay,
-}
-
-/// Where the next purge batch starts, and how many pages hold `limit` records.
-#[derive(Debug)]
-struct PurgeCursor {
-    /// The first heap page of the next batch.
-    next_page: u64,
-    /// Live records per page in the last batch that found any: sizes the next batch's page range.
-    records_per_page: u64,
-}
-
-impl Default for PurgeCursor {
-    fn default() -> Self {
-        Self { next_page: 0, records_per_page: ASSUMED_RECORDS_PER_PAGE }
-    }
 }
 
 impl std::fmt::Debug for PostgresStore {

@@ -245,15 +245,9 @@ impl Store for PostgresStore {
     /// Sweeps the heap in page ranges sized to hold about `limit` records (`PURGE_SQL`); the pass is complete
     /// when a range reaches the table's last page.
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
-        let limit = u64::try_from(limit.max(1)).unwrap_or(u64::MAX);
-        let (first_page, records_per_page) = {
-            let cursor = lock(&self.purge_cursor);
-            (cursor.next_page, cursor.records_per_page)
-        };
-        let pages = limit.div_ceil(records_per_page.max(1)).clamp(1, limit);
-        let end_page = first_page.saturating_add(pages);
+        let range = lock(&self.purge_cursor).next_range(u64::try_from(limit).unwrap_or(u64::MAX));
         let as_param = |page: u64| i64::try_from(page).unwrap_or(i64::MAX);
-        let (first, end) = (as_param(first_page), as_param(end_page));
+        let (first, end) = (as_param(range.first), as_param(range.end));
         let rows = self.query(&self.statements.purge, &[(&first, Type::INT8), (&end, Type::INT8)]).await?;
         let row = rows.first().ok_or_else(|| corrupt("the purge statement returned no row"))?;
         let count = |column: &str| -> Result<u64, StoreError> {
@@ -261,14 +255,7 @@ impl Store for PostgresStore {
             Ok(u64::try_from(value).unwrap_or(0))
         };
         let (examined, deleted, table_pages) = (count("examined")?, count("deleted")?, count("pages")?);
-        let pass_complete = end_page >= table_pages;
-        {
-            let mut cursor = lock(&self.purge_cursor);
-            cursor.next_page = if pass_complete { 0 } else { end_page };
-            if examined > 0 {
-                cursor.records_per_page = examined.div_ceil(pages);
-            }
-        }
+        let pass_complete = lock(&self.purge_cursor).advance(range, examined, table_pages);
         let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
         Ok(PurgeBatch { examined: size(examined), deleted: size(deleted), pass_complete })
     }
