@@ -93,7 +93,7 @@ struct SelectorArgs {
     /// The key's hash in hex, as `list` prints it (instead of --key)
     #[arg(long, value_name = "HEX", value_parser = parse_digest, conflicts_with = "key")]
     key_hash: Option<Digest>,
-    /// The scope: user:ID, global, header:NAME=VALUE or function:VALUE
+    /// The scope: one of user:<id>, global, header:<Name>=<value>, function:<value>
     #[arg(long, value_name = "SCOPE", required_unless_present = "scope_hash")]
     scope: Option<Scope>,
     /// The scope's hash in hex, as `list` prints it (instead of --scope)
