@@ -5,11 +5,11 @@
 /// takes 300 to 500 bytes of an 8 KiB page).
 const ASSUMED_RECORDS_PER_PAGE: u64 = 16;
 
-/// The least density a range is sized for, in records per page: a batch spans at most `limit / 16` pages, so a
-/// range sized in a sparse region (a vacuumed one, or one the purge already swept) takes at most a dense region's
-/// 16 pages per 16 records when it reaches one: about 1.5 × `limit` small records, not 6 × (a 4-a-page floor
-/// still let one 2,000-record batch take 175 ms in the scale run) or 85,000 rows (no floor). Larger records (over
-/// about 500 bytes) are purged in batches of fewer records, each as cheap in pages.
+/// The least density a range is sized for, in records per page: a batch spans at most `limit / 16` pages. A range
+/// sized in a sparse region (a vacuumed one, or one the purge already swept) that reaches a dense one then deletes
+/// about 1.5 × `limit` small records (some 25 a page), where a floor of 4 a page let it delete 6 × (one batch took
+/// 175 ms in the bench's scale run) and no floor 85,000 rows. Records over about 500 bytes are purged in batches of
+/// fewer records, each as cheap in pages.
 const MIN_RECORDS_PER_PAGE: u64 = ASSUMED_RECORDS_PER_PAGE;
 
 /// The purge's position in the heap and the density it last measured.

@@ -159,8 +159,8 @@ impl PostgresStore {
 impl Store for PostgresStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         // Mostly retries lately (a redelivery storm, a client retrying a slow route): read a completed record's
-        // response first, a replay's one statement. Mostly fresh keys (the usual case): insert first, the only statement
-        // a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
+        // response first, a replay's one statement. Mostly fresh keys (the usual case): insert first, the only
+        // statement a fresh key needs. Either way every decision is atomic; the order only decides what runs first.
         let first = if self.existing_share.mostly_existing() { FirstStatement::Replay } else { FirstStatement::Insert };
         let claim = self.claim_from(request, first).await?;
         self.existing_share.record(matches!(claim, Claim::Existing(_)));
