@@ -89,7 +89,7 @@ enum FirstStatement {
     Insert,
     /// A plain read by primary key (then an insert if there is no record).
     Read,
-    /// A read of a completed, live record's response alone (then an insert if there is none): a replay's one
+    /// A read of a completed, live record's response alone (then the full read if there is none): a replay's one
     /// statement.
     Replay,
 }

@@ -46,8 +46,9 @@ impl PostgresStore {
                 if let Some(row) = rows.first() {
                     return Ok(Claim::Existing(completed_record(row)?));
                 }
-                // Absent, expired or still running: the insert decides, and a read after it if the key is taken.
-                step = FirstStatement::Insert;
+                // Still running (a duplicate of a slow request), expired or absent: the full read decides, and an
+                // insert follows only if there is no record at all.
+                step = FirstStatement::Read;
                 continue;
             }
             let rows = self.query(&self.statements.read, &params[..4]).await?;
