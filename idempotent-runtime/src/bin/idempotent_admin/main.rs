@@ -93,8 +93,13 @@ struct SelectorArgs {
     /// The key's hash in hex, as `list` prints it (instead of --key)
     #[arg(long, value_name = "HEX", value_parser = parse_digest, conflicts_with = "key")]
     key_hash: Option<Digest>,
-    /// The scope: one of user:<id>, global, header:<Name>=<value>, function:<value>
-    #[arg(long, value_name = "SCOPE", required_unless_present = "scope_hash")]
+    /// The scope, in one of the forms the admin API parses (`SCOPE_FORMS`).
+    #[arg(
+        long,
+        value_name = "SCOPE",
+        required_unless_present = "scope_hash",
+        help = format!("The scope: one of {}", idempotent_runtime::admin::SCOPE_FORMS)
+    )]
     scope: Option<Scope>,
     /// The scope's hash in hex, as `list` prints it (instead of --scope)
     #[arg(long, value_name = "HEX", value_parser = parse_digest, conflicts_with = "scope")]
