@@ -3,8 +3,8 @@
 //!
 //! - Status lookups are off unless the store is built with `status_lookups(true)`: no index is written, a lookup is
 //!   `Unsupported`, and a mounted status lookup answers 500 `misconfigured` and names the setting in the log.
-//! - Records of the old key layout (layout 1), written here by the old release's own scripts
-//!   (`redis_store/layout1_*.lua`, as released) on keys made exactly as that release made them, are served until
+//! - Records of the old key layout (layout 2), written here by the old release's own scripts
+//!   (`redis_store/layout2_*.lua`, as released) on keys made exactly as that release made them, are served until
 //!   they expire: a retry replays, a different request is refused, a duplicate of one in flight is refused or
 //!   waits for it, and a dead worker's claim is taken over by its retry.
 
@@ -18,12 +18,13 @@ use actix_web::http::StatusCode;
 use actix_web::test::{TestRequest, call_service, init_service, read_body};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use idempotent_runtime::store::{
     Attempt, Claim, ClaimRequest, Completion, Record, RecordId, RecordState, StoredResponse,
 };
 use idempotent_runtime::{
     Idempotency, RedisStore, ScopeValue, Store, StoreErrorKind, idempotent, key_digest, scope_digest, status_lookup,
-    to_hex,
 };
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
@@ -31,11 +32,11 @@ use support::logs::CapturedLogs;
 use support::redis_cluster::RedisCluster;
 use support::redis_node::{delete_prefix, redis_url, shared_connection, unique_prefix};
 
-/// The claim and completion scripts of layout 1, byte for byte as the store ran them before layout 2 (commit 83612de).
-const LAYOUT1_CLAIM: &str = include_str!("redis_store/layout1_claim.lua");
-const LAYOUT1_COMPLETE: &str = include_str!("redis_store/layout1_complete.lua");
+/// The claim and completion scripts of layout 2, byte for byte as the store ran them before layout 3 (commit 73328f9).
+const LAYOUT2_CLAIM: &str = include_str!("redis_store/layout2_claim.lua");
+const LAYOUT2_COMPLETE: &str = include_str!("redis_store/layout2_complete.lua");
 
-/// The Redis store's grace after expiry, in milliseconds (its `EXPIRY_GRACE`), as layout 1's store sent it.
+/// The Redis store's grace after expiry, in milliseconds (its `EXPIRY_GRACE`), as layout 2's store sent it.
 const GRACE_MS: u64 = 5_000;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -74,7 +75,7 @@ fn body_of(record: &Record) -> Option<&[u8]> {
     }
 }
 
-/// A process of the release before layout 2: it claims and completes with that release's scripts and keys.
+/// A process of the release before layout 3: it claims and completes with that release's scripts and keys.
 struct OldRelease<C> {
     connection: C,
     prefix: String,
@@ -83,19 +84,21 @@ struct OldRelease<C> {
 }
 
 impl<C: ConnectionLike + Send + Sync> OldRelease<C> {
-    /// A key of layout 1, exactly as its `keys.rs` made them: `<prefix>{<scope hex><key hex>}` and the part.
+    /// A key of layout 2, exactly as its `keys.rs` made them: `<prefix>v2{<scope b64><key b64>}` and the part,
+    /// the digests in unpadded base64url.
     fn key(&self, id: &RecordId, part: &str) -> Vec<u8> {
-        format!("{}{{{}{}}}{part}", self.prefix, to_hex(&id.scope_hash), to_hex(&id.key_hash)).into_bytes()
+        let base64 = |digest: &[u8]| URL_SAFE_NO_PAD.encode(digest);
+        format!("{}v2{{{}{}}}{part}", self.prefix, base64(&id.scope_hash), base64(&id.key_hash)).into_bytes()
     }
 
     fn member(id: &RecordId) -> String {
         format!("{} {}", id.method, id.route)
     }
 
-    /// Layout 1's claim; true when acquired.
+    /// Layout 2's claim; true when acquired.
     async fn claim(&mut self, request: &ClaimRequest) -> bool {
         let member = Self::member(&request.id);
-        let reply: Value = Script::new(LAYOUT1_CLAIM)
+        let reply: Value = Script::new(LAYOUT2_CLAIM)
             .key(self.key(&request.id, &format!(":r:{member}")))
             .key(self.key(&request.id, ":i"))
             .arg(request.fingerprint.as_slice())
@@ -106,14 +109,14 @@ impl<C: ConnectionLike + Send + Sync> OldRelease<C> {
             .arg(member)
             .invoke_async(&mut self.connection)
             .await
-            .expect("layout 1's claim");
+            .expect("layout 2's claim");
         matches!(reply, Value::Array(items) if items.len() == 2)
     }
 
-    /// Layout 1's completion, with a 201 and `body` (no headers); true when stored.
+    /// Layout 2's completion, with a 201 and `body` (no headers); true when stored.
     async fn complete(&mut self, request: &ClaimRequest, body: &str) -> bool {
         let member = Self::member(&request.id);
-        let stored: i64 = Script::new(LAYOUT1_COMPLETE)
+        let stored: i64 = Script::new(LAYOUT2_COMPLETE)
             .key(self.key(&request.id, &format!(":r:{member}")))
             .key(self.key(&request.id, ":i"))
             .arg(request.token)
@@ -127,11 +130,11 @@ impl<C: ConnectionLike + Send + Sync> OldRelease<C> {
             .arg(self.key(&request.id, &format!(":w:{member}")))
             .invoke_async(&mut self.connection)
             .await
-            .expect("layout 1's completion");
+            .expect("layout 2's completion");
         stored == 1
     }
 
-    /// The Redis expiry (ms) of a record of layout 1.
+    /// The Redis expiry (ms) of a record of layout 2.
     async fn expiry(&mut self, id: &RecordId) -> i64 {
         let key = self.key(id, &format!(":r:{}", Self::member(id)));
         redis::cmd("PEXPIRETIME").arg(key).query_async(&mut self.connection).await.expect("PEXPIRETIME")
@@ -159,9 +162,9 @@ async fn cluster_store(prefix: &str) -> RedisStore {
     RedisStore::cluster(cluster.nodes()).key_prefix(prefix).connect().await.expect("connect to the cluster")
 }
 
-/// The value of the key that records when layout 1's records end (absent until a store's scan ended).
+/// The value of the key that records when layout 2's records end (absent until a store's scan ended).
 async fn window_end<C: ConnectionLike + Send + Sync>(connection: &mut C, prefix: &str) -> Option<i64> {
-    let key = format!("{prefix}v2:old-layout-until");
+    let key = format!("{prefix}v3:old-layout-until");
     redis::cmd("GET").arg(key).query_async(connection).await.expect("GET")
 }
 
@@ -197,7 +200,7 @@ async fn a_store_with_the_default_settings_writes_no_index_and_answers_lookups_u
     every_transition(&store).await;
 
     let keys = keys_under(&prefix).await;
-    assert!(keys.iter().any(|key| key.contains("v2{") && key.ends_with(":r:POST /payments")), "records: {keys:?}");
+    assert!(keys.iter().any(|key| key.contains("v3{") && key.ends_with(":r:POST /payments")), "records: {keys:?}");
     assert!(!keys.iter().any(|key| key.ends_with(":i")), "no index key: {keys:?}");
     let id = record_id("k-completed");
     let error = store.lookup(&id.scope_hash, &id.key_hash).await.expect_err("lookups are off");
@@ -237,11 +240,11 @@ async fn a_status_lookup_on_a_store_without_lookups_is_a_misconfiguration_naming
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Records of layout 1.
+// Records of layout 2.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// A completed record of layout 1 is replayed and refuses a different request, before and after the store's scan
-/// recorded how long layout 1 lives; a key layout 1 never had is claimed in layout 2.
+/// A completed record of layout 2 is replayed and refuses a different request, before and after the store's scan
+/// recorded how long layout 2 lives; a key layout 2 never had is claimed in layout 3.
 async fn a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused<C>(
     mut old: OldRelease<C>,
     store: impl AsyncFnOnce(&str) -> RedisStore,
@@ -249,14 +252,14 @@ async fn a_completed_record_of_layout_1_is_replayed_and_a_different_request_refu
     C: ConnectionLike + Send + Sync,
 {
     let first = request("k-old", 1, 11, HOUR);
-    assert!(old.claim(&first).await, "layout 1 claims");
-    assert!(old.complete(&first, "paid by layout 1").await, "layout 1 completes");
+    assert!(old.claim(&first).await, "layout 2 claims");
+    assert!(old.complete(&first, "paid by layout 2").await, "layout 2 completes");
     let store = store(&old.prefix).await;
 
     for round in ["while the store scans", "once the scan recorded the window"] {
         let retry = request("k-old", 1, 12, HOUR);
         let Claim::Existing(record) = store.claim(&retry).await.unwrap() else { panic!("{round}: not replayed") };
-        assert_eq!(body_of(&record), Some(b"paid by layout 1".as_slice()), "{round}");
+        assert_eq!(body_of(&record), Some(b"paid by layout 2".as_slice()), "{round}");
         let other = request("k-old", 2, 13, HOUR);
         let Claim::Existing(record) = store.claim(&other).await.unwrap() else { panic!("{round}: ran again") };
         assert_eq!(record.fingerprint, [1; 32], "{round}: the runtime answers 422 key-reused");
@@ -285,7 +288,7 @@ async fn on_one_node_a_completed_record_of_layout_1_is_replayed_and_a_different_
 
 #[actix_web::test]
 async fn on_a_cluster_a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused() {
-    // Layout 1's record and layout 2's are in different slots: the store reads the old one on its own.
+    // Layout 2's record and layout 3's are in different slots: the store reads the old one on its own.
     let prefix = unique_prefix();
     let old = old_release_on_the_cluster(&prefix).await;
     a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused(old, cluster_store).await;
@@ -308,7 +311,7 @@ async fn a_duplicate_of_a_record_of_layout_1_in_flight_is_refused_and_its_waiter
         record.state
     );
 
-    // The wait mode: the waiter waits for the older release's completion and is woken by it, on layout 1's channel.
+    // The wait mode: the waiter waits for the older release's completion and is woken by it, on layout 2's channel.
     let started = Instant::now();
     let waiting = async {
         store.wait(&original.id, Duration::from_secs(20)).await.unwrap();
@@ -316,14 +319,14 @@ async fn a_duplicate_of_a_record_of_layout_1_in_flight_is_refused_and_its_waiter
     };
     let completing = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(old.complete(&original, "completed by layout 1").await);
+        assert!(old.complete(&original, "completed by layout 2").await);
         Instant::now()
     };
     let (woken, completed) = tokio::join!(waiting, completing);
     assert!(woken.duration_since(started) >= Duration::from_millis(250), "the waiter waited for the completion");
     assert!(woken.saturating_duration_since(completed) < Duration::from_secs(2), "woken by the completion");
     let Claim::Existing(record) = store.claim(&duplicate).await.unwrap() else { panic!("a second execution") };
-    assert_eq!(body_of(&record), Some(b"completed by layout 1".as_slice()));
+    assert_eq!(body_of(&record), Some(b"completed by layout 2".as_slice()));
     delete_prefix(&prefix).await;
 }
 
@@ -356,7 +359,7 @@ async fn a_record_of_layout_1_answers_a_status_lookup() {
     let first = request("k-old", 1, 41, HOUR);
     assert!(old.claim(&first).await && old.complete(&first, "paid").await);
     let store = RedisStore::node(redis_url()).key_prefix(&prefix).status_lookups(true).connect().await.unwrap();
-    let status = store.lookup(&first.id.scope_hash, &first.id.key_hash).await.unwrap().expect("layout 1's record");
+    let status = store.lookup(&first.id.scope_hash, &first.id.key_hash).await.unwrap().expect("layout 2's record");
     assert_eq!((status.method.as_str(), status.route.as_str()), ("POST", "/payments"));
     delete_prefix(&prefix).await;
 }
@@ -384,7 +387,7 @@ fn payment(body: &'static str) -> TestRequest {
 
 #[actix_web::test]
 async fn a_request_completed_in_layout_1_is_replayed_over_http_and_a_different_one_gets_422() {
-    // The request's fingerprint, as the runtime computes it: from a record of layout 2 of the same request.
+    // The request's fingerprint, as the runtime computes it: from a record of layout 3 of the same request.
     let probe = unique_prefix();
     let idempotency = Idempotency::builder(node_store(&probe).await).user_resolver(alice).build();
     let app = init_service(App::new().app_data(idempotency).service(pay)).await;
@@ -393,7 +396,7 @@ async fn a_request_completed_in_layout_1_is_replayed_over_http_and_a_different_o
     let fingerprint: Vec<u8> =
         redis::cmd("HGET").arg(record).arg("f").query_async(&mut shared_connection().await).await.unwrap();
 
-    // The older release ran it and stored its response, in layout 1.
+    // The older release ran it and stored its response, in layout 2.
     let prefix = unique_prefix();
     let mut old = old_release_on_the_node(&prefix).await;
     let ran = ClaimRequest {
@@ -403,7 +406,7 @@ async fn a_request_completed_in_layout_1_is_replayed_over_http_and_a_different_o
         lease: HOUR,
         ttl: HOUR,
     };
-    assert!(old.claim(&ran).await && old.complete(&ran, "paid 10 EUR by layout 1").await);
+    assert!(old.claim(&ran).await && old.complete(&ran, "paid 10 EUR by layout 2").await);
 
     let idempotency = Idempotency::builder(node_store(&prefix).await).user_resolver(alice).build();
     let app = init_service(App::new().app_data(idempotency).service(pay)).await;
@@ -411,7 +414,7 @@ async fn a_request_completed_in_layout_1_is_replayed_over_http_and_a_different_o
     let retry = call_service(&app, payment("10 EUR").to_request()).await;
     assert_eq!(retry.status(), StatusCode::CREATED);
     assert_eq!(retry.headers().get("idempotent-replayed").unwrap(), "true");
-    assert_eq!(read_body(retry).await, "paid 10 EUR by layout 1");
+    assert_eq!(read_body(retry).await, "paid 10 EUR by layout 2");
     let reused = call_service(&app, payment("20 EUR").to_request()).await;
     assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(RUNS.load(Ordering::SeqCst), runs, "the handler did not run");

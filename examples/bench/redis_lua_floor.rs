@@ -31,6 +31,11 @@ const LEASE_MS: u64 = DEFAULT_LEASE.as_millis() as u64;
 const TTL_MS: u64 = DEFAULT_TTL.as_millis() as u64;
 /// The library's `EXPIRY_GRACE` (Redis forgets a record this long after it expires), the runtime's own constant.
 const GRACE_MS: u64 = REDIS_EXPIRY_GRACE.as_millis() as u64;
+/// What the library's claim sends (layout 3): the key's life, and the distances from the record's expiry and from
+/// the lease's end to the key's end.
+const CLAIM_LIFE_MS: u64 = if LEASE_MS > TTL_MS { LEASE_MS } else { TTL_MS } + GRACE_MS;
+const EXPIRY_TO_END_MS: u64 = CLAIM_LIFE_MS - TTL_MS;
+const LEASE_TO_END_MS: u64 = CLAIM_LIFE_MS - LEASE_MS;
 
 /// The floor's state in each server worker: its key prefix, its connection and the library's two scripts.
 pub(crate) struct LuaFloor {
@@ -83,9 +88,9 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
         .key(&keys.record)
         .arg(id.fingerprint.as_slice())
         .arg(token)
-        .arg(LEASE_MS)
-        .arg(TTL_MS)
-        .arg(GRACE_MS)
+        .arg(CLAIM_LIFE_MS)
+        .arg(EXPIRY_TO_END_MS)
+        .arg(LEASE_TO_END_MS)
         .invoke_async(&mut connection)
         .await;
     match claimed {
@@ -104,7 +109,7 @@ pub(crate) async fn lua_floor_new(request: HttpRequest, body: Bytes, floor: web:
         .complete
         .key(&keys.record)
         .arg(token)
-        .arg(TTL_MS)
+        .arg(TTL_MS + GRACE_MS)
         .arg(GRACE_MS)
         .arg(head.status().as_u16())
         .arg(encode_headers(&head))

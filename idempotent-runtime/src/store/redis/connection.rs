@@ -79,6 +79,17 @@ impl Connection {
         }
     }
 
+    /// Runs a pipeline on the master that owns `key`'s slot, returning each command's answer.
+    pub(super) async fn pipeline_on_master_of(&mut self, key: &[u8], pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+        match self {
+            Self::Node(connection) => pipeline.query_async(connection).await,
+            Self::Cluster(connection) => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                connection.route_pipeline(pipeline.clone(), 0, pipeline.len(), route).await
+            }
+        }
+    }
+
     /// Runs a command on every master, returning each one's answer.
     pub(super) async fn on_every_master(&mut self, command: Cmd) -> RedisResult<Vec<Value>> {
         match self {

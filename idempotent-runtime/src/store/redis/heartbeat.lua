@@ -2,14 +2,18 @@
 -- KEYS[1] the record; KEYS[2], only when the store keeps status lookups, the index. ARGV[1] token,
 -- ARGV[2] lease ms, ARGV[3] grace ms.
 -- Returns 1 when renewed, 0 when the record is no longer this attempt's.
-local record = redis.call('HMGET', KEYS[1], 's', 't', 'e')
+local record = redis.call('HMGET', KEYS[1], 's', 't', 'x')
 if record[1] ~= 'p' or record[2] ~= ARGV[1] then return 0 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local locked = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'l', locked)
--- Both keys have an expiry (the claim set it): GT extends it, never shortens it.
-local gone = math.max(locked, tonumber(record[3]) or 0) + tonumber(ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], gone, 'GT')
-if KEYS[2] then redis.call('PEXPIREAT', KEYS[2], gone, 'GT') end
+local left = redis.call('PTTL', KEYS[1])
+local lease = tonumber(ARGV[2])
+local expires_in = left - (tonumber(record[3]) or 0)
+-- The key lives until the later of the new lease's end and the record's expiry, plus the grace; never less than it
+-- has left (the record's expiry plus the grace is never later than the key's end, so that one needs no term).
+local life = math.max(left, lease + tonumber(ARGV[3]))
+if life > left then
+  redis.call('PEXPIRE', KEYS[1], life)
+  if KEYS[2] then redis.call('PEXPIRE', KEYS[2], life, 'GT') end
+end
+-- Both deadlines again from the key's end, which may have moved.
+redis.call('HSET', KEYS[1], 'x', life - expires_in, 'y', life - lease)
 return 1

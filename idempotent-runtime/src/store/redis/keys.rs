@@ -1,56 +1,59 @@
 //! Where a record lives in Redis: the key layout, versioned.
 //!
 //! Every key of one (scope, key) carries the same hash tag, so its record, its index and its wake-up channel sit in
-//! one cluster slot and one script can touch them atomically. Layout 2, the one the store writes:
+//! one cluster slot and one script can touch them atomically. Layout 3, the one the store writes:
 //!
 //! ```text
-//! idempotency:v2{<scope b64><key b64>}:r:POST /payments    the record (a hash)
-//! idempotency:v2{<scope b64><key b64>}:i                   the (scope, key)'s records, for status lookups (a set;
+//! idempotency:v3{<scope b64><key b64>}:r:POST /payments    the record (a hash)
+//! idempotency:v3{<scope b64><key b64>}:i                   the (scope, key)'s records, for status lookups (a set;
 //!                                                          only with `RedisStoreBuilder::status_lookups`)
-//! idempotency:v2{<scope b64><key b64>}:w:POST /payments    the channel that wakes the record's waiters
+//! idempotency:v3{<scope b64><key b64>}:w:POST /payments    the channel that wakes the record's waiters
 //! ```
 //!
-//! `v2` is the layout's version. The hash tag holds the scope and key digests (SHA-256, both whole, so that two
-//! identities share a key only if SHA-256 collides) in unpadded base64url, 43 characters each: 86 in all where
-//! layout 1 spent 128 on hex. The method and route stay readable: an operator can tell which route a key belongs
-//! to, and the status lookup reads them back from the index.
+//! `v3` is the layout's version. The hash tag holds the scope and key digests (SHA-256, both whole, so that two
+//! identities share a key only if SHA-256 collides) in unpadded base64url, 43 characters each. The method and route
+//! stay readable: an operator can tell which route a key belongs to, and the status lookup reads them back from the
+//! index.
 //!
-//! Layout 1, the store's layout before layout 2, is `idempotency:{<scope hex><key hex>}:r:POST /payments`, with
-//! `:i` and `:w:` as above.
+//! Layout 2, the store's layout before layout 3, has the same keys under `v2`. Its records keep their deadlines as
+//! instants (`e` the expiry, `l` the lease's end, in milliseconds since the epoch by Redis's clock), which costs
+//! every claim and completion a `TIME` and the formatting of two numbers in Lua; layout 3 keeps them as distances
+//! to the key's own expiry (`x`, `y`: see `claim.lua`), which the store computes and sends as strings. (Layout 1,
+//! before layout 2, wrote hex digests without a version; its records are no longer looked for.)
 //!
-//! # Compatibility: records of layout 1 are served until they expire
+//! # Compatibility: records of layout 2 are served until they expire
 //!
-//! Nothing creates or extends layout 1's records any more, so the last one is gone at the latest expiry among those
-//! that exist. The first store to connect on a prefix scans every master once, in the background, for layout 1's
-//! records (a pattern layout 2's keys do not match) and writes that instant to `<prefix>v2:old-layout-until` (`0` when
+//! Nothing creates or extends layout 2's records any more, so the last one is gone at the latest expiry among those
+//! that exist. The first store to connect on a prefix scans every master once, in the background, for layout 2's
+//! records (a pattern layout 3's keys do not match) and writes that instant to `<prefix>v3:old-layout-until` (`0` when
 //! it found none); later stores read it at `connect`. While the scan runs, and until that instant (by the app's clock,
-//! plus a minute for clock skew), the store looks at layout 1 too: a claim that would otherwise run the claim script
-//! first reads the record of layout 1, and a live one answers it as layout 1's store would have (replayed, in flight,
-//! or another request's); a dead worker's record is taken over by the same request, which claims in layout 2. Reads,
-//! waits (on layout 1's channel, where an older process's completion publishes) and lookups fall back the same way. The
-//! two layouts' hash tags differ, so on a cluster the two records of one key sit in different slots: the read of layout
-//! 1 is an operation of its own, not part of the claim script. After the window nothing looks at layout 1. Records that
-//! a process of the old release writes after the scan passed (both releases running on one prefix) are not seen, as
-//! that process does not see layout 2's either: switch a prefix from one release to the other at once (`old_layout` has
-//! the details).
+//! plus a minute for clock skew), the store looks at layout 2 too: a claim that would otherwise run the claim script
+//! first reads the record of layout 2, and a live one answers it as layout 2's store would have (replayed, in flight,
+//! or another request's); a dead worker's record is taken over by the same request, which claims in layout 3. Reads,
+//! waits (on layout 2's channel, where an older process's completion publishes) and lookups fall back the same way
+//! (the read and lookup scripts understand both layouts' fields). The two layouts' hash tags differ, so on a cluster
+//! the two records of one key sit in different slots: the read of layout 2 is an operation of its own, not part of
+//! the claim script. After the window nothing looks at layout 2. Records that a process of the old release writes
+//! after the scan passed (both releases running on one prefix) are not seen, as that process does not see layout 3's
+//! either: switch a prefix from one release to the other at once (`old_layout` has the details).
 
-use crate::digest::{Digest, to_hex};
+use crate::digest::Digest;
 use crate::record_id::RecordId;
 
 /// A version of the key layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Layout {
-    /// The first layout: hex digests, no version marker. Only read, while its records may still live.
-    V1,
-    /// The layout the store writes.
+    /// The layout before this one: deadlines as instants. Only read, while its records may still live.
     V2,
+    /// The layout the store writes: deadlines relative to the key's expiry.
+    V3,
 }
 
 /// The keys of one record. The record's key is built once; the index and channel only where an operation uses them.
 pub(super) struct RecordKeys {
     /// `<stem>:r:<METHOD> <route>`.
     record: Vec<u8>,
-    /// The length of the stem (`<prefix>v2{...}`) at the start of `record`.
+    /// The length of the stem (`<prefix>v3{...}`) at the start of `record`.
     stem: usize,
 }
 
@@ -71,22 +74,22 @@ fn push_base64url(out: &mut Vec<u8>, bytes: &[u8]) {
     out.truncate(start + written);
 }
 
+/// The version marker that follows the prefix.
+fn version(layout: Layout) -> &'static [u8] {
+    match layout {
+        Layout::V2 => b"v2",
+        Layout::V3 => b"v3",
+    }
+}
+
 /// The hash-tagged stem shared by every key of a (scope, key) in `layout`.
 fn stem(layout: Layout, prefix: &str, scope_hash: &Digest, key_hash: &Digest, room: usize) -> Vec<u8> {
-    let mut stem = Vec::with_capacity(prefix.len() + 4 + 128 + room);
+    let mut stem = Vec::with_capacity(prefix.len() + 4 + 86 + room);
     stem.extend_from_slice(prefix.as_bytes());
-    match layout {
-        Layout::V1 => {
-            stem.push(b'{');
-            stem.extend_from_slice(to_hex(scope_hash).as_bytes());
-            stem.extend_from_slice(to_hex(key_hash).as_bytes());
-        }
-        Layout::V2 => {
-            stem.extend_from_slice(b"v2{");
-            push_base64url(&mut stem, scope_hash);
-            push_base64url(&mut stem, key_hash);
-        }
-    }
+    stem.extend_from_slice(version(layout));
+    stem.push(b'{');
+    push_base64url(&mut stem, scope_hash);
+    push_base64url(&mut stem, key_hash);
     stem.push(b'}');
     stem
 }
@@ -143,9 +146,9 @@ pub(super) fn split_member(member: &[u8]) -> Option<(String, String)> {
     Some((method.to_owned(), route.to_owned()))
 }
 
-/// A `SCAN MATCH` pattern of every record key of layout 1 under `prefix` (layout 2's keys do not match it: a
-/// version marker follows their prefix, not a brace).
-pub(super) fn v1_records_pattern(prefix: &str) -> Vec<u8> {
+/// A `SCAN MATCH` pattern of every record key of layout 2 under `prefix` (layout 3's keys do not match it: another
+/// version marker follows their prefix).
+pub(super) fn old_records_pattern(prefix: &str) -> Vec<u8> {
     let mut pattern = Vec::with_capacity(prefix.len() + 8);
     for byte in prefix.bytes() {
         // The glob's special characters stand for themselves only escaped.
@@ -154,13 +157,13 @@ pub(super) fn v1_records_pattern(prefix: &str) -> Vec<u8> {
         }
         pattern.push(byte);
     }
-    pattern.extend_from_slice(b"{*}:r:*");
+    pattern.extend_from_slice(b"v2{*}:r:*");
     pattern
 }
 
-/// The key that records, once a store has looked, until when records of layout 1 may live under `prefix`.
-pub(super) fn v1_window_key(prefix: &str) -> Vec<u8> {
-    [prefix.as_bytes(), b"v2:old-layout-until"].concat()
+/// The key that records, once a store has looked, until when records of layout 2 may live under `prefix`.
+pub(super) fn old_window_key(prefix: &str) -> Vec<u8> {
+    [prefix.as_bytes(), b"v3:old-layout-until"].concat()
 }
 
 #[cfg(test)]
@@ -180,11 +183,11 @@ mod tests {
 
     #[test]
     fn every_key_of_a_scope_and_key_shares_one_hash_tag() {
-        for layout in [Layout::V1, Layout::V2] {
+        for layout in [Layout::V2, Layout::V3] {
             // A route with braces of its own cannot move the record to another slot: the first tag wins.
             let keys = RecordKeys::new(layout, "idempotency:", &id("/a/{id}"));
             let tag = hash_tag(keys.record());
-            assert_eq!(tag.len(), if layout == Layout::V1 { 128 } else { 86 });
+            assert_eq!(tag.len(), 86);
             assert_eq!(hash_tag(&keys.index()), tag);
             assert_eq!(hash_tag(&keys.channel()), tag);
             assert_eq!(hash_tag(RecordKeys::new(layout, "idempotency:", &id("/b")).record()), tag);
@@ -196,29 +199,22 @@ mod tests {
     }
 
     #[test]
-    fn layout_2_is_versioned_and_shorter_and_layout_1_is_as_released() {
+    fn layouts_differ_only_in_their_version_and_layout_2_is_as_released() {
         let id = id("/payments");
-        let v1 = RecordKeys::new(Layout::V1, "idempotency:", &id);
-        let expected_v1 = format!("idempotency:{{{}{}}}:r:POST /payments", "01".repeat(32), "02".repeat(32));
-        assert_eq!(v1.record(), expected_v1.as_bytes());
-        assert_eq!(
-            v1.channel(),
-            format!("idempotency:{{{}{}}}:w:POST /payments", "01".repeat(32), "02".repeat(32)).as_bytes()
-        );
-        let v2 = RecordKeys::new(Layout::V2, "idempotency:", &id);
         // Three bytes 0x01 are "AQEB" in base64url, the last two "AQE"; three bytes 0x02 are "AgIC", two "AgI".
-        let expected_v2 =
-            format!("idempotency:v2{{{}AQE{}AgI}}:r:POST /payments", "AQEB".repeat(10), "AgIC".repeat(10));
-        assert_eq!(String::from_utf8_lossy(v2.record()), expected_v2);
-        assert_eq!(
-            v2.index(),
-            format!("idempotency:v2{{{}AQE{}AgI}}:i", "AQEB".repeat(10), "AgIC".repeat(10)).as_bytes()
-        );
-        assert_eq!(
-            v1.record().len() - v2.record().len(),
-            40,
-            "86 characters of digests where there were 128, and `v2`"
-        );
+        let tag = format!("{}AQE{}AgI", "AQEB".repeat(10), "AgIC".repeat(10));
+        for (layout, version) in [(Layout::V2, "v2"), (Layout::V3, "v3")] {
+            let keys = RecordKeys::new(layout, "idempotency:", &id);
+            assert_eq!(
+                String::from_utf8_lossy(keys.record()),
+                format!("idempotency:{version}{{{tag}}}:r:POST /payments")
+            );
+            assert_eq!(String::from_utf8_lossy(&keys.index()), format!("idempotency:{version}{{{tag}}}:i"));
+            assert_eq!(
+                String::from_utf8_lossy(&keys.channel()),
+                format!("idempotency:{version}{{{tag}}}:w:POST /payments")
+            );
+        }
     }
 
     #[test]
@@ -239,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn the_layout_1_pattern_matches_layout_1_records_only() {
+    fn the_old_layouts_pattern_matches_its_records_only() {
         fn glob(pattern: &[u8], text: &[u8]) -> bool {
             // Enough of Redis's glob for these patterns: `*`, and `\` escapes.
             match (pattern.first(), text.first()) {
@@ -250,13 +246,13 @@ mod tests {
                 _ => false,
             }
         }
-        let pattern = v1_records_pattern("app*1:");
-        assert_eq!(pattern, b"app\\*1:{*}:r:*");
+        let pattern = old_records_pattern("app*1:");
+        assert_eq!(pattern, b"app\\*1:v2{*}:r:*");
         let id = id("/payments");
-        assert!(glob(&pattern, RecordKeys::new(Layout::V1, "app*1:", &id).record()));
-        assert!(!glob(&pattern, RecordKeys::new(Layout::V2, "app*1:", &id).record()));
-        assert!(!glob(&pattern, &RecordKeys::new(Layout::V1, "app*1:", &id).index()));
-        assert!(!glob(&pattern, RecordKeys::new(Layout::V1, "appX1:", &id).record()), "another prefix");
-        assert!(!glob(&pattern, &v1_window_key("app*1:")));
+        assert!(glob(&pattern, RecordKeys::new(Layout::V2, "app*1:", &id).record()));
+        assert!(!glob(&pattern, RecordKeys::new(Layout::V3, "app*1:", &id).record()));
+        assert!(!glob(&pattern, &RecordKeys::new(Layout::V2, "app*1:", &id).index()));
+        assert!(!glob(&pattern, RecordKeys::new(Layout::V2, "appX1:", &id).record()), "another prefix");
+        assert!(!glob(&pattern, &old_window_key("app*1:")));
     }
 }

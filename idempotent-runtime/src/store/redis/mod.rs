@@ -44,12 +44,7 @@ pub const DEFAULT_KEY_PREFIX: &str = "idempotency:";
 /// fresh claim report that it replaced an expired record (the take-over counter), as on the other stores.
 pub(crate) const EXPIRY_GRACE: Duration = Duration::from_secs(5);
 
-/// A completed record read without the claim script (no server clock) is replayed only while its expiry is at
-/// least this far ahead by this process's clock; nearer its expiry, the script decides on the server's clock. A
-/// clock off by more than this could replay a response for that much past its ttl, never run a handler twice.
-const REPLAY_CLOCK_MARGIN: Duration = Duration::from_secs(1);
-
-/// The longest lease or ttl the scripts are given (a century): millisecond timestamps stay exact in Lua numbers.
+/// The longest lease or ttl the scripts are given (a century): milliseconds stay exact in Lua numbers.
 const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// The Lua scripts, one per transition. `redis::Script` sends `EVALSHA` and, when a node answers `NOSCRIPT` (each
@@ -153,7 +148,7 @@ async fn bounded<T>(
 /// bench's floor that runs the store's own scripts, through `store::testing`).
 #[cfg(feature = "testing")]
 pub(crate) fn record_and_channel_keys(prefix: &str, id: &crate::record_id::RecordId) -> (Vec<u8>, Vec<u8>) {
-    let keys = keys::RecordKeys::new(keys::Layout::V2, prefix, id);
+    let keys = keys::RecordKeys::new(keys::Layout::V3, prefix, id);
     (keys.record().to_vec(), keys.channel())
 }
 

@@ -1,14 +1,14 @@
-//! How long a store looks for records of the old key layout ([`keys::Layout::V1`]): while any may still live, and not a
+//! How long a store looks for records of the old key layout ([`keys::Layout::V2`]): while any may still live, and not a
 //! moment longer, so that a store that never had one pays nothing for them.
 //!
-//! Records of layout 1 are no longer created or extended, so the last one of them is gone at the latest expiry among
+//! Records of layout 2 are no longer created or extended, so the last one of them is gone at the latest expiry among
 //! those that exist now. The first store to connect on a key prefix finds that instant with one `SCAN` of every master
 //! (in the background: until it ends, the store looks for them) and writes it to a key of the prefix
-//! ([`keys::v1_window_key`], `0` when there was none); every later store reads it at `connect`. From that instant on
-//! (by this process's clock, plus [`CLOCK_MARGIN`]) nothing looks for layout 1 any more.
+//! ([`keys::old_window_key`], `0` when there was none); every later store reads it at `connect`. From that instant on
+//! (by this process's clock, plus [`CLOCK_MARGIN`]) nothing looks for layout 2 any more.
 //!
-//! The window covers the records that exist when the first store of layout 2 scans. A process of an older release
-//! still running beside it (a rolling deploy) neither sees layout 2's records nor is seen once the scan passed: as
+//! The window covers the records that exist when the first store of layout 3 scans. A process of an older release
+//! still running beside it (a rolling deploy) neither sees layout 3's records nor is seen once the scan passed: as
 //! between any two releases that store differently, run one release at a time on a prefix, or accept that a key
 //! sent to both during the switch may run twice.
 
@@ -23,11 +23,11 @@ use super::keys;
 use super::{bounded, codec, failed};
 use crate::store::StoreError;
 
-/// How far this process's clock may be behind Redis's without ending the window before the last record of layout 1
+/// How far this process's clock may be behind Redis's without ending the window before the last record of layout 2
 /// expired (the window's end is Redis's time).
 const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 
-/// How long a failed scan waits before it tries again (the store keeps looking for layout 1 meanwhile).
+/// How long a failed scan waits before it tries again (the store keeps looking for layout 2 meanwhile).
 const RETRY_SCAN: Duration = Duration::from_secs(30);
 
 /// Keys per `SCAN` call: large enough that a big keyspace takes few round trips, small enough that one call never
@@ -37,7 +37,7 @@ const SCAN_COUNT: u64 = 1_000;
 /// The window's end while nobody knows it (a scan runs): look.
 const UNKNOWN: u64 = u64::MAX;
 
-/// Whether records of layout 1 may still live: the end of their window, in milliseconds since the Unix epoch by this
+/// Whether records of layout 2 may still live: the end of their window, in milliseconds since the Unix epoch by this
 /// process's clock ([`UNKNOWN`] while a scan runs, `0` once past).
 #[derive(Debug)]
 pub(super) struct OldLayout {
@@ -50,7 +50,7 @@ fn now_millis() -> u64 {
 }
 
 impl OldLayout {
-    /// Whether an operation should look for a record of layout 1 too.
+    /// Whether an operation should look for a record of layout 2 too.
     pub(super) fn open(&self) -> bool {
         let until = self.until.load(Ordering::Relaxed);
         if until == 0 {
@@ -64,7 +64,7 @@ impl OldLayout {
         false
     }
 
-    /// Sets the window from the last expiry of layout 1's records in Redis's milliseconds (`0`: none).
+    /// Sets the window from the last expiry of layout 2's records in Redis's milliseconds (`0`: none).
     fn close_after(&self, last_expiry: u64) {
         let until = if last_expiry == 0 { 0 } else { last_expiry.saturating_add(CLOCK_MARGIN.as_millis() as u64) };
         self.until.store(until, Ordering::Relaxed);
@@ -74,7 +74,7 @@ impl OldLayout {
     /// this starts in the background ends.
     pub(super) async fn of(connection: &Connection, prefix: &str, timeout: Duration) -> Result<Arc<Self>, StoreError> {
         let window = Arc::new(Self { until: AtomicU64::new(UNKNOWN) });
-        let marker = keys::v1_window_key(prefix);
+        let marker = keys::old_window_key(prefix);
         let mut reading = connection.clone();
         let recorded: Option<u64> =
             bounded(timeout, async { redis::cmd("GET").arg(&marker).query_async(&mut reading).await.map_err(failed) })
@@ -90,7 +90,7 @@ impl OldLayout {
     }
 }
 
-/// The background scan for records of layout 1 under one prefix.
+/// The background scan for records of layout 2 under one prefix.
 struct Scan {
     connection: Connection,
     prefix: String,
@@ -135,9 +135,9 @@ impl Scan {
         }
     }
 
-    /// The latest expiry (Redis's milliseconds) among the records of layout 1 on every master; `0` when none.
+    /// The latest expiry (Redis's milliseconds) among the records of layout 2 on every master; `0` when none.
     async fn last_expiry(&mut self) -> Result<u64, StoreError> {
-        let pattern = keys::v1_records_pattern(&self.prefix);
+        let pattern = keys::old_records_pattern(&self.prefix);
         let masters = bounded(self.timeout, async { self.connection.masters().await.map_err(failed) }).await?;
         let mut last = 0;
         for master in &masters {
@@ -194,9 +194,9 @@ mod tests {
         let window = OldLayout { until: AtomicU64::new(UNKNOWN) };
         assert!(window.open(), "while a scan runs");
         window.close_after(0);
-        assert!(!window.open(), "no record of layout 1");
+        assert!(!window.open(), "no record of layout 2");
         window.close_after(now_millis() + 10_000);
-        assert!(window.open(), "a record of layout 1 expires in 10 s");
+        assert!(window.open(), "a record of layout 2 expires in 10 s");
         window.close_after(now_millis() - CLOCK_MARGIN.as_millis() as u64 - 1);
         assert!(!window.open(), "the last one expired");
         assert_eq!(window.until.load(Ordering::Relaxed), 0, "later calls skip the clock");

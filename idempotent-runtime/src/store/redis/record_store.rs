@@ -3,7 +3,7 @@
 //! the reads, the wait and the lookup look for them too.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
@@ -11,7 +11,7 @@ use redis::Value;
 use super::codec;
 use super::keys::{self, Layout, RecordKeys};
 use super::waiters::{Subscription, Waiters};
-use super::{EXPIRY_GRACE, REPLAY_CLOCK_MARGIN, RedisStore, bounded, failed, millis};
+use super::{EXPIRY_GRACE, RedisStore, bounded, failed, millis};
 use crate::digest::Digest;
 use crate::record::{KeyStatus, Record, RecordState, StoredResponse};
 use crate::record_id::RecordId;
@@ -27,15 +27,35 @@ enum OldRecord {
     Live(Record),
 }
 
+/// A fresh claim's deadlines as layout 3 keeps them, in milliseconds: relative to the key's own expiry, so that the
+/// claim script reads no clock and formats no number.
+#[derive(Debug, PartialEq, Eq)]
+struct ClaimDeadlines {
+    /// The key's life: the later of the lease's end and the record's expiry, plus the grace.
+    life: u64,
+    /// From the record's expiry to the key's end (`x`).
+    expiry_to_end: u64,
+    /// From the lease's end to the key's end (`y`).
+    lease_to_end: u64,
+}
+
+impl ClaimDeadlines {
+    fn new(lease: Duration, ttl: Duration) -> Self {
+        let (lease, ttl) = (millis(lease), millis(ttl));
+        let life = lease.max(ttl) + millis(EXPIRY_GRACE);
+        Self { life, expiry_to_end: life - ttl, lease_to_end: life - lease }
+    }
+}
+
 impl RedisStore {
     /// The keys of a record, in the layout the store writes.
     fn keys(&self, id: &RecordId) -> RecordKeys {
-        RecordKeys::new(Layout::V2, &self.inner.prefix, id)
+        RecordKeys::new(Layout::V3, &self.inner.prefix, id)
     }
 
     /// The keys the record had in the old layout.
     fn old_keys(&self, id: &RecordId) -> RecordKeys {
-        RecordKeys::new(Layout::V1, &self.inner.prefix, id)
+        RecordKeys::new(Layout::V2, &self.inner.prefix, id)
     }
 
     async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
@@ -96,21 +116,28 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The record, if it is completed and surely live (its expiry [`REPLAY_CLOCK_MARGIN`] ahead by this process's
-    /// clock), read with one plain `HMGET`; `None` sends the claim to the script.
+    /// The record, if it is completed and live, read with the key's `PTTL` and a plain `HMGET` in one round trip;
+    /// `None` sends the claim to the script.
+    ///
+    /// A pipeline, not a transaction (`MULTI` would double the commands a replay costs Redis), so the two may
+    /// see two records of the key. `PTTL` comes first so that this errs only towards the script: a completed record
+    /// is only replaced once it expired, so a record still live at the `PTTL` is the one the `HMGET` reads, or it
+    /// was replaced by a newer claim, which the `HMGET` then finds in progress (or completed just now: live).
     async fn replayable(&self, keys: &RecordKeys) -> Result<Option<Record>, StoreError> {
-        let mut command = redis::cmd("HMGET");
-        command.arg(keys.record()).arg("s").arg("f").arg("e").arg("st").arg("h").arg("b");
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("PTTL").arg(keys.record());
+        pipeline.cmd("HMGET").arg(keys.record()).arg("s").arg("f").arg("x").arg("st").arg("h").arg("b");
         let mut connection = self.inner.connection.clone();
-        let reply =
-            self.bounded(async { connection.on_master_of(keys.record(), command).await.map_err(failed) }).await?;
-        let [state, fingerprint, expires, status, headers, body] = codec::array(reply)?;
+        let replies = self
+            .bounded(async { connection.pipeline_on_master_of(keys.record(), &pipeline).await.map_err(failed) })
+            .await?;
+        let [left, fields] = <[Value; 2]>::try_from(replies).map_err(|_| codec::corrupt("a replay read's replies"))?;
+        let [state, fingerprint, to_key_end, status, headers, body] = codec::array(fields)?;
         if !matches!(&state, Value::BulkString(state) if state.as_slice() == b"c") {
             return Ok(None);
         }
-        let expires = Duration::from_millis(u64::try_from(codec::int(expires)?).unwrap_or(0));
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        if expires <= now + REPLAY_CLOCK_MARGIN {
+        // A completed record expires `x` (the grace) before its key.
+        if codec::int(left)? <= codec::int(to_key_end)? {
             return Ok(None);
         }
         codec::record([fingerprint, state, Value::Int(0), status, headers, body]).map(Some)
@@ -232,12 +259,13 @@ impl Store for RedisStore {
         if self.inner.status_lookups {
             invocation.key(keys.index());
         }
+        let deadlines = ClaimDeadlines::new(request.lease, request.ttl);
         invocation
             .arg(request.fingerprint.as_slice())
             .arg(request.token)
-            .arg(millis(request.lease))
-            .arg(millis(request.ttl))
-            .arg(millis(EXPIRY_GRACE));
+            .arg(deadlines.life)
+            .arg(deadlines.expiry_to_end)
+            .arg(deadlines.lease_to_end);
         if self.inner.status_lookups {
             invocation.arg(keys.member());
         }
@@ -301,7 +329,7 @@ impl Store for RedisStore {
         }
         invocation
             .arg(attempt.token)
-            .arg(millis(ttl))
+            .arg(millis(ttl) + millis(EXPIRY_GRACE))
             .arg(millis(EXPIRY_GRACE))
             .arg(response.status.as_u16())
             .arg(codec::encode_headers(response))
@@ -348,9 +376,9 @@ impl Store for RedisStore {
                  every process of the app",
             ));
         }
-        let status = self.lookup_in(Layout::V2, scope_hash, key_hash).await?;
+        let status = self.lookup_in(Layout::V3, scope_hash, key_hash).await?;
         if status.is_none() && self.inner.old_layout.open() {
-            return self.lookup_in(Layout::V1, scope_hash, key_hash).await;
+            return self.lookup_in(Layout::V2, scope_hash, key_hash).await;
         }
         Ok(status)
     }
@@ -386,4 +414,25 @@ impl Store for RedisStore {
         Ok(())
     }
     // `purge_batch` keeps the trait's default: Redis expires records itself, there is nothing to purge.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claims_deadlines_are_distances_to_the_keys_end() {
+        let grace = millis(EXPIRY_GRACE);
+        let (lease, ttl) = (Duration::from_secs(30), Duration::from_secs(3600));
+        // The usual case: the ttl outlives the lease; the record expires the grace before its key.
+        assert_eq!(
+            ClaimDeadlines::new(lease, ttl),
+            ClaimDeadlines { life: 3_600_000 + grace, expiry_to_end: grace, lease_to_end: 3_570_000 + grace }
+        );
+        // A lease longer than the ttl: the key lives until the lease's end, plus the grace.
+        assert_eq!(
+            ClaimDeadlines::new(ttl, lease),
+            ClaimDeadlines { life: 3_600_000 + grace, expiry_to_end: 3_570_000 + grace, lease_to_end: grace }
+        );
+    }
 }

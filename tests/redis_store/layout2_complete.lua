@@ -1,6 +1,7 @@
 -- Stores the response of an in-progress record if it still carries the attempt's token, and wakes its waiters.
--- KEYS[1] the record, KEYS[2] the index. ARGV[1] token, ARGV[2] ttl ms, ARGV[3] grace ms, ARGV[4] status,
--- ARGV[5] headers, ARGV[6] '1' when a body is stored, ARGV[7] body, ARGV[8] publish command, ARGV[9] channel.
+-- KEYS[1] the record; KEYS[2], only when the store keeps status lookups, the index. ARGV[1] token, ARGV[2] ttl ms,
+-- ARGV[3] grace ms, ARGV[4] status, ARGV[5] headers, ARGV[6] '1' when a body is stored, ARGV[7] body,
+-- ARGV[8] publish command, ARGV[9] channel.
 -- Waiters are woken only if one marked the record (read.lua): most completions have none, and skip the publish.
 -- Returns 1 when stored, 0 when fenced. A record this token already completed answers 1 and is left alone: a
 -- completion retried after its answer was lost must not be reported fenced (the Store::complete contract).
@@ -13,12 +14,16 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local expires = now + tonumber(ARGV[2])
 -- One write; the lease field stays, unread once the state is 'c'.
 if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'd', now, 'st', ARGV[4], 'h', ARGV[5], 'b', ARGV[7])
+  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'st', ARGV[4], 'h', ARGV[5], 'b', ARGV[7])
 else
-  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'd', now, 'st', ARGV[4], 'h', ARGV[5])
+  redis.call('HSET', KEYS[1], 's', 'c', 'e', expires, 'st', ARGV[4], 'h', ARGV[5])
 end
+-- The completion time, like the creation time, only for status lookups.
+if KEYS[2] then redis.call('HSET', KEYS[1], 'd', now) end
 local gone = expires + tonumber(ARGV[3])
+-- Exactly the ttl from now, also when that is sooner than the claim's expiry (a lease longer than the ttl).
 redis.call('PEXPIREAT', KEYS[1], gone)
-if redis.call('PEXPIRETIME', KEYS[2]) < gone then redis.call('PEXPIREAT', KEYS[2], gone) end
+-- The claim gave the index an expiry; it only ever grows, as the index lives as long as its longest-lived record.
+if KEYS[2] then redis.call('PEXPIREAT', KEYS[2], gone, 'GT') end
 if record[3] then redis.call(ARGV[8], ARGV[9], 'done') end
 return 1
