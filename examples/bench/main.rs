@@ -294,8 +294,6 @@ async fn scenarios_on(
     let mut merged: Vec<Option<Stats>> = list.iter().map(|_| None).collect();
     // Each round's own figures too: the ratios to the floors are reported per round and as their median.
     let mut per_round: Vec<Vec<(&'static str, Measured)>> = Vec::new();
-    // The memory store's own operation durations per scenario (all rounds).
-    let mut store_ops: Vec<(&'static str, hdrhistogram::Histogram<u64>)> = Vec::new();
     for round in 0..options.rounds {
         if options.rounds > 1 {
             println!("round {}/{}", round + 1, options.rounds);
@@ -303,7 +301,6 @@ async fn scenarios_on(
         let mut this_round = Vec::new();
         for (scenario, total) in list.iter().zip(&mut merged) {
             let Ok(plan) = &scenario.plan else { continue };
-            drop(timed_store::take_durations());
             let redis_url = redis_server.filter(|_| scenario.target == Target::Redis).map(|redis| redis.url.as_str());
             let redis_cpu_before = match redis_url {
                 Some(url) => redis_app::redis_cpu_seconds(url).await,
@@ -339,16 +336,6 @@ async fn scenarios_on(
                     None => redis_cpu.push((scenario.name, seconds, stats.requests)),
                 }
             }
-            let durations = timed_store::take_durations();
-            // The library's store is timed on the memory server only (`TimedStore`): its growth target is about the
-            // store's own worst operation. Elsewhere the timing would be bench work charged to the library.
-            if !durations.is_empty() {
-                println!("  {:<13} {}", "", StoreOps::from(&durations).summary());
-                match store_ops.iter_mut().find(|(name, _)| *name == scenario.name) {
-                    Some((_, total)) => total.add(&durations).map_err(|error| error.to_string())?,
-                    None => store_ops.push((scenario.name, durations)),
-                }
-            }
             this_round.push((scenario.name, Measured::from(&stats)));
             match total {
                 Some(total) => total.merge(stats),
@@ -373,16 +360,8 @@ async fn scenarios_on(
         })
         .collect();
     let memory = if options.memory { Some(load::measure_memory(&server.base).await?) } else { None };
-    let store_ops = store_ops.iter().map(|(name, durations)| (*name, StoreOps::from(durations))).collect();
-    let results = report::Results {
-        options: options.clone(),
-        machine: machine.clone(),
-        outcomes,
-        per_round,
-        store_ops,
-        growth,
-        memory,
-    };
+    let results =
+        report::Results { options: options.clone(), machine: machine.clone(), outcomes, per_round, growth, memory };
     results.print();
     for (name, seconds, requests) in &redis_cpu {
         println!(
@@ -414,8 +393,8 @@ const GROWTH: &str = "mem_growth";
 /// The worst requests while a new memory store grows by `--growth-keys` records: fresh keys only, every request
 /// measured, on a server of its own (so the store starts empty).
 async fn memory_growth(options: &Options, schema: &RunSchema) -> Result<Growth, String> {
-    let server =
-        app::start_memory(options.workers).map_err(|error| format!("cannot start the memory-store server: {error}"))?;
+    let server = app::start_memory_timed(options.workers)
+        .map_err(|error| format!("cannot start the memory-store server: {error}"))?;
     println!("\nmemory store growing from 0 to {} records (fresh keys, every request measured)", options.growth_keys);
     let plan = Plan::new(app::LIB_PATH, Keys::Fresh);
     drop(timed_store::take_durations());

@@ -9,7 +9,7 @@ pub(crate) use crate::chart::chart;
 use crate::judge::{self, Verdict};
 use crate::load::Memory;
 use crate::machine::Machine;
-use crate::measures::{Growth, Measured, Outcome, Ratio, StoreOps, round2, round3};
+use crate::measures::{Growth, Measured, Outcome, Ratio, round2, round3};
 
 /// The issue's targets for the memory store while it grows (issue 15).
 pub(crate) const TARGET_MEMORY_P99_US: f64 = 5_000.0;
@@ -27,8 +27,6 @@ pub(crate) struct Results {
     pub(crate) outcomes: Vec<(&'static str, Outcome)>,
     /// Each round's figures, to report each round's ratio to the floor and their median.
     pub(crate) per_round: Vec<Vec<(&'static str, Measured)>>,
-    /// The memory store's own operations in the memory scenarios.
-    pub(crate) store_ops: Vec<(&'static str, StoreOps)>,
     pub(crate) growth: Option<Growth>,
     pub(crate) memory: Option<Memory>,
 }
@@ -339,11 +337,6 @@ impl Results {
                 "max_us": round2(growth.max_us),
                 "store_operations": growth.store_ops.to_json(),
             })),
-            "memory_store_operations": self
-                .store_ops
-                .iter()
-                .map(|(name, ops)| ((*name).to_owned(), ops.to_json()))
-                .collect::<serde_json::Map<String, Value>>(),
             "memory": self.memory.as_ref().map(|memory| json!({
                 "bodies": memory.bodies,
                 "body_bytes": memory.body_bytes,
