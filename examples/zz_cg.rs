@@ -4,7 +4,11 @@ use idempotent_runtime::{Idempotency, MemoryStore, idempotent};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
-struct Order { amount: u64, currency: String, reference: String }
+struct Order {
+    amount: u64,
+    currency: String,
+    reference: String,
+}
 
 #[post("/bare")]
 async fn bare(order: web::Json<Order>) -> HttpResponse {
@@ -25,8 +29,12 @@ async fn main() {
     let app = test::init_service(App::new().app_data(idempotency).service(bare).service(lib)).await;
     let body = r#"{"amount":1234,"currency":"EUR","reference":"order-000123","note":"a note that is skipped"}"#;
     for i in 0..n {
-        let request = test::TestRequest::post().uri(&path).insert_header(("content-type", "application/json"))
-            .insert_header(("idempotency-key", format!("key-{i:012}"))).set_payload(body).to_request();
+        let request = test::TestRequest::post()
+            .uri(&path)
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("idempotency-key", format!("key-{i:012}")))
+            .set_payload(body)
+            .to_request();
         let response = test::call_service(&app, request).await;
         assert!(response.status().is_success());
         let _ = test::read_body(response).await;

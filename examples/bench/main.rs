@@ -369,13 +369,6 @@ async fn scenarios_on(
             seconds * 1e6 / *requests as f64
         );
     }
-    let redis_targets = results.redis_targets();
-    if !redis_targets.is_empty() {
-        println!("\nissue 12 targets (this run):");
-        for line in redis_targets {
-            println!("  {line}");
-        }
-    }
     if let Some(path) = &options.json {
         report::write_file(path, &results.to_json())?;
         println!("wrote {path}");
