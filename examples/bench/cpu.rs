@@ -6,8 +6,10 @@
 //! main thread runs the client; the others are the actix server), and `/proc/*/stat` of PostgreSQL's processes
 //! that work for this run: the backends of this run's connections (`application_name` [`APPLICATION_NAME`], found
 //! in `pg_stat_activity`) and the server's own processes (WAL writer, checkpointer...). Backends of other clients
-//! of the same server count as "other".
+//! of the same server count as "other". The Redis scenarios' server, when it runs on this machine
+//! ([`count_redis_server`]), is a party of its own: it is the store's work, as PostgreSQL's is, not other load.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
@@ -24,8 +26,25 @@ pub(crate) struct CpuUse {
     pub(crate) client: f64,
     pub(crate) server: f64,
     pub(crate) postgres: f64,
-    /// Busy time of the machine not spent by the three above.
+    /// The local Redis server's, when the Redis scenarios run ([`count_redis_server`]).
+    pub(crate) redis: f64,
+    /// Busy time of the machine not spent by the parties above.
     pub(crate) other: f64,
+}
+
+/// The process of the Redis server the Redis scenarios use, when it runs on this machine.
+static REDIS_SERVER: OnceLock<u32> = OnceLock::new();
+
+/// Counts the Redis server process `pid` as a party of every later measurement (a no-op after the first call).
+pub(crate) fn count_redis_server(pid: u32) {
+    let _first = REDIS_SERVER.set(pid);
+}
+
+/// Whether `pid` is a local process named like a Redis server (`redis-server`, or Valkey's): a remote server's
+/// process id names nothing here, or another process.
+pub(crate) fn is_local_redis_server(pid: u32) -> bool {
+    ticks(&format!("/proc/{pid}/stat"))
+        .is_some_and(|(name, _)| name.starts_with("redis-server") || name.starts_with("valkey-server"))
 }
 
 impl CpuUse {
@@ -33,6 +52,7 @@ impl CpuUse {
         self.client += other.client;
         self.server += other.server;
         self.postgres += other.postgres;
+        self.redis += other.redis;
         self.other += other.other;
     }
 }
@@ -45,6 +65,7 @@ pub(crate) struct CpuSample {
     client: u64,
     server: u64,
     postgres: u64,
+    redis: u64,
 }
 
 impl CpuSample {
@@ -59,7 +80,9 @@ impl CpuSample {
             Err(_) => Vec::new(),
         };
         let (client, server) = own_threads();
-        Self { at: Instant::now(), machine_busy: machine_busy(), client, server, postgres: postgres(&backends) }
+        let redis =
+            REDIS_SERVER.get().and_then(|pid| ticks(&format!("/proc/{pid}/stat"))).map_or(0, |(_, ticks)| ticks);
+        Self { at: Instant::now(), machine_busy: machine_busy(), client, server, postgres: postgres(&backends), redis }
     }
 
     /// The CPU time spent between `self` and a later sample.
@@ -68,9 +91,10 @@ impl CpuSample {
         let client = seconds(self.client, later.client);
         let server = seconds(self.server, later.server);
         let postgres = seconds(self.postgres, later.postgres);
+        let redis = seconds(self.redis, later.redis);
         let busy = seconds(self.machine_busy, later.machine_busy);
         debug_assert!(later.at >= self.at);
-        CpuUse { client, server, postgres, other: (busy - client - server - postgres).max(0.0) }
+        CpuUse { client, server, postgres, redis, other: (busy - client - server - postgres - redis).max(0.0) }
     }
 }
 

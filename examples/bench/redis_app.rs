@@ -28,6 +28,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
 use crate::app::{self, FLOOR_PATH, FLOOR_REPLAY_HEADER, floor_answer};
+use crate::cpu;
 use crate::floor::{Identity, storable};
 use crate::redis_lua_floor::{LUA_FLOOR_PATH, LuaFloor, lua_floor_new};
 
@@ -70,6 +71,9 @@ pub(crate) async fn start(workers: usize) -> Result<RedisServer, String> {
     RedisStore::node(url.clone()).key_prefix(lib_prefix.clone()).connect().await.map_err(|error| {
         format!("Redis is not usable at REDIS_URL={url}: {error}\nstart it with: redis-server --daemonize yes")
     })?;
+    if let Some(pid) = local_server_pid(&url).await {
+        cpu::count_redis_server(pid);
+    }
     let (lib_url, lib_prefix_for_app) = (url.clone(), lib_prefix.clone());
     let (floor_url, floor_prefix_for_app) = (url.clone(), floor_prefix.clone());
     let lua_floor_prefix_for_app = lua_floor_prefix.clone();
@@ -134,6 +138,15 @@ impl RedisServer {
         }
         Ok(())
     }
+}
+
+/// The process id of the Redis server at `url`, if it runs on this machine (`INFO server`'s `process_id`, checked
+/// against `/proc`).
+async fn local_server_pid(url: &str) -> Option<u32> {
+    let mut connection = redis::Client::open(url).ok()?.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut connection).await.ok()?;
+    let pid = info.lines().find_map(|line| line.strip_prefix("process_id:")?.trim().parse().ok())?;
+    cpu::is_local_redis_server(pid).then_some(pid)
 }
 
 /// Redis's own CPU seconds so far (`INFO cpu`: user + system, every thread of the server).
