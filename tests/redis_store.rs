@@ -245,7 +245,7 @@ async fn a_status_lookup_on_a_store_without_lookups_is_a_misconfiguration_naming
 
 /// A completed record of layout 2 is replayed and refuses a different request, before and after the store's scan
 /// recorded how long layout 2 lives; a key layout 2 never had is claimed in layout 3.
-async fn a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused<C>(
+async fn a_completed_record_of_layout_2_is_replayed_and_a_different_request_refused<C>(
     mut old: OldRelease<C>,
     store: impl AsyncFnOnce(&str) -> RedisStore,
 ) where
@@ -279,23 +279,23 @@ async fn a_completed_record_of_layout_1_is_replayed_and_a_different_request_refu
 }
 
 #[actix_web::test]
-async fn on_one_node_a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused() {
+async fn on_one_node_a_completed_record_of_layout_2_is_replayed_and_a_different_request_refused() {
     let prefix = unique_prefix();
     let old = old_release_on_the_node(&prefix).await;
-    a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused(old, node_store).await;
+    a_completed_record_of_layout_2_is_replayed_and_a_different_request_refused(old, node_store).await;
     delete_prefix(&prefix).await;
 }
 
 #[actix_web::test]
-async fn on_a_cluster_a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused() {
+async fn on_a_cluster_a_completed_record_of_layout_2_is_replayed_and_a_different_request_refused() {
     // Layout 2's record and layout 3's are in different slots: the store reads the old one on its own.
     let prefix = unique_prefix();
     let old = old_release_on_the_cluster(&prefix).await;
-    a_completed_record_of_layout_1_is_replayed_and_a_different_request_refused(old, cluster_store).await;
+    a_completed_record_of_layout_2_is_replayed_and_a_different_request_refused(old, cluster_store).await;
 }
 
 #[actix_web::test]
-async fn a_duplicate_of_a_record_of_layout_1_in_flight_is_refused_and_its_waiter_woken_by_its_completion() {
+async fn a_duplicate_of_a_record_of_layout_2_in_flight_is_refused_and_its_waiter_woken_by_its_completion() {
     let prefix = unique_prefix();
     let mut old = old_release_on_the_node(&prefix).await;
     let original = request("k-running", 1, 21, HOUR);
@@ -331,7 +331,7 @@ async fn a_duplicate_of_a_record_of_layout_1_in_flight_is_refused_and_its_waiter
 }
 
 #[actix_web::test]
-async fn a_dead_workers_claim_of_layout_1_is_taken_over_by_its_retry_only() {
+async fn a_dead_workers_claim_of_layout_2_is_taken_over_by_its_retry_only() {
     let prefix = unique_prefix();
     let mut old = old_release_on_the_node(&prefix).await;
     let original = request("k-dead", 1, 31, Duration::from_millis(300));
@@ -353,7 +353,7 @@ async fn a_dead_workers_claim_of_layout_1_is_taken_over_by_its_retry_only() {
 }
 
 #[actix_web::test]
-async fn a_record_of_layout_1_answers_a_status_lookup() {
+async fn a_record_of_layout_2_answers_a_status_lookup() {
     let prefix = unique_prefix();
     let mut old = old_release_on_the_node(&prefix).await;
     let first = request("k-old", 1, 41, HOUR);
@@ -386,7 +386,7 @@ fn payment(body: &'static str) -> TestRequest {
 }
 
 #[actix_web::test]
-async fn a_request_completed_in_layout_1_is_replayed_over_http_and_a_different_one_gets_422() {
+async fn a_request_completed_in_layout_2_is_replayed_over_http_and_a_different_one_gets_422() {
     // The request's fingerprint, as the runtime computes it: from a record of layout 3 of the same request.
     let probe = unique_prefix();
     let idempotency = Idempotency::builder(node_store(&probe).await).user_resolver(alice).build();

@@ -33,7 +33,7 @@ const TTL_MS: u64 = DEFAULT_TTL.as_millis() as u64;
 const GRACE_MS: u64 = REDIS_EXPIRY_GRACE.as_millis() as u64;
 /// What the library's claim sends (layout 3): the key's life, and the distances from the record's expiry and from
 /// the lease's end to the key's end.
-const CLAIM_LIFE_MS: u64 = if LEASE_MS > TTL_MS { LEASE_MS } else { TTL_MS } + GRACE_MS;
+const CLAIM_LIFE_MS: u64 = (if LEASE_MS > TTL_MS { LEASE_MS } else { TTL_MS }) + GRACE_MS;
 const EXPIRY_TO_END_MS: u64 = CLAIM_LIFE_MS - TTL_MS;
 const LEASE_TO_END_MS: u64 = CLAIM_LIFE_MS - LEASE_MS;
 

@@ -21,7 +21,8 @@ if KEYS[2] then
   local time = redis.call('TIME')
   redis.call('HSET', KEYS[1], 'd', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
 end
--- Exactly the ttl from now, also when that is sooner than the claim's expiry (a lease longer than the ttl).
+-- Exactly the ttl (plus the grace) from now, also when that is sooner than the claim's end (a lease longer than the
+-- ttl).
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 -- The claim gave the index an expiry; it only ever grows, as the index lives as long as its longest-lived record.
 if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT') end

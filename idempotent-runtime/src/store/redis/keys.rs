@@ -17,9 +17,10 @@
 //!
 //! Layout 2, the store's layout before layout 3, has the same keys under `v2`. Its records keep their deadlines as
 //! instants (`e` the expiry, `l` the lease's end, in milliseconds since the epoch by Redis's clock), which costs
-//! every claim and completion a `TIME` and the formatting of two numbers in Lua; layout 3 keeps them as distances
-//! to the key's own expiry (`x`, `y`: see `claim.lua`), which the store computes and sends as strings. (Layout 1,
-//! before layout 2, wrote hex digests without a version; its records are no longer looked for.)
+//! every claim and completion a `TIME` and the formatting of numbers in Lua; layout 3 keeps them as distances to
+//! the key's own expiry (`x`, `y`: see `claim.lua`), which the store computes and sends as strings (only a heartbeat,
+//! which moves the key's end, computes them in Lua). Layout 1, before layout 2, wrote hex digests without a version;
+//! its records are no longer looked for.
 //!
 //! # Compatibility: records of layout 2 are served until they expire
 //!

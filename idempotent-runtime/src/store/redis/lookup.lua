@@ -2,8 +2,15 @@
 -- or of layout 2 (the old one). KEYS[1] the index; ARGV[1] the prefix of its records' keys (a member completes it:
 -- same hash tag, same slot).
 -- Returns nil, or {member, state, lease remaining ms, created ms, completed ms, status}. Forgets gone members.
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- The clock, read once and only for a record of layout 2 (layout 3 judges by the key's PTTL).
+local now = false
+local function clock()
+  if not now then
+    local time = redis.call('TIME')
+    now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  end
+  return now
+end
 local best, best_created = false, -1
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. member
@@ -14,7 +21,7 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local state, expires_in, locked_in = record[1], 0, 0
     if record[7] then
       -- Layout 2: absolute deadlines.
-      expires_in, locked_in = tonumber(record[7]) - now, (tonumber(record[8]) or 0) - now
+      expires_in, locked_in = tonumber(record[7]) - clock(), (tonumber(record[8]) or 0) - clock()
     else
       local left = redis.call('PTTL', key)
       expires_in, locked_in = left - (tonumber(record[2]) or 0), left - (tonumber(record[3]) or 0)
