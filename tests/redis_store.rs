@@ -7,6 +7,7 @@
 //!   (`redis_store/layout2_*.lua`, as released) on keys made exactly as that release made them, are served until
 //!   they expire: a retry replays, a different request is refused, a duplicate of one in flight is refused or
 //!   waits for it, and a dead worker's claim is taken over by its retry.
+//! - Replica acknowledgements (`WAIT`) are awaited for their own timeout, also when it is longer than the store's.
 
 mod support;
 
@@ -236,6 +237,38 @@ async fn a_status_lookup_on_a_store_without_lookups_is_a_misconfiguration_naming
         logged.lines().any(|line| line.contains("ERROR") && line.contains("status_lookups(true)")),
         "an error naming the setting: {logged}"
     );
+    delete_prefix(&prefix).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Replica acknowledgements.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `replica_acks` waits for its own timeout even when it is longer than the store's operation timeout: the shared
+/// node has no replica, so `WAIT 1` returns 0 when its timeout ends, and the claim fails saying so (not cut short
+/// as a timeout of the store's), and is released.
+#[actix_web::test]
+async fn replica_acknowledgements_are_awaited_for_their_own_timeout_even_past_the_stores() {
+    let prefix = unique_prefix();
+    let (store_timeout, acks_timeout) = (Duration::from_millis(300), Duration::from_millis(1_200));
+    let store = RedisStore::node(redis_url())
+        .key_prefix(&prefix)
+        .timeout(store_timeout)
+        .replica_acks(1, acks_timeout)
+        .connect()
+        .await
+        .expect("connect to Redis");
+    let claim = request("k-acks", 1, 1, HOUR);
+
+    let started = Instant::now();
+    let error = store.claim(&claim).await.expect_err("no replica acknowledges");
+    let waited = started.elapsed();
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    assert!(error.to_string().contains("0 of 1 replicas acknowledged"), "{error}");
+    assert!(waited >= acks_timeout, "WAIT ran for its own timeout, not the store's: {waited:?}");
+    // The unacknowledged claim was released: a plain store finds the key free.
+    let plain = node_store(&prefix).await;
+    assert_eq!(plain.claim(&request("k-acks", 2, 2, HOUR)).await.unwrap(), Claim::Acquired { took_over: false });
     delete_prefix(&prefix).await;
 }
 

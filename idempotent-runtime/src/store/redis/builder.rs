@@ -105,7 +105,11 @@ impl RedisStoreBuilder {
                 format!("the key prefix {:?} contains a brace; the record's hash tag must be the first", self.prefix),
             ));
         }
-        let connecting = Connection::open(&self.target, self.timeout);
+        // Each request's answer is awaited for the store's timeout (every operation is bounded by it anyway), or,
+        // with replica acknowledgements, for as long as a `WAIT` may block on top of it: the connection's own
+        // response timeout would otherwise cut a `WAIT` longer than the store's timeout short.
+        let response_timeout = self.timeout + self.replica_acks.map_or(Duration::ZERO, |acks| acks.timeout);
+        let connecting = Connection::open(&self.target, self.timeout, response_timeout);
         let connection = bounded(self.timeout, async { connecting.await.map_err(failed) }).await?;
         let old_layout = OldLayout::of(&connection, &self.prefix, self.timeout).await?;
         let store = RedisStore {

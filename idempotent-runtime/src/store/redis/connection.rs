@@ -44,21 +44,22 @@ pub(super) enum Connection {
 }
 
 impl Connection {
-    /// Connects with every network step bounded by `timeout` (a down node fails fast instead of hanging).
-    pub(super) async fn open(target: &Target, timeout: Duration) -> RedisResult<Self> {
+    /// Connects with every network step bounded by `timeout` (a down node fails fast instead of hanging), and each
+    /// request's answer by `response_timeout`.
+    pub(super) async fn open(target: &Target, timeout: Duration, response_timeout: Duration) -> RedisResult<Self> {
         match target {
             Target::Node(url) => {
                 let client = redis::Client::open(url.as_str())?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(Some(response_timeout))
                     .set_number_of_retries(1);
                 Ok(Self::Node(client.get_connection_manager_with_config(config).await?))
             }
             Target::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(timeout)
-                    .response_timeout(timeout)
+                    .response_timeout(response_timeout)
                     .build()?;
                 Ok(Self::Cluster(client.get_async_connection().await?))
             }
