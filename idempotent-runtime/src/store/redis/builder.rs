@@ -72,6 +72,8 @@ impl RedisStoreBuilder {
     /// before it is sent (Redis `WAIT`), each for at most `timeout`. A claim that is not acknowledged in time is
     /// released and answered 503 (the handler does not run); a response that is not is still sent, and logged.
     /// This narrows, but does not close, the window in which a failover loses a record: see docs/guide/redis.md.
+    /// A claim then takes up to the store's [`timeout`](Self::timeout) plus `timeout`: keep the app's
+    /// `IdempotencyBuilder::store_timeout` (5 s by default) above that sum, or the runtime answers 503 first.
     pub fn replica_acks(mut self, replicas: usize, timeout: Duration) -> Self {
         self.replica_acks = (replicas > 0).then_some(ReplicaAcks { replicas, timeout });
         self
