@@ -27,6 +27,9 @@ struct Running {
 /// round trips of one client land on different backends (what breaks named prepared statements).
 pub const SERVER_POOL_SIZE: usize = 6;
 
+/// How many free ports a start tries before it gives up.
+const PORT_ATTEMPTS: u32 = 5;
+
 impl PgBouncer {
     /// Starts a PgBouncer in front of the server at `host:port` (trust auth, user `postgres`), or panics saying
     /// what is missing. `search_path`, when given, is set on every server connection (`connect_query`), as a
@@ -37,8 +40,26 @@ impl PgBouncer {
         let dir =
             std::env::temp_dir().join(format!("idempotent-pgbouncer-{}-{}", std::process::id(), fastrand::u32(..)));
         std::fs::create_dir_all(&dir).expect("create the PgBouncer folder");
-        let listen_port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut bouncer = Self { dir, port: 0, process: Mutex::new(None) };
+        // A port free now may be taken by another process before PgBouncer binds it: then PgBouncer exits at once,
+        // and the next attempt takes another port.
+        for attempt in 1..=PORT_ATTEMPTS {
+            bouncer.port =
+                std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+            bouncer.configure(host, port, search_path);
+            match bouncer.launch(&binary) {
+                Ok(()) => return bouncer,
+                Err(log) if attempt < PORT_ATTEMPTS && log.contains("Address already in use") => continue,
+                Err(log) => panic!("PgBouncer did not start; its log:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Writes the configuration (and a fresh log) of a PgBouncer on `self.port` in front of `host:port`.
+    fn configure(&self, host: &str, port: u16, search_path: Option<&str>) {
+        let (dir, listen_port) = (&self.dir, self.port);
+        let _no_log_yet = std::fs::remove_file(dir.join("pgbouncer.log"));
         let connect_query =
             search_path.map(|schema| format!(" connect_query='SET search_path TO {schema}'")).unwrap_or_default();
         let ini = format!(
@@ -65,12 +86,9 @@ impl PgBouncer {
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
         std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").expect("write userlist.txt");
         if running_as_root() {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status();
             assert!(status.is_ok_and(|status| status.success()), "could not chown {} to postgres", dir.display());
         }
-        let bouncer = Self { dir, port: listen_port, process: Mutex::new(None) };
-        bouncer.launch(&binary);
-        bouncer
     }
 
     /// Starts a PgBouncer in front of the server `DATABASE_URL` names.
@@ -106,10 +124,13 @@ impl PgBouncer {
 
     /// Starts it again on the same port, after [`PgBouncer::stop`].
     pub fn resume(&self) {
-        self.launch(&binary());
+        if let Err(log) = self.launch(&binary()) {
+            panic!("PgBouncer did not start again; its log:\n{log}");
+        }
     }
 
-    fn launch(&self, binary: &Path) {
+    /// Starts PgBouncer and waits until it listens; `Err` with its log if it exited or did not listen within 10 s.
+    fn launch(&self, binary: &Path) -> Result<(), String> {
         let ini = self.dir.join("pgbouncer.ini");
         let mut command = if running_as_root() {
             let mut command = Command::new("runuser");
@@ -135,14 +156,19 @@ impl PgBouncer {
                 running.pid = Some(pid);
             }
             if pid.is_some() && listening {
-                return;
+                return Ok(());
             }
-            if started.elapsed() > Duration::from_secs(10) {
+            let exited = self
+                .process
+                .lock()
+                .unwrap()
+                .as_mut()
+                .is_some_and(|running| running.child.try_wait().is_ok_and(|status| status.is_some()));
+            if exited || started.elapsed() > Duration::from_secs(10) {
                 self.stop();
-                panic!(
-                    "PgBouncer did not start within 10 s; its log:\n{}",
-                    std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
-                );
+                let log = std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default();
+                let why = if exited { "it exited" } else { "it did not listen within 10 s" };
+                return Err(format!("({why})\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
