@@ -33,8 +33,9 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4";
 /// Reads a completed, live record's response: what a replay needs and nothing else, filtered in SQL like the floor's
 /// read (`examples/bench/floor.rs`). Returning `READ_SQL`'s ten columns and deciding in Rust cost a replay about 7 %
 /// against the floor (BENCHMARKS.md). No row means the record is still running, expired or absent, which the full
-/// read (`READ_SQL`) then decides: a duplicate of a running request costs two statements on this path. A completed, live record never acquires ([`crate::store::claim_verdict`]), so a row here is
-/// the claim's answer as it stands.
+/// read (`READ_SQL`) then decides: a duplicate of a running request costs two statements on this path. A
+/// completed, live record never acquires ([`crate::store::claim_verdict`]), so a row here is the claim's answer as
+/// it stands.
 pub(super) const REPLAY_SQL: &str = "
 SELECT fingerprint, status, header_names, header_values, body
 FROM {table}
