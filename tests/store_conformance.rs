@@ -26,6 +26,7 @@ on_every_store!(
     a_different_request_cannot_take_over_a_lapsed_claim,
     an_expired_claim_is_taken_over_by_any_request,
     a_stale_token_cannot_complete_renew_or_release_the_new_claim,
+    a_running_claim_outlives_its_ttl_until_its_lease_ends,
     // Heartbeat.
     heartbeat_keeps_a_claim_and_reports_a_lost_one,
     a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over,

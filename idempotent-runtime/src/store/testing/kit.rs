@@ -47,6 +47,7 @@ cases!(
     a_different_request_cannot_take_over_a_lapsed_claim(shared),
     an_expired_claim_is_taken_over_by_any_request(shared),
     a_stale_token_cannot_complete_renew_or_release_the_new_claim(shared),
+    a_running_claim_outlives_its_ttl_until_its_lease_ends(shared),
     // Heartbeat.
     heartbeat_keeps_a_claim_and_reports_a_lost_one(shared),
     a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over(shared),

@@ -133,8 +133,8 @@ pub use self::lookup::{
 pub use self::purge::{purge_deletes_only_expired_records, purge_sweeps_a_large_store_in_bounded_batches};
 pub use self::takeover::{
     a_dead_workers_claim_is_taken_over_and_its_late_completion_is_fenced,
-    a_different_request_cannot_take_over_a_lapsed_claim, a_stale_token_cannot_complete_renew_or_release_the_new_claim,
-    an_expired_claim_is_taken_over_by_any_request,
+    a_different_request_cannot_take_over_a_lapsed_claim, a_running_claim_outlives_its_ttl_until_its_lease_ends,
+    a_stale_token_cannot_complete_renew_or_release_the_new_claim, an_expired_claim_is_taken_over_by_any_request,
 };
 pub use self::timeouts::a_store_that_stops_answering_is_bounded_by_the_runtimes_timeout;
 pub use self::waiters::{

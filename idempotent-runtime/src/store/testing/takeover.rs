@@ -112,3 +112,42 @@ pub async fn a_stale_token_cannot_complete_renew_or_release_the_new_claim(store:
         "a fenced completion must not complete the new claim: {record:?}"
     );
 }
+
+/// Rule: a running record expires only once both its ttl ended and its lease lapsed. A route whose lease outlives
+/// its ttl keeps the key its worker's: past the ttl, another request is answered the running record (never a fresh
+/// claim) and the worker's completion is stored; past both, any request claims the key afresh.
+pub async fn a_running_claim_outlives_its_ttl_until_its_lease_ends(store: &dyn Store) {
+    let scope = Scope::random();
+    let short_ttl = Duration::from_millis(100);
+    let worker = scope.request(6, 1, 61, LONG, short_ttl);
+    store.claim(&worker).await.unwrap();
+    tokio::time::sleep(short_ttl + Duration::from_millis(100)).await;
+    match store.read(&worker.id).await.unwrap() {
+        Some(record) => assert!(
+            matches!(record.state, RecordState::InProgress { lease_remaining } if lease_remaining > SHORT_LEASE),
+            "past its ttl, a claim under a live lease reads in progress: {record:?}"
+        ),
+        None => panic!("a claim under a live lease read as expired once its ttl ended"),
+    }
+    match store.claim(&scope.request(6, 2, 62, LONG, LONG)).await.unwrap() {
+        Claim::Existing(record) => assert_eq!(record.fingerprint, [1; 32], "the key is still the worker's"),
+        other => panic!("a claim under a live lease must not be claimed afresh past its ttl: {other:?}"),
+    }
+    assert_eq!(
+        store.complete(&attempt_of(&worker), &response("late"), LONG).await.unwrap(),
+        Completion::Stored,
+        "the worker completes its claim past the ttl it claimed with"
+    );
+    let record = store.read(&worker.id).await.unwrap().expect("the completed record");
+    assert_eq!(record.state, RecordState::Completed(response("late")), "the worker's response is kept");
+
+    let abandoned = scope.request(7, 1, 71, SHORT_LEASE, short_ttl);
+    store.claim(&abandoned).await.unwrap();
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    assert_eq!(store.read(&abandoned.id).await.unwrap(), None, "past its lease and its ttl, a claim reads as absent");
+    assert_eq!(
+        store.claim(&scope.request(7, 2, 72, LONG, LONG)).await.unwrap(),
+        Claim::Acquired { took_over: true },
+        "past its lease and its ttl, a claim is claimed afresh by any request"
+    );
+}
