@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use idempotent_runtime::purge::{DEFAULT_PURGE_BATCH, DEFAULT_PURGE_REST};
+
 pub(crate) const USAGE: &str = "\
 usage: cargo run --release --example bench -- [options]
 
@@ -22,6 +24,10 @@ usage: cargo run --release --example bench -- [options]
   --claim-rate R     --scale: the claims per second of the open-loop purge measurement (claims due at a fixed
                      rate, latency from when each was due); default half the closed-loop rate of claims alone
                      measured just before
+  --purge-batch N    --scale: the records one batch of the runtime's purge looks at (default the runtime's default,
+                     DEFAULT_PURGE_BATCH), to measure another pace
+  --purge-rest R     --scale: the purge's rest after each batch, in multiples of the batch's duration (default the
+                     runtime's default, DEFAULT_PURGE_REST)
   --strict           exit with status 3 when any verdict on a target is NOT met or inconclusive. Inconclusive:
                      a median of rounds over fewer than 3 rounds, or rounds spread over 1.15x (largest / smallest);
                      over 0.25 cores of other load during a measurement judged; a purge that ran out of expired
@@ -59,6 +65,10 @@ pub(crate) struct Options {
     pub(crate) all: bool,
     /// `--claim-rate`: the open-loop purge measurement's claims per second (`None`: half the closed-loop rate).
     pub(crate) claim_rate: Option<f64>,
+    /// `--purge-batch`: the runtime purge's batch in the scale mode.
+    pub(crate) purge_batch: usize,
+    /// `--purge-rest`: the runtime purge's rest after each batch in the scale mode, in multiples of its duration.
+    pub(crate) purge_rest: f64,
     /// `--strict`: a verdict NOT met or inconclusive ends the process with a failure status.
     pub(crate) strict: bool,
 }
@@ -82,6 +92,8 @@ impl Options {
             redis: false,
             all: false,
             claim_rate: None,
+            purge_batch: DEFAULT_PURGE_BATCH,
+            purge_rest: DEFAULT_PURGE_REST,
             strict: false,
         };
         while let Some(arg) = args.next() {
@@ -104,6 +116,8 @@ impl Options {
                 "--redis" => options.redis = true,
                 "--all" => options.all = true,
                 "--claim-rate" => options.claim_rate = Some(number(&value("--claim-rate")?, "--claim-rate")?),
+                "--purge-batch" => options.purge_batch = number(&value("--purge-batch")?, "--purge-batch")?,
+                "--purge-rest" => options.purge_rest = number(&value("--purge-rest")?, "--purge-rest")?,
                 "--strict" => options.strict = true,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
@@ -117,6 +131,9 @@ impl Options {
         }
         if options.claim_rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
             return Err("--claim-rate must be > 0".to_owned());
+        }
+        if options.purge_batch == 0 || !(options.purge_rest.is_finite() && options.purge_rest >= 0.0) {
+            return Err("--purge-batch must be at least 1 and --purge-rest >= 0".to_owned());
         }
         if options.scale_rows < 20_000 {
             return Err("--scale-rows must be at least 20000 (the small size is 10^4)".to_owned());
