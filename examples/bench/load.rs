@@ -164,7 +164,7 @@ impl Stats {
 
     pub(crate) fn summary(&self) -> String {
         format!(
-            "{:>7.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  CPU us/req: server {:>5.1} postgres {:>5.1} client {:>5.1}; \
+            "{:>7.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  CPU us/req: server {:>5.1} postgres {:>5.1} client {:>5.1}{}; \
              other load {:.2} cores ({} requests, {} errors{})",
             self.rps(),
             self.quantile_us(0.5),
@@ -172,6 +172,12 @@ impl Stats {
             self.cpu_us_per_request(self.cpu.server),
             self.cpu_us_per_request(self.cpu.postgres),
             self.cpu_us_per_request(self.cpu.client),
+            // A party only once the Redis scenarios found a local Redis server (`cpu::count_redis_server`).
+            if self.cpu.redis > 0.0 {
+                format!(" redis {:>5.1}", self.cpu_us_per_request(self.cpu.redis))
+            } else {
+                String::new()
+            },
             self.cpu.other / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
             self.requests,
             self.errors,
