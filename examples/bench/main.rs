@@ -300,8 +300,8 @@ async fn scenarios_on(
         }
         let mut this_round = Vec::new();
         // Every other round runs the list backwards: a scenario's place in a round costs or saves it something
-        // (the first Redis scenario of a round cost Redis up to half as much again per request, round after
-        // round), and alternating gives each of a pair the place of the other.
+        // (the first fresh-key Redis scenario of rounds 2 and 3 cost Redis up to 1.9 times as much per request,
+        // whichever it was), and alternating gives each of a pair the place of the other.
         let mut order: Vec<(&Scenario, &mut Option<Stats>)> = list.iter().zip(&mut merged).collect();
         if round % 2 == 1 {
             order.reverse();
