@@ -7,6 +7,8 @@
 //!   (`redis_store/layout2_*.lua`, as released) on keys made exactly as that release made them, are served until
 //!   they expire: a retry replays, a different request is refused, a duplicate of one in flight is refused or
 //!   waits for it, and a dead worker's claim is taken over by its retry.
+//! - The record key's own life follows the record: a heartbeat moves its end with the lease, a completion brings
+//!   it back to the completion's ttl (the deadlines are kept relative to it).
 //! - Replica acknowledgements (`WAIT`) are awaited for their own timeout, also when it is longer than the store's.
 
 mod support;
@@ -22,7 +24,7 @@ use actix_web::{App, HttpRequest, HttpResponse, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use idempotent_runtime::store::{
-    Attempt, Claim, ClaimRequest, Completion, Record, RecordId, RecordState, StoredResponse,
+    Attempt, Claim, ClaimRequest, Completion, LeaseState, Record, RecordId, RecordState, StoredResponse, testing,
 };
 use idempotent_runtime::{
     Idempotency, RedisStore, ScopeValue, Store, StoreErrorKind, idempotent, key_digest, scope_digest, status_lookup,
@@ -237,6 +239,53 @@ async fn a_status_lookup_on_a_store_without_lookups_is_a_misconfiguration_naming
         logged.lines().any(|line| line.contains("ERROR") && line.contains("status_lookups(true)")),
         "an error naming the setting: {logged}"
     );
+    delete_prefix(&prefix).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The key's own life: the record's deadlines are kept relative to it, so it must follow them.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The remaining life of the record key of `id` under `prefix` on the shared node, in milliseconds.
+async fn key_life(prefix: &str, id: &RecordId) -> i64 {
+    let (record_key, _channel) = testing::redis_record_keys(prefix, id);
+    let mut connection = shared_connection().await;
+    redis::cmd("PTTL").arg(record_key).query_async(&mut connection).await.expect("PTTL")
+}
+
+#[actix_web::test]
+async fn the_key_lives_as_long_as_a_heartbeat_renews_the_lease_and_then_as_long_as_the_completions_ttl() {
+    let prefix = unique_prefix();
+    let store = node_store(&prefix).await;
+    let grace = i64::try_from(GRACE_MS).unwrap();
+    let worker =
+        ClaimRequest { ttl: Duration::from_millis(200), ..request("k-life", 1, 1, Duration::from_millis(300)) };
+    assert_eq!(store.claim(&worker).await.unwrap(), Claim::Acquired { took_over: false });
+    assert!(key_life(&prefix, &worker.id).await <= 300 + grace, "a claim's key lives for its lease and the grace");
+
+    // A heartbeat for 10 s moves the key's end with the lease: past the first lease and the ttl, the record is
+    // still there and still the worker's.
+    assert_eq!(store.heartbeat(&attempt_of(&worker), Duration::from_secs(10)).await.unwrap(), LeaseState::Held);
+    let life = key_life(&prefix, &worker.id).await;
+    assert!(
+        (9_000..=10_000 + grace).contains(&life),
+        "the heartbeat moves the key's end to the new lease's: {life} ms"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    match store.claim(&request("k-life", 2, 2, HOUR)).await.unwrap() {
+        Claim::Existing(Record { state: RecordState::InProgress { lease_remaining }, .. }) => {
+            assert!(lease_remaining > Duration::from_secs(8), "the renewed lease remains: {lease_remaining:?}");
+        }
+        other => panic!("a record kept by its heartbeat must stay the worker's, got {other:?}"),
+    }
+
+    // A completion with a ttl shorter than the lease brings the key's end back to that ttl and the grace.
+    let brief = Duration::from_millis(200);
+    assert_eq!(store.complete(&attempt_of(&worker), &response("brief"), brief).await.unwrap(), Completion::Stored);
+    let life = key_life(&prefix, &worker.id).await;
+    assert!(life <= 200 + grace, "a completion's key lives for its ttl and the grace, not the lease: {life} ms");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.read(&worker.id).await.unwrap(), None, "the completed record expires at its own ttl");
     delete_prefix(&prefix).await;
 }
 

@@ -30,11 +30,13 @@ on_every_store!(
     // Heartbeat.
     heartbeat_keeps_a_claim_and_reports_a_lost_one,
     a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over,
+    a_heartbeat_keeps_a_claim_past_its_ttl,
     heartbeat_of_a_token_the_record_does_not_carry_is_lost,
     // Completion and release.
     a_completion_retried_with_its_own_lease_is_stored_not_fenced,
     release_frees_the_key_and_a_stale_release_does_nothing,
     a_completion_keeps_status_headers_and_body_exactly,
+    a_completion_keeps_the_record_for_its_own_ttl_not_the_lease,
     // Waiters.
     waiter_is_woken_by_completion,
     waiter_is_woken_by_release,

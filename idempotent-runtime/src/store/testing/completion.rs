@@ -86,3 +86,20 @@ pub async fn a_completion_keeps_status_headers_and_body_exactly(store: &dyn Stor
         }
     }
 }
+
+/// Rule: a completed record lives for the ttl its completion gives it, from the completion, whatever lease the
+/// claim had: once that ttl ended, the record reads as absent and any request claims the key afresh.
+pub async fn a_completion_keeps_the_record_for_its_own_ttl_not_the_lease(store: &dyn Store) {
+    let scope = Scope::random();
+    let worker = scope.request(8, 1, 81, LONG, LONG);
+    store.claim(&worker).await.unwrap();
+    let short_ttl = std::time::Duration::from_millis(100);
+    assert_eq!(store.complete(&attempt_of(&worker), &response("brief"), short_ttl).await.unwrap(), Completion::Stored);
+    tokio::time::sleep(short_ttl + std::time::Duration::from_millis(100)).await;
+    assert_eq!(store.read(&worker.id).await.unwrap(), None, "a completed record is gone once its own ttl ended");
+    assert_eq!(
+        store.claim(&scope.request(8, 2, 82, LONG, LONG)).await.unwrap(),
+        Claim::Acquired { took_over: true },
+        "once the completion's ttl ended, any request claims the key afresh, whatever the first claim's lease"
+    );
+}

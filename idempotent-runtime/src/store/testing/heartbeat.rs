@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::fixture::{LONG, SHORT_LEASE, Scope, attempt_of, response};
 use crate::record::RecordState;
-use crate::store::{Attempt, Claim, LeaseState, Store};
+use crate::store::{Attempt, Claim, Completion, LeaseState, Store};
 
 /// Rule: a heartbeat renews the lease from now (`Held`), so a claim kept alive past its first lease is not taken
 /// over; once the record is completed, the heartbeat reports `Lost`.
@@ -77,5 +77,28 @@ pub async fn heartbeat_of_a_token_the_record_does_not_carry_is_lost(store: &dyn 
     assert!(
         matches!(record.state, RecordState::InProgress { lease_remaining } if lease_remaining <= SHORT_LEASE),
         "another token's heartbeat must not renew the claim: {record:?}"
+    );
+}
+
+/// Rule: a heartbeat renews the lease past the claim's ttl: the record stays its worker's (another request is
+/// answered the running record) for as long as the heartbeat keeps it, and its completion is then stored.
+pub async fn a_heartbeat_keeps_a_claim_past_its_ttl(store: &dyn Store) {
+    let scope = Scope::random();
+    let worker = scope.request(9, 1, 91, SHORT_LEASE, Duration::from_millis(100));
+    store.claim(&worker).await.unwrap();
+    assert_eq!(store.heartbeat(&attempt_of(&worker), LONG).await.unwrap(), LeaseState::Held, "the owner renews");
+    // Past the first lease and the ttl: only the renewed lease keeps the record.
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(100)).await;
+    match store.claim(&scope.request(9, 2, 92, LONG, LONG)).await.unwrap() {
+        Claim::Existing(record) => assert!(
+            matches!(record.state, RecordState::InProgress { lease_remaining } if lease_remaining > SHORT_LEASE),
+            "a lease renewed past the ttl keeps the record running: {record:?}"
+        ),
+        other => panic!("a claim kept by its heartbeat past its ttl must not be claimed afresh: {other:?}"),
+    }
+    assert_eq!(
+        store.complete(&attempt_of(&worker), &response("kept"), LONG).await.unwrap(),
+        Completion::Stored,
+        "the worker completes the claim its heartbeat kept"
     );
 }

@@ -51,11 +51,13 @@ cases!(
     // Heartbeat.
     heartbeat_keeps_a_claim_and_reports_a_lost_one(shared),
     a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over(shared),
+    a_heartbeat_keeps_a_claim_past_its_ttl(shared),
     heartbeat_of_a_token_the_record_does_not_carry_is_lost(shared),
     // Completion and release.
     a_completion_retried_with_its_own_lease_is_stored_not_fenced(shared),
     release_frees_the_key_and_a_stale_release_does_nothing(shared),
     a_completion_keeps_status_headers_and_body_exactly(shared),
+    a_completion_keeps_the_record_for_its_own_ttl_not_the_lease(shared),
     // Waiters.
     waiter_is_woken_by_completion(shared),
     waiter_is_woken_by_release(shared),

@@ -117,13 +117,14 @@ pub use self::claims::{
     one_claim_wins_and_the_record_is_replayed_after_completion,
 };
 pub use self::completion::{
-    a_completion_keeps_status_headers_and_body_exactly, a_completion_retried_with_its_own_lease_is_stored_not_fenced,
+    a_completion_keeps_status_headers_and_body_exactly, a_completion_keeps_the_record_for_its_own_ttl_not_the_lease,
+    a_completion_retried_with_its_own_lease_is_stored_not_fenced,
     release_frees_the_key_and_a_stale_release_does_nothing,
 };
 pub use self::counting::CountingWaits;
 pub use self::heartbeat::{
-    a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over, heartbeat_keeps_a_claim_and_reports_a_lost_one,
-    heartbeat_of_a_token_the_record_does_not_carry_is_lost,
+    a_heartbeat_keeps_a_claim_past_its_ttl, a_late_heartbeat_renews_a_lapsed_lease_nobody_took_over,
+    heartbeat_keeps_a_claim_and_reports_a_lost_one, heartbeat_of_a_token_the_record_does_not_carry_is_lost,
 };
 pub use self::kit::{CASES, Kit, PURGE_CASES, block_on, run_all};
 pub use self::lookup::{
