@@ -8,14 +8,16 @@
 -- The record's fields (layout 3): f fingerprint, t token, s state, x ms from its expiry to the key's end, y ms from
 -- its lease's end to the key's end (in progress), w a waiter's mark, c created (only with the index, ms since the
 -- epoch by Redis's clock); once completed d done (only with the index), st, h, b. Deadlines are kept relative to
--- the key's own expiry (PTTL), so a fresh claim reads no clock and formats no number: it runs EXISTS, HSET,
--- PEXPIRE, every argument a string the store sent (EXISTS, not the HMGET of four fields that a record needs:
--- most claims find none, and a missing key's four nils cost Lua more than one integer).
+-- the key's own expiry (PTTL), so a fresh claim reads no clock and formats no number: it runs PTTL, HSET,
+-- PEXPIRE, every argument a string the store sent. PTTL first, not the HMGET of four fields that a record needs:
+-- most claims find none, a missing key's four nils cost Lua more than one integer, and a claim that finds a
+-- record needs the PTTL anyway (-2: no key; -1, a key without expiry, which only a hand-made PERSIST leaves, reads
+-- as expired).
+local left = redis.call('PTTL', KEYS[1])
 local record = false
-if redis.call('EXISTS', KEYS[1]) == 1 then record = redis.call('HMGET', KEYS[1], 's', 'f', 'x', 'y') end
+if left ~= -2 then record = redis.call('HMGET', KEYS[1], 's', 'f', 'x', 'y') end
 local took_over = 0
 if record and record[1] then
-  local left = redis.call('PTTL', KEYS[1])
   local state = record[1]
   local expires_in, locked_in = left - (tonumber(record[3]) or 0), left - (tonumber(record[4]) or 0)
   -- The take-over rule of every store: a completed record past its ttl, or an in-progress one whose lease lapsed
