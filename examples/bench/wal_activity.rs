@@ -1,6 +1,7 @@
-//! What PostgreSQL wrote while a scale measurement ran: WAL bytes and the checkpoints that began. A checkpoint's
-//! sync phase holds up every commit's WAL flush behind it for a fraction of a second, and the WAL a purge writes
-//! brings checkpoints sooner (about one per half of `max_wal_size` written), so a round's p99 is read beside them.
+//! What PostgreSQL wrote while a scale measurement ran (its warm-up included): WAL bytes and the checkpoints that
+//! began. A checkpoint's sync phase holds up every commit's WAL flush behind it for a fraction of a second, and the
+//! WAL a purge writes brings checkpoints sooner (about one per half of `max_wal_size` written), so a round's p99 is
+//! read beside them.
 
 use std::fmt;
 
