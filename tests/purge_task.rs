@@ -62,3 +62,25 @@ async fn background_purge_deletes_expired_records_and_keeps_live_ones() {
     assert_eq!(rows().await, 2, "the stopped purge no longer runs");
     schema.drop_schema().await;
 }
+
+/// A purge batch commits without waiting for the disk (a purge lost in a crash is only done again), but only its
+/// own transaction does: the connection goes back to the pool as it came, and the claims that use it next still
+/// commit durably.
+#[actix_web::test]
+async fn a_purge_batch_leaves_its_connection_committing_durably() {
+    let schema = TestSchema::create().await;
+    // One connection: the purge's, then the claims'.
+    let pool = schema.pool(1);
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.expect("migrate");
+    completed(&store, 1, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let setting = || async {
+        pool.get().await.unwrap().query_one("SHOW synchronous_commit", &[]).await.unwrap().get::<_, String>(0)
+    };
+    let before = setting().await;
+    let batch = store.purge_batch(100).await.expect("purge");
+    assert_eq!(batch.deleted, 1, "the expired record is purged");
+    assert_eq!(setting().await, before, "the purge's asynchronous commit stays in its own transaction");
+    schema.drop_schema().await;
+}

@@ -243,19 +243,23 @@ impl Store for PostgresStore {
         Some(self)
     }
 
-    /// Sweeps the heap in page ranges sized to hold about `limit` records (`PURGE_SQL`); the pass is complete
-    /// when a range reaches the table's last page.
+    /// Sweeps the heap in page ranges sized to hold about `limit` records: deletes a range's expired records
+    /// (`PURGE_SQL`), then counts what is left on its pages (`PURGE_RANGE_SQL`). The pass is complete when a range
+    /// reaches the table's last page.
     async fn purge_batch(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         let range = lock(&self.purge_cursor).next_range(u64::try_from(limit).unwrap_or(u64::MAX));
         let as_param = |page: u64| i64::try_from(page).unwrap_or(i64::MAX);
         let (first, end) = (as_param(range.first), as_param(range.end));
-        let rows = self.query(&self.statements.purge, &[(&first, Type::INT8), (&end, Type::INT8)]).await?;
-        let row = rows.first().ok_or_else(|| corrupt("the purge statement returned no row"))?;
+        let params: [Param<'_>; 2] = [(&first, Type::INT8), (&end, Type::INT8)];
+        let deleted = self.execute(&self.statements.purge, &params).await?;
+        let rows = self.query(&self.statements.purge_range, &params).await?;
+        let row = rows.first().ok_or_else(|| corrupt("the purge's range statement returned no row"))?;
         let count = |column: &str| -> Result<u64, StoreError> {
             let value: i64 = row.try_get(column).map_err(decode_failed)?;
             Ok(u64::try_from(value).unwrap_or(0))
         };
-        let (examined, deleted, table_pages) = (count("examined")?, count("deleted")?, count("pages")?);
+        let (remaining, table_pages) = (count("remaining")?, count("pages")?);
+        let examined = remaining.saturating_add(deleted);
         let pass_complete = lock(&self.purge_cursor).advance(range, examined, table_pages);
         let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
         Ok(PurgeBatch { examined: size(examined), deleted: size(deleted), pass_complete })

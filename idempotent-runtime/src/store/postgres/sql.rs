@@ -96,23 +96,26 @@ pub(super) const MARK_WAITED_SQL: &str = "
 UPDATE {table} SET has_waiters = true
 WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND state = 'in_progress'";
 
-/// One purge batch: the expired records on heap pages `$1 .. $2` (a TID range scan: the pages are read in
-/// physical order, where records of the same age sit together, and only the rows deleted are locked), how many
-/// records those pages hold, and how many pages the table has now (the sweep's end). The condition is the one
-/// every read applies, checked on the row itself, so a record claimed meanwhile stays. Each statement is sent as
-/// an unnamed one with its parameter types (no prepared statement survives it) and is its own transaction, so it
-/// runs unchanged behind a transaction-mode pooler.
+/// One purge batch: deletes the expired records on heap pages `$1 .. $2` (a TID range scan: the pages are read in
+/// physical order, where records of the same age sit together, and only the rows deleted are locked); its row
+/// count is the batch's. The condition is the one every read applies, checked on the row itself, so a record
+/// claimed meanwhile stays. It is its own transaction, so it runs unchanged behind a transaction-mode pooler, and
+/// that transaction commits without waiting for its WAL to reach the disk (`synchronous_commit` off for it alone,
+/// set by the one-time `set_config`): a purge lost in a crash is only done again, and the batch does not hold the
+/// purge for a flush that the claims' commits do anyway. A plain `DELETE`, because counting its rows through a
+/// `RETURNING` CTE made a batch cost PostgreSQL about a third more (6.2 against 4.6 ms for 5000 records).
 pub(super) const PURGE_SQL: &str = "
-WITH deleted AS (
-    DELETE FROM {table}
-    WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid
-      AND ((state = 'completed' AND expires_at <= now())
-           OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()))
-    RETURNING 1
-)
+DELETE FROM {table}
+WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid
+  AND ((state = 'completed' AND expires_at <= now())
+       OR (state = 'in_progress' AND locked_until <= now() AND expires_at <= now()))
+  AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+
+/// After a purge batch: how many records are left on its pages `$1 .. $2` (with the deleted ones, the records it
+/// looked at: the density that sizes the next range), and how many pages the table has now (the sweep's end).
+pub(super) const PURGE_RANGE_SQL: &str = "
 SELECT (SELECT count(*) FROM {table}
-        WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid) AS examined,
-       (SELECT count(*) FROM deleted) AS deleted,
+        WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid) AS remaining,
        pg_relation_size('{table_literal}'::regclass) / current_setting('block_size')::int8 AS pages";
 
 /// The claim of a transactional route: lock the record and insert it, in one statement whose row count says
@@ -168,6 +171,7 @@ pub(super) struct Statements {
     pub(super) heartbeat: String,
     pub(super) mark_waited: String,
     pub(super) purge: String,
+    pub(super) purge_range: String,
     pub(super) try_claim_in_transaction: String,
     pub(super) wait_claim_in_transaction: String,
     pub(super) read_in_transaction: String,
@@ -189,6 +193,7 @@ impl Statements {
             heartbeat: table.render(HEARTBEAT_SQL),
             mark_waited: table.render(MARK_WAITED_SQL),
             purge: table.render(PURGE_SQL),
+            purge_range: table.render(PURGE_RANGE_SQL),
             try_claim_in_transaction: table.render(TRY_CLAIM_SQL),
             wait_claim_in_transaction: table.render(WAIT_CLAIM_SQL),
             read_in_transaction: table.render(READ_IN_TRANSACTION_SQL),
