@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use idempotent_runtime::purge::{DEFAULT_PURGE_BATCH, DEFAULT_PURGE_REST};
+use idempotent_runtime::purge::{
+    DEFAULT_PURGE_BATCH, DEFAULT_PURGE_MAX_DELETES_PER_SECOND, DEFAULT_PURGE_REST, PurgePace,
+};
 
 pub(crate) const USAGE: &str = "\
 usage: cargo run --release --example bench -- [options]
@@ -28,6 +30,8 @@ usage: cargo run --release --example bench -- [options]
                      DEFAULT_PURGE_BATCH), to measure another pace
   --purge-rest R     --scale: the purge's rest after each batch, in multiples of the batch's duration (default the
                      runtime's default, DEFAULT_PURGE_REST)
+  --purge-max-rate N --scale: the most expired records the runtime's purge deletes a second (default the runtime's
+                     default, DEFAULT_PURGE_MAX_DELETES_PER_SECOND; 0: no cap)
   --strict           exit with status 3 when any verdict on a target is NOT met or inconclusive. Inconclusive:
                      a median of rounds over fewer than 3 rounds, or rounds spread over 1.15x (largest / smallest);
                      over 0.25 cores of other load during a measurement judged; a purge that ran out of expired
@@ -69,6 +73,8 @@ pub(crate) struct Options {
     pub(crate) purge_batch: usize,
     /// `--purge-rest`: the runtime purge's rest after each batch in the scale mode, in multiples of its duration.
     pub(crate) purge_rest: f64,
+    /// `--purge-max-rate`: the runtime purge's cap in deleted records a second in the scale mode (0: none).
+    pub(crate) purge_max_rate: u32,
     /// `--strict`: a verdict NOT met or inconclusive ends the process with a failure status.
     pub(crate) strict: bool,
 }
@@ -94,6 +100,7 @@ impl Options {
             claim_rate: None,
             purge_batch: DEFAULT_PURGE_BATCH,
             purge_rest: DEFAULT_PURGE_REST,
+            purge_max_rate: DEFAULT_PURGE_MAX_DELETES_PER_SECOND,
             strict: false,
         };
         while let Some(arg) = args.next() {
@@ -118,6 +125,9 @@ impl Options {
                 "--claim-rate" => options.claim_rate = Some(number(&value("--claim-rate")?, "--claim-rate")?),
                 "--purge-batch" => options.purge_batch = number(&value("--purge-batch")?, "--purge-batch")?,
                 "--purge-rest" => options.purge_rest = number(&value("--purge-rest")?, "--purge-rest")?,
+                "--purge-max-rate" => {
+                    options.purge_max_rate = number(&value("--purge-max-rate")?, "--purge-max-rate")?;
+                }
                 "--strict" => options.strict = true,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
@@ -139,6 +149,15 @@ impl Options {
             return Err("--scale-rows must be at least 20000 (the small size is 10^4)".to_owned());
         }
         Ok(options)
+    }
+
+    /// The runtime purge's pace in the scale mode.
+    pub(crate) fn purge_pace(&self) -> PurgePace {
+        PurgePace {
+            batch: self.purge_batch,
+            rest: self.purge_rest,
+            max_deletes_per_second: Some(self.purge_max_rate).filter(|max| *max > 0),
+        }
     }
 
     pub(crate) fn measure(&self) -> Duration {

@@ -21,6 +21,7 @@ use deadpool_postgres::Pool;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
+use idempotent_runtime::purge::PurgePace;
 use idempotent_runtime::{PostgresStore, Store as _};
 
 use crate::app::{self, Server};
@@ -182,7 +183,8 @@ async fn measure(
     let open_without_m = Measured::from(&open.without);
     let ctid = Purger::Ctid(schema.pool(1)?);
     println!("\npurging expired records ({}) while measuring claims", ctid.describe());
-    let ctid_purge = purge_during_claims(options, schema, server, &ctid, 0.0, ClaimLoad::Closed).await?;
+    let flat_out = PurgePace::flat_out(0);
+    let ctid_purge = purge_during_claims(options, schema, server, &ctid, flat_out, ClaimLoad::Closed).await?;
 
     let (small_m, large_m) = (Measured::from(&small), Measured::from(&large));
     let p50_ratio = large_m.p50_us / small_m.p50_us;
@@ -350,7 +352,7 @@ async fn purge_rounds(
             ClaimLoad::Closed => claims(options, schema, server, "claims without a purge").await?,
             ClaimLoad::Open(rate) => open_claims(options, schema, server, rate, "claims without a purge").await?,
         };
-        let purge = purge_during_claims(options, schema, server, purger, options.purge_rest, load).await?;
+        let purge = purge_during_claims(options, schema, server, purger, options.purge_pace(), load).await?;
         rises.push(purge.claims.quantile_us(0.99) / alone.quantile_us(0.99));
         other_load = other_load.max(other_cores(&alone)).max(other_cores(&purge.claims));
         merge(&mut without, alone);
@@ -448,8 +450,8 @@ fn claim_plan() -> Plan {
 struct Purge {
     name: &'static str,
     how: String,
-    /// The purge's rest after each batch, in multiples of the batch's duration (0: flat out).
-    rest: f64,
+    /// How the loop rested after each batch (its `batch` is the purger's own).
+    pace: PurgePace,
     deleted: u64,
     batches: u64,
     seconds: f64,
@@ -496,7 +498,8 @@ impl Purge {
             "exhausted": self.exhausted,
             "new_during_purge": during.to_json(),
             "busy_seconds": round3(self.busy_seconds),
-            "rest": self.rest,
+            "rest": self.pace.rest,
+            "max_deletes_per_second": self.pace.max_deletes_per_second,
             "deleted_per_busy_second": (self.deleted as f64 / self.busy_seconds.max(f64::MIN_POSITIVE)).round(),
             "new_without_purge": without.to_json(),
             "p99_ratio_during_purge": round3(during.p99_us / without.p99_us),
@@ -513,17 +516,18 @@ fn merge(total: &mut Option<Stats>, stats: Stats) {
 
 /// Runs the purge loop on its own connection while `new` is measured. Closed loop: no warm-up, the purge starts
 /// with the measurement. Open loop: the claims' warm-up first, then the purge with the measurement. It stops with
-/// the measurement. After each batch it sleeps `rest` times the batch's duration, as
+/// the measurement. After each batch it rests as `pace` says (`PurgePace::rest_after`), as
 /// `idempotent_runtime::purge::purge_expired_paced` does.
 async fn purge_during_claims(
     options: &Options,
     schema: &RunSchema,
     server: &Server,
     purger: &Purger,
-    rest: f64,
+    pace: PurgePace,
     load: ClaimLoad,
 ) -> Result<Purge, String> {
-    let (name, how) = (purger.name(), format!("{} (rest {rest} x each batch)", purger.describe()));
+    let cap = pace.max_deletes_per_second.map_or_else(String::new, |max| format!(", at most {max} deleted/s"));
+    let (name, how) = (purger.name(), format!("{} (rest {} x each batch{cap})", purger.describe(), pace.rest));
     let stop = Cell::new(false);
     let warm_up = match load {
         ClaimLoad::Closed => Duration::ZERO,
@@ -550,8 +554,9 @@ async fn purge_during_claims(
             batches += 1;
             deleted += rows;
             exhausted = done;
-            if rest > 0.0 && !exhausted {
-                actix_web::rt::time::sleep(took.mul_f64(rest)).await;
+            let rest = pace.rest_after(took, usize::try_from(rows).unwrap_or(usize::MAX));
+            if !rest.is_zero() && !exhausted {
+                actix_web::rt::time::sleep(rest).await;
             }
         }
         Ok::<_, String>((deleted, batches, started.elapsed().as_secs_f64(), busy, batch_us, first, last, exhausted))
@@ -577,7 +582,7 @@ async fn purge_during_claims(
     Ok(Purge {
         name,
         how,
-        rest,
+        pace,
         deleted,
         batches,
         seconds,
