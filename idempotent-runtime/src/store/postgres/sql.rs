@@ -103,7 +103,8 @@ WHERE key_hash = $1 AND scope_hash = $2 AND method = $3 AND route = $4 AND state
 /// that transaction commits without waiting for its WAL to reach the disk (`synchronous_commit` off for it alone,
 /// set by the one-time `set_config`): a purge lost in a crash is only done again, and the batch does not hold the
 /// purge for a flush that the claims' commits do anyway. A plain `DELETE`, because counting its rows through a
-/// `RETURNING` CTE made a batch cost PostgreSQL about a third more (6.2 against 4.6 ms for 5000 records).
+/// `RETURNING` CTE made a batch cost PostgreSQL about a third more (6.2 against 4.6 ms for 5200 records,
+/// docs/bench/purge-lab.txt).
 pub(super) const PURGE_SQL: &str = "
 DELETE FROM {table}
 WHERE ctid >= format('(%s,0)', $1::int8)::tid AND ctid < format('(%s,0)', $2::int8)::tid
