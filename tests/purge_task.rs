@@ -1,4 +1,4 @@
-//! The background purge: started by the app, it deletes expired records on its own, in bounded batches, while
+//! The PostgreSQL purge: started by the app, it deletes expired records on its own, in bounded batches at a capped pace, while
 //! leaving live ones; dropping its handle stops it.
 
 mod support;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use idempotent_runtime::purge::spawn_purger;
+use idempotent_runtime::purge::{PurgePace, purge_expired_paced, spawn_purger};
 use idempotent_runtime::store::{Attempt, ClaimRequest, RecordId, StoredResponse};
 use idempotent_runtime::{PostgresStore, Store};
 use support::postgres::TestSchema;
@@ -82,5 +82,27 @@ async fn a_purge_batch_leaves_its_connection_committing_durably() {
     let batch = store.purge_batch(100).await.expect("purge");
     assert_eq!(batch.deleted, 1, "the expired record is purged");
     assert_eq!(setting().await, before, "the purge's asynchronous commit stays in its own transaction");
+    schema.drop_schema().await;
+}
+
+/// The pace's cap holds: a purge capped at 200 deletes a second takes about a second to delete 200 records (each
+/// batch waits out its records' share of the second), where one uncapped takes a few milliseconds.
+#[actix_web::test]
+async fn a_capped_purge_deletes_no_faster_than_its_cap() {
+    let schema = TestSchema::create().await;
+    let store = PostgresStore::new(schema.pool(2));
+    store.migrate().await.expect("migrate");
+    for key in 0..200 {
+        completed(&store, key, Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let pace = PurgePace { batch: 20, rest: 0.0, max_deletes_per_second: Some(200) };
+    let started = Instant::now();
+    let report = purge_expired_paced(&store, pace).await.expect("purge");
+    let took = started.elapsed();
+    assert_eq!(report.deleted, 200, "every expired record is purged");
+    assert!(report.batches > 2, "the purge ran in batches of about 20 records: {report:?}");
+    // Every batch but the last waits out its share: at most one batch's records (well under 100) go unpaced.
+    assert!(took >= Duration::from_millis(500), "200 records at 200 a second took {took:?}");
     schema.drop_schema().await;
 }
