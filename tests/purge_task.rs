@@ -1,5 +1,5 @@
-//! The PostgreSQL purge: started by the app, it deletes expired records on its own, in bounded batches at a capped pace, while
-//! leaving live ones; dropping its handle stops it.
+//! The PostgreSQL purge: started by the app, it deletes expired records on its own, in bounded batches at a capped
+//! pace, while leaving live ones; dropping its handle stops it.
 
 mod support;
 
