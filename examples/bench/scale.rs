@@ -183,7 +183,8 @@ async fn measure(
     let open_without_m = Measured::from(&open.without);
     let ctid = Purger::Ctid(schema.pool(1)?);
     println!("\npurging expired records ({}) while measuring claims", ctid.describe());
-    let flat_out = PurgePace::flat_out(0);
+    // Its batch is the statement's own `LIMIT`.
+    let flat_out = PurgePace::flat_out(5_000);
     let ctid_purge = purge_during_claims(options, schema, server, &ctid, flat_out, ClaimLoad::Closed).await?;
 
     let (small_m, large_m) = (Measured::from(&small), Measured::from(&large));

@@ -66,10 +66,15 @@ impl PurgePace {
     /// `rest` multiple of `took` and what is left of the cap's time for `deleted` records.
     #[must_use]
     pub fn rest_after(&self, took: Duration, deleted: usize) -> Duration {
-        let by_duration =
-            if self.rest.is_finite() && self.rest > 0.0 { took.mul_f64(self.rest) } else { Duration::ZERO };
+        // Any pace is accepted, so no product may panic: one past `Duration`'s range rests as long as it can.
+        let seconds = |value: f64| Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX);
+        let by_duration = if self.rest.is_finite() && self.rest > 0.0 {
+            seconds(took.as_secs_f64() * self.rest)
+        } else {
+            Duration::ZERO
+        };
         let by_cap = match self.max_deletes_per_second {
-            Some(max) if max > 0 => Duration::from_secs_f64(deleted as f64 / f64::from(max)).saturating_sub(took),
+            Some(max) if max > 0 => seconds(deleted as f64 / f64::from(max)).saturating_sub(took),
             _ => Duration::ZERO,
         };
         by_duration.max(by_cap)
@@ -194,6 +199,14 @@ mod tests {
     fn a_slow_batch_is_not_rushed_by_the_cap() {
         let pace = PurgePace { batch: 1_000, rest: 0.0, max_deletes_per_second: Some(100_000) };
         assert_eq!(pace.rest_after(15 * MS, 1_000), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_pace_past_durations_range_rests_as_long_as_it_can_without_panicking() {
+        let pace = PurgePace { batch: 1_000, rest: 1e300, max_deletes_per_second: Some(1) };
+        assert_eq!(pace.rest_after(Duration::from_secs(1), usize::MAX), Duration::MAX);
+        let capped = PurgePace { rest: 0.0, ..pace };
+        assert!(capped.rest_after(Duration::ZERO, usize::MAX) > Duration::from_secs(u64::from(u32::MAX)));
     }
 
     #[test]
