@@ -59,9 +59,9 @@ WHERE ctid = ANY (ARRAY(
 /// A purge under test.
 enum Purger {
     /// The runtime's: `Store::purge_batch` on a `PostgresStore` (which keeps the sweep's cursor, a heap page,
-    /// between batches), about this many records examined per batch (`--purge-batch`, by default
-    /// `DEFAULT_PURGE_BATCH`), as `purge_expired` / `spawn_purger` run it.
-    Runtime(PostgresStore, usize),
+    /// between batches), at this pace (`--purge-batch`, `--purge-rest`, `--purge-max-rate`, by default the
+    /// runtime's), as `purge_expired_paced` / `spawn_purger` run it.
+    Runtime(PostgresStore, PurgePace),
     /// [`CTID_PURGE_SQL`] on a connection of its own.
     Ctid(Pool),
 }
@@ -74,9 +74,19 @@ impl Purger {
         }
     }
 
+    /// How the loop runs it: the runtime's at its pace, the statement flat out (its batch is its own `LIMIT`).
+    fn pace(&self) -> PurgePace {
+        match self {
+            Self::Runtime(_, pace) => *pace,
+            Self::Ctid(_) => PurgePace::flat_out(5_000),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
-            Self::Runtime(_, batch) => format!("Store::purge_batch({batch}) in a loop (idempotent_runtime::purge)"),
+            Self::Runtime(_, pace) => {
+                format!("Store::purge_batch({}) in a loop (idempotent_runtime::purge)", pace.batch)
+            }
             Self::Ctid(_) => CTID_PURGE_SQL.split_whitespace().collect::<Vec<_>>().join(" "),
         }
     }
@@ -85,8 +95,8 @@ impl Purger {
     /// table's end; the statement found nothing left). The one place that knows how each purge is run.
     async fn batch(&self) -> Result<(u64, bool), String> {
         match self {
-            Self::Runtime(store, batch) => {
-                let done = store.purge_batch(*batch).await.map_err(|error| error.to_string())?;
+            Self::Runtime(store, pace) => {
+                let done = store.purge_batch(pace.batch).await.map_err(|error| error.to_string())?;
                 Ok((done.deleted as u64, done.pass_complete))
             }
             Self::Ctid(pool) => {
@@ -162,7 +172,7 @@ async fn measure(
     // p99 it is compared with is measured under the same load of the rest of the machine; then the same purge under
     // claims sent at a fixed rate (open loop); then the statement of issue 7, flat out, once, for comparison (last:
     // it deletes expired rows wherever they are, ahead of the runtime's sweep).
-    let runtime = Purger::Runtime(PostgresStore::new(schema.pool(1)?), options.purge_batch);
+    let runtime = Purger::Runtime(PostgresStore::new(schema.pool(1)?), options.purge_pace());
     println!("\npurging expired records ({}) while measuring claims, {rounds} rounds alternating", runtime.describe());
     let closed = purge_rounds(options, schema, server, &runtime, rounds, ClaimLoad::Closed).await?;
     let without_m = Measured::from(&closed.without);
@@ -183,9 +193,7 @@ async fn measure(
     let open_without_m = Measured::from(&open.without);
     let ctid = Purger::Ctid(schema.pool(1)?);
     println!("\npurging expired records ({}) while measuring claims", ctid.describe());
-    // Its batch is the statement's own `LIMIT`.
-    let flat_out = PurgePace::flat_out(5_000);
-    let ctid_purge = purge_during_claims(options, schema, server, &ctid, flat_out, ClaimLoad::Closed).await?;
+    let ctid_purge = purge_during_claims(options, schema, server, &ctid, ClaimLoad::Closed).await?;
 
     let (small_m, large_m) = (Measured::from(&small), Measured::from(&large));
     let p50_ratio = large_m.p50_us / small_m.p50_us;
@@ -353,7 +361,7 @@ async fn purge_rounds(
             ClaimLoad::Closed => claims(options, schema, server, "claims without a purge").await?,
             ClaimLoad::Open(rate) => open_claims(options, schema, server, rate, "claims without a purge").await?,
         };
-        let purge = purge_during_claims(options, schema, server, purger, options.purge_pace(), load).await?;
+        let purge = purge_during_claims(options, schema, server, purger, load).await?;
         rises.push(purge.claims.quantile_us(0.99) / alone.quantile_us(0.99));
         other_load = other_load.max(other_cores(&alone)).max(other_cores(&purge.claims));
         merge(&mut without, alone);
@@ -451,7 +459,7 @@ fn claim_plan() -> Plan {
 struct Purge {
     name: &'static str,
     how: String,
-    /// How the loop rested after each batch (its `batch` is the purger's own).
+    /// The purger's pace: how the loop rested after each batch.
     pace: PurgePace,
     deleted: u64,
     batches: u64,
@@ -517,16 +525,16 @@ fn merge(total: &mut Option<Stats>, stats: Stats) {
 
 /// Runs the purge loop on its own connection while `new` is measured. Closed loop: no warm-up, the purge starts
 /// with the measurement. Open loop: the claims' warm-up first, then the purge with the measurement. It stops with
-/// the measurement. After each batch it rests as `pace` says (`PurgePace::rest_after`), as
+/// the measurement. After each batch it rests as the purger's pace says (`PurgePace::rest_after`), as
 /// `idempotent_runtime::purge::purge_expired_paced` does.
 async fn purge_during_claims(
     options: &Options,
     schema: &RunSchema,
     server: &Server,
     purger: &Purger,
-    pace: PurgePace,
     load: ClaimLoad,
 ) -> Result<Purge, String> {
+    let pace = purger.pace();
     let cap = pace.max_deletes_per_second.map_or_else(String::new, |max| format!(", at most {max} deleted/s"));
     let (name, how) = (purger.name(), format!("{} (rest {} x each batch{cap})", purger.describe(), pace.rest));
     let stop = Cell::new(false);
