@@ -640,10 +640,13 @@ async fn two_relays_publish_500_rows_each_once_and_in_order_per_destination() {
     }
 
     // The requests, one after another while the relays run: enqueue order is commit order, so each queue must
-    // receive its numbers in increasing order.
-    let store = fixture.store.clone();
+    // receive its numbers in increasing order. The app has a pool of its own: a connection runs on the runtime
+    // that opened it, and the app's runtime ends with its last request. Sharing the relays' pool, a relay could
+    // hold such a connection then, lose it mid-batch, and (as it must) send the batch again.
+    let (schema, pool) = (fixture.schema.name.clone(), fixture.schema.pool(8));
     tokio::task::spawn_blocking(move || {
         actix_web::rt::System::new().block_on(async move {
+            let store = PostgresStore::new(pool).with_schema(&schema);
             let app = app!(store);
             for request in 0..ROWS / PER_REQUEST {
                 let base = (request * PER_REQUEST).to_string();
