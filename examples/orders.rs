@@ -251,10 +251,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let config = postgres_config(&url)?;
     let pool = postgres_pool(config.clone())?;
-    let store = PostgresStore::new(pool.clone()).with_listener(listen_config(config)?);
+    let store = PostgresStore::new(pool.clone()).with_listener(listen_config(config.clone())?);
     store.migrate().await.map_err(|error| format!("cannot prepare the idempotency table: {error}"))?;
     create_tables(&pool, ORDERS_SCHEMA).await?;
-    let relay = relay_from_env(&store).await?;
+    // The relay's store has a pool of its own, whose connections this (the main) runtime opens and drives: a pooled
+    // connection runs on the runtime that opened it, and one that an HTTP worker opened dies with that worker.
+    let relay_store = PostgresStore::new(postgres_pool(config.clone())?).with_listener(listen_config(config)?);
+    let relay = relay_from_env(&relay_store).await?;
     if let Mode::Relay = mode {
         let Some((relay, destination)) = relay else {
             eprintln!("orders relay needs a broker: set AMQP_URL (RabbitMQ) or NATS_URL (NATS JetStream)");
