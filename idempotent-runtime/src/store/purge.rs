@@ -39,8 +39,8 @@ pub struct PurgePace {
     /// by itself when the database is busy and batches slow down.
     pub rest: f64,
     /// At most this many expired records deleted a second, on average over each batch and its rest: after a batch
-    /// that deleted `n` records the next one starts no sooner than `n / max` seconds after it began. `None`: only
-    /// `rest` bounds the pace.
+    /// that deleted `n` records the next one starts no sooner than `n / max` seconds after it began. `None` (and
+    /// `Some(0)`, which no purge could keep): only `rest` bounds the pace.
     pub max_deletes_per_second: Option<u32>,
 }
 
@@ -207,6 +207,12 @@ mod tests {
         assert_eq!(pace.rest_after(Duration::from_secs(1), usize::MAX), Duration::MAX);
         let capped = PurgePace { rest: 0.0, ..pace };
         assert!(capped.rest_after(Duration::ZERO, usize::MAX) > Duration::from_secs(u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn a_cap_of_zero_is_no_cap() {
+        let pace = PurgePace { batch: 1_000, rest: 0.0, max_deletes_per_second: Some(0) };
+        assert_eq!(pace.rest_after(MS, 1_000), Duration::ZERO);
     }
 
     #[test]
